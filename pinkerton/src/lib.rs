@@ -1,0 +1,10 @@
+//! Image import without Docker: a Docker Registry v2 / OCI distribution client, a
+//! content-addressed store of blobs and unpacked layers, safe layer unpack in overlayfs form,
+//! rootfs flattening, and `docker save` / OCI layout import.
+
+pub mod config;
+pub mod digest;
+pub mod manifest;
+pub mod platform;
+pub mod reference;
+pub mod unpack;
