@@ -7,4 +7,6 @@ pub mod digest;
 pub mod manifest;
 pub mod platform;
 pub mod reference;
+pub mod registry;
+pub mod store;
 pub mod unpack;

@@ -1,0 +1,72 @@
+//! Garbage collection: deleting layers and blobs that no image references.
+
+use std::collections::HashSet;
+use std::fs;
+
+use super::{io_at, remove_path, Store, StoreError};
+use crate::digest::Digest;
+
+/// What a collection removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GcReport {
+    /// Layers deleted.
+    pub layers: usize,
+    /// Blobs deleted.
+    pub blobs: usize,
+    /// Uncompressed bytes of the deleted layers.
+    pub layer_bytes: u64,
+    /// Leftover temporary directories deleted.
+    pub temp_dirs: usize,
+}
+
+impl Store {
+    /// Deletes every layer and blob that no image references, and leftover temporary work.
+    pub fn gc(&self) -> Result<GcReport, StoreError> {
+        let _l = self.lock_exclusive()?;
+        self.gc_locked()
+    }
+
+    /// [`Store::gc`] for a caller that already holds the exclusive lock.
+    pub(super) fn gc_locked(&self) -> Result<GcReport, StoreError> {
+        let images = self.images()?;
+        let layers: HashSet<&Digest> = images.iter().flat_map(|i| &i.layers).collect();
+        let blobs: HashSet<&Digest> = images
+            .iter()
+            .flat_map(|i| std::iter::once(&i.id).chain(&i.manifest))
+            .collect();
+        let mut report = GcReport::default();
+        let dir = self.root.join("layers/sha256");
+        for e in fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let e = e.map_err(io_at(&dir))?;
+            let keep = format!("sha256:{}", e.file_name().to_string_lossy())
+                .parse::<Digest>()
+                .is_ok_and(|d| layers.contains(&d));
+            if !keep {
+                if let Ok(d) = format!("sha256:{}", e.file_name().to_string_lossy()).parse() {
+                    report.layer_bytes += self.layer_info(&d).map_or(0, |i| i.size);
+                }
+                remove_path(&e.path())?;
+                report.layers += 1;
+            }
+        }
+        let dir = self.root.join("blobs/sha256");
+        for e in fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let e = e.map_err(io_at(&dir))?;
+            let keep = format!("sha256:{}", e.file_name().to_string_lossy())
+                .parse::<Digest>()
+                .is_ok_and(|d| blobs.contains(&d));
+            if !keep {
+                remove_path(&e.path())?;
+                report.blobs += 1;
+            }
+        }
+        // Nobody holds the shared lock, so nothing in tmp/ is in use.
+        let dir = self.root.join("tmp");
+        for e in fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let e = e.map_err(io_at(&dir))?;
+            remove_path(&e.path())?;
+            report.temp_dirs += 1;
+        }
+        Ok(report)
+    }
+}
