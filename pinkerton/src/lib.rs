@@ -4,9 +4,14 @@
 
 pub mod config;
 pub mod digest;
+pub mod import;
+pub mod layer;
 pub mod manifest;
 pub mod platform;
+pub mod progress;
+pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod rootfs;
 pub mod store;
 pub mod unpack;

@@ -1,1 +1,204 @@
-fn main() {}
+//! `pinkerton`: pull, import, list, flatten and remove images without Docker.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use pinkerton::platform::Platform;
+use pinkerton::progress::{human_size, parse_size, stderr_progress};
+use pinkerton::pull::{PullOptions, DEFAULT_MAX_LAYER_SIZE};
+use pinkerton::reference::Reference;
+use pinkerton::registry::{Credentials, RegistryOptions};
+use pinkerton::store::{Store, DEFAULT_ROOT};
+
+#[derive(Parser)]
+#[command(version, about = "Docker/OCI image import without Docker")]
+struct Cli {
+    /// Store directory.
+    #[arg(long, global = true, env = "PINKERTON_STORE", default_value = DEFAULT_ROOT)]
+    store: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Download an image from a registry, as `docker pull` does.
+    Pull {
+        /// `name[:tag][@digest]`, e.g. `busybox`, `127.0.0.1:5000/ns/app:v1`.
+        reference: Reference,
+        /// Platform to pick from multi-platform images (`os/arch[/variant]`).
+        #[arg(long)]
+        platform: Option<Platform>,
+        /// Registry (`host[:port]`) to reach over plain HTTP; repeatable.
+        #[arg(long = "insecure-registry")]
+        insecure: Vec<String>,
+        /// Credentials `USER:PASSWORD` (default: ~/.docker/config.json `auths`).
+        #[arg(long, value_parser = |s: &str| Credentials::parse(s).ok_or("expected USER:PASSWORD"))]
+        creds: Option<Credentials>,
+        /// Largest uncompressed layer accepted (e.g. 4G).
+        #[arg(long, value_parser = |s: &str| parse_size(s).ok_or("expected a size like 512M or 4G"))]
+        max_layer_size: Option<u64>,
+        /// Layers downloaded at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
+    /// Load a `docker save` archive or an OCI image layout (directory or tar).
+    Import {
+        /// The archive or layout directory.
+        input: PathBuf,
+        /// Name for the imported image (default: the names inside the archive).
+        #[arg(long)]
+        tag: Option<Reference>,
+        /// Platform to pick from multi-platform layouts.
+        #[arg(long)]
+        platform: Option<Platform>,
+    },
+    /// List images.
+    Images {
+        /// Print JSON records.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an image's record and its defaults for jobs, as JSON.
+    Inspect {
+        /// Name, id or id prefix.
+        image: String,
+    },
+    /// Write an image's flattened filesystem to DIR.
+    Rootfs {
+        /// Name, id or id prefix.
+        image: String,
+        /// A new or empty directory.
+        dir: PathBuf,
+    },
+    /// Remove images, then the layers and blobs nothing references any more.
+    Rm {
+        /// Names, ids or id prefixes.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Delete layers and blobs that no image references, and leftover temporary files.
+    Gc,
+}
+
+fn main() -> std::process::ExitCode {
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime starts");
+    match rt.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pinkerton: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let store = Store::open(&cli.store)
+        .with_context(|| format!("opening the store at {}", cli.store.display()))?;
+    match cli.cmd {
+        Cmd::Pull {
+            reference,
+            platform,
+            insecure,
+            creds,
+            max_layer_size,
+            parallel,
+        } => {
+            let opts = PullOptions {
+                platform: platform.unwrap_or_else(Platform::host),
+                parallel,
+                max_layer_size: max_layer_size.unwrap_or(DEFAULT_MAX_LAYER_SIZE),
+                registry: RegistryOptions {
+                    insecure,
+                    credentials: creds,
+                    docker_config: None,
+                },
+            };
+            let rec = pinkerton::pull::pull(&store, &reference, &opts, stderr_progress()).await?;
+            println!("{}", rec.name);
+            eprintln!(
+                "digest: {}",
+                rec.manifest
+                    .as_ref()
+                    .map_or(String::new(), |d| d.to_string())
+            );
+        }
+        Cmd::Import {
+            input,
+            tag,
+            platform,
+        } => {
+            let platform = platform.unwrap_or_else(Platform::host);
+            let recs = pinkerton::import::import(
+                &store,
+                &input,
+                tag.as_ref(),
+                &platform,
+                DEFAULT_MAX_LAYER_SIZE,
+            )?;
+            for r in recs {
+                println!("{}", r.name);
+            }
+        }
+        Cmd::Images { json } => {
+            let images = store.images()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&images)?);
+                return Ok(());
+            }
+            println!("{:<50} {:<14} {:>10}", "NAME", "IMAGE ID", "SIZE");
+            for i in images {
+                println!(
+                    "{:<50} {:<14} {:>10}",
+                    i.name,
+                    i.id.short(),
+                    human_size(i.size)
+                );
+            }
+        }
+        Cmd::Inspect { image } => {
+            let rec = store.find_image(&image)?;
+            let config = pinkerton::config::ImageConfig::parse(&store.read_blob(&rec.id)?)?;
+            let out = serde_json::json!({ "image": rec, "defaults": config.defaults });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Cmd::Rootfs { image, dir } => {
+            let rec = store.find_image(&image)?;
+            pinkerton::rootfs::flatten(&store, &rec, &dir)?;
+            println!("{}", dir.display());
+        }
+        Cmd::Rm { images } => {
+            for image in images {
+                let (removed, gc) = store.remove_image(&image)?;
+                for r in removed {
+                    println!("Untagged: {}", r.name);
+                }
+                println!(
+                    "Deleted: {} layers ({}), {} blobs",
+                    gc.layers,
+                    human_size(gc.layer_bytes),
+                    gc.blobs
+                );
+            }
+        }
+        Cmd::Gc => {
+            let gc = store.gc()?;
+            println!(
+                "Deleted: {} layers ({}), {} blobs, {} temporary dirs",
+                gc.layers,
+                human_size(gc.layer_bytes),
+                gc.blobs,
+                gc.temp_dirs
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! `import`: loading a `docker save` archive or an OCI image layout (directory or tar).
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, ImageConfig};
+use crate::digest::Digest;
+use crate::layer::{unpack_verified, Expected, LayerError};
+use crate::manifest::{self, BlobRef, Compression, Manifest, ManifestError};
+use crate::platform::Platform;
+use crate::reference::{Reference, ReferenceError};
+use crate::store::{ImageRecord, Store, StoreError};
+
+/// An import that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The input is neither a `docker save` archive nor an OCI layout.
+    #[error(
+        "{0} is neither a docker save archive (manifest.json) nor an OCI image layout (index.json)"
+    )]
+    UnknownFormat(PathBuf),
+    /// A file the format requires is missing or unreadable.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A JSON document of the archive does not parse.
+    #[error("malformed {path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// A manifest could not be used.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The config could not be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A name does not parse.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// A layer failed.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A blob does not match its digest.
+    #[error("{path} does not match its digest {expected} (content is {actual})")]
+    DigestMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The digest it should have.
+        expected: Digest,
+        /// The digest it has.
+        actual: Digest,
+    },
+    /// A path inside the archive points outside it.
+    #[error("archive path {0:?} points outside the archive")]
+    Escape(String),
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> ImportError + '_ {
+    move |source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SaveEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// Imports every image in `input` (an archive file or a directory); `tag` names them instead of
+/// the names the archive carries. Returns the records added.
+pub fn import(
+    store: &Store,
+    input: &Path,
+    tag: Option<&Reference>,
+    platform: &Platform,
+    max_layer_size: u64,
+) -> Result<Vec<ImageRecord>, ImportError> {
+    store.sweep_tmp()?;
+    let _lock = store.lock_shared()?;
+    let meta = fs::metadata(input).map_err(at(input))?;
+    let extracted;
+    let dir = if meta.is_dir() {
+        input.to_path_buf()
+    } else {
+        extracted = store.temp_dir()?;
+        extract(input, extracted.path())?;
+        extracted.path().to_path_buf()
+    };
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .filter(|s| s.parse::<Reference>().is_ok() && !s.contains(':'))
+        .unwrap_or_else(|| "imported".into());
+    let importer = Importer {
+        store,
+        dir: &dir,
+        max_layer_size,
+    };
+    if dir.join("manifest.json").is_file() {
+        importer.docker_save(tag)
+    } else if dir.join("index.json").is_file() {
+        importer.oci_layout(tag, platform, &stem)
+    } else {
+        Err(ImportError::UnknownFormat(input.to_path_buf()))
+    }
+}
+
+/// Extracts a (possibly compressed) tar of regular files and directories into `dest`.
+fn extract(file: &Path, dest: &Path) -> Result<(), ImportError> {
+    let mut f = BufReader::new(File::open(file).map_err(at(file))?);
+    let head = io::BufRead::fill_buf(&mut f).map_err(at(file))?.to_vec();
+    let reader: Box<dyn Read> = match Compression::sniff(&head) {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(f).map_err(at(file))?),
+        Compression::None => Box::new(f),
+    };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(at(file))? {
+        let mut entry = entry.map_err(at(file))?;
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_dir()) {
+            continue; // old docker save archives carry symlinks between layer dirs; unused here
+        }
+        let name = entry.path().map_err(at(file))?.into_owned();
+        let rel = crate::unpack::clean(&name)
+            .map_err(|_| ImportError::Escape(name.display().to_string()))?;
+        let Some(rel) = rel else { continue };
+        let out = dest.join(rel);
+        if kind.is_dir() {
+            fs::create_dir_all(&out).map_err(at(&out))?;
+        } else {
+            if let Some(p) = out.parent() {
+                fs::create_dir_all(p).map_err(at(p))?;
+            }
+            let mut o = File::create(&out).map_err(at(&out))?;
+            io::copy(&mut entry, &mut o).map_err(at(&out))?;
+        }
+    }
+    Ok(())
+}
+
+struct Importer<'a> {
+    store: &'a Store,
+    dir: &'a Path,
+    max_layer_size: u64,
+}
+
+impl Importer<'_> {
+    fn path(&self, rel: &str) -> Result<PathBuf, ImportError> {
+        let clean = crate::unpack::clean(Path::new(rel))
+            .ok()
+            .flatten()
+            .ok_or_else(|| ImportError::Escape(rel.to_string()))?;
+        Ok(self.dir.join(clean))
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(d.hex())
+    }
+
+    fn read_verified(&self, d: &Digest) -> Result<Vec<u8>, ImportError> {
+        let path = self.blob_path(d);
+        let bytes = fs::read(&path).map_err(at(&path))?;
+        let actual = Digest::of(&bytes);
+        if &actual != d {
+            return Err(ImportError::DigestMismatch {
+                path,
+                expected: d.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn docker_save(&self, tag: Option<&Reference>) -> Result<Vec<ImageRecord>, ImportError> {
+        let mpath = self.dir.join("manifest.json");
+        let bytes = fs::read(&mpath).map_err(at(&mpath))?;
+        let entries: Vec<SaveEntry> =
+            serde_json::from_slice(&bytes).map_err(|source| ImportError::Json {
+                path: mpath.clone(),
+                source,
+            })?;
+        let mut records = Vec::new();
+        for e in entries {
+            let cpath = self.path(&e.config)?;
+            let config_bytes = fs::read(&cpath).map_err(at(&cpath))?;
+            let config = ImageConfig::parse(&config_bytes)?;
+            if config.diff_ids.len() != e.layers.len() {
+                return Err(ManifestError::LayerCount {
+                    layers: e.layers.len(),
+                    diff_ids: config.diff_ids.len(),
+                }
+                .into());
+            }
+            let mut layers = Vec::new();
+            for (rel, diff_id) in e.layers.iter().zip(&config.diff_ids) {
+                let path = self.path(rel)?;
+                let expected = Expected {
+                    blob: None,
+                    diff_id: diff_id.clone(),
+                };
+                layers.push((path, None, expected));
+            }
+            self.ingest(layers)?;
+            let names: Vec<String> = match (tag, &e.repo_tags) {
+                (Some(t), _) => vec![t.to_string()],
+                (None, Some(tags)) if !tags.is_empty() => tags
+                    .iter()
+                    .map(|t| t.parse::<Reference>().map(|r| r.to_string()))
+                    .collect::<Result<_, _>>()?,
+                _ => vec![Digest::of(&config_bytes).to_string()],
+            };
+            records.extend(self.record(names, &config_bytes, &config, None)?);
+        }
+        Ok(records)
+    }
+
+    fn oci_layout(
+        &self,
+        tag: Option<&Reference>,
+        platform: &Platform,
+        stem: &str,
+    ) -> Result<Vec<ImageRecord>, ImportError> {
+        let ipath = self.dir.join("index.json");
+        let bytes = fs::read(&ipath).map_err(at(&ipath))?;
+        let Manifest::Index(index) = manifest::parse(&bytes, Some(manifest::OCI_INDEX))? else {
+            return Err(ImportError::UnknownFormat(ipath));
+        };
+        let mut records = Vec::new();
+        for desc in index.manifests() {
+            let ref_name = desc
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned());
+            let mut blob = BlobRef::from_descriptor(desc)?;
+            let mut doc = self.read_verified(&blob.digest)?;
+            if let Manifest::Index(inner) = manifest::parse(&doc, Some(&blob.media_type))? {
+                blob = manifest::select_platform(&inner, platform)?;
+                doc = self.read_verified(&blob.digest)?;
+            }
+            let Manifest::Image(m) = manifest::parse(&doc, Some(&blob.media_type))? else {
+                return Err(
+                    ManifestError::UnsupportedMediaType("an index nested twice".into()).into(),
+                );
+            };
+            let config_ref = BlobRef::from_descriptor(m.config())?;
+            let config_bytes = self.read_verified(&config_ref.digest)?;
+            let config = ImageConfig::parse(&config_bytes)?;
+            if config.diff_ids.len() != m.layers().len() {
+                return Err(ManifestError::LayerCount {
+                    layers: m.layers().len(),
+                    diff_ids: config.diff_ids.len(),
+                }
+                .into());
+            }
+            let mut layers = Vec::new();
+            for (d, diff_id) in m.layers().iter().zip(&config.diff_ids) {
+                let b = BlobRef::from_descriptor(d)?;
+                let compression = Compression::from_media_type(&b.media_type)?;
+                let expected = Expected {
+                    blob: Some((b.digest.clone(), b.size)),
+                    diff_id: diff_id.clone(),
+                };
+                layers.push((self.blob_path(&b.digest), Some(compression), expected));
+            }
+            self.ingest(layers)?;
+            let name = match (tag, ref_name) {
+                (Some(t), _) => t.to_string(),
+                (None, Some(r)) if r.contains(['/', ':']) => r.parse::<Reference>()?.to_string(),
+                (None, Some(r)) => format!("localhost/{stem}:{r}")
+                    .parse::<Reference>()?
+                    .to_string(),
+                (None, None) => blob.digest.to_string(),
+            };
+            self.store.put_blob(&blob.digest, &doc)?;
+            records.extend(self.record(vec![name], &config_bytes, &config, Some(blob.digest))?);
+        }
+        Ok(records)
+    }
+
+    /// Unpacks the layers not yet stored, then commits them all (or none).
+    fn ingest(
+        &self,
+        layers: Vec<(PathBuf, Option<Compression>, Expected)>,
+    ) -> Result<(), ImportError> {
+        let mut wanted: Vec<Digest> = layers
+            .iter()
+            .map(|l| l.2.diff_id.clone())
+            .filter(|d| !self.store.has_layer(d))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let _locks = wanted
+            .iter()
+            .map(|d| self.store.lock_layer(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut units = Vec::new();
+        for (path, compression, expected) in layers {
+            if self.store.has_layer(&expected.diff_id)
+                || units
+                    .iter()
+                    .any(|(_, i): &(_, crate::store::LayerInfo)| i.diff_id == expected.diff_id)
+            {
+                continue;
+            }
+            let mut f = BufReader::new(File::open(&path).map_err(at(&path))?);
+            let compression = match compression {
+                Some(c) => c,
+                None => Compression::sniff(io::BufRead::fill_buf(&mut f).map_err(at(&path))?),
+            };
+            units.push(unpack_verified(
+                self.store,
+                &mut f,
+                compression,
+                &expected,
+                self.max_layer_size,
+            )?);
+        }
+        for (tmp, info) in units {
+            self.store.commit_layer(tmp, &info)?;
+        }
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        names: Vec<String>,
+        config_bytes: &[u8],
+        config: &ImageConfig,
+        manifest: Option<Digest>,
+    ) -> Result<Vec<ImageRecord>, ImportError> {
+        let id = Digest::of(config_bytes);
+        self.store.put_blob(&id, config_bytes)?;
+        let size = config
+            .diff_ids
+            .iter()
+            .filter_map(|d| self.store.layer_info(d))
+            .map(|i| i.size)
+            .sum();
+        let mut out = Vec::new();
+        for name in names {
+            let rec = ImageRecord {
+                name,
+                id: id.clone(),
+                manifest: manifest.clone(),
+                layers: config.diff_ids.clone(),
+                platform: config.platform.clone(),
+                size,
+                created: ImageRecord::now(),
+            };
+            self.store.add_image(rec.clone())?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+}
