@@ -63,11 +63,12 @@ pub enum PullError {
         wanted: Platform,
     },
     /// A layer download failed while streaming.
-    #[error("downloading layer {digest}: {source}")]
+    #[error("downloading layer {digest} failed")]
     Download {
         /// The layer blob.
         digest: Digest,
         /// The transport error.
+        #[source]
         source: reqwest::Error,
     },
     /// A background task died.

@@ -22,11 +22,12 @@ pub const MAX_DOCUMENT: u64 = 8 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The registry could not be reached or the connection broke.
-    #[error("cannot reach registry at {url}: {source}")]
+    #[error("cannot reach registry at {url}")]
     Connect {
         /// The URL requested.
         url: String,
         /// The transport error.
+        #[source]
         source: reqwest::Error,
     },
     /// The registry wants credentials, or refused the ones given.
