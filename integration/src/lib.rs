@@ -7,6 +7,7 @@
 pub mod image;
 pub mod pinkerton;
 pub mod registry;
+pub mod token;
 pub mod tree;
 
 use std::net::TcpListener;
