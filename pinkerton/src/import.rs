@@ -22,6 +22,14 @@ pub enum ImportError {
         "{0} is neither a docker save archive (manifest.json) nor an OCI image layout (index.json)"
     )]
     UnknownFormat(PathBuf),
+    /// The input file is not a (possibly compressed) tar archive.
+    #[error("{path} is not a tar archive (expected a docker save or oci-archive tarball, or an OCI layout directory): {source}")]
+    NotAnArchive {
+        /// The file.
+        path: PathBuf,
+        /// The tar error.
+        source: io::Error,
+    },
     /// A file the format requires is missing or unreadable.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -132,9 +140,13 @@ fn extract(file: &Path, dest: &Path) -> Result<(), ImportError> {
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(f).map_err(at(file))?),
         Compression::None => Box::new(f),
     };
+    let not_tar = |source| ImportError::NotAnArchive {
+        path: file.to_path_buf(),
+        source,
+    };
     let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(at(file))? {
-        let mut entry = entry.map_err(at(file))?;
+    for entry in archive.entries().map_err(not_tar)? {
+        let mut entry = entry.map_err(not_tar)?;
         let kind = entry.header().entry_type();
         if !(kind.is_file() || kind.is_dir()) {
             continue; // old docker save archives carry symlinks between layer dirs; unused here

@@ -1,0 +1,160 @@
+//! `pinkerton import` of archives written by skopeo (docker-archive, as `docker save` makes,
+//! and oci-archive) and of OCI layout directories: the result equals a registry pull.
+
+use std::process::Command;
+
+use integration::image::{Compression, Layer, OciLayout};
+use integration::pinkerton::Pinkerton;
+use integration::registry::Registry;
+use integration::{require_root, run_ok, tree};
+use serde_json::json;
+
+fn image(p: &Pinkerton) -> OciLayout {
+    let mut l = OciLayout::new(&p.scratch().join("layout"));
+    let base = Layer::new().busybox_root().build(Compression::Gzip);
+    let app = Layer::new()
+        .dir("app", 0o755)
+        .file("app/run", b"#!/bin/sh\necho hi\n", 0o755)
+        .whiteout("etc/group")
+        .build(Compression::Gzip);
+    l.add_image("v1", &[base, app], json!({"Entrypoint": ["/app/run"]}));
+    l
+}
+
+fn rootfs(p: &Pinkerton, name: &str, dir: &str) -> std::collections::BTreeMap<String, tree::Node> {
+    let out = p.scratch().join(dir);
+    p.ok(&["rootfs", name, out.to_str().unwrap()]);
+    tree::snapshot(&out)
+}
+
+#[test]
+fn imports_equal_a_registry_pull() {
+    if !require_root("imports_equal_a_registry_pull") {
+        return;
+    }
+    let reg = Registry::start();
+    let p = Pinkerton::new();
+    let layout = image(&p);
+    let pulled_name = format!("{}/test/imp:v1", reg.addr);
+    layout.push("v1", &pulled_name, &[]);
+    let reference = Pinkerton::new();
+    reference.ok(&["pull", &pulled_name]);
+    let expected = rootfs(&reference, &pulled_name, "expected");
+
+    // docker save format (what `docker save` writes), made by skopeo.
+    let docker_tar = p.scratch().join("saved.tar");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("oci:{}:v1", layout.dir.display()))
+            .arg(format!(
+                "docker-archive:{}:example.com/team/app:v1",
+                docker_tar.display()
+            )),
+    );
+    let out = p.ok(&["import", docker_tar.to_str().unwrap()]);
+    assert_eq!(out.trim(), "example.com/team/app:v1");
+    let d = tree::diff(&expected, &rootfs(&p, "example.com/team/app:v1", "docker"));
+    assert!(
+        d.is_empty(),
+        "docker-archive import differs:\n{}",
+        d.join("\n")
+    );
+
+    // OCI layout directory, named by --tag.
+    let out = p.ok(&[
+        "import",
+        "--tag",
+        "localhost/layout:v1",
+        layout.dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.trim(), "localhost/layout:v1");
+    assert!(tree::diff(&expected, &rootfs(&p, "localhost/layout:v1", "from-layout")).is_empty());
+
+    // oci-archive tar; its bare tag is qualified with the file name.
+    let oci_tar = p.scratch().join("webapp.tar");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("oci:{}:v1", layout.dir.display()))
+            .arg(format!("oci-archive:{}:v2", oci_tar.display())),
+    );
+    let out = p.ok(&["import", oci_tar.to_str().unwrap()]);
+    assert_eq!(out.trim(), "localhost/webapp:v2");
+    assert!(tree::diff(&expected, &rootfs(&p, "localhost/webapp:v2", "ocitar")).is_empty());
+
+    // All four names share the same two layers.
+    assert_eq!(
+        std::fs::read_dir(p.store().join("layers/sha256"))
+            .unwrap()
+            .count(),
+        2
+    );
+    let images: serde_json::Value = serde_json::from_str(&p.ok(&["images", "--json"])).unwrap();
+    let ids: std::collections::BTreeSet<_> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "same config, same image id: {ids:?}");
+}
+
+#[test]
+fn bad_archives_are_refused_and_change_nothing() {
+    if !require_root("bad_archives_are_refused_and_change_nothing") {
+        return;
+    }
+    let p = Pinkerton::new();
+    let layout = image(&p);
+    p.ok(&[
+        "import",
+        "--tag",
+        "localhost/ok:v1",
+        layout.dir.to_str().unwrap(),
+    ]);
+    let before = tree::store_state(&p.store());
+
+    let junk = p.scratch().join("junk.tar");
+    std::fs::write(&junk, b"this is not a tar archive at all").unwrap();
+    let err = p.fails(&["import", junk.to_str().unwrap()]);
+    assert!(err.contains("is not a tar archive"), "{err}");
+
+    // A layout whose layer blob was tampered with.
+    let bad = p.scratch().join("bad-layout");
+    run_ok(Command::new("cp").arg("-a").arg(&layout.dir).arg(&bad));
+    let blobs: Vec<_> = std::fs::read_dir(bad.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let biggest = blobs
+        .iter()
+        .max_by_key(|b| std::fs::metadata(b).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(biggest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(biggest, bytes).unwrap();
+    let fresh = Pinkerton::new();
+    let err = fresh.fails(&["import", "--tag", "localhost/bad:v1", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("failed verification") || err.contains("does not match"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(fresh.store().join("layers/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // A store that already has those layers does not read them again; a broken index still fails.
+    std::fs::write(
+        bad.join("index.json"),
+        b"{\"schemaVersion\": 2, \"manifests\": [",
+    )
+    .unwrap();
+    let err = p.fails(&["import", "--tag", "localhost/bad:v1", bad.to_str().unwrap()]);
+    assert!(err.contains("malformed"), "{err}");
+    assert!(tree::diff(&before, &tree::store_state(&p.store())).is_empty());
+}
