@@ -174,7 +174,7 @@ fn corrupt_and_truncated_blobs_are_detected() {
             .file(tag, b"", 0o644)
             .build(Compression::Gzip);
         let hex = integration::sha256_hex(&layer.blob);
-        layout.add_image(tag, &[layer.clone()], json!({}));
+        layout.add_image(tag, std::slice::from_ref(&layer), json!({}));
         let reference = format!("{}/test/{tag}:v1", reg.addr);
         layout.push(tag, &reference, &[]);
         let stored = reg.blob_data_path(&hex);

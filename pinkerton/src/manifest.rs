@@ -62,9 +62,9 @@ pub enum ManifestError {
 #[derive(Debug)]
 pub enum Manifest {
     /// A single-platform image.
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     /// A list of per-platform manifests.
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 /// How a layer blob is compressed.
@@ -172,14 +172,14 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Manif
         })?;
     match media_type.as_str() {
         DOCKER_MANIFEST | OCI_MANIFEST => serde_json::from_slice(bytes)
-            .map(Manifest::Image)
+            .map(|m| Manifest::Image(Box::new(m)))
             .map_err(|source| ManifestError::Malformed {
                 kind: "image manifest",
                 source,
             }),
         DOCKER_LIST | OCI_INDEX => {
             serde_json::from_slice(bytes)
-                .map(Manifest::Index)
+                .map(|i| Manifest::Index(Box::new(i)))
                 .map_err(|source| ManifestError::Malformed {
                     kind: "image index",
                     source,

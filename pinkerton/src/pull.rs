@@ -58,9 +58,9 @@ pub enum PullError {
         /// The reference.
         reference: String,
         /// The image's platform.
-        image: Platform,
+        image: String,
         /// The platform asked for.
-        wanted: Platform,
+        wanted: String,
     },
     /// A layer download failed while streaming.
     #[error("downloading layer {digest} failed")]
@@ -199,8 +199,8 @@ pub async fn pull(
     if !opts.platform.matches(&config.platform) {
         return Err(PullError::PlatformMismatch {
             reference: reference.to_string(),
-            image: config.platform.clone(),
-            wanted: opts.platform.clone(),
+            image: config.platform.to_string(),
+            wanted: opts.platform.to_string(),
         });
     }
     progress(PullEvent::Resolved {
@@ -270,7 +270,7 @@ async fn resolve(
         verify(&what, header, &resp.bytes)?;
     }
     match manifest::parse(&resp.bytes, resp.content_type.as_deref())? {
-        Manifest::Image(m) => Ok((resp.bytes, digest, m)),
+        Manifest::Image(m) => Ok((resp.bytes, digest, *m)),
         Manifest::Index(index) => {
             let chosen = manifest::select_platform(&index, platform)?;
             let resp = registry.manifest(&chosen.digest.to_string()).await?;
@@ -280,7 +280,7 @@ async fn resolve(
                 &resp.bytes,
             )?;
             match manifest::parse(&resp.bytes, resp.content_type.as_deref())? {
-                Manifest::Image(m) => Ok((resp.bytes, chosen.digest, m)),
+                Manifest::Image(m) => Ok((resp.bytes, chosen.digest, *m)),
                 Manifest::Index(_) => Err(ManifestError::UnsupportedMediaType(
                     "an index nested inside an index".into(),
                 )
