@@ -76,7 +76,7 @@ impl Expected {
 /// The caller holds the layer's lock and commits the result with [`Store::commit_layer`].
 pub fn unpack_verified(
     store: &Store,
-    input: &mut dyn Read,
+    input: &mut (dyn Read + Send),
     compression: Compression,
     expected: &Expected,
     limit: u64,

@@ -177,14 +177,12 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Manif
                 kind: "image manifest",
                 source,
             }),
-        DOCKER_LIST | OCI_INDEX => {
-            serde_json::from_slice(bytes)
-                .map(|i| Manifest::Index(Box::new(i)))
-                .map_err(|source| ManifestError::Malformed {
-                    kind: "image index",
-                    source,
-                })
-        }
+        DOCKER_LIST | OCI_INDEX => serde_json::from_slice(bytes)
+            .map(|i| Manifest::Index(Box::new(i)))
+            .map_err(|source| ManifestError::Malformed {
+                kind: "image index",
+                source,
+            }),
         other => Err(ManifestError::UnsupportedMediaType(other.to_string())),
     }
 }

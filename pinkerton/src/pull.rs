@@ -394,7 +394,7 @@ impl LayerJob {
             digest: digest.clone(),
             size,
         });
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(64);
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
         let (store, compression, expected, limit) = (
             self.store.clone(),
             self.compression,

@@ -15,7 +15,7 @@ use nix::sys::stat::{makedev, mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
-use crate::digest::{Digest, HashingReader};
+use crate::digest::{Digest, Hasher};
 use crate::manifest::Compression;
 use path::{check_parents, prepare_parents, PrepareError};
 pub use path::{clean, remove_any, Escape};
@@ -100,59 +100,153 @@ fn stream_err(e: io::Error) -> UnpackError {
     }
 }
 
+/// Size of the chunks passed from the decompressing thread to the writing thread.
+const CHUNK: usize = 256 * 1024;
+
 /// Decompresses `input` and unpacks the tar into `dest` (an existing, empty directory).
 ///
-/// At most `limit` uncompressed bytes are read. The stream is read to its end so that the
-/// returned diff_id covers all of it. On error `dest` holds a partial tree: callers unpack into
-/// a temporary directory and remove it.
+/// Decompression and hashing run on one thread and tar extraction on another, so a large layer
+/// uses two cores. At most `limit` uncompressed bytes are read. The stream is read to its end so
+/// that the returned diff_id covers all of it. On error `dest` holds a partial tree: callers
+/// unpack into a temporary directory and remove it.
 pub fn unpack_layer(
-    input: &mut dyn Read,
+    input: &mut (dyn Read + Send),
     compression: Compression,
     dest: &Path,
     limit: u64,
 ) -> Result<Unpacked, UnpackError> {
-    let decoder: Box<dyn Read + '_> = match compression {
-        Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::new(input).map_err(UnpackError::Malformed)?)
-        }
-    };
-    let hashing = HashingReader::new(io::BufReader::with_capacity(256 * 1024, decoder), limit);
-    let mut archive = tar::Archive::new(hashing);
-    let mut unpacker = Unpacker {
-        root: dest,
-        dirs: Vec::new(),
-        entries: 0,
-    };
-    let result = archive.entries().map_err(stream_err).and_then(|entries| {
-        for entry in entries {
-            unpacker.apply(entry.map_err(stream_err)?)?;
-        }
-        Ok(())
-    });
-    let result = result.map_err(|e| match e {
+    let too_large = |e: UnpackError| match e {
         UnpackError::TooLarge { .. } => UnpackError::TooLarge { limit },
         other => other,
-    });
-    result?;
-    let (diff_id, size) = archive
-        .into_inner()
-        .finish()
-        .map_err(|e| match stream_err(e) {
-            UnpackError::TooLarge { .. } => UnpackError::TooLarge { limit },
-            other => other,
-        })?;
-    unpacker.finish_dirs()?;
-    Ok(Unpacked {
-        diff_id,
-        size,
-        entries: unpacker.entries,
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+        let producer = scope.spawn(move || decompress(input, compression, limit, tx));
+        let mut archive = tar::Archive::new(ChunkReader {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+        });
+        let mut unpacker = Unpacker {
+            root: dest,
+            dirs: Vec::new(),
+            entries: 0,
+            buf: vec![0; 1 << 20],
+            verified: Default::default(),
+        };
+        let mut extract = || -> Result<(), UnpackError> {
+            for entry in archive.entries().map_err(stream_err)? {
+                unpacker.apply(entry.map_err(stream_err)?)?;
+            }
+            Ok(())
+        };
+        let result = match extract() {
+            // Read the padding after the end-of-archive marker: the diff_id covers it.
+            Ok(()) => io::copy(&mut archive.into_inner(), &mut io::sink())
+                .map(drop)
+                .map_err(stream_err),
+            Err(e) => {
+                drop(archive); // closes the channel, so the producer stops
+                Err(e)
+            }
+        };
+        let produced = producer.join().expect("decompression thread panicked");
+        result.map_err(too_large)?;
+        let (diff_id, size) = produced.map_err(|e| too_large(stream_err(e)))?;
+        unpacker.finish_dirs()?;
+        Ok(Unpacked {
+            diff_id,
+            size,
+            entries: unpacker.entries,
+        })
     })
+}
+
+/// Decompresses `input` into chunks sent to `tx`, hashing them; returns the digest and length
+/// of the whole uncompressed stream.
+fn decompress(
+    input: &mut (dyn Read + Send),
+    compression: Compression,
+    limit: u64,
+    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> io::Result<(Digest, u64)> {
+    let mut decoder: Box<dyn Read + '_> = match compression {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(CHUNK, input),
+        )),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+    };
+    let mut hasher = Hasher::new();
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    return Err(e);
+                }
+            }
+        }
+        if filled == 0 {
+            let len = hasher.len();
+            return Ok((hasher.finish(), len));
+        }
+        chunk.truncate(filled);
+        hasher.update(&chunk);
+        if hasher.len() > limit {
+            let e = || {
+                io::Error::new(
+                    io::ErrorKind::FileTooLarge,
+                    format!("stream exceeds {limit} bytes"),
+                )
+            };
+            let _ = tx.send(Err(e()));
+            return Err(e());
+        }
+        if tx.send(Ok(chunk)).is_err() {
+            // Extraction stopped (it failed); its error is the one reported.
+            return Err(io::Error::other("extraction stopped"));
+        }
+    }
+}
+
+/// Reads the chunks the decompressing thread sends.
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 struct Unpacker<'a> {
     root: &'a Path,
+    /// Reused buffer for file contents.
+    buf: Vec<u8>,
+    /// Relative directories known to be real directories of this layer.
+    verified: std::collections::HashSet<PathBuf>,
     /// Directories whose mtime is set once everything inside them exists.
     dirs: Vec<(PathBuf, i64, i64)>,
     entries: u64,
@@ -250,30 +344,30 @@ impl Unpacker<'_> {
             EntryType::Directory => {
                 let existing = fs::symlink_metadata(&full).ok();
                 if !existing.as_ref().is_some_and(|m| m.is_dir()) {
-                    remove_any(&full).map_err(io_err(&full))?;
+                    self.replace(&full)?;
                     fs::create_dir(&full).map_err(io_err(&full))?;
                 }
                 self.dirs.push((full.clone(), meta.mtime.0, meta.mtime.1));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                remove_any(&full).map_err(io_err(&full))?;
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&full)
-                    .map_err(io_err(&full))?;
-                io::copy(&mut entry, &mut f).map_err(|e| {
-                    if e.kind() == io::ErrorKind::FileTooLarge {
-                        UnpackError::TooLarge { limit: 0 }
-                    } else {
-                        UnpackError::Io {
-                            path: full.clone(),
-                            source: e,
-                        }
+                let open = || {
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&full)
+                };
+                let mut f = match open() {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.replace(&full)?;
+                        open()
                     }
-                })?;
+                    other => other,
+                }
+                .map_err(io_err(&full))?;
+                self.copy_contents(&mut entry, &mut f, &full)?;
+                return set_file_meta(&f, &full, &meta);
             }
             EntryType::Symlink => {
                 let target = entry
@@ -282,7 +376,7 @@ impl Unpacker<'_> {
                         UnpackError::Malformed(io::Error::other("symlink without target"))
                     })?
                     .into_owned();
-                remove_any(&full).map_err(io_err(&full))?;
+                self.replace(&full)?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &full)
                     .map_err(io_err(&full))?;
             }
@@ -306,7 +400,7 @@ impl Unpacker<'_> {
                     EntryType::Block => SFlag::S_IFBLK,
                     _ => SFlag::S_IFIFO,
                 };
-                remove_any(&full).map_err(io_err(&full))?;
+                self.replace(&full)?;
                 mknod(
                     &full,
                     flag,
@@ -333,14 +427,52 @@ impl Unpacker<'_> {
         )
     }
 
-    fn prepare(&self, rel: &Path, name: &str) -> Result<(), UnpackError> {
+    fn copy_contents(
+        &mut self,
+        from: &mut dyn Read,
+        to: &mut fs::File,
+        path: &Path,
+    ) -> Result<(), UnpackError> {
+        loop {
+            let n = match from.read(&mut self.buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(stream_err(e)),
+            };
+            io::Write::write_all(to, &self.buf[..n]).map_err(io_err(path))?;
+        }
+    }
+
+    /// Removes what is at `path`; forgets verified parents if a directory went away.
+    fn replace(&mut self, path: &Path) -> Result<(), UnpackError> {
+        if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            self.verified.clear();
+        }
+        remove_any(path).map_err(io_err(path))
+    }
+
+    fn prepare(&mut self, rel: &Path, name: &str) -> Result<(), UnpackError> {
+        let Some(parent) = rel.parent() else {
+            return Ok(());
+        };
+        if parent.as_os_str().is_empty() || self.verified.contains(parent) {
+            return Ok(());
+        }
         prepare_parents(self.root, rel).map_err(|e| match e {
             PrepareError::Escape(reason) => UnpackError::Escape {
                 entry: name.to_string(),
                 reason,
             },
             PrepareError::Io(path, source) => UnpackError::Io { path, source },
-        })
+        })?;
+        self.verified.extend(
+            parent
+                .ancestors()
+                .filter(|a| !a.as_os_str().is_empty())
+                .map(Path::to_path_buf),
+        );
+        Ok(())
     }
 
     /// `.wh.NAME` hides NAME of lower layers; `.wh..wh..opq` hides all lower siblings.
@@ -399,7 +531,7 @@ impl Unpacker<'_> {
         if target_rel == rel {
             return Ok(());
         }
-        remove_any(full).map_err(io_err(full))?;
+        self.replace(full)?;
         fs::hard_link(&target, full).map_err(io_err(full))
     }
 
@@ -436,6 +568,28 @@ impl Unpacker<'_> {
         }
         Ok(())
     }
+}
+
+/// [`Unpacker::set_meta`] for a regular file, through its open descriptor.
+fn set_file_meta(f: &fs::File, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
+    use xattr::FileExt as _;
+    let uid = u32::try_from(meta.uid).unwrap_or(u32::MAX - 1);
+    let gid = u32::try_from(meta.gid).unwrap_or(u32::MAX - 1);
+    std::os::unix::fs::fchown(f, Some(uid), Some(gid)).map_err(io_err(path))?;
+    for (key, value) in &meta.xattrs {
+        if key.starts_with("trusted.overlay.") {
+            tracing::warn!(path = %path.display(), key, "overlay xattr in layer ignored");
+            continue;
+        }
+        f.set_xattr(key, value).map_err(io_err(path))?;
+    }
+    f.set_permissions(fs::Permissions::from_mode(meta.mode))
+        .map_err(io_err(path))?;
+    let t = TimeSpec::new(meta.mtime.0, meta.mtime.1);
+    nix::sys::stat::futimens(f, &t, &t).map_err(|e| UnpackError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 fn set_times(path: &Path, secs: i64, nanos: i64) -> Result<(), UnpackError> {
