@@ -2,7 +2,9 @@
 //! directory: whiteouts become 0/0 character devices and opaque directories carry the
 //! `trusted.overlay.opaque` xattr. No entry can write outside the directory.
 
+mod meta;
 mod path;
+mod stream;
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
@@ -11,14 +13,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::{makedev, mknod, utimensat, Mode, SFlag, UtimensatFlags};
-use nix::sys::time::TimeSpec;
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use tar::EntryType;
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::manifest::Compression;
+use meta::{set_file_meta, set_times, Meta};
 use path::{check_parents, prepare_parents, PrepareError};
 pub use path::{clean, remove_any, Escape};
+use stream::{decompress, ChunkReader};
 
 /// The xattr overlayfs reads to hide a lower directory's contents.
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
@@ -100,9 +103,6 @@ fn stream_err(e: io::Error) -> UnpackError {
     }
 }
 
-/// Size of the chunks passed from the decompressing thread to the writing thread.
-const CHUNK: usize = 256 * 1024;
-
 /// Decompresses `input` and unpacks the tar into `dest` (an existing, empty directory).
 ///
 /// Decompression and hashing run on one thread and tar extraction on another, so a large layer
@@ -162,85 +162,6 @@ pub fn unpack_layer(
     })
 }
 
-/// Decompresses `input` into chunks sent to `tx`, hashing them; returns the digest and length
-/// of the whole uncompressed stream.
-fn decompress(
-    input: &mut (dyn Read + Send),
-    compression: Compression,
-    limit: u64,
-    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
-) -> io::Result<(Digest, u64)> {
-    let mut decoder: Box<dyn Read + '_> = match compression {
-        Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-            io::BufReader::with_capacity(CHUNK, input),
-        )),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
-    };
-    let mut hasher = Hasher::new();
-    loop {
-        let mut chunk = vec![0u8; CHUNK];
-        let mut filled = 0;
-        while filled < CHUNK {
-            match decoder.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                    return Err(e);
-                }
-            }
-        }
-        if filled == 0 {
-            let len = hasher.len();
-            return Ok((hasher.finish(), len));
-        }
-        chunk.truncate(filled);
-        hasher.update(&chunk);
-        if hasher.len() > limit {
-            let e = || {
-                io::Error::new(
-                    io::ErrorKind::FileTooLarge,
-                    format!("stream exceeds {limit} bytes"),
-                )
-            };
-            let _ = tx.send(Err(e()));
-            return Err(e());
-        }
-        if tx.send(Ok(chunk)).is_err() {
-            // Extraction stopped (it failed); its error is the one reported.
-            return Err(io::Error::other("extraction stopped"));
-        }
-    }
-}
-
-/// Reads the chunks the decompressing thread sends.
-struct ChunkReader {
-    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
-    current: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.current.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.current = chunk;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.pos);
-        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 struct Unpacker<'a> {
     root: &'a Path,
     /// Reused buffer for file contents.
@@ -250,68 +171,6 @@ struct Unpacker<'a> {
     /// Directories whose mtime is set once everything inside them exists.
     dirs: Vec<(PathBuf, i64, i64)>,
     entries: u64,
-}
-
-/// Ownership, mode, times and xattrs of an entry, read from its headers.
-struct Meta {
-    uid: u64,
-    gid: u64,
-    mode: u32,
-    mtime: (i64, i64),
-    xattrs: Vec<(String, Vec<u8>)>,
-}
-
-impl Meta {
-    fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Self, UnpackError> {
-        let h = entry.header();
-        let mut meta = Meta {
-            uid: h.uid().map_err(UnpackError::Malformed)?,
-            gid: h.gid().map_err(UnpackError::Malformed)?,
-            mode: h.mode().map_err(UnpackError::Malformed)? & 0o7777,
-            mtime: (h.mtime().map_err(UnpackError::Malformed)? as i64, 0),
-            xattrs: Vec::new(),
-        };
-        if let Some(exts) = entry.pax_extensions().map_err(UnpackError::Malformed)? {
-            for ext in exts {
-                let ext = ext.map_err(UnpackError::Malformed)?;
-                let Ok(key) = ext.key() else { continue };
-                let value = ext.value_bytes();
-                let num = || {
-                    std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|v| v.parse::<u64>().ok())
-                };
-                match key {
-                    "uid" => meta.uid = num().unwrap_or(meta.uid),
-                    "gid" => meta.gid = num().unwrap_or(meta.gid),
-                    "mtime" => {
-                        if let Some(t) = std::str::from_utf8(value).ok().and_then(parse_pax_time) {
-                            meta.mtime = t;
-                        }
-                    }
-                    k => {
-                        if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
-                            meta.xattrs.push((name.to_string(), value.to_vec()));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(meta)
-    }
-}
-
-fn parse_pax_time(s: &str) -> Option<(i64, i64)> {
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let secs: i64 = secs.parse().ok()?;
-    let mut nanos = 0i64;
-    for (i, d) in frac.bytes().take(9).enumerate() {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        nanos += i64::from(d - b'0') * 10i64.pow(8 - i as u32);
-    }
-    Some((secs, nanos))
 }
 
 impl Unpacker<'_> {
@@ -568,43 +427,6 @@ impl Unpacker<'_> {
         }
         Ok(())
     }
-}
-
-/// [`Unpacker::set_meta`] for a regular file, through its open descriptor.
-fn set_file_meta(f: &fs::File, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
-    use xattr::FileExt as _;
-    let uid = u32::try_from(meta.uid).unwrap_or(u32::MAX - 1);
-    let gid = u32::try_from(meta.gid).unwrap_or(u32::MAX - 1);
-    std::os::unix::fs::fchown(f, Some(uid), Some(gid)).map_err(io_err(path))?;
-    for (key, value) in &meta.xattrs {
-        if key.starts_with("trusted.overlay.") {
-            tracing::warn!(path = %path.display(), key, "overlay xattr in layer ignored");
-            continue;
-        }
-        f.set_xattr(key, value).map_err(io_err(path))?;
-    }
-    f.set_permissions(fs::Permissions::from_mode(meta.mode))
-        .map_err(io_err(path))?;
-    let t = TimeSpec::new(meta.mtime.0, meta.mtime.1);
-    nix::sys::stat::futimens(f, &t, &t).map_err(|e| UnpackError::Io {
-        path: path.to_path_buf(),
-        source: e.into(),
-    })
-}
-
-fn set_times(path: &Path, secs: i64, nanos: i64) -> Result<(), UnpackError> {
-    let t = TimeSpec::new(secs, nanos);
-    utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &t,
-        &t,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(|e| UnpackError::Io {
-        path: path.to_path_buf(),
-        source: e.into(),
-    })
 }
 
 #[cfg(test)]

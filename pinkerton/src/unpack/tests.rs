@@ -1,5 +1,6 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
+use super::meta::parse_pax_time;
 use super::*;
 
 /// A tar with entries whose raw names are written as given (no checks, unlike tar::Builder).

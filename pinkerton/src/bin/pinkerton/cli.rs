@@ -1,0 +1,81 @@
+//! The command line of `pinkerton`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use pinkerton::platform::Platform;
+use pinkerton::progress::parse_size;
+use pinkerton::reference::Reference;
+use pinkerton::registry::Credentials;
+use pinkerton::store::DEFAULT_ROOT;
+
+#[derive(Parser)]
+#[command(version, about = "Docker/OCI image import without Docker")]
+pub struct Cli {
+    /// Store directory.
+    #[arg(long, global = true, env = "PINKERTON_STORE", default_value = DEFAULT_ROOT)]
+    pub store: PathBuf,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Download an image from a registry, as `docker pull` does.
+    Pull {
+        /// `name[:tag][@digest]`, e.g. `busybox`, `127.0.0.1:5000/ns/app:v1`.
+        reference: Reference,
+        /// Platform to pick from multi-platform images (`os/arch[/variant]`).
+        #[arg(long)]
+        platform: Option<Platform>,
+        /// Registry (`host[:port]`) to reach over plain HTTP; repeatable.
+        #[arg(long = "insecure-registry")]
+        insecure: Vec<String>,
+        /// Credentials `USER:PASSWORD` (default: ~/.docker/config.json `auths`).
+        #[arg(long, value_parser = |s: &str| Credentials::parse(s).ok_or("expected USER:PASSWORD"))]
+        creds: Option<Credentials>,
+        /// Largest uncompressed layer accepted (e.g. 4G).
+        #[arg(long, value_parser = |s: &str| parse_size(s).ok_or("expected a size like 512M or 4G"))]
+        max_layer_size: Option<u64>,
+        /// Layers downloaded at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
+    /// Load a `docker save` archive or an OCI image layout (directory or tar).
+    Import {
+        /// The archive or layout directory.
+        input: PathBuf,
+        /// Name for the imported image (default: the names inside the archive).
+        #[arg(long)]
+        tag: Option<Reference>,
+        /// Platform to pick from multi-platform layouts.
+        #[arg(long)]
+        platform: Option<Platform>,
+    },
+    /// List images.
+    Images {
+        /// Print JSON records.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an image's record and its defaults for jobs, as JSON.
+    Inspect {
+        /// Name, id or id prefix.
+        image: String,
+    },
+    /// Write an image's flattened filesystem to DIR.
+    Rootfs {
+        /// Name, id or id prefix.
+        image: String,
+        /// A new or empty directory.
+        dir: PathBuf,
+    },
+    /// Remove images, then the layers and blobs nothing references any more.
+    Rm {
+        /// Names, ids or id prefixes.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Delete layers and blobs that no image references, and leftover temporary files.
+    Gc,
+}
