@@ -236,6 +236,25 @@ fn second_pull_fetches_only_the_manifest_and_shared_layers_are_stored_once() {
     );
 }
 
+/// Runs `n` pulls of `name` at once; all must succeed.
+fn pull_concurrently(p: &Pinkerton, name: &str, n: usize) {
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let mut cmd = p.cmd();
+            cmd.args(["pull", name]);
+            std::thread::spawn(move || cmd.output().unwrap())
+        })
+        .collect();
+    for t in threads {
+        let out = t.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn concurrent_pulls_of_one_image_are_safe() {
     if !require_root("concurrent_pulls_of_one_image_are_safe") {
@@ -247,44 +266,11 @@ fn concurrent_pulls_of_one_image_are_safe() {
     layout.add_image("rich", &rich_layers(Compression::Gzip), config());
     layout.push("rich", &format!("{}/test/rich:v1", reg.addr), &[]);
     let name = format!("{}/test/rich:v1", reg.addr);
-    let children: Vec<_> = (0..4)
-        .map(|_| p.cmd().args(["pull", &name]).output())
-        .collect();
-    for c in children {
-        let c = c.unwrap();
-        assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
-    }
-    let threads: Vec<_> = (0..4)
-        .map(|_| {
-            let mut cmd = p.cmd();
-            cmd.args(["pull", &name]);
-            std::thread::spawn(move || cmd.output().unwrap())
-        })
-        .collect();
-    for t in threads {
-        let out = t.join().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    // Into an empty store, then into one that has the image already.
+    pull_concurrently(&p, &name, 4);
+    pull_concurrently(&p, &name, 4);
     let p2 = Pinkerton::new();
-    let threads: Vec<_> = (0..3)
-        .map(|_| {
-            let mut cmd = p2.cmd();
-            cmd.args(["pull", &name]);
-            std::thread::spawn(move || cmd.output().unwrap())
-        })
-        .collect();
-    for t in threads {
-        let out = t.join().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    pull_concurrently(&p2, &name, 3);
     assert_eq!(
         fs::read_dir(p2.store().join("layers/sha256"))
             .unwrap()

@@ -6,6 +6,31 @@ use std::fs;
 use super::{io_at, remove_path, Store, StoreError};
 use crate::digest::Digest;
 
+impl Store {
+    /// Removes the entries of `sub` (named by digest hex) that `keep` rejects; unparsable names
+    /// are removed too.
+    fn sweep(
+        &self,
+        sub: &str,
+        keep: impl Fn(&Digest) -> bool,
+        mut removed: impl FnMut(&Digest),
+    ) -> Result<(), StoreError> {
+        let dir = self.root.join(sub);
+        for e in fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let e = e.map_err(io_at(&dir))?;
+            let digest = format!("sha256:{}", e.file_name().to_string_lossy()).parse::<Digest>();
+            if digest.as_ref().is_ok_and(&keep) {
+                continue;
+            }
+            if let Ok(d) = &digest {
+                removed(d);
+            }
+            remove_path(&e.path())?;
+        }
+        Ok(())
+    }
+}
+
 /// What a collection removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GcReport {
@@ -35,31 +60,15 @@ impl Store {
             .flat_map(|i| std::iter::once(&i.id).chain(&i.manifest))
             .collect();
         let mut report = GcReport::default();
-        let dir = self.root.join("layers/sha256");
-        for e in fs::read_dir(&dir).map_err(io_at(&dir))? {
-            let e = e.map_err(io_at(&dir))?;
-            let keep = format!("sha256:{}", e.file_name().to_string_lossy())
-                .parse::<Digest>()
-                .is_ok_and(|d| layers.contains(&d));
-            if !keep {
-                if let Ok(d) = format!("sha256:{}", e.file_name().to_string_lossy()).parse() {
-                    report.layer_bytes += self.layer_info(&d).map_or(0, |i| i.size);
-                }
-                remove_path(&e.path())?;
+        self.sweep(
+            "layers/sha256",
+            |d| layers.contains(d),
+            |d| {
                 report.layers += 1;
-            }
-        }
-        let dir = self.root.join("blobs/sha256");
-        for e in fs::read_dir(&dir).map_err(io_at(&dir))? {
-            let e = e.map_err(io_at(&dir))?;
-            let keep = format!("sha256:{}", e.file_name().to_string_lossy())
-                .parse::<Digest>()
-                .is_ok_and(|d| blobs.contains(&d));
-            if !keep {
-                remove_path(&e.path())?;
-                report.blobs += 1;
-            }
-        }
+                report.layer_bytes += self.layer_info(d).map_or(0, |i| i.size);
+            },
+        )?;
+        self.sweep("blobs/sha256", |d| blobs.contains(d), |_| report.blobs += 1)?;
         // Nobody holds the shared lock, so nothing in tmp/ is in use.
         let dir = self.root.join("tmp");
         for e in fs::read_dir(&dir).map_err(io_at(&dir))? {

@@ -72,17 +72,53 @@ pub(super) fn parse_pax_time(s: &str) -> Option<(i64, i64)> {
     Some((secs, nanos))
 }
 
-/// [`Unpacker::set_meta`] for a regular file, through its open descriptor.
+impl Meta {
+    /// Owner and group; ids beyond 32 bits map to the overflow id.
+    fn owner(&self) -> (u32, u32) {
+        let id = |v: u64| u32::try_from(v).unwrap_or(u32::MAX - 1);
+        (id(self.uid), id(self.gid))
+    }
+
+    /// The xattrs to set: overlayfs's own are never taken from a layer.
+    fn xattrs<'a>(&'a self, path: &'a Path) -> impl Iterator<Item = &'a (String, Vec<u8>)> {
+        self.xattrs.iter().filter(move |(key, _)| {
+            let overlay = key.starts_with("trusted.overlay.");
+            if overlay {
+                tracing::warn!(path = %path.display(), key, "overlay xattr in layer ignored");
+            }
+            !overlay
+        })
+    }
+}
+
+/// Applies `meta` to the entry at `path` (not following a symlink there). Directory times are
+/// set later, once their contents exist.
+pub(super) fn set_path_meta(
+    path: &Path,
+    meta: &Meta,
+    symlink: bool,
+    dir: bool,
+) -> Result<(), UnpackError> {
+    let (uid, gid) = meta.owner();
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_err(path))?;
+    for (key, value) in meta.xattrs(path) {
+        xattr::set(path, key, value).map_err(io_err(path))?;
+    }
+    if !symlink {
+        fs::set_permissions(path, fs::Permissions::from_mode(meta.mode)).map_err(io_err(path))?;
+    }
+    if !dir {
+        set_times(path, meta.mtime.0, meta.mtime.1)?;
+    }
+    Ok(())
+}
+
+/// [`set_path_meta`] for a regular file, through its open descriptor.
 pub(super) fn set_file_meta(f: &fs::File, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
     use xattr::FileExt as _;
-    let uid = u32::try_from(meta.uid).unwrap_or(u32::MAX - 1);
-    let gid = u32::try_from(meta.gid).unwrap_or(u32::MAX - 1);
+    let (uid, gid) = meta.owner();
     std::os::unix::fs::fchown(f, Some(uid), Some(gid)).map_err(io_err(path))?;
-    for (key, value) in &meta.xattrs {
-        if key.starts_with("trusted.overlay.") {
-            tracing::warn!(path = %path.display(), key, "overlay xattr in layer ignored");
-            continue;
-        }
+    for (key, value) in meta.xattrs(path) {
         f.set_xattr(key, value).map_err(io_err(path))?;
     }
     f.set_permissions(fs::Permissions::from_mode(meta.mode))

@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
@@ -18,7 +18,7 @@ use tar::EntryType;
 
 use crate::digest::Digest;
 use crate::manifest::Compression;
-use meta::{set_file_meta, set_times, Meta};
+use meta::{set_file_meta, set_path_meta, set_times, Meta};
 use path::{check_parents, prepare_parents, PrepareError};
 pub use path::{clean, remove_any, Escape};
 use stream::{decompress, ChunkReader};
@@ -278,7 +278,7 @@ impl Unpacker<'_> {
                 })
             }
         }
-        self.set_meta(
+        set_path_meta(
             &full,
             &meta,
             kind == EntryType::Symlink,
@@ -392,33 +392,6 @@ impl Unpacker<'_> {
         }
         self.replace(full)?;
         fs::hard_link(&target, full).map_err(io_err(full))
-    }
-
-    fn set_meta(
-        &self,
-        path: &Path,
-        meta: &Meta,
-        symlink: bool,
-        dir: bool,
-    ) -> Result<(), UnpackError> {
-        let uid = u32::try_from(meta.uid).unwrap_or(u32::MAX - 1);
-        let gid = u32::try_from(meta.gid).unwrap_or(u32::MAX - 1);
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_err(path))?;
-        for (key, value) in &meta.xattrs {
-            if key.starts_with("trusted.overlay.") {
-                tracing::warn!(path = %path.display(), key, "overlay xattr in layer ignored");
-                continue;
-            }
-            xattr::set(path, key, value).map_err(io_err(path))?;
-        }
-        if !symlink {
-            fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))
-                .map_err(io_err(path))?;
-        }
-        if !dir {
-            set_times(path, meta.mtime.0, meta.mtime.1)?;
-        }
-        Ok(())
     }
 
     fn finish_dirs(&mut self) -> Result<(), UnpackError> {

@@ -51,6 +51,15 @@ pub fn clean(name: &Path) -> Result<Option<PathBuf>, Escape> {
 /// Makes sure every parent of `rel` under `root` is a real directory of this layer, creating
 /// missing ones with mode 0755; never follows a symlink.
 pub fn prepare_parents(root: &Path, rel: &Path) -> Result<(), PrepareError> {
+    walk_parents(root, rel, true)
+}
+
+/// Checks, without creating anything, that every parent of `rel` is a real directory.
+pub fn check_parents(root: &Path, rel: &Path) -> Result<(), PrepareError> {
+    walk_parents(root, rel, false)
+}
+
+fn walk_parents(root: &Path, rel: &Path, create: bool) -> Result<(), PrepareError> {
     let Some(parent) = rel.parent() else {
         return Ok(());
     };
@@ -63,32 +72,12 @@ pub fn prepare_parents(root: &Path, rel: &Path) -> Result<(), PrepareError> {
             }
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(PrepareError::Escape(Escape::ParentNotDirectory)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
                 fs::DirBuilder::new()
                     .mode(0o755)
                     .create(&cur)
                     .map_err(|e| PrepareError::Io(cur.clone(), e))?;
             }
-            Err(e) => return Err(PrepareError::Io(cur.clone(), e)),
-        }
-    }
-    Ok(())
-}
-
-/// Checks, without creating anything, that every parent of `rel` is a real directory.
-pub fn check_parents(root: &Path, rel: &Path) -> Result<(), PrepareError> {
-    let Some(parent) = rel.parent() else {
-        return Ok(());
-    };
-    let mut cur = root.to_path_buf();
-    for c in parent.components() {
-        cur.push(c);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(PrepareError::Escape(Escape::ThroughSymlink))
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(PrepareError::Escape(Escape::ParentNotDirectory)),
             Err(e) => return Err(PrepareError::Io(cur.clone(), e)),
         }
     }
