@@ -132,6 +132,40 @@ impl Layer {
         self.raw(EntryType::Link, path, target, b"", 0o644, 0, 0)
     }
 
+    /// A character device node.
+    pub fn char_device(&mut self, path: &str, major: u32, minor: u32) -> &mut Self {
+        let mut h = Header::new_gnu();
+        h.set_entry_type(EntryType::Char);
+        h.set_path(path).unwrap();
+        h.set_mode(0o666);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        self.tar.append(&h, &[][..]).unwrap();
+        self
+    }
+
+    /// A regular file with extended attributes, carried as PAX `SCHILY.xattr.*` records.
+    pub fn file_with_xattrs(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        xattrs: &[(&str, &[u8])],
+    ) -> &mut Self {
+        let records: Vec<(String, &[u8])> = xattrs
+            .iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v))
+            .collect();
+        self.tar
+            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
+            .unwrap();
+        self.file(path, data, 0o644)
+    }
+
     /// A named pipe.
     pub fn fifo(&mut self, path: &str) -> &mut Self {
         self.raw(EntryType::Fifo, path, "", b"", 0o644, 0, 0)

@@ -24,6 +24,8 @@ pub struct Node {
     pub rdev: u64,
     /// Modification time of non-directories (directory mtimes change as entries are added).
     pub mtime: Option<i64>,
+    /// Extended attributes in the `user.` namespace.
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 /// Every path under `root` (relative, `/`-separated) with its [`Node`]; the root excluded.
@@ -77,12 +79,26 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
                     0
                 },
                 mtime: (!ft.is_dir()).then_some(m.mtime()),
+                xattrs: user_xattrs(&p),
             },
         );
         if ft.is_dir() {
             walk(root, &p, out);
         }
     }
+}
+
+fn user_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<_> = xattr::list(p)
+        .map(|names| {
+            names
+                .filter(|n| n.to_string_lossy().starts_with("user."))
+                .filter_map(|n| Some((n.to_string_lossy().into_owned(), xattr::get(p, &n).ok()??)))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 /// Human-readable differences between two snapshots; empty when they are equal.

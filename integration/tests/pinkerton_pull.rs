@@ -41,6 +41,9 @@ fn rich_layers(c: Compression) -> Vec<LayerBlob> {
         .symlink("abs", "/etc/passwd")
         .symlink("rel", "../etc/group")
         .fifo("pipe")
+        .dir("dev", 0o755)
+        .char_device("dev/null", 1, 3)
+        .file_with_xattrs("xattrs", b"x\n", &[("user.flynn.test", b"value")])
         .file("suid", b"#!/bin/sh\n", 0o4755)
         .dir("home", 0o755)
         .raw(
@@ -91,6 +94,14 @@ fn pulled_rootfs_equals_umoci_unpack() {
     );
     let expected = tree::snapshot(&bundle.join("rootfs"));
     assert!(expected.contains_key("opq/z") && !expected.contains_key("opq/x"));
+    assert_eq!(
+        expected["xattrs"].xattrs,
+        [("user.flynn.test".to_string(), b"value".to_vec())]
+    );
+    assert_eq!(
+        (expected["dev/null"].kind, expected["dev/null"].rdev),
+        ("char", libc::makedev(1, 3))
+    );
 
     for tag in ["oci", "docker"] {
         let name = format!("{}/test/rich:{tag}", reg.addr);
