@@ -5,6 +5,8 @@
 //! test; elsewhere the test is skipped with a loud message.
 
 pub mod image;
+pub mod jobs;
+pub mod ns;
 pub mod pinkerton;
 pub mod registry;
 pub mod token;

@@ -1,3 +1,16 @@
-//! Runs jobs on raw namespaces and cgroups (youki libcontainer), with bridge networking.
-//!
-//! Not built yet: see the open runtime issue. This crate holds the workspace slot.
+//! Running jobs on raw namespaces and cgroups through youki's libcontainer: job specs, OCI
+//! runtime specs with security defaults, overlayfs root filesystems from pinkerton's layers,
+//! a per-job monitor process (the shim), output logs, and cleanup.
+
+pub mod job;
+pub mod log;
+pub mod oci;
+pub mod rootfs;
+pub mod seccomp;
+pub mod shim;
+pub mod spec;
+pub mod user;
+
+pub use job::{JobState, Runtime, RuntimeError};
+pub use shim::ExitStatus;
+pub use spec::{JobId, JobSpec, NetworkMode, Resources};

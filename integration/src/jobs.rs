@@ -1,0 +1,97 @@
+//! A runtime with a busybox image pulled by pinkerton from a real registry, for job tests.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use runtime::{ExitStatus, JobId, JobSpec, Runtime};
+
+use crate::image::{Compression, Layer, OciLayout};
+use crate::pinkerton::Pinkerton;
+use crate::registry::Registry;
+use crate::workspace_bin;
+
+/// A runtime whose store holds `busybox` (the image name to use in specs).
+#[derive(Debug)]
+pub struct Jobs {
+    /// The runtime.
+    pub rt: Runtime,
+    /// The pinkerton CLI and its store.
+    pub pinkerton: Pinkerton,
+    /// The image name of the busybox image.
+    pub image: String,
+    _registry: Registry,
+    root: PathBuf,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Jobs {
+    /// Pushes a busybox image to a fresh registry, pulls it, and sets up a runtime.
+    pub fn new() -> Self {
+        let registry = Registry::start();
+        let p = Pinkerton::new();
+        let mut layout = OciLayout::new(&p.scratch().join("layout"));
+        let layer = Layer::new()
+            .busybox_root()
+            .dir("home", 0o755)
+            .build(Compression::Gzip);
+        layout.add_image(
+            "bb",
+            &[layer],
+            serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}),
+        );
+        let image = format!("{}/test/busybox:v1", registry.addr);
+        layout.push("bb", &image, &[]);
+        p.ok(&["pull", &image]);
+        let root = p.scratch().join("jobs");
+        let store = pinkerton::store::Store::open(p.store()).unwrap();
+        let rt = Runtime::new(&root, store, workspace_bin("flynn-shim")).unwrap();
+        Self {
+            rt,
+            pinkerton: p,
+            image,
+            _registry: registry,
+            root,
+        }
+    }
+
+    /// The directory jobs live in.
+    pub fn root(&self) -> &PathBuf {
+        &self.root
+    }
+
+    /// A spec running `sh -c script`.
+    pub fn sh(&self, id: &str, script: &str) -> JobSpec {
+        let id: JobId = id.parse().unwrap();
+        JobSpec::new(
+            id,
+            &self.image,
+            vec!["/bin/sh".into(), "-c".into(), script.into()],
+        )
+    }
+
+    /// Runs `spec` to completion; returns its exit status and stdout lines, and deletes it.
+    pub fn run(&self, spec: &JobSpec) -> (ExitStatus, Vec<String>) {
+        self.rt
+            .create(spec)
+            .unwrap_or_else(|e| panic!("create {}: {e}", spec.id));
+        let status = self
+            .rt
+            .wait(spec.id.as_str(), Duration::from_secs(60))
+            .unwrap();
+        let lines = self
+            .rt
+            .logs(spec.id.as_str())
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.stream == runtime::log::Stream::Stdout)
+            .map(|l| l.line)
+            .collect();
+        self.rt.delete(spec.id.as_str()).unwrap();
+        (status, lines)
+    }
+}

@@ -1,0 +1,37 @@
+//! Running a test inside mount and network namespaces of its own.
+
+use std::process::Command;
+
+const MARK: &str = "FLYNN_TEST_ISOLATED";
+
+/// True when the caller is already inside the test's private namespaces and should run its
+/// body. Otherwise re-runs just `test` (the test function's name) in new mount and network
+/// namespaces (with loopback up), asserts that it passed there, and returns false.
+pub fn isolated(test: &str) -> bool {
+    if std::env::var_os(MARK).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("current test binary");
+    let out = Command::new("unshare")
+        .args(["--mount", "--net", "--propagation", "private", "--"])
+        .args(["sh", "-c", r#"ip link set lo up && exec "$0" "$@""#])
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(MARK, "1")
+        .output()
+        .expect("unshare (util-linux) runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{test} failed in its namespaces:\n{text}"
+    );
+    assert!(
+        text.contains("1 passed"),
+        "{test} did not run in its namespaces:\n{text}"
+    );
+    false
+}

@@ -1,0 +1,372 @@
+//! The runtime as its callers see it: create a job from a [`JobSpec`], watch it, signal it,
+//! stop it, read its log, delete it without leaving anything behind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use pinkerton::config::ImageConfig;
+use pinkerton::store::{Store, StoreError};
+
+use crate::log::{read_log, LogLine};
+use crate::oci::{self, SpecError};
+use crate::rootfs::{self, RootfsError};
+use crate::shim::{write_atomic, ExitStatus, ShimConfig};
+use crate::spec::{JobId, JobSpec};
+
+/// Where jobs live by default.
+pub const DEFAULT_ROOT: &str = "/var/lib/flynn/jobs";
+/// The cgroup every job's cgroup is created under.
+pub const CGROUP_PARENT: &str = "flynn";
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A runtime operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A job with this id exists.
+    #[error("job {0} already exists; delete it first or choose another id")]
+    Exists(JobId),
+    /// No job has this id.
+    #[error("no such job: {0}")]
+    NoSuchJob(String),
+    /// The job is still running.
+    #[error("job {0} is running; stop it first")]
+    Running(JobId),
+    /// The image is not in the store, or is incomplete.
+    #[error("image {image:?}: {source}")]
+    Image {
+        /// The image name.
+        image: String,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// The image's config does not parse.
+    #[error("image {image:?} has an unusable config: {reason}")]
+    ImageConfig {
+        /// The image name.
+        image: String,
+        /// The parse error.
+        reason: String,
+    },
+    /// The job spec cannot be turned into a runtime spec.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The root filesystem failed.
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    /// The job did not start.
+    #[error("job {id} failed to start: {reason}")]
+    StartFailed {
+        /// The job.
+        id: JobId,
+        /// The shim's report.
+        reason: String,
+    },
+    /// Waiting for the job timed out.
+    #[error("job {0} did not exit in time")]
+    Timeout(JobId),
+    /// A filesystem or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let what = what.into();
+    move |source| RuntimeError::Io { what, source }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Being set up.
+    Starting,
+    /// Running with this init pid.
+    Running(i32),
+    /// Ended.
+    Exited(ExitStatus),
+    /// Never started.
+    Failed,
+}
+
+/// Runs jobs from images in a pinkerton store.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+    store: Store,
+    shim: PathBuf,
+}
+
+impl Runtime {
+    /// A runtime keeping jobs under `root`, images from `store`, starting `shim` per job.
+    pub fn new(
+        root: impl Into<PathBuf>,
+        store: Store,
+        shim: impl Into<PathBuf>,
+    ) -> Result<Self, RuntimeError> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
+        Ok(Self {
+            root,
+            store,
+            shim: shim.into(),
+        })
+    }
+
+    fn dir(&self, id: &JobId) -> PathBuf {
+        self.root.join(id.as_str())
+    }
+
+    fn existing(&self, id: &str) -> Result<(JobId, PathBuf), RuntimeError> {
+        let job: JobId = id
+            .parse()
+            .map_err(|_| RuntimeError::NoSuchJob(id.to_string()))?;
+        let dir = self.dir(&job);
+        if !dir.join("shim.json").exists() {
+            return Err(RuntimeError::NoSuchJob(id.to_string()));
+        }
+        Ok((job, dir))
+    }
+
+    /// The job's cgroup path (relative to each hierarchy's root).
+    pub fn cgroup_path(id: &JobId) -> String {
+        format!("/{CGROUP_PARENT}/{id}")
+    }
+
+    /// Sets up and starts a job; returns once it runs (or failed to start).
+    pub fn create(&self, spec: &JobSpec) -> Result<i32, RuntimeError> {
+        let dir = self.dir(&spec.id);
+        if dir.exists() {
+            return Err(RuntimeError::Exists(spec.id.clone()));
+        }
+        let image_err = |source| RuntimeError::Image {
+            image: spec.image.clone(),
+            source,
+        };
+        let image = self.store.find_image(&spec.image).map_err(image_err)?;
+        let config = self.store.read_blob(&image.id).map_err(image_err)?;
+        let config = ImageConfig::parse(&config).map_err(|e| RuntimeError::ImageConfig {
+            image: spec.image.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut layers = Vec::new();
+        for d in &image.layers {
+            if !self.store.has_layer(d) {
+                return Err(image_err(StoreError::NoSuchImage(format!(
+                    "{} (layer {d} missing; pull it again)",
+                    spec.image
+                ))));
+            }
+            layers.push(self.store.layer_path(d));
+        }
+        if layers.is_empty() {
+            let empty = dir.join("empty");
+            fs::create_dir_all(&empty).map_err(io("creating the empty lower dir"))?;
+            layers.push(empty);
+        }
+        let result = self.prepare_and_start(spec, &dir, &layers, &config);
+        if result.is_err() {
+            let _ = self.remove_dir(&dir);
+        }
+        result
+    }
+
+    fn prepare_and_start(
+        &self,
+        spec: &JobSpec,
+        dir: &Path,
+        layers: &[PathBuf],
+        config: &ImageConfig,
+    ) -> Result<i32, RuntimeError> {
+        let rootfs = dir.join("bundle/rootfs");
+        for d in [&rootfs, &dir.join("upper"), &dir.join("work")] {
+            fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+        }
+        rootfs::mount_overlay(layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+        let cgroup = Self::cgroup_path(&spec.id);
+        let oci = oci::build(spec, &config.defaults, &rootfs, &cgroup)?;
+        let json = |v: &dyn erased::Json| v.to_json();
+        write_atomic(&dir.join("bundle"), "config.json", &json(&oci))
+            .map_err(io("writing config.json"))?;
+        write_atomic(dir, "job.json", &json(spec)).map_err(io("writing job.json"))?;
+        let shim_cfg = ShimConfig {
+            id: spec.id.clone(),
+            network: spec.network,
+            cgroup,
+        };
+        write_atomic(dir, "shim.json", &json(&shim_cfg)).map_err(io("writing shim.json"))?;
+        let shim_log = fs::File::create(dir.join("shim.log")).map_err(io("creating shim.log"))?;
+        let status = Command::new(&self.shim)
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(shim_log)
+            .status()
+            .map_err(io(format!("running {}", self.shim.display())))?;
+        if !status.success() {
+            let reason = fs::read_to_string(dir.join("error"))
+                .unwrap_or_else(|_| format!("shim exited with {status}"));
+            return Err(RuntimeError::StartFailed {
+                id: spec.id.clone(),
+                reason,
+            });
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.state_in(dir) {
+                JobState::Running(pid) => return Ok(pid),
+                JobState::Exited(_) => return Ok(0),
+                JobState::Failed => {
+                    let reason = fs::read_to_string(dir.join("error")).unwrap_or_default();
+                    return Err(RuntimeError::StartFailed {
+                        id: spec.id.clone(),
+                        reason,
+                    });
+                }
+                JobState::Starting if Instant::now() > deadline => {
+                    return Err(RuntimeError::StartFailed {
+                        id: spec.id.clone(),
+                        reason: "the shim did not report within 30 s".into(),
+                    })
+                }
+                JobState::Starting => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+
+    fn state_in(&self, dir: &Path) -> JobState {
+        if let Ok(b) = fs::read(dir.join("exit.json")) {
+            if let Ok(status) = serde_json::from_slice(&b) {
+                return JobState::Exited(status);
+            }
+        }
+        if dir.join("error").exists() {
+            return JobState::Failed;
+        }
+        match fs::read_to_string(dir.join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            Some(pid) => JobState::Running(pid),
+            None => JobState::Starting,
+        }
+    }
+
+    /// The job's state.
+    pub fn state(&self, id: &str) -> Result<JobState, RuntimeError> {
+        let (_, dir) = self.existing(id)?;
+        Ok(self.state_in(&dir))
+    }
+
+    /// Waits up to `timeout` for the job to end.
+    pub fn wait(&self, id: &str, timeout: Duration) -> Result<ExitStatus, RuntimeError> {
+        let (job, dir) = self.existing(id)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let JobState::Exited(s) = self.state_in(&dir) {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Timeout(job));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends `signal` to the job's init process.
+    pub fn signal(&self, id: &str, signal: Signal) -> Result<(), RuntimeError> {
+        let (job, dir) = self.existing(id)?;
+        match self.state_in(&dir) {
+            JobState::Running(pid) => match kill(Pid::from_raw(pid), signal) {
+                Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+                Err(e) => Err(RuntimeError::Io {
+                    what: format!("signalling job {job}"),
+                    source: e.into(),
+                }),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Stops the job: SIGTERM, then SIGKILL after `grace` (a pid-namespace init ignores
+    /// SIGTERM unless it handles it).
+    pub fn stop(&self, id: &str, grace: Duration) -> Result<ExitStatus, RuntimeError> {
+        self.signal(id, Signal::SIGTERM)?;
+        match self.wait(id, grace) {
+            Ok(s) => Ok(s),
+            Err(RuntimeError::Timeout(_)) => {
+                self.signal(id, Signal::SIGKILL)?;
+                self.wait(id, Duration::from_secs(30))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The job's log records.
+    pub fn logs(&self, id: &str) -> Result<Vec<LogLine>, RuntimeError> {
+        let (_, dir) = self.existing(id)?;
+        read_log(&dir.join("log.jsonl")).map_err(io("reading the log"))
+    }
+
+    /// Removes an ended job: its root filesystem, cgroup and files.
+    pub fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        let (job, dir) = self.existing(id)?;
+        if let JobState::Running(_) | JobState::Starting = self.state_in(&dir) {
+            return Err(RuntimeError::Running(job));
+        }
+        remove_cgroups(&Self::cgroup_path(&job));
+        self.remove_dir(&dir)
+    }
+
+    fn remove_dir(&self, dir: &Path) -> Result<(), RuntimeError> {
+        rootfs::unmount(&dir.join("bundle/rootfs"))?;
+        match fs::remove_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(format!("removing {}", dir.display()))(e)),
+        }
+    }
+
+    /// Ids of all jobs present.
+    pub fn list(&self) -> Result<Vec<JobId>, RuntimeError> {
+        let mut out: Vec<JobId> = fs::read_dir(&self.root)
+            .map_err(io("listing jobs"))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Removes the job's cgroup in every hierarchy, if the shim left any (it deletes them itself).
+fn remove_cgroups(path: &str) {
+    let rel = path.trim_start_matches('/');
+    let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = vec![Path::new("/sys/fs/cgroup").join(rel)];
+    dirs.extend(hierarchies.filter_map(|h| Some(h.ok()?.path().join(rel))));
+    for d in dirs {
+        let _ = fs::remove_dir(d);
+    }
+}
+
+mod erased {
+    /// Serialises any of the documents the runtime writes.
+    pub trait Json {
+        fn to_json(&self) -> Vec<u8>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Vec<u8> {
+            serde_json::to_vec_pretty(self).expect("runtime documents serialise")
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Turning a [`JobSpec`] and the image's defaults into an OCI runtime spec (`config.json`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use libcontainer::oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
+    RootBuilder, Spec, UserBuilder,
+};
+use pinkerton::config::ImageDefaults;
+
+use crate::spec::{JobSpec, NetworkMode};
+use crate::user::{self, UserError};
+
+/// The `PATH` a job gets when neither the image nor the job sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The capabilities a job holds (the same set runc's default spec grants).
+pub const DEFAULT_CAPS: &[Capability] = &[
+    Capability::AuditWrite,
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::Mknod,
+    Capability::NetBindService,
+    Capability::NetRaw,
+    Capability::Setfcap,
+    Capability::Setgid,
+    Capability::Setpcap,
+    Capability::Setuid,
+    Capability::SysChroot,
+];
+
+/// A job spec that cannot become a runtime spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Neither the job nor the image names a command.
+    #[error("no command: the image has no Entrypoint or Cmd, so give one")]
+    NoCommand,
+    /// A path that must be absolute is not.
+    #[error("{what} {path:?} must be an absolute path")]
+    NotAbsolute {
+        /// Which setting.
+        what: &'static str,
+        /// The value.
+        path: String,
+    },
+    /// A bind mount's source does not exist.
+    #[error("mount source {0:?} does not exist on the host")]
+    MissingSource(String),
+    /// The user cannot be resolved.
+    #[error(transparent)]
+    User(#[from] UserError),
+    /// The spec builder refused a value.
+    #[error("invalid runtime spec: {0}")]
+    Invalid(#[from] libcontainer::oci_spec::OciSpecError),
+}
+
+/// The command line: Entrypoint + Cmd with the job's overrides, as Docker combines them.
+pub fn argv(job: &JobSpec, image: &ImageDefaults) -> Result<Vec<String>, SpecError> {
+    let entrypoint = job
+        .entrypoint
+        .clone()
+        .unwrap_or_else(|| image.entrypoint.clone());
+    let cmd = if !job.args.is_empty() {
+        job.args.clone()
+    } else if job.entrypoint.is_some() {
+        Vec::new()
+    } else {
+        image.cmd.clone()
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        return Err(SpecError::NoCommand);
+    }
+    Ok(argv)
+}
+
+/// The environment: the image's, then the job's on top, plus `PATH`, `HOME` and `HOSTNAME`.
+pub fn environment(
+    job: &JobSpec,
+    image: &ImageDefaults,
+    home: &str,
+    hostname: &str,
+) -> Vec<String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert("PATH".into(), DEFAULT_PATH.into());
+    env.insert("HOME".into(), home.into());
+    for kv in &image.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        env.insert(k.into(), v.into());
+    }
+    env.insert("HOSTNAME".into(), hostname.into());
+    env.extend(job.env.clone());
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+fn absolute(what: &'static str, path: &str) -> Result<(), SpecError> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(SpecError::NotAbsolute {
+            what,
+            path: path.into(),
+        })
+    }
+}
+
+/// Builds the runtime spec for `job`, whose merged root filesystem is mounted at `rootfs`.
+pub fn build(
+    job: &JobSpec,
+    image: &ImageDefaults,
+    rootfs: &Path,
+    cgroups_path: &str,
+) -> Result<Spec, SpecError> {
+    let hostname = job
+        .hostname
+        .clone()
+        .unwrap_or_else(|| job.id.as_str().chars().take(12).collect());
+    let user = user::resolve(rootfs, job.user.as_deref().or(image.user.as_deref()))?;
+    let cwd = job
+        .working_dir
+        .clone()
+        .or_else(|| image.working_dir.clone())
+        .unwrap_or_else(|| "/".into());
+    absolute("working directory", &cwd)?;
+    let caps: std::collections::HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .inheritable(std::collections::HashSet::<Capability>::new())
+        .ambient(std::collections::HashSet::<Capability>::new())
+        .build()?;
+    let mut rlimits = Vec::new();
+    if let Some(n) = job.resources.nofile {
+        rlimits.push(
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .soft(n)
+                .hard(n)
+                .build()?,
+        );
+    }
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .args(argv(job, image)?)
+        .env(environment(job, image, &user.home, &hostname))
+        .cwd(PathBuf::from(cwd))
+        .user(
+            UserBuilder::default()
+                .uid(user.uid)
+                .gid(user.gid)
+                .additional_gids(user.additional_gids)
+                .build()?,
+        )
+        .capabilities(capabilities)
+        .rlimits(rlimits)
+        .no_new_privileges(true)
+        .build()?;
+
+    let defaults = Spec::default();
+    let mut mounts = defaults.mounts().clone().unwrap_or_default();
+    mounts.push(
+        MountBuilder::default()
+            .destination("/sys/fs/cgroup")
+            .typ("cgroup")
+            .source("cgroup")
+            .options(vec![
+                "nosuid".into(),
+                "noexec".into(),
+                "nodev".into(),
+                "relatime".into(),
+                "ro".into(),
+            ])
+            .build()?,
+    );
+    for m in &job.mounts {
+        absolute("mount source", &m.source)?;
+        absolute("mount target", &m.target)?;
+        if !Path::new(&m.source).exists() {
+            return Err(SpecError::MissingSource(m.source.clone()));
+        }
+        let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+        options.push(if m.readonly { "ro" } else { "rw" }.to_string());
+        mounts.push(
+            MountBuilder::default()
+                .destination(&m.target)
+                .typ("bind")
+                .source(&m.source)
+                .options(options)
+                .build()?,
+        );
+    }
+
+    let mut namespaces = vec![
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Cgroup,
+    ];
+    if job.network != NetworkMode::Host {
+        namespaces.push(LinuxNamespaceType::Network);
+    }
+    let namespaces = namespaces
+        .into_iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let r = &job.resources;
+    let mut resources =
+        LinuxResourcesBuilder::default().devices(vec![LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()?]);
+    if let Some(limit) = r.memory {
+        let limit = limit as i64;
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(limit)
+                .swap(limit)
+                .build()?,
+        );
+    }
+    if r.cpu_shares.is_some() || r.cpu_millis.is_some() {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(s) = r.cpu_shares {
+            cpu = cpu.shares(s);
+        }
+        if let Some(m) = r.cpu_millis {
+            cpu = cpu.quota(m as i64 * 100).period(100_000u64);
+        }
+        resources = resources.cpu(cpu.build()?);
+    }
+    if let Some(p) = r.pids {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(p).build()?);
+    }
+    let default_linux = defaults.linux().clone().unwrap_or_default();
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(cgroups_path))
+        .resources(resources.build()?)
+        .masked_paths(default_linux.masked_paths().clone().unwrap_or_default())
+        .readonly_paths(default_linux.readonly_paths().clone().unwrap_or_default())
+        .seccomp(crate::seccomp::default_profile())
+        .build()?;
+
+    let mut spec = defaults;
+    spec.set_hostname(Some(hostname));
+    spec.set_process(Some(process));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path("rootfs")
+            .readonly(job.readonly_rootfs)
+            .build()?,
+    ));
+    spec.set_mounts(Some(mounts));
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::JobId;
+
+    fn job(args: &[&str]) -> JobSpec {
+        JobSpec::new(
+            "j1".parse::<JobId>().unwrap(),
+            "img",
+            args.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_combine_like_docker() {
+        let image = ImageDefaults {
+            entrypoint: vec!["/init".into()],
+            cmd: vec!["serve".into()],
+            ..Default::default()
+        };
+        assert_eq!(argv(&job(&[]), &image).unwrap(), ["/init", "serve"]);
+        assert_eq!(argv(&job(&["debug"]), &image).unwrap(), ["/init", "debug"]);
+        let mut j = job(&[]);
+        j.entrypoint = Some(vec!["/bin/sh".into()]);
+        assert_eq!(argv(&j, &image).unwrap(), ["/bin/sh"]);
+        assert!(matches!(
+            argv(&job(&[]), &ImageDefaults::default()),
+            Err(SpecError::NoCommand)
+        ));
+    }
+
+    #[test]
+    fn environment_layers_job_over_image() {
+        let image = ImageDefaults {
+            env: vec!["PATH=/bin".into(), "A=1".into()],
+            ..Default::default()
+        };
+        let mut j = job(&["x"]);
+        j.env.insert("A".into(), "2".into());
+        let env = environment(&j, &image, "/root", "h");
+        assert!(env.contains(&"PATH=/bin".to_string()));
+        assert!(env.contains(&"A=2".to_string()));
+        assert!(env.contains(&"HOME=/root".to_string()));
+        assert!(env.contains(&"HOSTNAME=h".to_string()));
+    }
+}

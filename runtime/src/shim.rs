@@ -1,0 +1,266 @@
+//! The per-job monitor (`flynn-shim JOBDIR`).
+//!
+//! libcontainer clones without exec, which deadlocks inside a busy multi-threaded process, so
+//! each job is started from this small process instead. It detaches (fork + setsid) so that the
+//! job outlives whoever started it, builds and starts the container while still
+//! single-threaded, then pumps the job's stdout/stderr into `log.jsonl`, reaps the job and
+//! writes `exit.json`. Files in JOBDIR:
+//!
+//! ```text
+//! shim.json   input: {id, network}
+//! bundle/     config.json + rootfs (mounted by the runtime)
+//! state/      libcontainer's state
+//! pid         the job's init pid once it runs
+//! error       why it did not start
+//! log.jsonl   output records
+//! exit.json   how it ended
+//! ```
+
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::log::{LogWriter, Stream};
+use crate::spec::{JobId, NetworkMode};
+
+/// What the runtime tells the shim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShimConfig {
+    /// The job id (also the container id).
+    pub id: JobId,
+    /// Network mode; for `none` the shim brings up loopback.
+    pub network: NetworkMode,
+    /// The job's cgroup path, for the OOM check.
+    pub cgroup: String,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// Exit code, when it exited.
+    pub code: Option<i32>,
+    /// Signal number, when a signal killed it.
+    pub signal: Option<i32>,
+    /// True when the kernel's OOM killer killed a process of the job.
+    pub oom_killed: bool,
+}
+
+/// Restores default signal handling before the job's program starts (the shim, like every Rust
+/// program, ignores SIGPIPE).
+#[derive(Clone)]
+struct DefaultSignals;
+
+impl Executor for DefaultSignals {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+            // SAFETY: setting SIG_DFL installs no Rust code as a handler; this runs in the
+            // single-threaded container init just before exec.
+            let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };
+        }
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+        libcontainer::workload::default::get_executor().exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        libcontainer::workload::default::get_executor().validate(spec)
+    }
+}
+
+/// Writes `data` to `dir/name` through a temporary file and rename.
+pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::write(&tmp, data)?;
+    File::open(&tmp)?.sync_all()?;
+    fs::rename(tmp, dir.join(name))
+}
+
+fn fail(dir: &Path, msg: &str) -> i32 {
+    let _ = write_atomic(dir, "error", msg.as_bytes());
+    1
+}
+
+/// Runs the shim for the job in `dir`; returns the process exit code.
+pub fn run(dir: &Path) -> i32 {
+    // Detach: the first process returns at once, the second leads a new session.
+    // SAFETY: the process is single-threaded here, so the child may run any code.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => return fail(dir, &format!("fork: {e}")),
+    }
+    let _ = nix::unistd::setsid();
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        return fail(dir, &format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"));
+    }
+    let cfg: ShimConfig = match fs::read(dir.join("shim.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => return fail(dir, &format!("reading shim.json: {e}")),
+    };
+    match supervise(dir, &cfg) {
+        Ok(status) => match serde_json::to_vec(&status) {
+            Ok(json) if write_atomic(dir, "exit.json", &json).is_ok() => 0,
+            _ => 1,
+        },
+        Err(msg) => fail(dir, &msg),
+    }
+}
+
+fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<ExitStatus, String> {
+    let (out_r, out_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (err_r, err_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let stdin = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    let mut container = ContainerBuilder::new(cfg.id.to_string(), SyscallType::default())
+        .with_root_path(dir.join("state"))
+        .map_err(|e| format!("state dir: {e}"))?
+        .with_stdin(stdin)
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .with_executor(DefaultSignals)
+        .as_init(dir.join("bundle"))
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| format!("creating the container: {e}"))?;
+    // libcontainer uses its own version of nix: carry the pid over as a number.
+    let pid = Pid::from_raw(
+        container
+            .pid()
+            .ok_or("the container has no init pid")?
+            .as_raw(),
+    );
+    if cfg.network == NetworkMode::None {
+        if let Err(e) = loopback_up(pid) {
+            let _ = container.delete(true);
+            return Err(format!("bringing up loopback: {e}"));
+        }
+    }
+    if let Err(e) = container.start() {
+        let _ = container.delete(true);
+        return Err(format!("starting the container: {e}"));
+    }
+    write_atomic(dir, "pid", pid.to_string().as_bytes()).map_err(|e| format!("pid file: {e}"))?;
+
+    // Threads are safe from here on: libcontainer has done its clones.
+    let log = Arc::new(LogWriter::open(&dir.join("log.jsonl")).map_err(|e| format!("log: {e}"))?);
+    let pumps: Vec<_> = [(out_r, Stream::Stdout), (err_r, Stream::Stderr)]
+        .into_iter()
+        .map(|(fd, stream)| {
+            let log = log.clone();
+            std::thread::spawn(move || log.pump(File::from(fd), stream))
+        })
+        .collect();
+    let status = reap(pid);
+    for p in pumps {
+        let _ = p.join();
+    }
+    let oom_killed = oom_kills(&cfg.cgroup) > 0;
+    if let Err(e) = container.delete(true) {
+        tracing::warn!(error = %e, "deleting the container state");
+    }
+    Ok(ExitStatus {
+        oom_killed,
+        ..status
+    })
+}
+
+/// Waits for `pid`, reaping any orphan that is reparented to the shim meanwhile.
+fn reap(pid: Pid) -> ExitStatus {
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p == pid => {
+                return ExitStatus {
+                    code: Some(code),
+                    signal: None,
+                    oom_killed: false,
+                }
+            }
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => {
+                return ExitStatus {
+                    code: None,
+                    signal: Some(sig as i32),
+                    oom_killed: false,
+                }
+            }
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(_) => {
+                return ExitStatus {
+                    code: None,
+                    signal: None,
+                    oom_killed: false,
+                }
+            }
+        }
+    }
+}
+
+/// The OOM kill count of the job's memory cgroup (v2 `memory.events`, v1 `memory.oom_control`).
+fn oom_kills(cgroup: &str) -> u64 {
+    let rel = cgroup.trim_start_matches('/');
+    let candidates = [
+        format!("/sys/fs/cgroup/{rel}/memory.events"),
+        format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
+    ];
+    candidates
+        .iter()
+        .filter_map(|p| fs::read_to_string(p).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                })
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Sets `lo` up in the network namespace of `pid`, then returns to the shim's own namespace.
+fn loopback_up(pid: Pid) -> Result<(), String> {
+    use nix::sched::{setns, CloneFlags};
+    let own = File::open("/proc/self/ns/net").map_err(|e| e.to_string())?;
+    let theirs = File::open(format!("/proc/{pid}/ns/net")).map_err(|e| e.to_string())?;
+    setns(&theirs, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns: {e}"))?;
+    let result = set_lo_flags();
+    setns(&own, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns back: {e}"))?;
+    result
+}
+
+fn set_lo_flags() -> Result<(), String> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: the socket is open and `req` is a valid ifreq naming "lo".
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(format!("SIOCGIFFLAGS: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: as above; the kernel reads the flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(format!("SIOCSIFFLAGS: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
