@@ -50,3 +50,316 @@ fn a_job_runs_captures_output_and_reports_its_exit_code() {
     j.rt.delete("hello-job").unwrap();
     assert!(!j.root().join("hello-job").exists());
 }
+
+fn stdout_of(j: &Jobs, spec: &runtime::JobSpec) -> (runtime::ExitStatus, String) {
+    let (status, lines) = j.run(spec);
+    (status, lines.join("\n"))
+}
+
+#[test]
+fn limits_are_visible_from_inside_the_job() {
+    let Some(j) = setup("limits_are_visible_from_inside_the_job") else {
+        return;
+    };
+    let mut spec = j.sh(
+        "limits",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+         cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; \
+         cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max; \
+         cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight; \
+         ulimit -n",
+    );
+    spec.resources = runtime::Resources {
+        memory: Some(64 << 20),
+        pids: Some(50),
+        cpu_millis: Some(500),
+        cpu_shares: Some(512),
+        nofile: Some(1000),
+    };
+    let (status, out) = stdout_of(&j, &spec);
+    assert_eq!(status.code, Some(0), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], (64u64 << 20).to_string(), "memory: {out}");
+    assert_eq!(lines[1], "50", "pids: {out}");
+    assert!(
+        lines[2] == "50000" || lines[2] == "50000 100000",
+        "cpu quota: {out}"
+    );
+    assert_eq!(lines[4], "1000", "nofile: {out}");
+}
+
+#[test]
+fn a_job_over_its_memory_limit_is_oom_killed() {
+    let Some(j) = setup("a_job_over_its_memory_limit_is_oom_killed") else {
+        return;
+    };
+    let mut spec = j.sh(
+        "oom",
+        "x=$(dd if=/dev/zero bs=1M count=128 2>/dev/null | tr '\\0' a); echo survived",
+    );
+    spec.resources.memory = Some(16 << 20);
+    let (status, out) = stdout_of(&j, &spec);
+    assert!(
+        status.oom_killed,
+        "not reported as OOM-killed: {status:?} {out}"
+    );
+    assert!(!out.contains("survived"));
+}
+
+#[test]
+fn security_defaults_hold_inside_the_job() {
+    let Some(j) = setup("security_defaults_hold_inside_the_job") else {
+        return;
+    };
+    let spec = j.sh(
+        "secure",
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; \
+         echo timer_list=$(wc -c < /proc/timer_list); \
+         mount -t tmpfs none /mnt 2>/dev/null; echo mount=$?; \
+         unshare -U true 2>/dev/null; echo unshare=$?; \
+         (echo x > /proc/sysrq-trigger) 2>/dev/null && echo sysrq=writable || echo sysrq=refused; \
+         ls /dev | tr '\\n' ' '",
+    );
+    let (status, out) = stdout_of(&j, &spec);
+    assert_eq!(status.code, Some(0), "{out}");
+    assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+    assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    // The host's /proc/timer_list has content (this kernel has no /proc/kcore to check).
+    assert!(std::fs::read_to_string("/proc/timer_list").unwrap().len() > 0);
+    assert!(out.contains("timer_list=0"), "masked: {out}");
+    assert!(
+        !out.contains("mount=0") && !out.contains("unshare=0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sysrq=refused"),
+        "read-only /proc paths: {out}"
+    );
+    let devs = out.lines().last().unwrap();
+    for d in devs.split_whitespace() {
+        assert!(
+            [
+                "console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm",
+                "stderr", "stdin", "stdout", "tty", "urandom", "zero"
+            ]
+            .contains(&d),
+            "unexpected /dev/{d}: {devs}"
+        );
+    }
+}
+
+#[test]
+fn jobs_cannot_see_each_other() {
+    let Some(j) = setup("jobs_cannot_see_each_other") else {
+        return;
+    };
+    let a = j.sh("iso-a", "echo secret > /tmp/secret; exec sleep 1000");
+    j.rt.create(&a).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let b = j.sh(
+        "iso-b",
+        "ps -o comm | tr '\\n' ' '; echo; ls /tmp/secret 2>&1; true",
+    );
+    let (_, out) = stdout_of(&j, &b);
+    assert!(
+        !out.contains("sleep"),
+        "sees the other job's processes: {out}"
+    );
+    j.rt.stop("iso-a", Duration::from_millis(100)).unwrap();
+    j.rt.delete("iso-a").unwrap();
+    let logs = j.rt.logs("iso-b").err();
+    assert!(logs.is_some(), "deleted job is gone");
+}
+
+#[test]
+fn stop_escalates_and_signals_are_delivered() {
+    let Some(j) = setup("stop_escalates_and_signals_are_delivered") else {
+        return;
+    };
+    // PID 1 ignores SIGTERM without a handler: stop must end in SIGKILL.
+    j.rt.create(&j.sh("stubborn", "sleep 1000")).unwrap();
+    let s = j.rt.stop("stubborn", Duration::from_millis(300)).unwrap();
+    assert_eq!(s.signal, Some(9), "{s:?}");
+    j.rt.delete("stubborn").unwrap();
+
+    let script = "trap 'echo usr1' USR1; trap 'echo term; exit 7' TERM; echo ready; while true; do sleep 0.05; done";
+    j.rt.create(&j.sh("polite", script)).unwrap();
+    let ready = || {
+        j.rt.logs("polite")
+            .unwrap()
+            .iter()
+            .any(|l| l.line == "ready")
+    };
+    while !ready() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    j.rt.signal("polite", nix::sys::signal::Signal::SIGUSR1)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let s = j.rt.stop("polite", Duration::from_secs(10)).unwrap();
+    assert_eq!(s.code, Some(7), "{s:?}");
+    let lines: Vec<String> =
+        j.rt.logs("polite")
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+    assert!(
+        lines.contains(&"usr1".to_string()) && lines.contains(&"term".to_string()),
+        "{lines:?}"
+    );
+    assert!(matches!(
+        j.rt.delete("nosuchjob"),
+        Err(runtime::RuntimeError::NoSuchJob(_))
+    ));
+    j.rt.delete("polite").unwrap();
+}
+
+#[test]
+fn fast_output_loses_nothing() {
+    let Some(j) = setup("fast_output_loses_nothing") else {
+        return;
+    };
+    let (status, lines) = j.run(&j.sh("flood", "seq 1 200000; seq 1 1000 >&2"));
+    assert_eq!(status.code, Some(0));
+    assert_eq!(lines.len(), 200000);
+    assert!(
+        lines
+            .iter()
+            .enumerate()
+            .all(|(i, l)| l == &(i + 1).to_string()),
+        "out of order or changed"
+    );
+}
+
+#[test]
+fn network_modes_none_and_host() {
+    let Some(j) = setup("network_modes_none_and_host") else {
+        return;
+    };
+    let link = [
+        "link",
+        "add",
+        "flynntest0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "flynntest1",
+    ];
+    integration::run_ok(std::process::Command::new("ip").args(link));
+    let (_, none) = stdout_of(
+        &j,
+        &j.sh(
+            "net-none",
+            "ls /sys/class/net | tr '\\n' ' '; cat /sys/class/net/lo/flags",
+        ),
+    );
+    assert_eq!(none, "lo 0x9", "only loopback, up");
+    let mut host = j.sh("net-host", "ls /sys/class/net | tr '\\n' ' '");
+    host.network = runtime::NetworkMode::Host;
+    let (_, out) = stdout_of(&j, &host);
+    assert!(
+        out.contains("flynntest0"),
+        "host mode shares the host's links: {out}"
+    );
+}
+
+#[test]
+fn bind_mounts_users_and_readonly_rootfs() {
+    let Some(j) = setup("bind_mounts_users_and_readonly_rootfs") else {
+        return;
+    };
+    let data = j.pinkerton.scratch().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mount = |readonly| runtime::spec::BindMount {
+        source: data.display().to_string(),
+        target: "/data".into(),
+        readonly,
+    };
+    let mut w = j.sh("writer", "echo kept > /data/file");
+    w.mounts = vec![mount(false)];
+    assert_eq!(j.run(&w).0.code, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(data.join("file")).unwrap(),
+        "kept\n"
+    );
+    let mut r = j.sh(
+        "reader",
+        "cat /data/file; echo x > /data/other 2>/dev/null; echo write=$?",
+    );
+    r.mounts = vec![mount(true)];
+    let (_, out) = stdout_of(&j, &r);
+    assert!(out.starts_with("kept") && !out.contains("write=0"), "{out}");
+
+    let mut u = j.sh("as-nobody", "id -u; id -g; echo $HOME");
+    u.user = Some("nobody".into());
+    assert_eq!(stdout_of(&j, &u).1, "65534\n65534\n/");
+    let mut bad = j.sh("no-user", "true");
+    bad.user = Some("nosuchuser".into());
+    let err = j.rt.create(&bad).unwrap_err().to_string();
+    assert!(err.contains("nosuchuser"), "{err}");
+    assert!(
+        !j.root().join("no-user").exists(),
+        "a failed create leaves nothing"
+    );
+
+    let mut ro = j.sh("ro", "touch /newfile 2>/dev/null; echo touch=$?");
+    ro.readonly_rootfs = true;
+    assert!(!stdout_of(&j, &ro).1.contains("touch=0"));
+    // The writable upper dir is per job: a file written by one job is not in the next.
+    assert_eq!(j.run(&j.sh("w1", "echo a > /root/f")).0.code, Some(0));
+    assert_eq!(
+        stdout_of(&j, &j.sh("w2", "ls /root/f 2>/dev/null; true")).1,
+        ""
+    );
+}
+
+#[test]
+fn two_hundred_jobs_leave_nothing_behind() {
+    let Some(j) = setup("two_hundred_jobs_leave_nothing_behind") else {
+        return;
+    };
+    let before_mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    for i in 0..200 {
+        let mut spec = j.sh(&format!("leak-{i}"), "true");
+        spec.resources.memory = Some(32 << 20);
+        spec.resources.pids = Some(10);
+        let (status, _) = j.run(&spec);
+        assert_eq!(status.code, Some(0));
+    }
+    let after_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(after_mounts.lines().count(), before_mounts, "mounts leaked");
+    assert!(!after_mounts.contains(&j.root().display().to_string()));
+    assert_eq!(
+        std::fs::read_dir(j.root()).unwrap().count(),
+        0,
+        "job dirs leaked"
+    );
+    let mut leaked = Vec::new();
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap() {
+        let dir = h.unwrap().path().join("flynn");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            leaked.extend(
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.to_string_lossy().contains("leak-")),
+            );
+        }
+    }
+    assert!(leaked.is_empty(), "cgroups leaked: {leaked:?}");
+    let root = j.root().display().to_string();
+    let shims: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("flynn-shim") && c.contains(&root))
+        .collect();
+    assert!(shims.is_empty(), "shims left running: {shims:?}");
+}
