@@ -47,9 +47,10 @@ impl Jobs {
         let image = format!("{}/test/busybox:v1", registry.addr);
         layout.push("bb", &image, &[]);
         p.ok(&["pull", &image]);
-        let root = p.scratch().join("jobs");
+        let root = p.scratch().join("runtime");
         let store = pinkerton::store::Store::open(p.store()).unwrap();
         let rt = Runtime::new(&root, store, workspace_bin("flynn-shim")).unwrap();
+        let root = rt.jobs_dir().to_path_buf();
         Self {
             rt,
             pinkerton: p,

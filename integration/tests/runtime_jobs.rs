@@ -127,7 +127,9 @@ fn security_defaults_hold_inside_the_job() {
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
     // The host's /proc/timer_list has content (this kernel has no /proc/kcore to check).
-    assert!(!std::fs::read_to_string("/proc/timer_list").unwrap().is_empty());
+    assert!(!std::fs::read_to_string("/proc/timer_list")
+        .unwrap()
+        .is_empty());
     assert!(out.contains("timer_list=0"), "masked: {out}");
     assert!(
         !out.contains("mount=0") && !out.contains("unshare=0"),
@@ -336,11 +338,11 @@ fn two_hundred_jobs_leave_nothing_behind() {
     let after_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert_eq!(after_mounts.lines().count(), before_mounts, "mounts leaked");
     assert!(!after_mounts.contains(&j.root().display().to_string()));
-    assert_eq!(
-        std::fs::read_dir(j.root()).unwrap().count(),
-        0,
-        "job dirs leaked"
-    );
+    let left: Vec<_> = std::fs::read_dir(j.root())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "job dirs leaked: {left:?}");
     let mut leaked = Vec::new();
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap() {
         let dir = h.unwrap().path().join("flynn");
@@ -362,4 +364,39 @@ fn two_hundred_jobs_leave_nothing_behind() {
         .filter(|c| c.contains("flynn-shim") && c.contains(&root))
         .collect();
     assert!(shims.is_empty(), "shims left running: {shims:?}");
+}
+
+#[test]
+fn volumes_outlive_jobs_and_attach_to_later_ones() {
+    let Some(j) = setup("volumes_outlive_jobs_and_attach_to_later_ones") else {
+        return;
+    };
+    j.rt.volumes().create("pgdata").unwrap();
+    let vol = |readonly| runtime::volume::VolumeMount {
+        name: "pgdata".into(),
+        target: "/var/lib/data".into(),
+        readonly,
+    };
+    let mut first = j.sh("vol-1", "echo generation-1 > /var/lib/data/marker");
+    first.volumes = vec![vol(false)];
+    assert_eq!(j.run(&first).0.code, Some(0));
+    let mut second = j.sh("vol-2", "cat /var/lib/data/marker");
+    second.volumes = vec![vol(true)];
+    j.rt.create(&second).unwrap();
+    j.rt.wait("vol-2", Duration::from_secs(30)).unwrap();
+    let err = j.rt.delete_volume("pgdata").unwrap_err().to_string();
+    assert!(err.contains("used by job vol-2"), "{err}");
+    let out: Vec<String> =
+        j.rt.logs("vol-2")
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+    assert_eq!(out, ["generation-1"]);
+    j.rt.delete("vol-2").unwrap();
+    j.rt.delete_volume("pgdata").unwrap();
+    let mut missing = j.sh("vol-3", "true");
+    missing.volumes = vec![vol(false)];
+    let err = j.rt.create(&missing).unwrap_err().to_string();
+    assert!(err.contains("no such volume: pgdata"), "{err}");
 }

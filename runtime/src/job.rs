@@ -15,10 +15,11 @@ use crate::log::{read_log, LogLine};
 use crate::oci::{self, SpecError};
 use crate::rootfs::{self, RootfsError};
 use crate::shim::{write_atomic, ExitStatus, ShimConfig};
-use crate::spec::{JobId, JobSpec};
+use crate::spec::{BindMount, JobId, JobSpec};
+use crate::volume::{VolumeError, Volumes};
 
 /// Where jobs live by default.
-pub const DEFAULT_ROOT: &str = "/var/lib/flynn/jobs";
+pub const DEFAULT_ROOT: &str = "/var/lib/flynn/runtime";
 /// The cgroup every job's cgroup is created under.
 pub const CGROUP_PARENT: &str = "flynn";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,6 +69,9 @@ pub enum RuntimeError {
     /// Waiting for the job timed out.
     #[error("job {0} did not exit in time")]
     Timeout(JobId),
+    /// A volume operation failed.
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
     /// A filesystem or process operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -102,22 +106,54 @@ pub struct Runtime {
     root: PathBuf,
     store: Store,
     shim: PathBuf,
+    volumes: Volumes,
 }
 
 impl Runtime {
-    /// A runtime keeping jobs under `root`, images from `store`, starting `shim` per job.
+    /// A runtime keeping jobs in `root/jobs` and volumes in `root/volumes`, images from
+    /// `store`, starting `shim` per job.
     pub fn new(
         root: impl Into<PathBuf>,
         store: Store,
         shim: impl Into<PathBuf>,
     ) -> Result<Self, RuntimeError> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
+        let jobs = root.join("jobs");
+        fs::create_dir_all(&jobs).map_err(io(format!("creating {}", jobs.display())))?;
+        let volumes = Volumes::new(root.join("volumes"));
         Ok(Self {
-            root,
+            root: jobs,
             store,
             shim: shim.into(),
+            volumes,
         })
+    }
+
+    /// The directory jobs live in.
+    pub fn jobs_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// The runtime's volumes.
+    pub fn volumes(&self) -> &Volumes {
+        &self.volumes
+    }
+
+    /// Deletes a volume that no job (running or not yet deleted) uses.
+    pub fn delete_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        for id in self.list()? {
+            let spec = fs::read(self.dir(&id).join("job.json")).ok();
+            let spec: Option<JobSpec> = spec.and_then(|b| serde_json::from_slice(&b).ok());
+            if spec.is_some_and(|s| s.volumes.iter().any(|v| v.name == name)) {
+                let job = id.to_string();
+                return Err(VolumeError::InUse {
+                    name: name.to_string(),
+                    job,
+                }
+                .into());
+            }
+        }
+        Ok(self.volumes.delete(name)?)
     }
 
     fn dir(&self, id: &JobId) -> PathBuf {
@@ -191,7 +227,18 @@ impl Runtime {
         }
         rootfs::mount_overlay(layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
         let cgroup = Self::cgroup_path(&spec.id);
-        let oci = oci::build(spec, &config.defaults, &rootfs, &cgroup)?;
+        let mut with_volumes = spec.clone();
+        for v in &spec.volumes {
+            let source = self.volumes.path(&v.name)?;
+            let (source, target, readonly) =
+                (source.display().to_string(), v.target.clone(), v.readonly);
+            with_volumes.mounts.push(BindMount {
+                source,
+                target,
+                readonly,
+            });
+        }
+        let oci = oci::build(&with_volumes, &config.defaults, &rootfs, &cgroup)?;
         let json = |v: &dyn erased::Json| v.to_json();
         write_atomic(&dir.join("bundle"), "config.json", &json(&oci))
             .map_err(io("writing config.json"))?;
@@ -236,7 +283,7 @@ impl Runtime {
                         reason: "the shim did not report within 30 s".into(),
                     })
                 }
-                JobState::Starting => std::thread::sleep(Duration::from_millis(2)),
+                JobState::Starting => std::thread::sleep(Duration::from_micros(500)),
             }
         }
     }
@@ -268,15 +315,22 @@ impl Runtime {
     /// Waits up to `timeout` for the job to end.
     pub fn wait(&self, id: &str, timeout: Duration) -> Result<ExitStatus, RuntimeError> {
         let (job, dir) = self.existing(id)?;
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
         loop {
             if let JobState::Exited(s) = self.state_in(&dir) {
                 return Ok(s);
             }
-            if Instant::now() > deadline {
+            let waited = start.elapsed();
+            if waited > timeout {
                 return Err(RuntimeError::Timeout(job));
             }
-            std::thread::sleep(Duration::from_millis(5));
+            // Short jobs are noticed quickly; long waits poll less often.
+            let pause = if waited < Duration::from_millis(100) {
+                500
+            } else {
+                10_000
+            };
+            std::thread::sleep(Duration::from_micros(pause));
         }
     }
 

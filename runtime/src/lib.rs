@@ -10,6 +10,7 @@ pub mod seccomp;
 pub mod shim;
 pub mod spec;
 pub mod user;
+pub mod volume;
 
 pub use job::{JobState, Runtime, RuntimeError};
 pub use shim::ExitStatus;

@@ -76,11 +76,12 @@ impl Executor for DefaultSignals {
     }
 }
 
-/// Writes `data` to `dir/name` through a temporary file and rename.
+/// Writes `data` to `dir/name` through a temporary file and rename, so readers see the old
+/// file or the whole new one. Not fsynced: job files are worthless after a host crash (the
+/// jobs died with it), and syncing them costs milliseconds per job start.
 pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     fs::write(&tmp, data)?;
-    File::open(&tmp)?.sync_all()?;
     fs::rename(tmp, dir.join(name))
 }
 

@@ -131,9 +131,12 @@ pub struct JobSpec {
     /// Resource limits.
     #[serde(default)]
     pub resources: Resources,
-    /// Bind mounts.
+    /// Bind mounts of host paths.
     #[serde(default)]
     pub mounts: Vec<BindMount>,
+    /// Runtime-managed volumes.
+    #[serde(default)]
+    pub volumes: Vec<crate::volume::VolumeMount>,
     /// Network mode.
     #[serde(default)]
     pub network: NetworkMode,
@@ -156,6 +159,7 @@ impl JobSpec {
             hostname: None,
             resources: Resources::default(),
             mounts: Vec::new(),
+            volumes: Vec::new(),
             network: NetworkMode::None,
             readonly_rootfs: false,
         }

@@ -1,0 +1,80 @@
+//! Benchmark helper for `bench/start.sh`.
+//!
+//! `start_bench STORE ROOT SHIM IMAGE` runs `/bin/true` from IMAGE as one job, from create to
+//! exit, then deletes it. `start_bench STORE JOBS SHIM IMAGE idle N` starts N `sleep` jobs,
+//! prints the shims' memory (RSS and PSS, KiB per job), then stops and deletes them.
+
+use std::time::Duration;
+
+use runtime::{JobSpec, Runtime};
+
+fn kib(pid: u32, field: &str, file: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    assert!(
+        args.len() >= 5,
+        "usage: start_bench STORE JOBS SHIM IMAGE [idle N]"
+    );
+    let store = pinkerton::store::Store::open(&args[1]).expect("store");
+    let rt = Runtime::new(&args[2], store, &args[3]).expect("runtime");
+    let spec = |id: String, argv: &[&str]| {
+        JobSpec::new(
+            id.parse().expect("id"),
+            &args[4],
+            argv.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    if args.get(5).map(String::as_str) != Some("idle") {
+        let id = format!("bench-{}", std::process::id());
+        rt.create(&spec(id.clone(), &["/bin/true"]))
+            .expect("create");
+        let status = rt.wait(&id, Duration::from_secs(30)).expect("wait");
+        assert_eq!(status.code, Some(0));
+        rt.delete(&id).expect("delete");
+        return;
+    }
+    let n: usize = args[6].parse().expect("N");
+    let ids: Vec<String> = (0..n).map(|i| format!("idle-{i}")).collect();
+    for id in &ids {
+        rt.create(&spec(id.clone(), &["/bin/sleep", "1000"]))
+            .expect("create");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let jobs_root = args[2].clone();
+    let shims: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| *pid != std::process::id())
+        .filter(|pid: &u32| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("flynn-shim") && cmd.contains(&jobs_root)
+        })
+        .collect();
+    let rss: u64 = shims.iter().map(|p| kib(*p, "VmRSS:", "status")).sum();
+    let pss: u64 = shims.iter().map(|p| kib(*p, "Pss:", "smaps_rollup")).sum();
+    println!(
+        "{n} idle jobs, {} shims: RSS {} KiB/job, PSS {} KiB/job",
+        shims.len(),
+        rss / n as u64,
+        pss / n as u64
+    );
+    for id in &ids {
+        rt.stop(id, Duration::from_millis(100)).expect("stop");
+        rt.delete(id).expect("delete");
+    }
+}
