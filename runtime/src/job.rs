@@ -12,6 +12,7 @@ use pinkerton::config::ImageConfig;
 use pinkerton::store::{Store, StoreError};
 
 use crate::log::{read_log, LogLine};
+use crate::net::{Attachment, NetConfig, NetError, Network};
 use crate::oci::{self, SpecError};
 use crate::rootfs::{self, RootfsError};
 use crate::shim::{write_atomic, ExitStatus, ShimConfig};
@@ -72,6 +73,9 @@ pub enum RuntimeError {
     /// A volume operation failed.
     #[error(transparent)]
     Volume(#[from] VolumeError),
+    /// Networking failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
     /// A filesystem or process operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -107,6 +111,7 @@ pub struct Runtime {
     store: Store,
     shim: PathBuf,
     volumes: Volumes,
+    network: Network,
 }
 
 impl Runtime {
@@ -121,12 +126,32 @@ impl Runtime {
         let jobs = root.join("jobs");
         fs::create_dir_all(&jobs).map_err(io(format!("creating {}", jobs.display())))?;
         let volumes = Volumes::new(root.join("volumes"));
+        let network = Network::new(NetConfig::default(), root.join("net"));
         Ok(Self {
             root: jobs,
             store,
             shim: shim.into(),
             volumes,
+            network,
         })
+    }
+
+    /// The same runtime with another network configuration.
+    pub fn with_network(mut self, cfg: NetConfig) -> Self {
+        let dir = self.root.parent().unwrap_or(&self.root).join("net");
+        self.network = Network::new(cfg, dir);
+        self
+    }
+
+    /// The bridge network.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Where job `id` is on the network, for bridge-mode jobs.
+    pub fn attachment(&self, id: &str) -> Result<Option<Attachment>, RuntimeError> {
+        let (_, dir) = self.existing(id)?;
+        Ok(read_attachment(&dir))
     }
 
     /// The directory jobs live in.
@@ -228,6 +253,27 @@ impl Runtime {
         rootfs::mount_overlay(layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
         let cgroup = Self::cgroup_path(&spec.id);
         let mut with_volumes = spec.clone();
+        let mut netns = None;
+        if spec.network == crate::spec::NetworkMode::Bridge {
+            let att =
+                self.network
+                    .attach(spec.id.as_str(), &oci::hostname(spec), &spec.ports, dir)?;
+            write_atomic(
+                dir,
+                "net.json",
+                &serde_json::to_vec(&att).expect("attachment serialises"),
+            )
+            .map_err(io("writing net.json"))?;
+            for f in ["resolv.conf", "hosts", "hostname"] {
+                let source = dir.join(f).display().to_string();
+                with_volumes.mounts.push(BindMount {
+                    source,
+                    target: format!("/etc/{f}"),
+                    readonly: false,
+                });
+            }
+            netns = Some(att.netns);
+        }
         for v in &spec.volumes {
             let source = self.volumes.path(&v.name)?;
             let (source, target, readonly) =
@@ -238,7 +284,13 @@ impl Runtime {
                 readonly,
             });
         }
-        let oci = oci::build(&with_volumes, &config.defaults, &rootfs, &cgroup)?;
+        let oci = oci::build(
+            &with_volumes,
+            &config.defaults,
+            &rootfs,
+            &cgroup,
+            netns.as_deref(),
+        )?;
         let json = |v: &dyn erased::Json| v.to_json();
         write_atomic(&dir.join("bundle"), "config.json", &json(&oci))
             .map_err(io("writing config.json"))?;
@@ -380,6 +432,9 @@ impl Runtime {
     }
 
     fn remove_dir(&self, dir: &Path) -> Result<(), RuntimeError> {
+        if let Some(id) = dir.file_name().and_then(|n| n.to_str()) {
+            self.network.detach(id, read_attachment(dir).as_ref())?;
+        }
         rootfs::unmount(&dir.join("bundle/rootfs"))?;
         match fs::remove_dir_all(dir) {
             Ok(()) => Ok(()),
@@ -397,6 +452,10 @@ impl Runtime {
         out.sort();
         Ok(out)
     }
+}
+
+fn read_attachment(dir: &Path) -> Option<Attachment> {
+    serde_json::from_slice(&fs::read(dir.join("net.json")).ok()?).ok()
 }
 
 /// Removes the job's cgroup in every hierarchy, if the shim left any (it deletes them itself).

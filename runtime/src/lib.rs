@@ -4,6 +4,7 @@
 
 pub mod job;
 pub mod log;
+pub mod net;
 pub mod oci;
 pub mod rootfs;
 pub mod seccomp;

@@ -55,6 +55,9 @@ pub enum SpecError {
     /// The user cannot be resolved.
     #[error(transparent)]
     User(#[from] UserError),
+    /// Ports are published only in bridge mode.
+    #[error("ports can only be published in bridge network mode")]
+    PortsNeedBridge,
     /// The spec builder refused a value.
     #[error("invalid runtime spec: {0}")]
     Invalid(#[from] libcontainer::oci_spec::OciSpecError),
@@ -110,17 +113,26 @@ fn absolute(what: &'static str, path: &str) -> Result<(), SpecError> {
     }
 }
 
-/// Builds the runtime spec for `job`, whose merged root filesystem is mounted at `rootfs`.
+/// The job's host name: the spec's, or the first 12 characters of its id.
+pub fn hostname(job: &JobSpec) -> String {
+    job.hostname
+        .clone()
+        .unwrap_or_else(|| job.id.as_str().chars().take(12).collect())
+}
+
+/// Builds the runtime spec for `job`, whose merged root filesystem is mounted at `rootfs`;
+/// `netns` is the pinned network namespace to join (bridge mode).
 pub fn build(
     job: &JobSpec,
     image: &ImageDefaults,
     rootfs: &Path,
     cgroups_path: &str,
+    netns: Option<&Path>,
 ) -> Result<Spec, SpecError> {
-    let hostname = job
-        .hostname
-        .clone()
-        .unwrap_or_else(|| job.id.as_str().chars().take(12).collect());
+    if !job.ports.is_empty() && job.network != NetworkMode::Bridge {
+        return Err(SpecError::PortsNeedBridge);
+    }
+    let hostname = hostname(job);
     let user = user::resolve(rootfs, job.user.as_deref().or(image.user.as_deref()))?;
     let cwd = job
         .working_dir
@@ -197,20 +209,31 @@ pub fn build(
         );
     }
 
-    let mut namespaces = vec![
+    let namespaces = [
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Mount,
         LinuxNamespaceType::Cgroup,
     ];
-    if job.network != NetworkMode::Host {
-        namespaces.push(LinuxNamespaceType::Network);
-    }
-    let namespaces = namespaces
+    let mut namespaces = namespaces
         .into_iter()
         .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
         .collect::<Result<Vec<_>, _>>()?;
+    match (job.network, netns) {
+        (NetworkMode::Host, _) => {}
+        (_, Some(path)) => namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(path)
+                .build()?,
+        ),
+        (_, None) => namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .build()?,
+        ),
+    }
 
     let r = &job.resources;
     let mut resources =

@@ -64,8 +64,11 @@ impl std::fmt::Display for JobId {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
-    /// Its own network namespace with only loopback.
+    /// Its own network namespace on the host's bridge, with an address, outbound NAT and
+    /// published ports.
     #[default]
+    Bridge,
+    /// Its own network namespace with only loopback.
     None,
     /// The host's network namespace.
     Host,
@@ -140,6 +143,9 @@ pub struct JobSpec {
     /// Network mode.
     #[serde(default)]
     pub network: NetworkMode,
+    /// Ports to publish on the host (bridge mode only).
+    #[serde(default)]
+    pub ports: Vec<crate::net::PortMap>,
     /// Mount the root filesystem read-only.
     #[serde(default)]
     pub readonly_rootfs: bool,
@@ -160,7 +166,8 @@ impl JobSpec {
             resources: Resources::default(),
             mounts: Vec::new(),
             volumes: Vec::new(),
-            network: NetworkMode::None,
+            network: NetworkMode::Bridge,
+            ports: Vec::new(),
             readonly_rootfs: false,
         }
     }

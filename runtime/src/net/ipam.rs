@@ -1,0 +1,202 @@
+//! Address and host-port leases, persisted in one JSON file under an exclusive flock so that
+//! no address or port is ever handed out twice, even across processes.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use super::NetError;
+
+/// First host port handed out when a job asks for any port.
+pub const AUTO_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// One job's leases.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The job's address.
+    pub ip: Option<Ipv4Addr>,
+    /// Host ports (protocol, port) it publishes.
+    #[serde(default)]
+    pub ports: Vec<(String, u16)>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LeaseFile {
+    /// The last address handed out, so addresses are not reused at once.
+    last: Option<Ipv4Addr>,
+    leases: BTreeMap<String, Lease>,
+}
+
+/// The lease database of one subnet.
+#[derive(Debug, Clone)]
+pub struct Ipam {
+    path: PathBuf,
+    network: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Ipam {
+    /// Leases of `network/prefix` kept in `dir/leases.json`.
+    pub fn new(dir: &Path, network: Ipv4Addr, prefix: u8) -> Self {
+        Self {
+            path: dir.join("leases.json"),
+            network,
+            prefix,
+        }
+    }
+
+    /// The gateway (the bridge's address): the first address of the subnet.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut LeaseFile) -> Result<T, NetError>,
+    ) -> Result<T, NetError> {
+        let io = |e: std::io::Error| NetError::Leases(self.path.clone(), e.to_string());
+        if let Some(dir) = self.path.parent() {
+            fs::create_dir_all(dir).map_err(io)?;
+        }
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.with_extension("lock"))
+            .map_err(io)?;
+        let _lock =
+            Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| io(e.into()))?;
+        let mut db: LeaseFile = match fs::read(&self.path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| NetError::Leases(self.path.clone(), e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => LeaseFile::default(),
+            Err(e) => return Err(io(e)),
+        };
+        let out = f(&mut db)?;
+        let tmp = self.path.with_extension("tmp");
+        let json = serde_json::to_vec_pretty(&db).expect("leases serialise");
+        (|| {
+            let mut f = File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &json)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &self.path)
+        })()
+        .map_err(io)?;
+        Ok(out)
+    }
+
+    /// Leases an address for `job` (the same one again if it has one).
+    pub fn allocate_ip(&self, job: &str) -> Result<Ipv4Addr, NetError> {
+        let (net, prefix, gateway) = (
+            u32::from(self.network),
+            self.prefix,
+            u32::from(self.gateway()),
+        );
+        self.with(|db| {
+            if let Some(ip) = db.leases.get(job).and_then(|l| l.ip) {
+                return Ok(ip);
+            }
+            let size = 1u64 << (32 - prefix);
+            let used: std::collections::HashSet<Ipv4Addr> =
+                db.leases.values().filter_map(|l| l.ip).collect();
+            let start = db.last.map_or(gateway + 1, |l| u32::from(l) + 1);
+            for i in 0..size {
+                let candidate = net + ((u64::from(start - net) + i) % size) as u32;
+                let host = candidate - net;
+                if candidate <= gateway || u64::from(host) == size - 1 {
+                    continue; // network, gateway and broadcast addresses
+                }
+                let ip = Ipv4Addr::from(candidate);
+                if !used.contains(&ip) {
+                    db.last = Some(ip);
+                    db.leases.entry(job.to_string()).or_default().ip = Some(ip);
+                    return Ok(ip);
+                }
+            }
+            Err(NetError::Exhausted)
+        })
+    }
+
+    /// Leases host port `wanted` (or any free one when 0) for `job`.
+    pub fn allocate_port(&self, job: &str, proto: &str, wanted: u16) -> Result<u16, NetError> {
+        self.with(|db| {
+            let taken = |p: u16| {
+                db.leases
+                    .values()
+                    .any(|l| l.ports.iter().any(|(pr, n)| pr == proto && *n == p))
+            };
+            let port = if wanted != 0 {
+                if taken(wanted) {
+                    return Err(NetError::PortTaken(wanted));
+                }
+                wanted
+            } else {
+                AUTO_PORTS
+                    .clone()
+                    .find(|p| !taken(*p))
+                    .ok_or(NetError::Exhausted)?
+            };
+            db.leases
+                .entry(job.to_string())
+                .or_default()
+                .ports
+                .push((proto.to_string(), port));
+            Ok(port)
+        })
+    }
+
+    /// Drops every lease of `job`.
+    pub fn release(&self, job: &str) -> Result<(), NetError> {
+        self.with(|db| {
+            db.leases.remove(job);
+            Ok(())
+        })
+    }
+
+    /// All current leases.
+    pub fn leases(&self) -> Result<BTreeMap<String, Lease>, NetError> {
+        self.with(|db| Ok(db.leases.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_ports_are_never_shared() {
+        let t = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(t.path(), Ipv4Addr::new(100, 100, 0, 0), 29);
+        assert_eq!(ipam.gateway(), Ipv4Addr::new(100, 100, 0, 1));
+        let a = ipam.allocate_ip("a").unwrap();
+        assert_eq!(a, Ipv4Addr::new(100, 100, 0, 2));
+        assert_eq!(ipam.allocate_ip("a").unwrap(), a, "stable per job");
+        let ips: Vec<_> = ["b", "c", "d", "e"]
+            .iter()
+            .map(|j| ipam.allocate_ip(j).unwrap())
+            .collect();
+        assert_eq!(ips.last(), Some(&Ipv4Addr::new(100, 100, 0, 6)));
+        assert!(
+            matches!(ipam.allocate_ip("f"), Err(NetError::Exhausted)),
+            "/29 has 5 usable"
+        );
+        ipam.release("b").unwrap();
+        assert_eq!(
+            ipam.allocate_ip("f").unwrap(),
+            Ipv4Addr::new(100, 100, 0, 3)
+        );
+        assert_eq!(ipam.allocate_port("a", "tcp", 8080).unwrap(), 8080);
+        assert!(matches!(
+            ipam.allocate_port("c", "tcp", 8080),
+            Err(NetError::PortTaken(8080))
+        ));
+        assert_eq!(ipam.allocate_port("c", "udp", 8080).unwrap(), 8080);
+        assert_eq!(ipam.allocate_port("c", "tcp", 0).unwrap(), 30000);
+        ipam.release("a").unwrap();
+        assert_eq!(ipam.allocate_port("d", "tcp", 8080).unwrap(), 8080);
+    }
+}

@@ -1,0 +1,177 @@
+//! Links and addresses through netlink: the bridge, a veth pair per job, the job's side of it.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+
+use futures::TryStreamExt;
+use rtnetlink::{
+    new_connection, Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+
+use super::NetError;
+
+fn nl(what: &str) -> impl FnOnce(rtnetlink::Error) -> NetError + '_ {
+    move |e| NetError::Netlink(format!("{what}: {e}"))
+}
+
+/// Runs `f` with a netlink handle on a current-thread tokio runtime (in the caller's netns).
+pub fn with_handle<T>(f: impl AsyncFnOnce(Handle) -> Result<T, NetError>) -> Result<T, NetError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| NetError::Netlink(format!("tokio runtime: {e}")))?;
+    rt.block_on(async {
+        let (conn, handle, _) =
+            new_connection().map_err(|e| NetError::Netlink(format!("netlink socket: {e}")))?;
+        tokio::spawn(conn);
+        f(handle).await
+    })
+}
+
+/// The index of link `name`, if it exists.
+pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>, NetError> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(l)) => Ok(Some(l.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(nl("looking up a link")(e)),
+    }
+}
+
+/// Creates the bridge with `gateway/prefix` unless it exists; sets it up.
+pub async fn ensure_bridge(
+    h: &Handle,
+    name: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+) -> Result<u32, NetError> {
+    if let Some(i) = index(h, name).await? {
+        return Ok(i);
+    }
+    h.link()
+        .add(LinkBridge::new(name).build())
+        .execute()
+        .await
+        .map_err(nl("creating the bridge"))?;
+    let i = index(h, name)
+        .await?
+        .ok_or_else(|| NetError::Netlink("bridge vanished".into()))?;
+    h.address()
+        .add(i, IpAddr::V4(gateway), prefix)
+        .execute()
+        .await
+        .map_err(nl("addressing the bridge"))?;
+    h.link()
+        .set(LinkUnspec::new_with_index(i).up().build())
+        .execute()
+        .await
+        .map_err(nl("bridge up"))?;
+    Ok(i)
+}
+
+/// Creates veth `host`/`peer`, attaches `host` to the bridge in hairpin mode and moves `peer`
+/// into `netns`.
+pub async fn create_veth(
+    h: &Handle,
+    host: &str,
+    peer: &str,
+    bridge: u32,
+    netns: &std::fs::File,
+) -> Result<(), NetError> {
+    h.link()
+        .add(LinkVeth::new(host, peer).build())
+        .execute()
+        .await
+        .map_err(nl("creating the veth pair"))?;
+    let hi = index(h, host)
+        .await?
+        .ok_or_else(|| NetError::Netlink("veth vanished".into()))?;
+    let pi = index(h, peer)
+        .await?
+        .ok_or_else(|| NetError::Netlink("veth peer vanished".into()))?;
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(hi)
+                .controller(bridge)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl("attaching the veth to the bridge"))?;
+    // Hairpin: frames may leave through the port they came in on, so a job reaches itself
+    // through a published port.
+    h.link()
+        .set_port(LinkBridgePort::new(hi).hairpin(true).build())
+        .execute()
+        .await
+        .map_err(nl("turning hairpin on"))?;
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(pi)
+                .setns_by_fd(netns.as_raw_fd())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl("moving the veth into the job's namespace"))
+}
+
+/// Inside the job's namespace: names `peer` eth0, gives it `ip/prefix`, brings it and `lo` up
+/// and routes through `gateway`.
+pub async fn configure_inside(
+    h: &Handle,
+    peer: &str,
+    ip: Ipv4Addr,
+    prefix: u8,
+    gateway: Ipv4Addr,
+) -> Result<(), NetError> {
+    let pi = index(h, peer)
+        .await?
+        .ok_or_else(|| NetError::Netlink("veth peer missing in the job's namespace".into()))?;
+    h.link()
+        .set(LinkUnspec::new_with_index(pi).name("eth0").build())
+        .execute()
+        .await
+        .map_err(nl("renaming eth0"))?;
+    h.address()
+        .add(pi, IpAddr::V4(ip), prefix)
+        .execute()
+        .await
+        .map_err(nl("addressing eth0"))?;
+    h.link()
+        .set(LinkUnspec::new_with_index(pi).up().build())
+        .execute()
+        .await
+        .map_err(nl("eth0 up"))?;
+    if let Some(lo) = index(h, "lo").await? {
+        h.link()
+            .set(LinkUnspec::new_with_index(lo).up().build())
+            .execute()
+            .await
+            .map_err(nl("lo up"))?;
+    }
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .output_interface(pi)
+        .build();
+    h.route()
+        .add(route)
+        .execute()
+        .await
+        .map_err(nl("default route"))
+}
+
+/// Deletes link `name` (and so its veth peer); missing is fine.
+pub async fn delete(h: &Handle, name: &str) -> Result<(), NetError> {
+    match index(h, name).await? {
+        Some(i) => h
+            .link()
+            .del(i)
+            .execute()
+            .await
+            .map_err(nl("deleting the veth")),
+        None => Ok(()),
+    }
+}
