@@ -23,16 +23,21 @@ impl JobId {
     }
 }
 
+/// True for names usable as job ids and volume names (and so as file and cgroup names):
+/// 1-64 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with(['.', '-'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 impl TryFrom<String> for JobId {
     type Error = JobIdError;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && !s.starts_with(['.', '-'])
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if ok {
+        if valid_name(&s) {
             Ok(Self(s))
         } else {
             Err(JobIdError(s))

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::spec::valid_name as valid;
+
 /// A volume operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -52,15 +54,6 @@ pub struct VolumeMount {
 #[derive(Debug, Clone)]
 pub struct Volumes {
     root: PathBuf,
-}
-
-fn valid(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with(['.', '-'])
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 impl Volumes {
