@@ -592,3 +592,50 @@ fn outbound_nat_reaches_another_namespace() {
         "source is masqueraded: {seen}"
     );
 }
+
+#[test]
+fn jobs_start_safely_from_a_busy_multithreaded_runtime() {
+    let Some(j) = setup("jobs_start_safely_from_a_busy_multithreaded_runtime") else {
+        return;
+    };
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio_rt.block_on(async {
+        // Busy workers that take the environment lock all the time.
+        for _ in 0..4 {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::env::var("PATH");
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let rt = j.rt.clone();
+                let spec = j.sh(&format!("busy-{i}"), "echo ok");
+                tokio::task::spawn_blocking(move || {
+                    rt.create(&spec)?;
+                    let status = rt.wait(spec.id.as_str(), Duration::from_secs(60))?;
+                    let out = rt.logs(spec.id.as_str())?;
+                    rt.delete(spec.id.as_str())?;
+                    Ok::<_, runtime::RuntimeError>((status, out))
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (status, out) = t.await.unwrap().unwrap();
+            assert_eq!(status.code, Some(0));
+            assert_eq!(out.len(), 1);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(j.rt.network().ipam().leases().unwrap().is_empty());
+}

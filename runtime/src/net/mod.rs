@@ -10,7 +10,7 @@ mod netns;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -184,15 +184,18 @@ impl Network {
             format!("fp{tag}"),
         );
         let host = att.host_veth.clone();
-        link::with_handle(async |h| {
-            let br = link::ensure_bridge(&h, &bridge, gateway, prefix).await?;
-            link::create_veth(&h, &host, &peer, br, &ns_file).await
-        })?;
-        static BASE: OnceLock<()> = OnceLock::new();
-        if BASE.get().is_none() {
+        // The bridge and the shared rules are set up once, one job at a time, so concurrent
+        // first jobs neither race to create the bridge nor add the rules twice.
+        static SETUP: Mutex<bool> = Mutex::new(false);
+        let mut done = SETUP.lock().unwrap_or_else(|p| p.into_inner());
+        let br =
+            link::with_handle(async |h| link::ensure_bridge(&h, &bridge, gateway, prefix).await)?;
+        if !*done {
             nat::ensure_base(&self.cfg.bridge, self.cfg.subnet, self.cfg.prefix)?;
-            let _ = BASE.set(());
+            *done = true;
         }
+        drop(done);
+        link::with_handle(async |h| link::create_veth(&h, &host, &peer, br, &ns_file).await)?;
         let ip = att.ip;
         netns::run_in(&att.netns, move || {
             link::with_handle(async |h| {
