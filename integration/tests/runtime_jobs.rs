@@ -556,6 +556,16 @@ fn outbound_nat_reaches_another_namespace() {
          ip addr add 198.18.0.1/30 dev ob0 && ip link set ob0 up && \
          ip -n {ns} addr add 198.18.0.2/30 dev ob1 && ip -n {ns} link set ob1 up && ip -n {ns} link set lo up"
     ));
+    /// Deletes the outside namespace (its pin file lives in the host's /run) even on failure.
+    struct OutsideNs(String);
+    impl Drop for OutsideNs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let outside = OutsideNs(ns.clone());
     let www = j.pinkerton.scratch().join("outside-www");
     std::fs::create_dir(&www).unwrap();
     std::fs::write(www.join("index.html"), "outside\n").unwrap();
@@ -584,7 +594,7 @@ fn outbound_nat_reaches_another_namespace() {
         &j.sh("egress", "sleep 0.2; wget -qO- http://198.18.0.2:8000/"),
     );
     drop(server);
-    sh(&format!("ip netns del {ns}"));
+    drop(outside);
     assert_eq!((status.code, out.as_str()), (Some(0), "outside"));
     let seen = std::fs::read_to_string(&log).unwrap();
     assert!(
