@@ -1,0 +1,213 @@
+//! Job networking: modes, published ports with hairpin NAT, outbound NAT.
+
+use std::time::Duration;
+
+use integration::jobs::{self, Jobs};
+
+fn curl(url: &str) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--max-time", "2", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn curl_until(url: &str) -> String {
+    for _ in 0..100 {
+        if let Some(body) = curl(url) {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} never answered");
+}
+
+#[test]
+fn network_modes_none_and_host() {
+    let Some(j) = Jobs::for_test("network_modes_none_and_host") else {
+        return;
+    };
+    let link = [
+        "link",
+        "add",
+        "flynntest0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "flynntest1",
+    ];
+    integration::run_ok(std::process::Command::new("ip").args(link));
+    let mut none = j.sh(
+        "net-none",
+        "ls /sys/class/net | tr '\\n' ' '; cat /sys/class/net/lo/flags",
+    );
+    none.network = runtime::NetworkMode::None;
+    let (_, none) = j.output(&none);
+    assert_eq!(none, "lo 0x9", "only loopback, up");
+    let mut host = j.sh("net-host", "ls /sys/class/net | tr '\\n' ' '");
+    host.network = runtime::NetworkMode::Host;
+    let (_, out) = j.output(&host);
+    assert!(
+        out.contains("flynntest0"),
+        "host mode shares the host's links: {out}"
+    );
+}
+
+#[test]
+fn bridge_jobs_publish_ports_with_hairpin() {
+    let Some(j) = Jobs::for_test("bridge_jobs_publish_ports_with_hairpin") else {
+        return;
+    };
+    let before_rules = runtime::net::nat::rules("nat").unwrap_or_default().len();
+    let serve = "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www";
+    let mut web = j.sh("web", serve);
+    web.ports = vec![jobs::port(18080, 8080), jobs::port(0, 8080)];
+    j.rt.create(&web).unwrap();
+    let att =
+        j.rt.attachment("web")
+            .unwrap()
+            .expect("bridge jobs have an attachment");
+    assert_eq!(att.ip.octets()[..2], [100, 100]);
+    assert_eq!(att.gateway.to_string(), "100.100.0.1");
+    let auto = att.ports[1].host;
+    assert!((30000..=32767).contains(&auto), "{auto}");
+
+    // From the host: loopback, the bridge address, the job's own address, the auto port.
+    assert_eq!(curl_until("http://127.0.0.1:18080/"), "hello-from-web\n");
+    assert_eq!(curl_until("http://100.100.0.1:18080/"), "hello-from-web\n");
+    assert_eq!(
+        curl_until(&format!("http://{}:8080/", att.ip)),
+        "hello-from-web\n"
+    );
+    assert_eq!(
+        curl_until(&format!("http://127.0.0.1:{auto}/")),
+        "hello-from-web\n"
+    );
+
+    // From another job, through the host's address (hairpin), and its view of the network.
+    let client = j.sh(
+        "client",
+        "wget -qO- http://100.100.0.1:18080/; ip route | grep default; grep client /etc/hosts | cut -f2; \
+         grep -c nameserver /etc/resolv.conf >/dev/null && echo resolv-ok",
+    );
+    let (status, out) = j.output(&client);
+    assert_eq!(status.code, Some(0), "{out}");
+    assert!(
+        out.contains("hello-from-web"),
+        "hairpin from another job: {out}"
+    );
+    assert!(out.contains("default via 100.100.0.1"), "{out}");
+    assert!(out.contains("client"), "hosts: {out}");
+
+    // A job reaching its own published port through the host address.
+    let mut selfish = j.sh(
+        "selfish",
+        "mkdir -p /www && echo me > /www/index.html && httpd -p 8080 -h /www && sleep 0.3 && wget -qO- http://100.100.0.1:18081/",
+    );
+    selfish.ports = vec![jobs::port(18081, 8080)];
+    let (_, out) = j.output(&selfish);
+    assert_eq!(out, "me", "hairpin to itself");
+
+    // A port another job holds is refused and the failed job leaves nothing behind.
+    let mut clash = j.sh("clash", "true");
+    clash.ports = vec![jobs::port(18080, 80)];
+    let err = j.rt.create(&clash).unwrap_err().to_string();
+    assert!(
+        err.contains("host port 18080 is already published"),
+        "{err}"
+    );
+    assert!(!j.root().join("clash").exists());
+    assert!(!j
+        .rt
+        .network()
+        .ipam()
+        .leases()
+        .unwrap()
+        .contains_key("clash"));
+
+    j.rt.stop("web", Duration::from_millis(200)).unwrap();
+    j.rt.delete("web").unwrap();
+    assert!(
+        curl("http://127.0.0.1:18080/").is_none(),
+        "port unpublished"
+    );
+    assert!(
+        j.rt.network().ipam().leases().unwrap().is_empty(),
+        "leases released"
+    );
+    let links = integration::run_ok(std::process::Command::new("ip").args(["-o", "link"]));
+    assert!(!links.contains(&att.host_veth), "veth removed: {links}");
+    let after_rules = runtime::net::nat::rules("nat").unwrap();
+    assert!(
+        !after_rules
+            .iter()
+            .any(|r| r.contains("18080") || r.contains("18081")),
+        "{after_rules:?}"
+    );
+    assert!(
+        after_rules.len() <= before_rules + 7,
+        "only the shared base rules remain: {after_rules:?}"
+    );
+    assert!(!att.netns.exists(), "namespace unpinned");
+}
+
+#[test]
+fn outbound_nat_reaches_another_namespace() {
+    let Some(j) = Jobs::for_test("outbound_nat_reaches_another_namespace") else {
+        return;
+    };
+    // An "outside" host: a namespace of the test's own, joined by a veth pair on 198.18.0.0/30.
+    let sh =
+        |script: &str| integration::run_ok(std::process::Command::new("sh").args(["-c", script]));
+    let ns = format!("flynn-outside-{}", std::process::id());
+    sh(&format!(
+        "ip netns add {ns} && ip link add ob0 type veth peer name ob1 netns {ns} && \
+         ip addr add 198.18.0.1/30 dev ob0 && ip link set ob0 up && \
+         ip -n {ns} addr add 198.18.0.2/30 dev ob1 && ip -n {ns} link set ob1 up && ip -n {ns} link set lo up"
+    ));
+    /// Deletes the outside namespace (its pin file lives in the host's /run) even on failure.
+    struct OutsideNs(String);
+    impl Drop for OutsideNs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let outside = OutsideNs(ns.clone());
+    let www = j.pinkerton.scratch().join("outside-www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), "outside\n").unwrap();
+    let log = j.pinkerton.scratch().join("outside.log");
+    /// Kills the outside server even when an assertion fails.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = Server(
+        std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "busybox", "httpd", "-f", "-v", "-p", "8000", "-h",
+            ])
+            .arg(&www)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let (status, out) = j.output(&j.sh("egress", "sleep 0.2; wget -qO- http://198.18.0.2:8000/"));
+    drop(server);
+    drop(outside);
+    assert_eq!((status.code, out.as_str()), (Some(0), "outside"));
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        seen.contains("198.18.0.1") && !seen.contains("100.100."),
+        "source is masqueraded: {seen}"
+    );
+}
