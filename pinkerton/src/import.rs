@@ -313,17 +313,8 @@ impl Importer<'_> {
         &self,
         layers: Vec<(PathBuf, Option<Compression>, Expected)>,
     ) -> Result<(), ImportError> {
-        let mut wanted: Vec<Digest> = layers
-            .iter()
-            .map(|l| l.2.diff_id.clone())
-            .filter(|d| !self.store.has_layer(d))
-            .collect();
-        wanted.sort();
-        wanted.dedup();
-        let _locks = wanted
-            .iter()
-            .map(|d| self.store.lock_layer(d))
-            .collect::<Result<Vec<_>, _>>()?;
+        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.2.diff_id.clone()).collect();
+        let _locks = self.store.lock_missing_layers(&diff_ids)?;
         let mut units = Vec::new();
         for (path, compression, expected) in layers {
             if self.store.has_layer(&expected.diff_id)
@@ -361,12 +352,7 @@ impl Importer<'_> {
     ) -> Result<Vec<ImageRecord>, ImportError> {
         let id = Digest::of(config_bytes);
         self.store.put_blob(&id, config_bytes)?;
-        let size = config
-            .diff_ids
-            .iter()
-            .filter_map(|d| self.store.layer_info(d))
-            .map(|i| i.size)
-            .sum();
+        let size = self.store.layers_size(&config.diff_ids);
         let mut out = Vec::new();
         for name in names {
             let rec = ImageRecord {

@@ -224,12 +224,7 @@ pub async fn pull(
     drop(fetched.locks);
     store.put_blob(&config_ref.digest, &config_bytes)?;
     store.put_blob(&manifest_digest, &manifest_bytes)?;
-    let size = config
-        .diff_ids
-        .iter()
-        .filter_map(|d| store.layer_info(d))
-        .map(|i| i.size)
-        .sum();
+    let size = store.layers_size(&config.diff_ids);
     let record = ImageRecord {
         name: reference.to_string(),
         id: config_ref.digest,
@@ -304,26 +299,18 @@ async fn fetch_layers(
     opts: &PullOptions,
     progress: &Progress,
 ) -> Result<Fetched, PullError> {
-    // Lock every missing layer in one global order, so concurrent pulls cannot deadlock.
-    let mut missing: Vec<Digest> = config
-        .diff_ids
-        .iter()
-        .filter(|d| !store.has_layer(d))
-        .cloned()
-        .collect();
-    missing.sort();
-    missing.dedup();
     let s = store.clone();
-    let wanted = missing.clone();
-    let locks = blocking(move || wanted.iter().map(|d| s.lock_layer(d)).collect()).await?;
+    let diff_ids = config.diff_ids.clone();
+    let locks = blocking(move || s.lock_missing_layers(&diff_ids)).await?;
+    // With the locks held, whatever is still missing is ours to fetch, once per diff_id.
+    let mut scheduled = std::collections::HashSet::new();
     let mut todo = Vec::new();
     for (i, diff_id) in config.diff_ids.iter().enumerate() {
-        if store.has_layer(diff_id) || !missing.contains(diff_id) {
+        if store.has_layer(diff_id) || !scheduled.insert(diff_id) {
             progress(PullEvent::LayerExists {
                 digest: layers[i].digest.clone(),
             });
         } else {
-            missing.retain(|d| d != diff_id);
             todo.push(i);
         }
     }

@@ -258,12 +258,7 @@ impl Runtime {
             let att =
                 self.network
                     .attach(spec.id.as_str(), &oci::hostname(spec), &spec.ports, dir)?;
-            write_atomic(
-                dir,
-                "net.json",
-                &serde_json::to_vec(&att).expect("attachment serialises"),
-            )
-            .map_err(io("writing net.json"))?;
+            write_atomic(dir, "net.json", &json(&att)).map_err(io("writing net.json"))?;
             for f in ["resolv.conf", "hosts", "hostname"] {
                 let source = dir.join(f).display().to_string();
                 with_volumes.mounts.push(BindMount {
@@ -291,7 +286,6 @@ impl Runtime {
             &cgroup,
             netns.as_deref(),
         )?;
-        let json = |v: &dyn erased::Json| v.to_json();
         write_atomic(&dir.join("bundle"), "config.json", &json(&oci))
             .map_err(io("writing config.json"))?;
         write_atomic(dir, "job.json", &json(spec)).map_err(io("writing job.json"))?;
@@ -458,6 +452,11 @@ fn read_attachment(dir: &Path) -> Option<Attachment> {
     serde_json::from_slice(&fs::read(dir.join("net.json")).ok()?).ok()
 }
 
+/// A runtime document as pretty JSON.
+fn json(v: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec_pretty(v).expect("runtime documents serialise")
+}
+
 /// Removes the job's cgroup in every hierarchy, if the shim left any (it deletes them itself).
 fn remove_cgroups(path: &str) {
     let rel = path.trim_start_matches('/');
@@ -468,18 +467,5 @@ fn remove_cgroups(path: &str) {
     dirs.extend(hierarchies.filter_map(|h| Some(h.ok()?.path().join(rel))));
     for d in dirs {
         let _ = fs::remove_dir(d);
-    }
-}
-
-mod erased {
-    /// Serialises any of the documents the runtime writes.
-    pub trait Json {
-        fn to_json(&self) -> Vec<u8>;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Vec<u8> {
-            serde_json::to_vec_pretty(self).expect("runtime documents serialise")
-        }
     }
 }

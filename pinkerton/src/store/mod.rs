@@ -173,6 +173,24 @@ impl Store {
         )
     }
 
+    /// Locks every layer of `diff_ids` that is not stored yet, in one global (sorted) order so
+    /// that concurrent pulls and imports cannot deadlock; returns the held locks.
+    pub fn lock_missing_layers(&self, diff_ids: &[Digest]) -> Result<Vec<StoreLock>, StoreError> {
+        let mut missing: Vec<&Digest> = diff_ids.iter().filter(|d| !self.has_layer(d)).collect();
+        missing.sort();
+        missing.dedup();
+        missing.into_iter().map(|d| self.lock_layer(d)).collect()
+    }
+
+    /// Sum of the uncompressed sizes of the stored layers among `diff_ids`.
+    pub fn layers_size(&self, diff_ids: &[Digest]) -> u64 {
+        diff_ids
+            .iter()
+            .filter_map(|d| self.layer_info(d))
+            .map(|i| i.size)
+            .sum()
+    }
+
     /// A new empty temporary directory.
     pub fn temp_dir(&self) -> Result<TempDir, StoreError> {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
