@@ -2,6 +2,8 @@
 //! runtime specs with security defaults, overlayfs root filesystems from pinkerton's layers,
 //! a per-job monitor process (the shim), output logs, and cleanup.
 
+pub mod attach;
+mod hub;
 pub mod job;
 pub mod log;
 pub mod net;

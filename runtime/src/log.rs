@@ -67,24 +67,49 @@ impl LogWriter {
             .write_all(&json)
     }
 
-    /// Copies `input` into the log as `stream` until EOF.
-    pub fn pump(&self, input: impl Read, stream: Stream) -> io::Result<()> {
-        let mut r = BufReader::with_capacity(64 * 1024, input);
-        let mut line = Vec::with_capacity(1024);
+    /// Copies `input` into the log as `stream` until EOF, handing every chunk read to `tee`
+    /// first (attached clients see output as it comes, not line by line). A terminal's EIO
+    /// (every writer of the other side closed) counts as EOF.
+    pub fn pump(
+        &self,
+        mut input: impl Read,
+        stream: Stream,
+        mut tee: impl FnMut(&[u8]),
+    ) -> io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut line: Vec<u8> = Vec::with_capacity(1024);
         loop {
-            line.clear();
-            let n = r
-                .by_ref()
-                .take(MAX_LINE as u64)
-                .read_until(b'\n', &mut line)?;
-            if n == 0 {
-                return Ok(());
-            }
-            match line.last() {
-                Some(b'\n') => self.write(stream, &line[..line.len() - 1], false)?,
-                _ => self.write(stream, &line, true)?,
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+                Err(e) => return Err(e),
+            };
+            tee(&buf[..n]);
+            let mut rest = &buf[..n];
+            while !rest.is_empty() {
+                let end = rest.iter().position(|&b| b == b'\n');
+                let take = end.unwrap_or(rest.len());
+                line.extend_from_slice(&rest[..take]);
+                while line.len() > MAX_LINE {
+                    self.write(stream, &line[..MAX_LINE], true)?;
+                    line.drain(..MAX_LINE);
+                }
+                match end {
+                    Some(i) => {
+                        self.write(stream, &line, false)?;
+                        line.clear();
+                        rest = &rest[i + 1..];
+                    }
+                    None => rest = &[],
+                }
             }
         }
+        if !line.is_empty() {
+            self.write(stream, &line, true)?;
+        }
+        Ok(())
     }
 }
 
@@ -115,8 +140,8 @@ mod tests {
         let w = LogWriter::open(&path).unwrap();
         let long = "x".repeat(MAX_LINE + 10);
         let input = format!("one\n\ntwo\n{long}\nlast");
-        w.pump(input.as_bytes(), Stream::Stdout).unwrap();
-        w.pump(&b"err\n"[..], Stream::Stderr).unwrap();
+        w.pump(input.as_bytes(), Stream::Stdout, |_| {}).unwrap();
+        w.pump(&b"err\n"[..], Stream::Stderr, |_| {}).unwrap();
         let lines = read_log(&path).unwrap();
         let texts: Vec<(&str, bool)> = lines.iter().map(|l| (l.line.as_str(), l.partial)).collect();
         assert_eq!(texts[..3], [("one", false), ("", false), ("two", false)]);

@@ -98,6 +98,9 @@ pub fn environment(
         env.insert(k.into(), v.into());
     }
     env.insert("HOSTNAME".into(), hostname.into());
+    if job.tty {
+        env.insert("TERM".into(), "xterm".into());
+    }
     env.extend(job.env.clone());
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
@@ -159,7 +162,7 @@ pub fn build(
         );
     }
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(job.tty)
         .args(argv(job, image)?)
         .env(environment(job, image, &user.home, &hostname))
         .cwd(PathBuf::from(cwd))

@@ -7,9 +7,11 @@
 //! writes `exit.json`. Files in JOBDIR:
 //!
 //! ```text
-//! shim.json   input: {id, network}
+//! shim.json   input: {id, network, cgroup, tty, stdin}
 //! bundle/     config.json + rootfs (mounted by the runtime)
 //! state/      libcontainer's state
+//! shim.pid    the shim's own pid, for whoever watches it
+//! attach.sock the attach protocol (`crate::attach`), served while the job runs
 //! pid         the job's init pid once it runs
 //! error       why it did not start
 //! log.jsonl   output records
@@ -17,7 +19,8 @@
 //! ```
 
 use std::fs::{self, File};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,6 +33,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::hub::Hub;
 use crate::log::{LogWriter, Stream};
 use crate::spec::{JobId, NetworkMode};
 
@@ -42,6 +46,12 @@ pub struct ShimConfig {
     pub network: NetworkMode,
     /// The job's cgroup path, for the OOM check.
     pub cgroup: String,
+    /// Run the job on a terminal.
+    #[serde(default)]
+    pub tty: bool,
+    /// Keep the job's stdin open for attached clients.
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 /// How a job ended.
@@ -100,6 +110,13 @@ pub fn run(dir: &Path) -> i32 {
         Err(e) => return fail(dir, &format!("fork: {e}")),
     }
     let _ = nix::unistd::setsid();
+    if let Err(e) = write_atomic(dir, "shim.pid", std::process::id().to_string().as_bytes()) {
+        return fail(dir, &format!("writing shim.pid: {e}"));
+    }
+    // Sockets are bound by relative names: a socket path is limited to 108 bytes.
+    if let Err(e) = std::env::set_current_dir(dir) {
+        return fail(dir, &format!("entering {}: {e}", dir.display()));
+    }
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         return fail(dir, &format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"));
     }
@@ -111,25 +128,54 @@ pub fn run(dir: &Path) -> i32 {
         Err(e) => return fail(dir, &format!("reading shim.json: {e}")),
     };
     match supervise(dir, &cfg) {
-        Ok(status) => match serde_json::to_vec(&status) {
-            Ok(json) if write_atomic(dir, "exit.json", &json).is_ok() => 0,
-            _ => 1,
-        },
+        Ok((status, hub)) => {
+            // exit.json first: an attached client told of the exit may act on it at once.
+            let written = serde_json::to_vec(&status)
+                .is_ok_and(|json| write_atomic(dir, "exit.json", &json).is_ok());
+            hub.exit(status);
+            if written {
+                0
+            } else {
+                1
+            }
+        }
         Err(msg) => fail(dir, &msg),
     }
 }
 
-fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<ExitStatus, String> {
-    let (out_r, out_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let (err_r, err_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let stdin = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
-    let mut container = ContainerBuilder::new(cfg.id.to_string(), SyscallType::default())
+fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<(ExitStatus, Arc<Hub>), String> {
+    let attach = UnixListener::bind("attach.sock").map_err(|e| format!("attach.sock: {e}"))?;
+    let builder = ContainerBuilder::new(cfg.id.to_string(), SyscallType::default())
         .with_root_path(dir.join("state"))
         .map_err(|e| format!("state dir: {e}"))?
-        .with_stdin(stdin)
-        .with_stdout(out_w)
-        .with_stderr(err_w)
-        .with_executor(DefaultSignals)
+        .with_executor(DefaultSignals);
+    let (builder, io) = if cfg.tty {
+        let console =
+            UnixListener::bind("console.sock").map_err(|e| format!("console.sock: {e}"))?;
+        let builder = builder.with_console_socket(Some(dir.join("console.sock")));
+        (builder, JobIo::Terminal(console))
+    } else {
+        let (out_r, out_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let (err_r, err_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let (stdin, input) = if cfg.stdin {
+            let (r, w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+            (File::from(r), Some(File::from(w)))
+        } else {
+            let null = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+            (null, None)
+        };
+        let builder = builder
+            .with_stdin(stdin)
+            .with_stdout(out_w)
+            .with_stderr(err_w);
+        let pipes = JobIo::Pipes {
+            out: File::from(out_r),
+            err: File::from(err_r),
+            input,
+        };
+        (builder, pipes)
+    };
+    let mut container = builder
         .as_init(dir.join("bundle"))
         .with_systemd(false)
         .with_detach(true)
@@ -142,6 +188,17 @@ fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<ExitStatus, String> {
             .ok_or("the container has no init pid")?
             .as_raw(),
     );
+    let io = match io {
+        JobIo::Terminal(console) => match receive_terminal(&console) {
+            Ok(master) => JobIo::Master(master),
+            Err(e) => {
+                let _ = container.delete(true);
+                return Err(format!("receiving the job's terminal: {e}"));
+            }
+        },
+        pipes => pipes,
+    };
+    let _ = fs::remove_file("console.sock");
     if cfg.network == NetworkMode::None {
         if let Err(e) = loopback_up(pid) {
             let _ = container.delete(true);
@@ -156,11 +213,24 @@ fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<ExitStatus, String> {
 
     // Threads are safe from here on: libcontainer has done its clones.
     let log = Arc::new(LogWriter::open(&dir.join("log.jsonl")).map_err(|e| format!("log: {e}"))?);
-    let pumps: Vec<_> = [(out_r, Stream::Stdout), (err_r, Stream::Stderr)]
+    let (outputs, hub) = match io {
+        JobIo::Master(master) => {
+            let input = master.try_clone().ok();
+            (vec![(master, Stream::Stdout)], Hub::new(input, true))
+        }
+        JobIo::Pipes { out, err, input } => (
+            vec![(out, Stream::Stdout), (err, Stream::Stderr)],
+            Hub::new(input, false),
+        ),
+        JobIo::Terminal(_) => unreachable!("the terminal was received above"),
+    };
+    let server = hub.clone();
+    std::thread::spawn(move || server.serve(attach));
+    let pumps: Vec<_> = outputs
         .into_iter()
-        .map(|(fd, stream)| {
-            let log = log.clone();
-            std::thread::spawn(move || log.pump(File::from(fd), stream))
+        .map(|(f, stream)| {
+            let (log, hub) = (log.clone(), hub.clone());
+            std::thread::spawn(move || log.pump(f, stream, |d| hub.output(stream, d)))
         })
         .collect();
     let status = reap(pid);
@@ -171,10 +241,54 @@ fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<ExitStatus, String> {
     if let Err(e) = container.delete(true) {
         tracing::warn!(error = %e, "deleting the container state");
     }
-    Ok(ExitStatus {
+    let status = ExitStatus {
         oom_killed,
         ..status
-    })
+    };
+    let _ = fs::remove_file("attach.sock");
+    Ok((status, hub))
+}
+
+/// Where the job's input and output go.
+enum JobIo {
+    /// A terminal, whose master side arrives on this socket.
+    Terminal(UnixListener),
+    /// The terminal's master side.
+    Master(File),
+    /// Pipes for stdout and stderr, and stdin when the job keeps it open.
+    Pipes {
+        out: File,
+        err: File,
+        input: Option<File>,
+    },
+}
+
+/// Accepts libcontainer's connection on the console socket and takes the terminal's master
+/// side from it (SCM_RIGHTS).
+fn receive_terminal(console: &UnixListener) -> Result<File, String> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let (conn, _) = console.accept().map_err(|e| format!("accept: {e}"))?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .map_err(|e| format!("recvmsg: {e}"))?;
+    for c in msg.cmsgs().map_err(|e| e.to_string())? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
+                return Ok(unsafe { File::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err("no descriptor in the console message".into())
 }
 
 /// Waits for `pid`, reaping any orphan that is reparented to the shim meanwhile.

@@ -154,6 +154,12 @@ pub struct JobSpec {
     /// Mount the root filesystem read-only.
     #[serde(default)]
     pub readonly_rootfs: bool,
+    /// Run the job on a terminal (its stdout and stderr become one stream).
+    #[serde(default)]
+    pub tty: bool,
+    /// Keep the job's stdin open for attached clients (otherwise it reads /dev/null).
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 impl JobSpec {
@@ -174,6 +180,8 @@ impl JobSpec {
             network: NetworkMode::Bridge,
             ports: Vec::new(),
             readonly_rootfs: false,
+            tty: false,
+            stdin: false,
         }
     }
 }
