@@ -16,6 +16,9 @@ use crate::shim::ExitStatus;
 /// Output a newly attached client of a terminal job receives first, so that it sees the
 /// current prompt.
 const REPLAY: usize = 4096;
+/// Output of a job with stdin kept for its first client (a job started by `run -i` prints
+/// before the client has attached).
+const EARLY: usize = 64 * 1024;
 /// How long a write to a client may block before the client is dropped.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -30,6 +33,8 @@ pub(crate) struct Hub {
     stdin: Mutex<Option<File>>,
     terminal: Option<File>,
     replay: Mutex<VecDeque<u8>>,
+    /// Frames for the first client, until it comes (jobs with stdin only).
+    early: Mutex<Option<(Vec<u8>, bool)>>,
     exited: Mutex<Option<ExitStatus>>,
 }
 
@@ -41,11 +46,13 @@ impl Hub {
             (Some(f), true) => f.try_clone().ok(),
             _ => None,
         };
+        let early = (stdin.is_some() && !terminal).then(|| (Vec::new(), false));
         Arc::new(Self {
             clients: Mutex::new(Vec::new()),
             stdin: Mutex::new(stdin),
             terminal: term,
             replay: Mutex::new(VecDeque::new()),
+            early: Mutex::new(early),
             exited: Mutex::new(None),
         })
     }
@@ -63,7 +70,15 @@ impl Hub {
             Stream::Stderr => Frame::Stderr(data.to_vec()),
         }
         .encode();
-        lock(&self.clients).retain_mut(|c| c.write_all(&frame).is_ok());
+        let mut clients = lock(&self.clients);
+        if let Some((buf, full)) = lock(&self.early).as_mut() {
+            if buf.len() + frame.len() <= EARLY {
+                buf.extend_from_slice(&frame);
+            } else {
+                *full = true;
+            }
+        }
+        clients.retain_mut(|c| c.write_all(&frame).is_ok());
     }
 
     /// Tells every client how the job ended and disconnects them.
@@ -91,12 +106,26 @@ impl Hub {
         {
             // Registered under the clients lock, so no output is sent twice or skipped.
             let mut clients = lock(&self.clients);
-            if let Some(status) = *lock(&self.exited) {
-                let _ = conn.write_all(&Frame::Exit(status).encode());
+            let first = match lock(&self.early).take() {
+                Some((frames, full)) => {
+                    if full {
+                        tracing::warn!("output before the first attach was over 64 KiB; the rest is only in the log");
+                    }
+                    frames
+                }
+                None => Vec::new(),
+            };
+            let replay: Vec<u8> = lock(&self.replay).iter().copied().collect();
+            let replay = if replay.is_empty() {
+                Vec::new()
+            } else {
+                Frame::Stdout(replay).encode()
+            };
+            if conn.write_all(&first).is_err() || conn.write_all(&replay).is_err() {
                 return;
             }
-            let replay: Vec<u8> = lock(&self.replay).iter().copied().collect();
-            if !replay.is_empty() && conn.write_all(&Frame::Stdout(replay).encode()).is_err() {
+            if let Some(status) = *lock(&self.exited) {
+                let _ = conn.write_all(&Frame::Exit(status).encode());
                 return;
             }
             clients.push(writer);

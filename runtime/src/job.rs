@@ -484,6 +484,32 @@ impl Runtime {
         self.release(id)
     }
 
+    /// Why the job failed to start or was abandoned, if it did.
+    pub fn error(&self, id: &str) -> Result<Option<String>, RuntimeError> {
+        let (_, dir) = self.existing(id)?;
+        Ok(fs::read_to_string(dir.join("error")).ok())
+    }
+
+    /// Removes whatever is left of job `id`, even a job whose setup was interrupted before
+    /// its shim ran (no `shim.json`): processes in its cgroup, network, mount, files.
+    /// Refused while its shim runs.
+    pub fn purge(&self, id: &str) -> Result<(), RuntimeError> {
+        let job: JobId = id
+            .parse()
+            .map_err(|_| RuntimeError::NoSuchJob(id.to_string()))?;
+        let dir = self.dir(&job);
+        let shim = fs::read_to_string(dir.join("shim.pid")).ok();
+        if shim
+            .and_then(|p| p.trim().parse().ok())
+            .is_some_and(|pid| shim_alive(pid, &dir))
+        {
+            return Err(RuntimeError::Running(job));
+        }
+        kill_cgroup(&Self::cgroup_path(&job));
+        remove_cgroups(&Self::cgroup_path(&job));
+        self.remove_dir(&dir)
+    }
+
     /// True when the job's shim process runs.
     pub fn shim_running(&self, id: &str) -> Result<bool, RuntimeError> {
         let (_, dir) = self.existing(id)?;

@@ -1,0 +1,79 @@
+//! `flynn-host daemon`: opens the state, re-adopts jobs, serves the API until SIGTERM/SIGINT.
+//! Jobs keep running when the daemon stops; the next daemon adopts them.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::DEFAULT_STATE;
+use crate::endpoint::Endpoint;
+use crate::host::{Host, HostConfig};
+use crate::server;
+
+/// `daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// State directory: database, token, job files, image store.
+    #[arg(long, default_value = DEFAULT_STATE)]
+    state: PathBuf,
+    /// Image store (default: STATE/pinkerton).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Where to serve the API; repeatable (default: unix:///run/flynn/host.sock).
+    #[arg(long)]
+    listen: Vec<Endpoint>,
+    /// A tag KEY=VALUE reported in the status; repeatable.
+    #[arg(long = "tag", value_name = "K=V")]
+    tags: Vec<String>,
+    /// A registry (HOST[:PORT]) to pull from over plain HTTP; repeatable.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// The flynn-shim binary (default: next to this one).
+    #[arg(long)]
+    shim: Option<PathBuf>,
+    /// Job starts that run at once.
+    #[arg(long, default_value_t = 8)]
+    parallel_starts: usize,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
+    let shim = match args.shim {
+        Some(s) => s,
+        None => std::env::current_exe()
+            .context("finding this executable")?
+            .with_file_name("flynn-shim"),
+    };
+    let mut config = HostConfig::new(&args.state, shim);
+    if let Some(store) = args.store {
+        config.store = store;
+    }
+    for t in &args.tags {
+        let (k, v) = t
+            .split_once('=')
+            .with_context(|| format!("--tag {t:?}: use KEY=VALUE"))?;
+        config.tags.insert(k.into(), v.into());
+    }
+    config.insecure_registries = args.insecure_registries;
+    config.parallel_starts = args.parallel_starts;
+    let host = Host::open(config).await.context("starting the host")?;
+    let token = server::load_or_create_token(&args.state)?;
+    let endpoints = if args.listen.is_empty() {
+        vec![Endpoint::default()]
+    } else {
+        args.listen
+    };
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down; jobs keep running");
+    };
+    server::serve(host, &endpoints, token, shutdown).await?;
+    Ok(0)
+}

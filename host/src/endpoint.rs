@@ -1,0 +1,78 @@
+//! Where the API listens and where clients find it: `unix:///path/to.sock` or
+//! `http://HOST:PORT` (also `tcp://HOST:PORT`), the same forms for `--listen` and `--host`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The daemon's socket when nothing else is said.
+pub const DEFAULT_SOCKET: &str = "/run/flynn/host.sock";
+
+/// An API address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A unix socket; no token needed (the socket's permissions guard it).
+    Unix(PathBuf),
+    /// A TCP address; requests need the bearer token.
+    Tcp(SocketAddr),
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        Endpoint::Unix(DEFAULT_SOCKET.into())
+    }
+}
+
+/// An address that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid address {0:?}: use unix:///path/to.sock or http://HOST:PORT")]
+pub struct EndpointError(String);
+
+impl std::str::FromStr for Endpoint {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || EndpointError(s.to_string());
+        if let Some(path) = s.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(bad());
+            }
+            return Ok(Endpoint::Unix(path.into()));
+        }
+        let rest = s
+            .strip_prefix("http://")
+            .or_else(|| s.strip_prefix("tcp://"))
+            .ok_or_else(bad)?;
+        let rest = rest.trim_end_matches('/');
+        let rest = rest.replacen("localhost:", "127.0.0.1:", 1);
+        rest.parse().map(Endpoint::Tcp).map_err(|_| bad())
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
+            Endpoint::Tcp(a) => write!(f, "http://{a}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        assert_eq!(
+            "unix:///run/x.sock".parse::<Endpoint>().unwrap(),
+            Endpoint::Unix("/run/x.sock".into())
+        );
+        let tcp = Endpoint::Tcp("127.0.0.1:1113".parse().unwrap());
+        assert_eq!("http://127.0.0.1:1113".parse::<Endpoint>().unwrap(), tcp);
+        assert_eq!("tcp://localhost:1113/".parse::<Endpoint>().unwrap(), tcp);
+        assert_eq!(tcp.to_string(), "http://127.0.0.1:1113");
+        for bad in ["", "unix://rel.sock", "http://nohost", "ftp://1.2.3.4:5"] {
+            assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! The host: jobs on top of the runtime, their records in the database, and their state changes
+//! on the event bus. HTTP lives elsewhere ([`crate::server`]); this is what it calls.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use pinkerton::store::Store;
+use runtime::net::NetConfig;
+use runtime::{JobId, JobSpec, Runtime, RuntimeError};
+use tokio::sync::Semaphore;
+
+use crate::api::{CreateJob, Job, JobState};
+use crate::db::Db;
+use crate::error::HostError;
+use crate::events::{now, Events};
+
+/// How the daemon is set up.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The state directory: database, token, runtime files, image store.
+    pub state: PathBuf,
+    /// The image store (default: `STATE/pinkerton`).
+    pub store: PathBuf,
+    /// The `flynn-shim` binary.
+    pub shim: PathBuf,
+    /// Operator-given tags, reported in the status.
+    pub tags: BTreeMap<String, String>,
+    /// Registries pulled from over plain HTTP (loopback ones always are).
+    pub insecure_registries: Vec<String>,
+    /// The job network.
+    pub network: NetConfig,
+    /// Job starts run at once; more wait.
+    pub parallel_starts: usize,
+}
+
+impl HostConfig {
+    /// Settings for a state directory, with the image store inside it.
+    pub fn new(state: impl Into<PathBuf>, shim: impl Into<PathBuf>) -> Self {
+        let state = state.into();
+        Self {
+            store: state.join("pinkerton"),
+            state,
+            shim: shim.into(),
+            tags: BTreeMap::new(),
+            insecure_registries: Vec::new(),
+            network: NetConfig::default(),
+            parallel_starts: 8,
+        }
+    }
+}
+
+/// The daemon's core, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: HostConfig,
+    pub(crate) runtime: Runtime,
+    pub(crate) store: Store,
+    db: Db,
+    jobs: Mutex<BTreeMap<String, Job>>,
+    pub(crate) events: Events,
+    starts: Semaphore,
+    /// Serialises the end-of-job bookkeeping, so each job ends once.
+    transitions: tokio::sync::Mutex<()>,
+    pub(crate) id: String,
+    pub(crate) started: Instant,
+}
+
+/// Why a job is marked failed when its shim vanished without recording an exit.
+const ABANDONED: &str = "the job's monitor process ended without recording an exit \
+                         (flynn-shim was killed or the host rebooted); the job was stopped";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A random id: 16 hex digits.
+pub(crate) fn random_id() -> String {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    hex::encode(b)
+}
+
+impl Host {
+    /// Opens the state directory, then re-adopts the jobs a previous daemon left: running ones
+    /// are watched again, ones that ended meanwhile get their exit recorded, ones whose
+    /// monitor is gone are marked failed and cleaned up. Must run inside a tokio runtime.
+    pub async fn open(config: HostConfig) -> Result<Self, HostError> {
+        let io = |what: String| move |source| HostError::Io { what, source };
+        std::fs::create_dir_all(&config.state)
+            .map_err(io(format!("creating {}", config.state.display())))?;
+        let store = Store::open(&config.store)?;
+        let runtime = Runtime::new(config.state.join("runtime"), store.clone(), &config.shim)?
+            .with_network(config.network.clone());
+        let db = Db::open(&config.state.join("host.redb"))?;
+        let id = match db.meta("host_id")? {
+            Some(id) => id,
+            None => {
+                let id = random_id();
+                db.set_meta("host_id", &id)?;
+                id
+            }
+        };
+        let jobs = db.jobs()?.into_iter().map(|j| (j.id.clone(), j)).collect();
+        let host = Host {
+            inner: Arc::new(Inner {
+                starts: Semaphore::new(config.parallel_starts.max(1)),
+                config,
+                runtime,
+                store,
+                db,
+                jobs: Mutex::new(jobs),
+                events: Events::default(),
+                transitions: tokio::sync::Mutex::new(()),
+                id,
+                started: Instant::now(),
+            }),
+        };
+        host.adopt().await?;
+        Ok(host)
+    }
+
+    async fn adopt(&self) -> Result<(), HostError> {
+        let rt = self.inner.runtime.clone();
+        let known: Vec<String> = lock(&self.inner.jobs).keys().cloned().collect();
+        // Job directories without a record: a daemon died before recording them.
+        let orphans = tokio::task::spawn_blocking(move || -> Result<Vec<String>, HostError> {
+            let mut purged = Vec::new();
+            for id in std::fs::read_dir(rt.jobs_dir())
+                .map_err(|source| HostError::Io {
+                    what: "listing job directories".into(),
+                    source,
+                })?
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            {
+                if !known.contains(&id) && rt.purge(&id).is_ok() {
+                    purged.push(id);
+                }
+            }
+            Ok(purged)
+        })
+        .await??;
+        for id in orphans {
+            tracing::warn!(job = %id, "removed a job directory that had no record");
+        }
+        let live: Vec<Job> = lock(&self.inner.jobs)
+            .values()
+            .filter(|j| !j.state.is_final())
+            .cloned()
+            .collect();
+        for job in live {
+            let rt = self.inner.runtime.clone();
+            let id = job.id.clone();
+            let running = tokio::task::spawn_blocking(move || {
+                let pid = match rt.state(&id) {
+                    Ok(runtime::JobState::Running(pid)) => Some(pid),
+                    _ => None,
+                };
+                (rt.shim_running(&id).unwrap_or(false), pid)
+            })
+            .await?;
+            match running {
+                (true, pid) => {
+                    if job.state == JobState::Starting {
+                        if let Some(pid) = pid {
+                            self.mark_running(&job.id, pid)?;
+                        }
+                    }
+                    tracing::info!(job = %job.id, "re-adopted a running job");
+                    self.spawn_watch(job.id.clone());
+                }
+                (false, _) => {
+                    self.finalize(&job.id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// Stores a changed job record and announces it.
+    fn save(&self, job: Job) -> Result<Job, HostError> {
+        tokio::task::block_in_place(|| self.inner.db.put_job(&job))?;
+        lock(&self.inner.jobs).insert(job.id.clone(), job.clone());
+        self.inner.events.job(&job);
+        Ok(job)
+    }
+
+    /// A job by id.
+    pub fn job(&self, id: &str) -> Result<Job, HostError> {
+        lock(&self.inner.jobs)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| HostError::NoSuchJob(id.to_string()))
+    }
+
+    /// Every job, oldest first.
+    pub fn jobs(&self) -> Vec<Job> {
+        let mut jobs: Vec<Job> = lock(&self.inner.jobs).values().cloned().collect();
+        jobs.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        jobs
+    }
+
+    /// Creates and starts a job; returns it running (or ended already, for very short jobs).
+    pub async fn create(&self, req: CreateJob) -> Result<Job, HostError> {
+        let mut req = req;
+        let id = req.id.clone().unwrap_or_else(random_id);
+        let job_id: JobId = id
+            .parse()
+            .map_err(|e: runtime::spec::JobIdError| HostError::BadRequest(e.to_string()))?;
+        req.id = Some(id.clone());
+        if req.image.is_empty() {
+            return Err(HostError::BadRequest("image must not be empty".into()));
+        }
+        let store = self.inner.store.clone();
+        let image = req.image.clone();
+        tokio::task::spawn_blocking(move || store.find_image(&image)).await??;
+        let spec = to_spec(job_id, &req);
+        let job = Job {
+            id: id.clone(),
+            state: JobState::Starting,
+            config: req,
+            created_at: now(),
+            started_at: None,
+            ended_at: None,
+            pid: None,
+            ip: None,
+            ports: Vec::new(),
+            exit: None,
+            error: None,
+        };
+        {
+            let mut jobs = lock(&self.inner.jobs);
+            if jobs.contains_key(&id) {
+                return Err(HostError::JobExists(id));
+            }
+            jobs.insert(id.clone(), job.clone());
+        }
+        if let Err(e) = self.save(job.clone()) {
+            lock(&self.inner.jobs).remove(&id);
+            return Err(e);
+        }
+        let permit = self.inner.starts.acquire().await;
+        let rt = self.inner.runtime.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            let pid = rt.create(&spec)?;
+            let att = rt.attachment(spec.id.as_str()).ok().flatten();
+            Ok::<_, RuntimeError>((pid, att))
+        })
+        .await?;
+        drop(permit);
+        match started {
+            Ok((pid, att)) => {
+                let mut job = self.job(&id)?;
+                job.state = JobState::Running;
+                job.started_at = Some(now());
+                job.pid = (pid > 0).then_some(pid);
+                if let Some(att) = att {
+                    job.ip = Some(att.ip.to_string());
+                    job.ports = att.ports;
+                }
+                let job = self.save(job)?;
+                self.spawn_watch(id);
+                Ok(job)
+            }
+            Err(e) => {
+                let mut job = self.job(&id)?;
+                job.state = JobState::Failed;
+                job.ended_at = Some(now());
+                job.error = Some(e.to_string());
+                self.save(job)?;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn mark_running(&self, id: &str, pid: i32) -> Result<(), HostError> {
+        let mut job = self.job(id)?;
+        job.state = JobState::Running;
+        job.pid = Some(pid);
+        job.started_at.get_or_insert_with(now);
+        if let Ok(Some(att)) = self.inner.runtime.attachment(id) {
+            job.ip = Some(att.ip.to_string());
+            job.ports = att.ports;
+        }
+        self.save(job).map(|_| ())
+    }
+
+    /// Records how a job ended, once its shim is gone; gives back its network and mounts.
+    /// Returns the job as it is (unchanged when it still runs or ended already).
+    pub(crate) async fn finalize(&self, id: &str) -> Result<Job, HostError> {
+        let _t = self.inner.transitions.lock().await;
+        let job = self.job(id)?;
+        if job.state.is_final() {
+            return Ok(job);
+        }
+        let rt = self.inner.runtime.clone();
+        let rid = id.to_string();
+        let ended = tokio::task::spawn_blocking(
+            move || -> Option<(JobState, Option<runtime::ExitStatus>, Option<String>)> {
+                match rt.state(&rid) {
+                    Ok(runtime::JobState::Exited(s)) => {
+                        if let Err(e) = rt.release(&rid) {
+                            tracing::warn!(job = %rid, error = %e, "releasing an ended job");
+                        }
+                        Some((JobState::Exited, Some(s), None))
+                    }
+                    Ok(runtime::JobState::Failed) => {
+                        let reason = rt.error(&rid).ok().flatten();
+                        let _ = rt.release(&rid);
+                        Some((JobState::Failed, None, reason))
+                    }
+                    Ok(_) if rt.shim_running(&rid).unwrap_or(false) => None,
+                    Ok(_) => match rt.abandon(&rid, ABANDONED) {
+                        Ok(()) => Some((JobState::Failed, None, Some(ABANDONED.into()))),
+                        Err(e) => Some((
+                            JobState::Failed,
+                            None,
+                            Some(format!("{ABANDONED}; cleanup failed: {e}")),
+                        )),
+                    },
+                    Err(_) => {
+                        let _ = rt.purge(&rid);
+                        Some((
+                            JobState::Failed,
+                            None,
+                            Some("the job's files are gone".into()),
+                        ))
+                    }
+                }
+            },
+        )
+        .await?;
+        let Some((state, exit, error)) = ended else {
+            return Ok(job);
+        };
+        let mut job = job;
+        job.state = state;
+        job.exit = exit;
+        job.error = error;
+        job.ended_at = Some(now());
+        self.save(job)
+    }
+
+    /// Stops a job: SIGTERM, then SIGKILL after `grace`; returns it ended.
+    pub async fn stop(&self, id: &str, grace: Duration) -> Result<Job, HostError> {
+        let job = self.job(id)?;
+        if job.state.is_final() {
+            return Ok(job);
+        }
+        let rt = self.inner.runtime.clone();
+        let rid = id.to_string();
+        match tokio::task::spawn_blocking(move || rt.stop(&rid, grace)).await? {
+            Ok(_) | Err(RuntimeError::NoSuchJob(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.finalize(id).await
+    }
+
+    /// Sends a signal to a running job's init process.
+    pub async fn signal(&self, id: &str, signal: &str) -> Result<(), HostError> {
+        let sig = parse_signal(signal)?;
+        let job = self.job(id)?;
+        if job.state != JobState::Running {
+            return Err(HostError::JobNotRunning(id.into(), job.state.as_str()));
+        }
+        let rt = self.inner.runtime.clone();
+        let rid = id.to_string();
+        Ok(tokio::task::spawn_blocking(move || rt.signal(&rid, sig)).await??)
+    }
+
+    /// Removes an ended job and all its files; with `force`, kills it first.
+    pub async fn delete(&self, id: &str, force: bool) -> Result<(), HostError> {
+        let job = self.job(id)?;
+        if !job.state.is_final() {
+            if !force || job.state == JobState::Starting {
+                return Err(HostError::JobRunning(id.into(), job.state.as_str()));
+            }
+            self.stop(id, Duration::ZERO).await?;
+        }
+        let rt = self.inner.runtime.clone();
+        let rid = id.to_string();
+        match tokio::task::spawn_blocking(move || rt.delete(&rid)).await? {
+            Ok(()) | Err(RuntimeError::NoSuchJob(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tokio::task::block_in_place(|| self.inner.db.delete_job(id))?;
+        lock(&self.inner.jobs).remove(id);
+        Ok(())
+    }
+
+    /// Watches a running job's shim and records the job's end when the shim exits.
+    fn spawn_watch(&self, id: String) {
+        let host = self.clone();
+        tokio::spawn(async move {
+            loop {
+                crate::watch::shim_exit(host.runtime(), &id).await;
+                match host.finalize(&id).await {
+                    Ok(job) if !job.state.is_final() => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::error!(job = %id, error = %e, "recording the end of a job");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The runtime spec for an API request.
+fn to_spec(id: JobId, req: &CreateJob) -> JobSpec {
+    let mut spec = JobSpec::new(id, &req.image, req.args.clone());
+    spec.entrypoint = req.entrypoint.clone();
+    spec.env = req.env.clone();
+    spec.working_dir = req.working_dir.clone();
+    spec.user = req.user.clone();
+    spec.hostname = req.hostname.clone();
+    spec.resources = req.resources.clone();
+    spec.mounts = req.mounts.clone();
+    spec.volumes = req.volumes.clone();
+    spec.network = req.network;
+    spec.ports = req.ports.clone();
+    spec.readonly_rootfs = req.readonly_rootfs;
+    spec.tty = req.tty;
+    spec.stdin = req.stdin;
+    spec
+}
+
+/// A signal by name (`TERM`, `SIGTERM`, case-insensitive) or number.
+pub fn parse_signal(s: &str) -> Result<Signal, HostError> {
+    let bad = || {
+        HostError::BadRequest(format!(
+            "unknown signal {s:?}: use a name such as TERM, KILL, HUP, USR1 or a number"
+        ))
+    };
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("sigusr1").unwrap(), Signal::SIGUSR1);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        for bad in ["", "NOPE", "999", "-1"] {
+            assert!(parse_signal(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Images on the host: pulls with a progress stream, listing, deletion of unused images.
+
+use pinkerton::pull::{PullEvent, PullOptions};
+use pinkerton::reference::Reference;
+use pinkerton::registry::RegistryOptions;
+use tokio::sync::mpsc;
+
+use crate::api::{ErrorBody, Image, PullMessage};
+use crate::error::HostError;
+use crate::host::Host;
+
+impl Host {
+    /// Checks a reference before a pull starts.
+    pub fn parse_reference(image: &str) -> Result<Reference, HostError> {
+        image
+            .parse()
+            .map_err(|e| HostError::BadRequest(format!("image reference {image:?}: {e}")))
+    }
+
+    /// Pulls `reference`, sending progress and then `Pulled` or `Error` into `tx`.
+    pub async fn pull(&self, reference: Reference, tx: mpsc::Sender<PullMessage>) {
+        let opts = PullOptions {
+            registry: RegistryOptions {
+                insecure: self.inner.config.insecure_registries.clone(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let progress_tx = tx.clone();
+        let progress = std::sync::Arc::new(move |e: PullEvent| {
+            let msg = match e {
+                PullEvent::Resolved { digest, layers } => PullMessage::Resolved {
+                    digest: digest.to_string(),
+                    layers,
+                },
+                PullEvent::LayerExists { digest } => PullMessage::Exists {
+                    layer: digest.to_string(),
+                },
+                PullEvent::LayerStarted { digest, size } => PullMessage::Downloading {
+                    layer: digest.to_string(),
+                    size,
+                },
+                PullEvent::LayerProgress { digest, received } => PullMessage::Progress {
+                    layer: digest.to_string(),
+                    received,
+                },
+                PullEvent::LayerDone { digest } => PullMessage::Done {
+                    layer: digest.to_string(),
+                },
+            };
+            // Progress is dropped rather than stalling the pull when the client reads slowly.
+            let _ = progress_tx.try_send(msg);
+        });
+        let result = pinkerton::pull::pull(&self.inner.store, &reference, &opts, progress).await;
+        let last = match result {
+            Ok(rec) => {
+                let image = Image::from(&rec);
+                self.inner.events.image(image.clone(), "pulled");
+                PullMessage::Pulled { image }
+            }
+            Err(e) => PullMessage::Error {
+                error: ErrorBody {
+                    code: "pull_failed".into(),
+                    message: e.to_string(),
+                },
+            },
+        };
+        let _ = tx.send(last).await;
+    }
+
+    /// The images in the store.
+    pub async fn images(&self) -> Result<Vec<Image>, HostError> {
+        let store = self.inner.store.clone();
+        let recs = tokio::task::spawn_blocking(move || store.images()).await??;
+        Ok(recs.iter().map(Image::from).collect())
+    }
+
+    /// Deletes the images `query` names (name, id or id prefix) unless a job that is not
+    /// removed uses them; returns them.
+    pub async fn delete_image(&self, query: &str) -> Result<Vec<Image>, HostError> {
+        let store = self.inner.store.clone();
+        let q = query.to_string();
+        let target = tokio::task::spawn_blocking(move || store.find_image(&q)).await??;
+        for job in self.jobs() {
+            let store = self.inner.store.clone();
+            let name = job.config.image.clone();
+            let used = tokio::task::spawn_blocking(move || store.find_image(&name)).await?;
+            if used.is_ok_and(|r| r.id == target.id) {
+                return Err(HostError::ImageInUse {
+                    image: query.into(),
+                    job: job.id,
+                });
+            }
+        }
+        let store = self.inner.store.clone();
+        let q = query.to_string();
+        let (removed, _) = tokio::task::spawn_blocking(move || store.remove_image(&q)).await??;
+        let removed: Vec<Image> = removed.iter().map(Image::from).collect();
+        for i in &removed {
+            self.inner.events.image(i.clone(), "deleted");
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,74 @@
+//! `POST /jobs/{id}/attach`: an HTTP upgrade (`Upgrade: flynn-attach`) after which the
+//! connection carries the attach protocol ([`runtime::attach`]) straight to the job's shim.
+
+use std::os::fd::AsRawFd;
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+
+use super::http::{ApiError, Body};
+use crate::api::JobState;
+use crate::error::HostError;
+use crate::host::Host;
+
+/// The protocol name in the `Upgrade` header.
+pub const PROTOCOL: &str = "flynn-attach";
+
+pub(super) async fn attach(
+    host: &Host,
+    id: &str,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let job = host.job(id)?;
+    let upgrade = req
+        .headers()
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(PROTOCOL));
+    if !upgrade {
+        return Err(ApiError::new(
+            400,
+            "upgrade_required",
+            format!("attach needs the headers Connection: Upgrade and Upgrade: {PROTOCOL}"),
+        ));
+    }
+    if job.state != JobState::Running {
+        return Err(HostError::NotAttachable(id.into()).into());
+    }
+    let shim = connect(host, id)
+        .await
+        .map_err(|_| ApiError::from(HostError::NotAttachable(id.into())))?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let mut client = TokioIo::new(upgraded);
+                let mut shim = shim;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut shim).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "attach upgrade failed"),
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "Upgrade")
+        .header("upgrade", PROTOCOL)
+        .body(http_body_util::BodyExt::boxed(http_body_util::Empty::new()))
+        .expect("valid response"))
+}
+
+/// Connects to the job's `attach.sock` through its directory's descriptor: the full path may
+/// be longer than a socket address holds.
+async fn connect(host: &Host, id: &str) -> std::io::Result<UnixStream> {
+    let dir = host
+        .runtime()
+        .job_dir(id)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()))?;
+    let dirfd = std::fs::File::open(&dir)?;
+    let path = format!("/proc/self/fd/{}/attach.sock", dirfd.as_raw_fd());
+    let s = UnixStream::connect(path).await;
+    drop(dirfd);
+    s
+}
