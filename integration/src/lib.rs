@@ -4,8 +4,10 @@
 //! Tests that need root call [`require_root`]: in CI (`CI` set) a missing privilege fails the
 //! test; elsewhere the test is skipped with a loud message.
 
+pub mod host;
 pub mod image;
 pub mod jobs;
+pub mod leaks;
 pub mod ns;
 pub mod pinkerton;
 pub mod registry;

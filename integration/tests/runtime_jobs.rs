@@ -275,10 +275,7 @@ fn two_hundred_jobs_leave_nothing_behind() {
     let Some(j) = Jobs::for_test("two_hundred_jobs_leave_nothing_behind") else {
         return;
     };
-    let before_mounts = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .count();
+    let before_mounts = integration::leaks::mount_count();
     for i in 0..200 {
         let mut spec = j.sh(&format!("leak-{i}"), "true");
         spec.resources.memory = Some(32 << 20);
@@ -287,50 +284,8 @@ fn two_hundred_jobs_leave_nothing_behind() {
         let (status, _) = j.run(&spec);
         assert_eq!(status.code, Some(0));
     }
-    let after_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert_eq!(after_mounts.lines().count(), before_mounts, "mounts leaked");
-    assert!(!after_mounts.contains(&j.root().display().to_string()));
-    let left: Vec<_> = std::fs::read_dir(j.root())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert!(left.is_empty(), "job dirs leaked: {left:?}");
-    let mut leaked = Vec::new();
-    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap() {
-        let dir = h.unwrap().path().join("flynn");
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            leaked.extend(
-                entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.to_string_lossy().contains("leak-")),
-            );
-        }
-    }
-    assert!(leaked.is_empty(), "cgroups leaked: {leaked:?}");
-    let root = j.root().display().to_string();
-    let shims: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("flynn-shim") && c.contains(&root))
-        .collect();
-    assert!(shims.is_empty(), "shims left running: {shims:?}");
-    let links = integration::run_ok(std::process::Command::new("ip").args(["-o", "link"]));
-    let veths: Vec<&str> = links
-        .lines()
-        .filter(|l| l.contains(": fl") && !l.contains("flynnbr0"))
-        .collect();
-    assert!(veths.is_empty(), "veths leaked: {veths:?}");
-    assert!(
-        j.rt.network().ipam().leases().unwrap().is_empty(),
-        "leases leaked"
-    );
-    let nat = runtime::net::nat::rules("nat").unwrap();
-    assert!(
-        !nat.iter().any(|r| r.contains("DNAT --to-destination")),
-        "port rules leaked: {nat:?}"
-    );
+    let root = j.root().parent().unwrap();
+    integration::leaks::assert_clean(root, "leak-", before_mounts);
 }
 
 #[test]

@@ -1,0 +1,59 @@
+//! Checks that jobs left nothing behind on the host: mounts, job directories, cgroups, shims,
+//! veths, address leases, port rules.
+
+use std::path::Path;
+
+/// Mount table entries now, to compare with [`assert_clean`]'s count.
+pub fn mount_count() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// Asserts that the runtime at `root` (its `jobs/` and `net/`) holds no job, and that no
+/// mount, cgroup (named with `prefix`), shim, veth, lease or DNAT rule of a job remains.
+pub fn assert_clean(root: &Path, prefix: &str, mounts_before: usize) {
+    let jobs = root.join("jobs");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(mounts.lines().count(), mounts_before, "mounts leaked");
+    assert!(!mounts.contains(&jobs.display().to_string()));
+    let left: Vec<_> = std::fs::read_dir(&jobs)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "job dirs leaked: {left:?}");
+    let mut leaked = Vec::new();
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap() {
+        let dir = h.unwrap().path().join("flynn");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            leaked.extend(
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.to_string_lossy().contains(prefix)),
+            );
+        }
+    }
+    assert!(leaked.is_empty(), "cgroups leaked: {leaked:?}");
+    let root_s = jobs.display().to_string();
+    let shims: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("flynn-shim") && c.contains(&root_s))
+        .collect();
+    assert!(shims.is_empty(), "shims left running: {shims:?}");
+    let links = crate::run_ok(std::process::Command::new("ip").args(["-o", "link"]));
+    let veths: Vec<&str> = links
+        .lines()
+        .filter(|l| l.contains(": fl") && !l.contains("flynnbr0"))
+        .collect();
+    assert!(veths.is_empty(), "veths leaked: {veths:?}");
+    let net = runtime::net::Network::new(runtime::net::NetConfig::default(), root.join("net"));
+    assert!(net.ipam().leases().unwrap().is_empty(), "leases leaked");
+    let nat = runtime::net::nat::rules("nat").unwrap();
+    assert!(
+        !nat.iter().any(|r| r.contains("DNAT --to-destination")),
+        "port rules leaked: {nat:?}"
+    );
+}
