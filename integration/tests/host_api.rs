@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flynn_host::api::{CreateJob, JobState};
+use flynn_host::api::JobState;
 use integration::host::HostDaemon;
 
 fn curl(args: &[&str]) -> (String, String) {
@@ -24,15 +24,6 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn sh(h: &HostDaemon, id: &str, script: &str) -> CreateJob {
-    CreateJob {
-        id: Some(id.into()),
-        image: h.image.clone(),
-        args: vec!["sh".into(), "-c".into(), script.into()],
-        ..Default::default()
     }
 }
 
