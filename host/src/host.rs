@@ -221,9 +221,7 @@ impl Host {
             .parse()
             .map_err(|e: runtime::spec::JobIdError| HostError::BadRequest(e.to_string()))?;
         req.id = Some(id.clone());
-        if req.image.is_empty() {
-            return Err(HostError::BadRequest("image must not be empty".into()));
-        }
+        crate::validate::job_request(&req)?;
         let store = self.inner.store.clone();
         let image = req.image.clone();
         tokio::task::spawn_blocking(move || store.find_image(&image)).await??;

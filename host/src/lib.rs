@@ -14,6 +14,7 @@ mod images;
 pub mod logs;
 pub mod server;
 mod status;
+pub mod validate;
 pub mod watch;
 
 pub use endpoint::Endpoint;

@@ -134,6 +134,17 @@ fn run_in_the_foreground_interactively_and_on_a_terminal() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert!(String::from_utf8_lossy(&out.stderr).ends_with("err\n"));
 
+    // A program the image lacks is refused before anything starts.
+    let out = h.run(&["run", "--name", "nothing", &h.image, "/no/such/program"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"/no/such/program\" not found in the image"),
+        "{err}"
+    );
+    assert!(h.ok(&["ps", "-a"]).contains("nothing"));
+    h.ok(&["rm", "nothing"]);
+
     let mut child = h
         .cli()
         .args(["run", "-i", "--rm", &h.image, "sh", "-c", "echo ready; sh"])

@@ -286,6 +286,23 @@ impl Runtime {
             &cgroup,
             netns.as_deref(),
         )?;
+        if let Some(process) = oci.process() {
+            let args = process.args().clone().unwrap_or_default();
+            let env = process.env().clone().unwrap_or_default();
+            let path = env
+                .iter()
+                .find_map(|e| e.strip_prefix("PATH="))
+                .unwrap_or_default();
+            let cwd = process.cwd().display().to_string();
+            let targets: Vec<&str> = with_volumes
+                .mounts
+                .iter()
+                .map(|m| m.target.as_str())
+                .collect();
+            if let Some(argv0) = args.first() {
+                crate::exec::check(&rootfs, argv0, path, &cwd, &targets)?;
+            }
+        }
         write_atomic(&dir.join("bundle"), "config.json", &json(&oci))
             .map_err(io("writing config.json"))?;
         write_atomic(dir, "job.json", &json(spec)).map_err(io("writing job.json"))?;

@@ -3,6 +3,7 @@
 //! a per-job monitor process (the shim), output logs, and cleanup.
 
 pub mod attach;
+pub mod exec;
 mod hub;
 pub mod job;
 pub mod log;

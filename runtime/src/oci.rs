@@ -55,6 +55,12 @@ pub enum SpecError {
     /// The user cannot be resolved.
     #[error(transparent)]
     User(#[from] UserError),
+    /// The program to run is not in the image.
+    #[error("executable {program:?} not found in the image (or not executable); check the command and PATH")]
+    NotExecutable {
+        /// The program as given.
+        program: String,
+    },
     /// Ports are published only in bridge mode.
     #[error("ports can only be published in bridge network mode")]
     PortsNeedBridge,

@@ -26,6 +26,7 @@ const MAX_BODY: usize = 1 << 20;
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    allow: Option<String>,
 }
 
 impl ApiError {
@@ -37,7 +38,14 @@ impl ApiError {
                 code: code.into(),
                 message: message.into(),
             },
+            allow: None,
         }
+    }
+
+    /// The same error with an `Allow` header (for 405).
+    pub fn with_allow(mut self, methods: String) -> Self {
+        self.allow = Some(methods);
+        self
     }
 
     /// A 400.
@@ -50,7 +58,11 @@ impl ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = %self.body.code, message = %self.body.message, "request failed");
         }
-        json(self.status, &self.body)
+        let mut r = json(self.status, &self.body);
+        if let Some(allow) = self.allow.and_then(|a| a.parse().ok()) {
+            r.headers_mut().insert("allow", allow);
+        }
+        r
     }
 }
 

@@ -173,19 +173,37 @@ async fn route(host: Host, req: Request<Incoming>) -> Result<Response<Body>, Api
     }
 }
 
-/// 405 for a known path with another method, 404 otherwise.
+/// True when request path segments match a route pattern (`{x}` is one segment; the image
+/// name, which may hold slashes, takes the rest).
+fn matches_route(segs: &[&str], pattern: &str) -> bool {
+    let pat: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
+    if pat == ["images", "{name}"] {
+        return segs.len() >= 2 && segs[0] == "images" && !segs[1].is_empty();
+    }
+    pat.len() == segs.len()
+        && pat
+            .iter()
+            .zip(segs)
+            .all(|(p, s)| (p.starts_with('{') && !s.is_empty()) || p == s)
+}
+
+/// 405 with the allowed methods for a known path, 404 otherwise.
 fn not_routed(segs: &[&str]) -> ApiError {
-    let known = matches!(
-        segs,
-        ["openapi.json" | "status" | "jobs" | "events" | "images" | "volumes"]
-            | ["jobs" | "volumes", _]
-            | ["jobs", _, "stop" | "signal" | "logs" | "attach"]
-            | ["images", ..]
-    );
-    if known {
-        ApiError::new(405, "method_not_allowed", "method not allowed on this path")
-    } else {
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|(_, p)| matches_route(segs, p))
+        .map(|(m, _)| m.to_ascii_uppercase())
+        .collect();
+    if allowed.is_empty() {
         ApiError::new(404, "not_found", "no such API path; see /openapi.json")
+    } else {
+        let allow = allowed.join(", ");
+        ApiError::new(
+            405,
+            "method_not_allowed",
+            format!("method not allowed on this path; use {allow}"),
+        )
+        .with_allow(allow)
     }
 }
 

@@ -1,0 +1,140 @@
+//! Checks a job request before anything is set up, so that bad input gets a 400 naming the
+//! field instead of a failed start.
+
+use runtime::NetworkMode;
+
+use crate::api::CreateJob;
+use crate::error::HostError;
+
+fn bad(msg: String) -> HostError {
+    HostError::BadRequest(msg)
+}
+
+fn no_nul(what: &str, s: &str) -> Result<(), HostError> {
+    if s.contains('\0') {
+        return Err(bad(format!("{what} must not contain NUL bytes")));
+    }
+    Ok(())
+}
+
+fn range(what: &str, v: u64, min: u64, max: u64) -> Result<(), HostError> {
+    if v < min || v > max {
+        return Err(bad(format!(
+            "{what} {v} is out of range: use {min} to {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses requests the runtime could only fail on.
+pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
+    if req.image.is_empty() {
+        return Err(bad("image must not be empty".into()));
+    }
+    no_nul("image", &req.image)?;
+    for a in req.args.iter().chain(req.entrypoint.iter().flatten()) {
+        no_nul("args and entrypoint", a)?;
+    }
+    for (k, v) in &req.env {
+        if k.is_empty() || k.contains('=') {
+            return Err(bad(format!(
+                "environment variable name {k:?} must be non-empty and without '='"
+            )));
+        }
+        no_nul("environment variables", k)?;
+        no_nul("environment variables", v)?;
+    }
+    for (what, v) in [("working_dir", &req.working_dir), ("user", &req.user)] {
+        if let Some(v) = v {
+            no_nul(what, v)?;
+        }
+    }
+    if req
+        .working_dir
+        .as_deref()
+        .is_some_and(|w| !w.starts_with('/'))
+    {
+        return Err(bad("working_dir must be an absolute path".into()));
+    }
+    if let Some(h) = &req.hostname {
+        let ok = !h.is_empty()
+            && h.len() <= 64
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !ok {
+            return Err(bad(format!(
+                "hostname {h:?}: use 1-64 letters, digits, '-' or '.'"
+            )));
+        }
+    }
+    for m in &req.mounts {
+        no_nul("mount paths", &m.source)?;
+        no_nul("mount paths", &m.target)?;
+    }
+    for v in &req.volumes {
+        no_nul("volume targets", &v.target)?;
+    }
+    if !req.ports.is_empty() && req.network != NetworkMode::Bridge {
+        return Err(bad(
+            "ports can only be published in bridge network mode".into()
+        ));
+    }
+    for p in &req.ports {
+        if p.proto != "tcp" && p.proto != "udp" {
+            return Err(bad(format!("port protocol {:?}: use tcp or udp", p.proto)));
+        }
+        if p.job == 0 {
+            return Err(bad("job port 0: use 1 to 65535".into()));
+        }
+    }
+    let r = &req.resources;
+    if let Some(m) = r.memory {
+        range("memory limit (bytes)", m, 1 << 20, i64::MAX as u64)?;
+    }
+    if let Some(s) = r.cpu_shares {
+        range("cpu_shares", s, 2, 262_144)?;
+    }
+    if let Some(c) = r.cpu_millis {
+        range("cpu_millis", c, 10, 1_000_000)?;
+    }
+    if let Some(p) = r.pids {
+        range("pids limit", p.max(0) as u64, 1, i32::MAX as u64)?;
+    }
+    if let Some(n) = r.nofile {
+        range("nofile limit", n, 1, 1 << 20)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let ok = CreateJob {
+            image: "busybox".into(),
+            ..Default::default()
+        };
+        assert!(job_request(&ok).is_ok());
+        let mut r = ok.clone();
+        r.ports.push(runtime::net::PortMap {
+            host: 1,
+            job: 2,
+            proto: "sctp".into(),
+        });
+        assert!(job_request(&r).is_err());
+        let mut r = ok.clone();
+        r.env.insert("A=B".into(), "x".into());
+        assert!(job_request(&r).is_err());
+        let mut r = ok.clone();
+        r.args = vec!["a\0b".into()];
+        assert!(job_request(&r).is_err());
+        let mut r = ok.clone();
+        r.resources.memory = Some(10);
+        assert!(job_request(&r).is_err());
+        let mut r = ok;
+        r.hostname = Some("bad host".into());
+        assert!(job_request(&r).is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! Finding the job's program in its root filesystem before the job starts, as a shell would
+//! (`PATH` search for bare names), so that a missing program is a clear error of the request
+//! rather than a failed start. Paths resolve with `RESOLVE_IN_ROOT`: symlinks in the image
+//! cannot lead outside it.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use crate::oci::SpecError;
+
+/// `struct open_how` of openat2(2).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// True when `path` names an executable regular file inside `root`.
+fn executable_in(root: &OwnedFd, path: &str) -> bool {
+    let Ok(c) = CString::new(path.trim_start_matches('/')) else {
+        return false;
+    };
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT,
+    };
+    // SAFETY: openat2 reads a NUL-terminated path and an open_how of the given size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    match nix::sys::stat::fstat(&fd) {
+        Ok(st) => st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 != 0,
+        Err(_) => false,
+    }
+}
+
+/// Checks that `argv0` can be executed in the root filesystem at `rootfs`: a path as given
+/// (relative ones from `cwd`), a bare name through `path_var`. Programs under one of `mounts`
+/// (mount targets) are not checked: they come from outside the image.
+pub fn check(
+    rootfs: &Path,
+    argv0: &str,
+    path_var: &str,
+    cwd: &str,
+    mounts: &[&str],
+) -> Result<(), SpecError> {
+    let candidates: Vec<String> = if argv0.contains('/') {
+        let p = if argv0.starts_with('/') {
+            argv0.to_string()
+        } else {
+            format!("{}/{argv0}", cwd.trim_end_matches('/'))
+        };
+        vec![p]
+    } else {
+        path_var
+            .split(':')
+            .filter(|d| d.starts_with('/'))
+            .map(|d| format!("{}/{argv0}", d.trim_end_matches('/')))
+            .collect()
+    };
+    let mounted = |p: &str| {
+        mounts
+            .iter()
+            .any(|m| p == *m || p.starts_with(&format!("{}/", m.trim_end_matches('/'))))
+    };
+    if candidates.iter().any(|c| mounted(c)) {
+        return Ok(());
+    }
+    let root = std::fs::File::open(rootfs).map_err(|_| SpecError::NotExecutable {
+        program: argv0.into(),
+    })?;
+    // SAFETY: into_raw_fd hands over sole ownership of the open descriptor.
+    let root = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(root)) };
+    if candidates.iter().any(|c| executable_in(&root, c)) {
+        return Ok(());
+    }
+    Err(SpecError::NotExecutable {
+        program: argv0.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn finds_programs_by_path_and_by_name_without_leaving_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("bin")).unwrap();
+        std::fs::write(r.join("bin/prog"), "").unwrap();
+        std::fs::set_permissions(r.join("bin/prog"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::write(r.join("bin/data"), "").unwrap();
+        std::os::unix::fs::symlink("/bin/prog", r.join("bin/link")).unwrap();
+        // An absolute link resolves inside the root, not on the host.
+        std::os::unix::fs::symlink("/usr/bin/env", r.join("bin/escape")).unwrap();
+        let ok = |a: &str| check(r, a, "/usr/bin:/bin", "/", &[]).is_ok();
+        assert!(ok("prog") && ok("/bin/prog") && ok("link") && ok("bin/prog"));
+        assert!(!ok("data") && !ok("missing") && !ok("escape") && !ok("/bin"));
+        assert!(check(r, "/opt/tool", "", "/", &["/opt"]).is_ok());
+    }
+}
