@@ -71,6 +71,11 @@ impl HostDaemon {
         d
     }
 
+    /// The test registry's address (`127.0.0.1:PORT`).
+    pub fn registry(&self) -> &str {
+        &self._registry.addr
+    }
+
     /// The daemon's state directory.
     pub fn state(&self) -> PathBuf {
         self.dir.path().join("state")

@@ -1,0 +1,186 @@
+//! From a recipe to an image: the base, the workspace binaries with exactly the shared
+//! libraries they load, the extra files, minimal `/etc` files; written as an OCI layout and,
+//! when asked, imported into pinkerton's store.
+
+use std::path::{Path, PathBuf};
+
+use crate::elf::{self, ElfError};
+use crate::layout::{self, Content, Entry, ImageSettings, LayoutError, Tree, Written};
+use crate::recipe::{Base, Recipe};
+
+/// A build that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An input file cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A binary's libraries cannot be found.
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    /// Writing the layout failed.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// `strip` failed on a binary.
+    #[error("strip --strip-debug failed on {0}")]
+    Strip(PathBuf),
+    /// The busybox base needs busybox-static.
+    #[error("the busybox base needs {0} (Debian package busybox-static)")]
+    NoBusybox(PathBuf),
+}
+
+/// Where a build takes its inputs from.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The directory of the workspace's built binaries (e.g. `target/release`).
+    pub bin_dir: PathBuf,
+    /// The static busybox for the busybox base.
+    pub busybox: PathBuf,
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Self {
+            bin_dir: "target/release".into(),
+            busybox: "/bin/busybox".into(),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|source| BuildError::Read {
+        path: path.into(),
+        source,
+    })
+}
+
+fn file(data: Vec<u8>, mode: u32) -> Entry {
+    Entry {
+        content: Content::File(data),
+        mode,
+    }
+}
+
+/// The program at `path` without debug information (binutils' `strip --strip-debug`).
+fn stripped(path: &Path) -> Result<Vec<u8>, BuildError> {
+    let dir = tempfile::tempdir().map_err(|source| BuildError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let out = dir.path().join("stripped");
+    let status = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&out)
+        .arg(path)
+        .status()
+        .map_err(|source| BuildError::Read {
+            path: "strip (install binutils)".into(),
+            source,
+        })?;
+    if !status.success() {
+        return Err(BuildError::Strip(path.into()));
+    }
+    read(&out)
+}
+
+/// The image's file tree.
+pub fn tree(recipe: &Recipe, inputs: &Inputs) -> Result<Tree, BuildError> {
+    let mut t = Tree::new();
+    t.insert(
+        "/etc/passwd".into(),
+        file(
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+                .to_vec(),
+            0o644,
+        ),
+    );
+    t.insert(
+        "/etc/group".into(),
+        file(b"root:x:0:\nnogroup:x:65534:\n".to_vec(), 0o644),
+    );
+    t.insert(
+        "/tmp".into(),
+        Entry {
+            content: Content::Dir,
+            mode: 0o1777,
+        },
+    );
+    t.insert(
+        "/root".into(),
+        Entry {
+            content: Content::Dir,
+            mode: 0o700,
+        },
+    );
+    if recipe.base == Base::Busybox {
+        if !inputs.busybox.is_file() {
+            return Err(BuildError::NoBusybox(inputs.busybox.clone()));
+        }
+        t.insert("/bin/busybox".into(), file(read(&inputs.busybox)?, 0o755));
+        let list = std::process::Command::new(&inputs.busybox)
+            .arg("--list")
+            .output()
+            .map_err(|source| BuildError::Read {
+                path: inputs.busybox.clone(),
+                source,
+            })?;
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if !applet.is_empty() && applet != "busybox" && !applet.contains('/') {
+                let link = Entry {
+                    content: Content::Symlink("busybox".into()),
+                    mode: 0o777,
+                };
+                t.insert(format!("/bin/{applet}"), link);
+            }
+        }
+    }
+    for b in &recipe.binaries {
+        let path = inputs.bin_dir.join(b);
+        let data = if recipe.strip {
+            stripped(&path)?
+        } else {
+            read(&path)?
+        };
+        t.insert(format!("/bin/{b}"), file(data, 0o755));
+        for lib in elf::shared_libraries(&path)? {
+            // Libraries go where the loader found them, as regular files.
+            t.insert(lib.display().to_string(), file(read(&lib)?, 0o755));
+        }
+    }
+    for f in &recipe.files {
+        let source = recipe.dir.join(&f.source);
+        t.insert(
+            f.target.clone(),
+            file(read(&source)?, f.mode.unwrap_or(0o644)),
+        );
+    }
+    Ok(t)
+}
+
+/// Builds `recipe` into the OCI layout at `out`, tagged `tag`.
+pub fn build(
+    recipe: &Recipe,
+    inputs: &Inputs,
+    out: &Path,
+    tag: &str,
+) -> Result<Written, BuildError> {
+    let t = tree(recipe, inputs)?;
+    let mut env: Vec<String> = Vec::new();
+    if !recipe.env.contains_key("PATH") {
+        env.push("PATH=/bin".into());
+    }
+    env.extend(recipe.env.iter().map(|(k, v)| format!("{k}={v}")));
+    let settings = ImageSettings {
+        entrypoint: recipe.entrypoint.clone(),
+        cmd: recipe.cmd.clone(),
+        env,
+        ports: recipe.ports.clone(),
+        created_by: format!("flynn-images build {}", recipe.name),
+    };
+    Ok(layout::write(out, &t, &settings, tag)?)
+}
