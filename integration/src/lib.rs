@@ -4,6 +4,7 @@
 //! Tests that need root call [`require_root`]: in CI (`CI` set) a missing privilege fails the
 //! test; elsewhere the test is skipped with a loud message.
 
+pub mod discoverd;
 pub mod host;
 pub mod image;
 pub mod jobs;

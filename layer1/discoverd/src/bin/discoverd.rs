@@ -1,0 +1,74 @@
+//! `discoverd`: the service discovery daemon (HTTP API and DNS).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "discoverd",
+    about = "Service discovery: registrations, watches, leaders, DNS"
+)]
+struct Args {
+    /// HTTP API address.
+    #[arg(long, default_value = "0.0.0.0:1111")]
+    http: SocketAddr,
+    /// DNS (UDP) address; empty to serve no DNS.
+    #[arg(long, default_value = "0.0.0.0:53")]
+    dns: String,
+    /// Resolvers for names outside the zone (default: the nameservers of /etc/resolv.conf).
+    #[arg(long = "dns-upstream")]
+    upstream: Vec<SocketAddr>,
+    /// Where the embedded store keeps its file.
+    #[arg(long, default_value = "/var/lib/flynn/discoverd")]
+    data: PathBuf,
+}
+
+fn resolv_conf() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver"))
+        .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let store = discoverd::embedded::Embedded::open(&args.data)?;
+    let registry = discoverd::Registry::start(store).await?;
+    let http = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("listening on {}", args.http))?;
+    tracing::info!(addr = %http.local_addr()?, "HTTP API");
+    if !args.dns.is_empty() {
+        let dns = tokio::net::UdpSocket::bind(&args.dns)
+            .await
+            .with_context(|| format!("listening for DNS on {}", args.dns))?;
+        tracing::info!(addr = %dns.local_addr()?, "DNS");
+        let upstream = if args.upstream.is_empty() {
+            resolv_conf()
+        } else {
+            args.upstream
+        };
+        let upstream: Vec<SocketAddr> = upstream
+            .into_iter()
+            .filter(|u| Some(*u) != dns.local_addr().ok())
+            .collect();
+        tokio::spawn(discoverd::dns::serve(dns, registry.clone(), upstream));
+    }
+    tokio::select! {
+        _ = discoverd::http::serve(http, registry) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
