@@ -17,6 +17,7 @@ pub struct Discoverd {
     data: tempfile::TempDir,
     child: Option<Child>,
     http_port: u16,
+    etcd: Vec<String>,
 }
 
 fn free_udp_port() -> u16 {
@@ -30,6 +31,11 @@ fn free_udp_port() -> u16 {
 impl Discoverd {
     /// Starts one with a fresh state directory.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts one on the etcd cluster at `endpoints` (the embedded store when empty).
+    pub fn start_with(etcd: &[String]) -> Self {
         let http_port = free_port();
         let mut d = Self {
             url: format!("http://127.0.0.1:{http_port}"),
@@ -37,6 +43,7 @@ impl Discoverd {
             data: tempfile::tempdir().unwrap(),
             child: None,
             http_port,
+            etcd: etcd.to_vec(),
         };
         d.spawn();
         d
@@ -44,7 +51,11 @@ impl Discoverd {
 
     /// Starts (again, after [`Discoverd::kill9`]) on the same ports and state.
     pub fn spawn(&mut self) {
-        let child = Command::new(workspace_bin("discoverd"))
+        let mut cmd = Command::new(workspace_bin("discoverd"));
+        if !self.etcd.is_empty() {
+            cmd.args(["--etcd", &self.etcd.join(",")]);
+        }
+        let child = cmd
             .args(["--http", &format!("127.0.0.1:{}", self.http_port)])
             .args(["--dns", &format!("127.0.0.1:{}", self.dns_port)])
             .args(["--dns-upstream", "127.0.0.1:9"])

@@ -5,6 +5,7 @@
 //! test; elsewhere the test is skipped with a loud message.
 
 pub mod discoverd;
+pub mod etcd;
 pub mod host;
 pub mod image;
 pub mod jobs;

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod dns;
 pub mod embedded;
+pub mod etcd;
 pub mod http;
 pub mod model;
 pub mod registry;

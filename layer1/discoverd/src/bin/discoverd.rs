@@ -24,6 +24,12 @@ struct Args {
     /// Where the embedded store keeps its file.
     #[arg(long, default_value = "/var/lib/flynn/discoverd")]
     data: PathBuf,
+    /// etcd endpoints (comma-separated `http://HOST:PORT`) to use instead of the embedded store.
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Key prefix in etcd.
+    #[arg(long, default_value = "/flynn/discoverd")]
+    etcd_prefix: String,
 }
 
 fn resolv_conf() -> Vec<SocketAddr> {
@@ -44,7 +50,17 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let store = discoverd::embedded::Embedded::open(&args.data)?;
+    if args.etcd.is_empty() {
+        let store = discoverd::embedded::Embedded::open(&args.data)?;
+        run(store, args).await
+    } else {
+        let store = discoverd::etcd::Etcd::connect(&args.etcd, &args.etcd_prefix).await?;
+        tracing::info!(endpoints = ?args.etcd, "etcd store");
+        run(store, args).await
+    }
+}
+
+async fn run<S: discoverd::store::Store>(store: S, args: Args) -> anyhow::Result<()> {
     let registry = discoverd::Registry::start(store).await?;
     let http = tokio::net::TcpListener::bind(args.http)
         .await

@@ -1,0 +1,145 @@
+//! The cluster store: etcd. An instance is the key `PREFIX/instances/SERVICE/ID` holding its
+//! JSON, attached to a lease of its TTL (a heartbeat attaches a fresh lease), so etcd itself
+//! expires it; its index is the key's create revision (global registration order). Every
+//! discoverd sharing the etcd cluster follows the prefix with a watch, resumed from the last
+//! revision seen when the connection breaks (e.g. the etcd leader goes away).
+
+use std::time::Duration;
+
+use etcd_client::{EventType, GetOptions, PutOptions, WatchOptions};
+use tokio::sync::mpsc;
+
+use crate::model::Instance;
+use crate::store::{Change, Store, StoreError};
+
+/// The etcd store.
+#[derive(Clone)]
+pub struct Etcd {
+    client: etcd_client::Client,
+    prefix: String,
+}
+
+impl std::fmt::Debug for Etcd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Etcd")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+fn err(e: etcd_client::Error) -> StoreError {
+    StoreError::Etcd(e.to_string())
+}
+
+impl Etcd {
+    /// Connects to the cluster at `endpoints` (`http://HOST:PORT`), keeping keys under `prefix`.
+    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, StoreError> {
+        let opts = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(5));
+        let client = etcd_client::Client::connect(endpoints, Some(opts))
+            .await
+            .map_err(err)?;
+        Ok(Self {
+            client,
+            prefix: format!("{}/instances/", prefix.trim_end_matches('/')),
+        })
+    }
+
+    fn key(&self, service: &str, id: &str) -> String {
+        format!("{}{service}/{id}", self.prefix)
+    }
+
+    fn decode(kv: &etcd_client::KeyValue) -> Option<Instance> {
+        let mut i: Instance = serde_json::from_slice(kv.value()).ok()?;
+        i.index = kv.create_revision() as u64;
+        Some(i)
+    }
+
+    fn split_key<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str)> {
+        key.strip_prefix(self.prefix.as_str())?.split_once('/')
+    }
+}
+
+impl Store for Etcd {
+    async fn put(&self, mut instance: Instance, ttl: Duration) -> Result<Instance, StoreError> {
+        let mut c = self.client.clone();
+        let key = self.key(&instance.service, &instance.id);
+        if let Some(old) = c.get(key.as_str(), None).await.map_err(err)?.kvs().first() {
+            if let Some(old) = Self::decode(old) {
+                instance.registered_at = old.registered_at;
+            }
+        }
+        // etcd rounds TTLs up to its own minimum.
+        let lease = c
+            .lease_grant(ttl.as_secs().max(1) as i64, None)
+            .await
+            .map_err(err)?;
+        let mut stored = instance.clone();
+        stored.index = 0;
+        let value = serde_json::to_vec(&stored).expect("instances serialise");
+        let opts = PutOptions::new().with_lease(lease.id());
+        c.put(key.as_str(), value, Some(opts)).await.map_err(err)?;
+        let got = c.get(key.as_str(), None).await.map_err(err)?;
+        let kv = got.kvs().first().ok_or_else(|| {
+            StoreError::Etcd(format!("{key} vanished right after it was written"))
+        })?;
+        instance.index = kv.create_revision() as u64;
+        Ok(instance)
+    }
+
+    async fn delete(&self, service: &str, id: &str) -> Result<bool, StoreError> {
+        let mut c = self.client.clone();
+        let r = c.delete(self.key(service, id), None).await.map_err(err)?;
+        Ok(r.deleted() > 0)
+    }
+
+    async fn watch(&self) -> Result<(Vec<Instance>, mpsc::UnboundedReceiver<Change>), StoreError> {
+        let mut c = self.client.clone();
+        let got = c
+            .get(self.prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(err)?;
+        let current: Vec<Instance> = got.kvs().iter().filter_map(Self::decode).collect();
+        let mut revision = got.header().map_or(0, |h| h.revision());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let opts = WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1);
+                let mut c = this.client.clone();
+                let stream = c.watch(this.prefix.as_str(), Some(opts)).await;
+                let Ok((_watcher, mut stream)) = stream else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                while let Ok(Some(resp)) = stream.message().await {
+                    for ev in resp.events() {
+                        let Some(kv) = ev.kv() else { continue };
+                        revision = revision.max(kv.mod_revision());
+                        let change = match ev.event_type() {
+                            EventType::Put => Self::decode(kv).map(Change::Put),
+                            EventType::Delete => {
+                                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                                this.split_key(&key).map(|(s, i)| Change::Delete {
+                                    service: s.into(),
+                                    id: i.into(),
+                                })
+                            }
+                        };
+                        if let Some(change) = change {
+                            if tx.send(change).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                tracing::warn!("etcd watch broke; resuming after revision {revision}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Ok((current, rx))
+    }
+}
