@@ -60,6 +60,12 @@ pub struct CreateJob {
     /// Read-only root filesystem.
     #[serde(default)]
     pub readonly_rootfs: bool,
+    /// Register the job in discoverd under this service name while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The job port registered for the service (default: the first published job port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_port: Option<u16>,
     /// Free-form labels, usable as list filters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
@@ -311,6 +317,11 @@ pub struct HostStatus {
     pub disk: Capacity,
     /// Jobs known, by state.
     pub jobs: BTreeMap<String, usize>,
+    /// The job network's gateway: the host's address as jobs see it.
+    pub gateway: String,
+    /// The discoverd this host registers with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discoverd: Option<String>,
 }
 
 /// Total and available amounts of a resource.

@@ -34,6 +34,11 @@ pub struct HostConfig {
     pub network: NetConfig,
     /// Job starts run at once; more wait.
     pub parallel_starts: usize,
+    /// discoverd's URL: jobs with a service are registered there, the host registers itself,
+    /// and jobs resolve names through discoverd's DNS on the bridge gateway.
+    pub discoverd: Option<String>,
+    /// The API address this host registers in discoverd as service `flynn-host`.
+    pub advertise: Option<std::net::SocketAddr>,
 }
 
 impl HostConfig {
@@ -48,6 +53,8 @@ impl HostConfig {
             insecure_registries: Vec::new(),
             network: NetConfig::default(),
             parallel_starts: 8,
+            discoverd: None,
+            advertise: None,
         }
     }
 }
@@ -71,6 +78,7 @@ pub(crate) struct Inner {
     transitions: tokio::sync::Mutex<()>,
     pub(crate) id: String,
     pub(crate) started: Instant,
+    pub(crate) services: crate::services::Services,
 }
 
 /// Why a job is marked failed when its shim vanished without recording an exit.
@@ -99,8 +107,18 @@ impl Host {
         std::fs::create_dir_all(&config.state)
             .map_err(io(format!("creating {}", config.state.display())))?;
         let store = Store::open(&config.store)?;
+        let mut net = config.network.clone();
+        if config.discoverd.is_some() {
+            // discoverd answers DNS on the bridge gateway.
+            let gateway = std::net::Ipv4Addr::from(u32::from(net.subnet) + 1);
+            net.nameservers = vec![gateway.to_string()];
+        }
         let runtime = Runtime::new(config.state.join("runtime"), store.clone(), &config.shim)?
-            .with_network(config.network.clone());
+            .with_network(net);
+        let rt = runtime.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || rt.network().ensure()).await? {
+            tracing::error!(error = %e, "setting up the job network; bridge-mode jobs will fail");
+        }
         let db = Db::open(&config.state.join("host.redb"))?;
         let id = match db.meta("host_id")? {
             Some(id) => id,
@@ -111,6 +129,7 @@ impl Host {
             }
         };
         let jobs = db.jobs()?.into_iter().map(|j| (j.id.clone(), j)).collect();
+        let config_discoverd = config.discoverd.clone();
         let host = Host {
             inner: Arc::new(Inner {
                 starts: Semaphore::new(config.parallel_starts.max(1)),
@@ -121,11 +140,22 @@ impl Host {
                 jobs: Mutex::new(jobs),
                 events: Events::default(),
                 transitions: tokio::sync::Mutex::new(()),
+                services: crate::services::Services::new(config_discoverd.as_deref()),
                 id,
                 started: Instant::now(),
             }),
         };
         host.adopt().await?;
+        if let Some(addr) = host.inner.config.advertise {
+            let gw = host.runtime().network().gateway();
+            let addr = match addr.ip().is_unspecified() {
+                true => std::net::SocketAddr::new(gw.into(), addr.port()),
+                false => addr,
+            };
+            host.inner
+                .services
+                .keep("flynn-host", &host.inner.id, addr.to_string());
+        }
         Ok(host)
     }
 
@@ -176,6 +206,9 @@ impl Host {
                         }
                     }
                     tracing::info!(job = %job.id, "re-adopted a running job");
+                    if let Ok(j) = self.job(&job.id) {
+                        self.inner.services.job_changed(&j);
+                    }
                     self.spawn_watch(job.id.clone());
                 }
                 (false, _) => {
@@ -195,6 +228,7 @@ impl Host {
         tokio::task::block_in_place(|| self.inner.db.put_job(&job))?;
         lock(&self.inner.jobs).insert(job.id.clone(), job.clone());
         self.inner.events.job(&job);
+        self.inner.services.job_changed(&job);
         Ok(job)
     }
 

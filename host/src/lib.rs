@@ -13,6 +13,7 @@ pub mod host;
 mod images;
 pub mod logs;
 pub mod server;
+pub mod services;
 mod status;
 pub mod validate;
 pub mod watch;

@@ -31,6 +31,8 @@ impl Host {
             memory: meminfo(),
             disk,
             jobs,
+            gateway: self.runtime().network().gateway().to_string(),
+            discoverd: self.inner.config.discoverd.clone(),
         }
     }
 }

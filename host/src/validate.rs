@@ -87,6 +87,22 @@ pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
             return Err(bad("job port 0: use 1 to 65535".into()));
         }
     }
+    if let Some(service) = &req.service {
+        if !discoverd::model::valid_service(service) {
+            return Err(bad(format!(
+                "service {service:?}: use 1-63 of a-z, 0-9 and '-' (not \"leader\")"
+            )));
+        }
+        if req
+            .service_port
+            .or(req.ports.first().map(|p| p.job))
+            .is_none()
+        {
+            return Err(bad(
+                "a service needs service_port or a published port".into()
+            ));
+        }
+    }
     let r = &req.resources;
     if let Some(m) = r.memory {
         range("memory limit (bytes)", m, 1 << 20, i64::MAX as u64)?;

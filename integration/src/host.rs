@@ -25,6 +25,7 @@ pub struct HostDaemon {
     /// The busybox image in the registry (`/bin/sh`, `httpd`, ...).
     pub image: String,
     child: Option<Child>,
+    extra: Vec<String>,
     _registry: Registry,
     rt: tokio::runtime::Runtime,
 }
@@ -33,14 +34,24 @@ impl HostDaemon {
     /// For a test named `test`: `None` when it must not run here (not root outside CI) or when
     /// this process is the outer one that re-ran it in its own namespaces.
     pub fn for_test(test: &str) -> Option<Self> {
+        Self::for_test_with(test, &[])
+    }
+
+    /// As [`HostDaemon::for_test`], with extra `flynn-host daemon` arguments.
+    pub fn for_test_with(test: &str, extra: &[&str]) -> Option<Self> {
         if !crate::require_root(test) || !crate::ns::isolated(test) {
             return None;
         }
-        Some(Self::start())
+        Some(Self::start_with(extra))
     }
 
     /// Starts a registry with a busybox image and a daemon.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// As [`HostDaemon::start`], with extra `flynn-host daemon` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
         let registry = Registry::start();
         let dir = tempfile::tempdir().unwrap();
         let mut layout = OciLayout::new(&dir.path().join("layout"));
@@ -64,6 +75,7 @@ impl HostDaemon {
             tcp,
             image,
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             _registry: registry,
             rt: tokio::runtime::Runtime::new().unwrap(),
         };
@@ -96,6 +108,7 @@ impl HostDaemon {
             .arg(format!("unix://{}", self.socket.display()))
             .arg("--listen")
             .arg(format!("http://{}", self.tcp))
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

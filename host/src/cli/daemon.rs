@@ -36,6 +36,10 @@ pub struct DaemonArgs {
     /// Job starts that run at once.
     #[arg(long, default_value_t = 8)]
     parallel_starts: usize,
+    /// discoverd's URL (e.g. http://100.100.0.1:1111): register jobs that name a service and
+    /// this host, and point jobs' DNS at discoverd on the bridge gateway.
+    #[arg(long)]
+    discoverd: Option<String>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -58,6 +62,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
     }
     config.insecure_registries = args.insecure_registries;
     config.parallel_starts = args.parallel_starts;
+    config.discoverd = args.discoverd;
+    config.advertise = args.listen.iter().find_map(|e| match e {
+        Endpoint::Tcp(a) => Some(*a),
+        Endpoint::Unix(_) => None,
+    });
     let host = Host::open(config).await.context("starting the host")?;
     let token = server::load_or_create_token(&args.state)?;
     let endpoints = if args.listen.is_empty() {

@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// Remove the job once it ends.
     #[arg(long)]
     rm: bool,
+    /// Register the job in discoverd under this service name.
+    #[arg(long)]
+    service: Option<String>,
     /// Metadata label KEY=VALUE.
     #[arg(short, long = "label", value_name = "K=V")]
     label: Vec<String>,
@@ -148,6 +151,7 @@ impl RunArgs {
                 .map(|v| volume(v))
                 .collect::<Result<_, _>>()?,
             metadata: key_values(&self.label, "label")?,
+            service: self.service.clone(),
             ..Default::default()
         };
         if let Some(m) = &self.memory {

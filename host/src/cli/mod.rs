@@ -2,6 +2,7 @@
 //! of its API, with docker-like names and flags, tables for people and `--json` for scripts.
 
 mod attach;
+mod bootstrap;
 mod daemon;
 mod jobs;
 mod other;
@@ -41,6 +42,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the host daemon.
     Daemon(daemon::DaemonArgs),
+    /// Build layer-1 images and start discoverd as a job.
+    Bootstrap(bootstrap::BootstrapArgs),
     /// Create and start a job.
     Run(jobs::RunArgs),
     /// List jobs (running ones unless -a).
@@ -134,6 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let c = cli.client();
     match cli.command {
         Command::Daemon(args) => daemon::run(args).await,
+        Command::Bootstrap(args) => bootstrap::run(&c, args).await,
         Command::Run(args) => jobs::run(&c, args).await,
         Command::Ps(args) => jobs::ps(&c, args).await,
         Command::Inspect { ids } => jobs::inspect(&c, &ids).await,

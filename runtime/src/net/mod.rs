@@ -135,6 +135,31 @@ impl Network {
         &self.ipam
     }
 
+    /// The bridge's address: what jobs reach the host at.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.ipam.gateway()
+    }
+
+    /// Creates the bridge (with the gateway address) and the shared NAT rules unless they
+    /// exist; returns the bridge's link index. Done one caller at a time, so concurrent first
+    /// jobs neither race to create the bridge nor add the rules twice.
+    pub fn ensure(&self) -> Result<u32, NetError> {
+        static SETUP: Mutex<bool> = Mutex::new(false);
+        let mut done = SETUP.lock().unwrap_or_else(|p| p.into_inner());
+        let (bridge, gateway, prefix) = (
+            self.cfg.bridge.clone(),
+            self.ipam.gateway(),
+            self.cfg.prefix,
+        );
+        let br =
+            link::with_handle(async |h| link::ensure_bridge(&h, &bridge, gateway, prefix).await)?;
+        if !*done {
+            nat::ensure_base(&self.cfg.bridge, self.cfg.subnet, self.cfg.prefix)?;
+            *done = true;
+        }
+        Ok(br)
+    }
+
     /// Puts job `id` on the network and writes its `resolv.conf`, `hosts` and `hostname` into
     /// `files`. On error, whatever was set up is removed again.
     pub fn attach(
@@ -177,24 +202,9 @@ impl Network {
         netns::create(&att.netns)?;
         let ns_file = std::fs::File::open(&att.netns)
             .map_err(|e| NetError::Netns(att.netns.clone(), e.to_string()))?;
-        let (bridge, gateway, prefix, peer) = (
-            self.cfg.bridge.clone(),
-            att.gateway,
-            self.cfg.prefix,
-            format!("fp{tag}"),
-        );
+        let (gateway, prefix, peer) = (att.gateway, self.cfg.prefix, format!("fp{tag}"));
         let host = att.host_veth.clone();
-        // The bridge and the shared rules are set up once, one job at a time, so concurrent
-        // first jobs neither race to create the bridge nor add the rules twice.
-        static SETUP: Mutex<bool> = Mutex::new(false);
-        let mut done = SETUP.lock().unwrap_or_else(|p| p.into_inner());
-        let br =
-            link::with_handle(async |h| link::ensure_bridge(&h, &bridge, gateway, prefix).await)?;
-        if !*done {
-            nat::ensure_base(&self.cfg.bridge, self.cfg.subnet, self.cfg.prefix)?;
-            *done = true;
-        }
-        drop(done);
+        let br = self.ensure()?;
         link::with_handle(async |h| link::create_veth(&h, &host, &peer, br, &ns_file).await)?;
         let ip = att.ip;
         netns::run_in(&att.netns, move || {

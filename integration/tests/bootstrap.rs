@@ -1,0 +1,98 @@
+//! Layer 1's first service as an ordinary job: `flynn-host bootstrap` builds discoverd's image
+//! with images/ and starts it; a web job registered as service `web` is found through the
+//! HTTP API and through DNS from inside another job, and stopping it removes it.
+
+use std::time::{Duration, Instant};
+
+use integration::host::HostDaemon;
+
+#[test]
+fn bootstrap_runs_discoverd_and_jobs_find_each_other() {
+    let test = "bootstrap_runs_discoverd_and_jobs_find_each_other";
+    let Some(h) = HostDaemon::for_test_with(test, &["--discoverd", "http://127.0.0.1:1111"]) else {
+        return;
+    };
+    let bin_dir = integration::workspace_bin("discoverd")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let state = h.state().display().to_string();
+    let out = h.ok(&[
+        "bootstrap",
+        "--state",
+        &state,
+        "--bin-dir",
+        &bin_dir.display().to_string(),
+    ]);
+    assert!(out.contains("discoverd runs as job discoverd"), "{out}");
+    let ps = h.ok(&["ps"]);
+    assert!(ps.contains("flynn/discoverd:latest"), "{ps}");
+    let d = discoverd::Client::new("http://127.0.0.1:1111");
+
+    // The host registers itself (it retries until discoverd is up).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.block_on(d.instances("flynn-host")).unwrap().len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the host did not register itself"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    h.ok(&["pull", &h.image]);
+    let web = "echo found-by-name > /www/index.html; exec httpd -f -p 8080 -h /www";
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web-1",
+        "--service",
+        "web",
+        "-p",
+        "8080",
+        &h.image,
+        "sh",
+        "-c",
+        web,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let instances = loop {
+        let i = h.block_on(d.instances("web")).unwrap();
+        if !i.is_empty() {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "web-1 was not registered");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let job = h.block_on(h.client().job("web-1")).unwrap();
+    assert_eq!(instances[0].id, "web-1");
+    assert_eq!(instances[0].addr, format!("{}:8080", job.ip.unwrap()));
+
+    // Another job finds it by name: its resolv.conf points at discoverd.
+    let found = h.ok(&[
+        "run",
+        "--rm",
+        &h.image,
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup web.discoverd; wget -qO- http://web.discoverd:8080/",
+    ]);
+    assert!(found.contains("found-by-name"), "{found}");
+    assert!(found.contains("nameserver 100.100.0.1"), "{found}");
+
+    h.ok(&["stop", "web-1"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !h.block_on(d.instances("web")).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "web-1 was not deregistered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Bootstrapping again is harmless.
+    let again = h.ok(&[
+        "bootstrap",
+        "--state",
+        &state,
+        "--bin-dir",
+        &bin_dir.display().to_string(),
+    ]);
+    assert!(again.is_empty() || again.contains("discoverd"), "{again}");
+}
