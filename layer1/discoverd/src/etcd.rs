@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{EventType, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions};
 use tokio::sync::mpsc;
 
 use crate::model::Instance;
@@ -63,28 +63,35 @@ impl Etcd {
 
 impl Store for Etcd {
     async fn put(&self, mut instance: Instance, ttl: Duration) -> Result<Instance, StoreError> {
-        let mut c = self.client.clone();
+        let (mut c, mut l) = (self.client.clone(), self.client.clone());
         let key = self.key(&instance.service, &instance.id);
-        if let Some(old) = c.get(key.as_str(), None).await.map_err(err)?.kvs().first() {
-            if let Some(old) = Self::decode(old) {
-                instance.registered_at = old.registered_at;
-            }
-        }
+        // The old record (for its first registration time) and a lease, at once; then the
+        // write and the read of its create revision in one transaction: two round trips.
         // etcd rounds TTLs up to its own minimum.
-        let lease = c
-            .lease_grant(ttl.as_secs().max(1) as i64, None)
-            .await
-            .map_err(err)?;
+        let (old, lease) = tokio::join!(
+            c.get(key.as_str(), None),
+            l.lease_grant(ttl.as_secs().max(1) as i64, None)
+        );
+        if let Some(old) = old.map_err(err)?.kvs().first().and_then(Self::decode) {
+            instance.registered_at = old.registered_at;
+        }
         let mut stored = instance.clone();
         stored.index = 0;
         let value = serde_json::to_vec(&stored).expect("instances serialise");
-        let opts = PutOptions::new().with_lease(lease.id());
-        c.put(key.as_str(), value, Some(opts)).await.map_err(err)?;
-        let got = c.get(key.as_str(), None).await.map_err(err)?;
-        let kv = got.kvs().first().ok_or_else(|| {
+        let opts = PutOptions::new().with_lease(lease.map_err(err)?.id());
+        let txn = Txn::new().and_then(vec![
+            TxnOp::put(key.as_str(), value, Some(opts)),
+            TxnOp::get(key.as_str(), None),
+        ]);
+        let resp = c.txn(txn).await.map_err(err)?;
+        let revision = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.create_revision()),
+            _ => None,
+        });
+        let revision = revision.ok_or_else(|| {
             StoreError::Etcd(format!("{key} vanished right after it was written"))
         })?;
-        instance.index = kv.create_revision() as u64;
+        instance.index = revision as u64;
         Ok(instance)
     }
 

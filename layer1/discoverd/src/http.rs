@@ -25,7 +25,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::model::{valid_instance_id, valid_service, Registration};
 use crate::registry::Registry;
@@ -174,11 +174,11 @@ async fn register<S: Store>(
     }
 }
 
-/// Server-sent events: the current state, then live events until the client goes.
+/// Server-sent events: the current state, then live events until the client goes. The body
+/// reads the event bus itself (no task per watcher), so an event reaches many watchers fast.
 fn watch<S: Store>(r: &Registry<S>, service: Option<&str>) -> Response<Body> {
-    let (first, mut rx) = r.watch(service);
+    let (first, rx) = r.watch(service);
     let service = service.map(str::to_string);
-    let (tx, out) = mpsc::channel::<Bytes>(256);
     let frame = |e: &crate::model::Event| {
         let kind = serde_json::to_value(e.kind).expect("serialises");
         let data = serde_json::to_string(e).expect("serialises");
@@ -187,38 +187,26 @@ fn watch<S: Store>(r: &Registry<S>, service: Option<&str>) -> Response<Body> {
             kind.as_str().unwrap_or("")
         ))
     };
-    tokio::spawn(async move {
-        for e in &first {
-            if tx.send(frame(e)).await.is_err() {
-                return;
+    let first: Vec<Bytes> = first.iter().map(frame).collect();
+    let state = (first.into_iter(), rx, service);
+    let stream =
+        futures_util::stream::unfold(state, move |(mut first, mut rx, service)| async move {
+            if let Some(b) = first.next() {
+                return Some((Ok::<_, Infallible>(Frame::data(b)), (first, rx, service)));
             }
-        }
-        loop {
-            let e = tokio::select! {
-                e = rx.recv() => e,
-                _ = tokio::time::sleep(Duration::from_secs(15)) => {
-                    if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() { return; }
-                    continue;
-                }
-                _ = tx.closed() => return,
-            };
-            let chunk = match e {
-                Ok(e) if service.as_deref().is_some_and(|s| s != e.service) => continue,
-                Ok(e) => frame(&e),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"))
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            if tx.send(chunk).await.is_err() {
-                return;
+            loop {
+                let chunk = match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+                    Err(_) => Bytes::from_static(b": keepalive\n\n"),
+                    Ok(Ok(e)) if service.as_deref().is_some_and(|s| s != e.service) => continue,
+                    Ok(Ok(e)) => frame(&e),
+                    Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+                        Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"))
+                    }
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                };
+                return Some((Ok(Frame::data(chunk)), (first, rx, service)));
             }
-        }
-    });
-    let stream = futures_util::stream::unfold(out, |mut rx| async move {
-        let chunk = rx.recv().await?;
-        Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
-    });
+        });
     Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")
