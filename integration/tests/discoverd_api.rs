@@ -99,6 +99,38 @@ fn registrations_watches_leaders_and_expiry() {
         hb.stop().await.unwrap();
         assert!(c.instances("api").await.unwrap().is_empty());
     });
+    // Service metadata, with compare-and-swap on its version, announced to watchers.
+    rt.block_on(async {
+        let mut w = c.watch(Some("db")).await.unwrap();
+        while w.next().await.unwrap().kind != EventKind::Current {}
+        assert!(c.meta("db").await.unwrap().is_none());
+        let m = c
+            .set_meta("db", serde_json::json!({"primary": "a"}), Some(0))
+            .await
+            .unwrap();
+        assert!(c
+            .set_meta("db", serde_json::json!({"x": 1}), Some(0))
+            .await
+            .is_err());
+        let stale = c
+            .set_meta("db", serde_json::json!({"x": 1}), Some(m.index + 100))
+            .await;
+        assert!(matches!(
+            stale,
+            Err(discoverd::client::ClientError::Refused { status: 409, .. })
+        ));
+        let m2 = c
+            .set_meta("db", serde_json::json!({"primary": "b"}), Some(m.index))
+            .await
+            .unwrap();
+        assert!(m2.index > m.index);
+        assert_eq!(c.meta("db").await.unwrap().unwrap().data["primary"], "b");
+        for want in ["a", "b"] {
+            let e = w.next().await.unwrap();
+            assert_eq!(e.kind, EventKind::ServiceMeta);
+            assert_eq!(e.meta.unwrap().data["primary"], want);
+        }
+    });
     // Bad input is refused with a JSON error.
     for (method, path, body) in [
         (

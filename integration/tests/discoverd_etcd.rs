@@ -58,6 +58,27 @@ fn two_discoverds_share_state_through_etcd_and_survive_its_leader() {
         .await;
         assert_eq!(seen[0].id, "one", "oldest first");
         assert_eq!(cb.leader("web").await.unwrap().unwrap().id, "one");
+
+        // Metadata written through one is seen by the other; compare-and-swap holds across both.
+        let m = ca
+            .set_meta("web", serde_json::json!({"v": 1}), Some(0))
+            .await
+            .unwrap();
+        assert!(cb
+            .set_meta("web", serde_json::json!({"v": 9}), Some(0))
+            .await
+            .is_err());
+        let seen = eventually("b to see the metadata", async || {
+            cb.meta("web").await.ok()?
+        })
+        .await;
+        assert_eq!(
+            (seen.index, &seen.data),
+            (m.index, &serde_json::json!({"v": 1}))
+        );
+        cb.set_meta("web", serde_json::json!({"v": 2}), Some(m.index))
+            .await
+            .unwrap();
         assert_eq!(ca.leader("web").await.unwrap().unwrap().id, "one");
 
         // An etcd lease expires what stops heartbeating, for both.

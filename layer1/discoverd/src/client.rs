@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::model::{Event, Instance, Registration};
+use crate::model::{Event, Instance, Registration, ServiceMeta, SetMeta};
 
 /// A request that failed.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +153,36 @@ impl Client {
     /// The leader of a service, if it has instances.
     pub async fn leader(&self, service: &str) -> Result<Option<Instance>, ClientError> {
         let url = format!("{}/services/{service}/leader", self.url);
+        let r = self.http.get(url).send().await.map_err(self.http_err())?;
+        if r.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.check(r).await?.json().await.map_err(self.http_err())
+    }
+
+    /// Sets a service's metadata; with `index`, only if its version is that (0: none yet),
+    /// otherwise [`ClientError::Refused`] with status 409.
+    pub async fn set_meta(
+        &self,
+        service: &str,
+        data: serde_json::Value,
+        index: Option<u64>,
+    ) -> Result<ServiceMeta, ClientError> {
+        let url = format!("{}/services/{service}/meta", self.url);
+        let body = SetMeta { data, index };
+        let r = self
+            .http
+            .put(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(self.http_err())?;
+        self.check(r).await?.json().await.map_err(self.http_err())
+    }
+
+    /// A service's metadata, if set.
+    pub async fn meta(&self, service: &str) -> Result<Option<ServiceMeta>, ClientError> {
+        let url = format!("{}/services/{service}/meta", self.url);
         let r = self.http.get(url).send().await.map_err(self.http_err())?;
         if r.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);

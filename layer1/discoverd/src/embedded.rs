@@ -11,11 +11,12 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::model::Instance;
-use crate::store::{Change, Store, StoreError};
+use crate::model::{Instance, ServiceMeta};
+use crate::store::{Change, Snapshot, Store, StoreError};
 
 const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SERVICE_META: TableDefinition<&str, &[u8]> = TableDefinition::new("service_meta");
 /// How often expiry is checked.
 const REAP_EVERY: Duration = Duration::from_millis(100);
 
@@ -28,6 +29,7 @@ struct Record {
 
 struct State {
     instances: BTreeMap<(String, String), Record>,
+    metas: BTreeMap<String, ServiceMeta>,
     next_index: u64,
     watchers: Vec<mpsc::UnboundedSender<Change>>,
 }
@@ -69,6 +71,7 @@ impl Embedded {
         std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         let db = Database::create(&path).map_err(|e| err(&e))?;
         let mut instances = BTreeMap::new();
+        let mut metas = BTreeMap::new();
         let mut next_index = 1;
         {
             let tx = db.begin_write().map_err(|e| err(&e))?;
@@ -84,6 +87,13 @@ impl Embedded {
                         }
                     }
                 }
+                let sm = tx.open_table(SERVICE_META).map_err(|e| err(&e))?;
+                for row in sm.iter().map_err(|e| err(&e))? {
+                    let (_, v) = row.map_err(|e| err(&e))?;
+                    if let Ok(m) = serde_json::from_slice::<ServiceMeta>(v.value()) {
+                        metas.insert(m.service.clone(), m);
+                    }
+                }
                 let m = tx.open_table(META).map_err(|e| err(&e))?;
                 let stored = m.get("next_index").map_err(|e| err(&e))?.map(|v| v.value());
                 if let Some(v) = stored {
@@ -95,6 +105,7 @@ impl Embedded {
         let store = Self {
             state: Arc::new(Mutex::new(State {
                 instances,
+                metas,
                 next_index,
                 watchers: Vec::new(),
             })),
@@ -234,13 +245,56 @@ impl Store for Embedded {
         .map_err(|e| self.err(e))?
     }
 
-    async fn watch(&self) -> Result<(Vec<Instance>, mpsc::UnboundedReceiver<Change>), StoreError> {
+    async fn set_meta(
+        &self,
+        service: &str,
+        data: serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<ServiceMeta, StoreError> {
+        let (this, service) = (self.clone(), service.to_string());
+        tokio::task::spawn_blocking(move || {
+            let mut st = this.lock();
+            let actual = st.metas.get(&service).map_or(0, |m| m.index);
+            if let Some(expected) = expected.filter(|e| *e != actual) {
+                return Err(StoreError::Conflict {
+                    service,
+                    expected,
+                    actual,
+                });
+            }
+            let meta = ServiceMeta {
+                service: service.clone(),
+                data,
+                index: st.next_index,
+            };
+            st.next_index += 1;
+            let tx = this.db.begin_write().map_err(|e| this.err(e))?;
+            {
+                let mut t = tx.open_table(SERVICE_META).map_err(|e| this.err(e))?;
+                let bytes = serde_json::to_vec(&meta).expect("metadata serialises");
+                t.insert(service.as_str(), bytes.as_slice())
+                    .map_err(|e| this.err(e))?;
+                let mut m = tx.open_table(META).map_err(|e| this.err(e))?;
+                m.insert("next_index", st.next_index)
+                    .map_err(|e| this.err(e))?;
+            }
+            tx.commit().map_err(|e| this.err(e))?;
+            st.metas.insert(service, meta.clone());
+            Self::announce(&mut st, Change::Meta(meta.clone()));
+            Ok(meta)
+        })
+        .await
+        .map_err(|e| self.err(e))?
+    }
+
+    async fn watch(&self) -> Result<(Snapshot, mpsc::UnboundedReceiver<Change>), StoreError> {
         let mut st = self.lock();
         let (tx, rx) = mpsc::unbounded_channel();
         st.watchers.push(tx);
-        Ok((
-            st.instances.values().map(|r| r.instance.clone()).collect(),
-            rx,
-        ))
+        let snapshot = Snapshot {
+            instances: st.instances.values().map(|r| r.instance.clone()).collect(),
+            metas: st.metas.values().cloned().collect(),
+        };
+        Ok((snapshot, rx))
     }
 }

@@ -6,17 +6,22 @@
 
 use std::time::Duration;
 
-use etcd_client::{EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions};
+use etcd_client::{
+    Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
 use tokio::sync::mpsc;
 
-use crate::model::Instance;
-use crate::store::{Change, Store, StoreError};
+use crate::model::{Instance, ServiceMeta};
+use crate::store::{Change, Snapshot, Store, StoreError};
 
 /// The etcd store.
 #[derive(Clone)]
 pub struct Etcd {
     client: etcd_client::Client,
+    /// `ROOT/`: instances under `ROOT/instances/`, metadata under `ROOT/meta/`.
+    root: String,
     prefix: String,
+    meta_prefix: String,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -40,9 +45,12 @@ impl Etcd {
         let client = etcd_client::Client::connect(endpoints, Some(opts))
             .await
             .map_err(err)?;
+        let root = format!("{}/", prefix.trim_end_matches('/'));
         Ok(Self {
             client,
-            prefix: format!("{}/instances/", prefix.trim_end_matches('/')),
+            prefix: format!("{root}instances/"),
+            meta_prefix: format!("{root}meta/"),
+            root,
         })
     }
 
@@ -54,6 +62,15 @@ impl Etcd {
         let mut i: Instance = serde_json::from_slice(kv.value()).ok()?;
         i.index = kv.create_revision() as u64;
         Some(i)
+    }
+
+    fn decode_meta(&self, kv: &etcd_client::KeyValue) -> Option<ServiceMeta> {
+        let key = std::str::from_utf8(kv.key()).ok()?;
+        Some(ServiceMeta {
+            service: key.strip_prefix(self.meta_prefix.as_str())?.to_string(),
+            data: serde_json::from_slice(kv.value()).ok()?,
+            index: kv.mod_revision() as u64,
+        })
     }
 
     fn split_key<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str)> {
@@ -101,13 +118,66 @@ impl Store for Etcd {
         Ok(r.deleted() > 0)
     }
 
-    async fn watch(&self) -> Result<(Vec<Instance>, mpsc::UnboundedReceiver<Change>), StoreError> {
+    async fn set_meta(
+        &self,
+        service: &str,
+        data: serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<ServiceMeta, StoreError> {
+        let mut c = self.client.clone();
+        let key = format!("{}{service}", self.meta_prefix);
+        let value = serde_json::to_vec(&data).expect("metadata serialises");
+        let when = match expected {
+            None => Vec::new(),
+            Some(0) => vec![Compare::create_revision(key.as_str(), CompareOp::Equal, 0)],
+            Some(n) => vec![Compare::mod_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                n as i64,
+            )],
+        };
+        let txn = Txn::new()
+            .when(when)
+            .and_then(vec![
+                TxnOp::put(key.as_str(), value, None),
+                TxnOp::get(key.as_str(), None),
+            ])
+            .or_else(vec![TxnOp::get(key.as_str(), None)]);
+        let resp = c.txn(txn).await.map_err(err)?;
+        let kv = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+            _ => None,
+        });
+        if !resp.succeeded() {
+            return Err(StoreError::Conflict {
+                service: service.into(),
+                expected: expected.unwrap_or(0),
+                actual: kv.map_or(0, |kv| kv.mod_revision() as u64),
+            });
+        }
+        kv.and_then(|kv| self.decode_meta(&kv))
+            .ok_or_else(|| StoreError::Etcd(format!("{key} vanished right after it was written")))
+    }
+
+    async fn watch(&self) -> Result<(Snapshot, mpsc::UnboundedReceiver<Change>), StoreError> {
         let mut c = self.client.clone();
         let got = c
-            .get(self.prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .get(self.root.as_str(), Some(GetOptions::new().with_prefix()))
             .await
             .map_err(err)?;
-        let current: Vec<Instance> = got.kvs().iter().filter_map(Self::decode).collect();
+        let current = Snapshot {
+            instances: got
+                .kvs()
+                .iter()
+                .filter(|kv| kv.key().starts_with(self.prefix.as_bytes()))
+                .filter_map(Self::decode)
+                .collect(),
+            metas: got
+                .kvs()
+                .iter()
+                .filter_map(|kv| self.decode_meta(kv))
+                .collect(),
+        };
         let mut revision = got.header().map_or(0, |h| h.revision());
         let (tx, rx) = mpsc::unbounded_channel();
         let this = self.clone();
@@ -117,7 +187,7 @@ impl Store for Etcd {
                     .with_prefix()
                     .with_start_revision(revision + 1);
                 let mut c = this.client.clone();
-                let stream = c.watch(this.prefix.as_str(), Some(opts)).await;
+                let stream = c.watch(this.root.as_str(), Some(opts)).await;
                 let Ok((_watcher, mut stream)) = stream else {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
@@ -126,7 +196,10 @@ impl Store for Etcd {
                     for ev in resp.events() {
                         let Some(kv) = ev.kv() else { continue };
                         revision = revision.max(kv.mod_revision());
+                        let is_meta = kv.key().starts_with(this.meta_prefix.as_bytes());
                         let change = match ev.event_type() {
+                            EventType::Put if is_meta => this.decode_meta(kv).map(Change::Meta),
+                            EventType::Delete if is_meta => None,
                             EventType::Put => Self::decode(kv).map(Change::Put),
                             EventType::Delete => {
                                 let key = String::from_utf8_lossy(kv.key()).into_owned();

@@ -6,6 +6,9 @@
 //! GET    /services/{service}/instances               instances, oldest first (JSON), or a watch
 //!                                                    with Accept: text/event-stream
 //! GET    /services/{service}/leader                  the leader
+//! GET    /services/{service}/meta                    service metadata {service, data, index}
+//! PUT    /services/{service}/meta                    set it {data, index?}; with index, only if
+//!                                                    the version is that (0: none yet), else 409
 //! GET    /services                                   service names
 //! GET    /events                                     a watch of every service (SSE)
 //! GET    /ping                                       liveness
@@ -27,9 +30,9 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
-use crate::model::{valid_instance_id, valid_service, Registration};
+use crate::model::{valid_instance_id, valid_service, Registration, SetMeta};
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -98,6 +101,14 @@ async fn route<S: Store>(r: Registry<S>, req: Request<Incoming>) -> Response<Bod
                 format!("service {s} has no live instance"),
             ),
         },
+        (Method::GET, ["services", s, "meta"]) => match r.meta(s) {
+            Some(m) => json(StatusCode::OK, &m),
+            None => error(404, "no_meta", format!("service {s} has no metadata")),
+        },
+        (Method::PUT, ["services", s, "meta"]) => {
+            let s = s.to_string();
+            set_meta(&r, &s, req).await
+        }
         (_, ["services", _, "instances", id]) if !valid_instance_id(id) => error(
             400,
             "bad_request",
@@ -170,6 +181,22 @@ async fn register<S: Store>(
     }
     match r.register(s, id, reg, Duration::from_secs(ttl)).await {
         Ok(inst) => json(StatusCode::OK, &inst),
+        Err(e) => error(503, "store", e.to_string()),
+    }
+}
+
+async fn set_meta<S: Store>(r: &Registry<S>, s: &str, req: Request<Incoming>) -> Response<Body> {
+    let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return error(400, "bad_request", format!("reading the body: {e}")),
+    };
+    let set: SetMeta = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => return error(400, "bad_request", format!("invalid JSON body: {e}")),
+    };
+    match r.set_meta(s, set.data, set.index).await {
+        Ok(m) => json(StatusCode::OK, &m),
+        Err(e @ StoreError::Conflict { .. }) => error(409, "conflict", e.to_string()),
         Err(e) => error(503, "store", e.to_string()),
     }
 }

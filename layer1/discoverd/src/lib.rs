@@ -14,5 +14,5 @@ pub mod registry;
 pub mod store;
 
 pub use client::Client;
-pub use model::{Event, EventKind, Instance, Registration};
+pub use model::{Event, EventKind, Instance, Registration, ServiceMeta};
 pub use registry::Registry;

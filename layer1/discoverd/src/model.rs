@@ -54,8 +54,32 @@ pub enum EventKind {
     Down,
     /// The service's leader changed (`instance` is the new leader, absent when none is left).
     Leader,
+    /// The service's metadata was set (`meta`).
+    ServiceMeta,
     /// The end of the current state at the start of a watch.
     Current,
+}
+
+/// A service's metadata: any JSON, versioned for compare-and-swap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceMeta {
+    /// The service.
+    pub service: String,
+    /// The data.
+    pub data: serde_json::Value,
+    /// Its version: changes with every write.
+    pub index: u64,
+}
+
+/// `PUT /services/{service}/meta`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetMeta {
+    /// The new data.
+    pub data: serde_json::Value,
+    /// Write only if the current version is this (0: only if there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
 }
 
 /// One message of a watch (server-sent events, `event:` is the kind).
@@ -68,6 +92,9 @@ pub struct Event {
     /// The instance concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<Instance>,
+    /// The metadata, for `service_meta` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<ServiceMeta>,
 }
 
 /// True for names usable as service names and instance ids: 1-63 of `[a-z0-9-]` for

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use crate::model::{Event, EventKind, Instance, Registration};
+use crate::model::{Event, EventKind, Instance, Registration, ServiceMeta};
 use crate::store::{Change, Store, StoreError};
 
 /// Events kept for slow watchers.
@@ -17,6 +17,7 @@ const BACKLOG: usize = 8192;
 struct View {
     services: BTreeMap<String, BTreeMap<String, Instance>>,
     leaders: BTreeMap<String, String>,
+    metas: BTreeMap<String, ServiceMeta>,
 }
 
 /// Registrations over a store.
@@ -55,6 +56,19 @@ impl View {
     fn apply(&mut self, change: Change) -> Vec<Event> {
         let mut out = Vec::new();
         let service = match change {
+            Change::Meta(meta) => {
+                if self.metas.get(&meta.service) == Some(&meta) {
+                    return out;
+                }
+                self.metas.insert(meta.service.clone(), meta.clone());
+                out.push(Event {
+                    kind: EventKind::ServiceMeta,
+                    service: meta.service.clone(),
+                    instance: None,
+                    meta: Some(meta),
+                });
+                return out;
+            }
             Change::Put(inst) => {
                 let service = inst.service.clone();
                 let instances = self.services.entry(service.clone()).or_default();
@@ -68,6 +82,7 @@ impl View {
                         kind,
                         service: service.clone(),
                         instance: Some(inst),
+                        meta: None,
                     });
                 }
                 service
@@ -79,6 +94,7 @@ impl View {
                         kind: EventKind::Down,
                         service: service.clone(),
                         instance: Some(inst),
+                        meta: None,
                     });
                 }
                 if self.services.get(&service).is_some_and(|m| m.is_empty()) {
@@ -98,6 +114,7 @@ impl View {
                 kind: EventKind::Leader,
                 service,
                 instance: leader,
+                meta: None,
             });
         }
         out
@@ -110,8 +127,11 @@ impl<S: Store> Registry<S> {
         let store = Arc::new(store);
         let (current, mut changes) = store.watch().await?;
         let mut view = View::default();
-        for i in current {
+        for i in current.instances {
             view.apply(Change::Put(i));
+        }
+        for m in current.metas {
+            view.apply(Change::Meta(m));
         }
         let reg = Self {
             store,
@@ -168,6 +188,23 @@ impl<S: Store> Registry<S> {
         Ok(found)
     }
 
+    /// Sets `service`'s metadata (compare-and-swap on its version when `expected` is given).
+    pub async fn set_meta(
+        &self,
+        service: &str,
+        data: serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<ServiceMeta, StoreError> {
+        let meta = self.store.set_meta(service, data, expected).await?;
+        self.apply(Change::Meta(meta.clone()));
+        Ok(meta)
+    }
+
+    /// `service`'s metadata, if set.
+    pub fn meta(&self, service: &str) -> Option<ServiceMeta> {
+        lock(&self.view).metas.get(service).cloned()
+    }
+
     /// The live instances of `service`, oldest first.
     pub fn instances(&self, service: &str) -> Vec<Instance> {
         let v = lock(&self.view);
@@ -207,18 +244,31 @@ impl<S: Store> Registry<S> {
                     kind: EventKind::Up,
                     service: name.clone(),
                     instance: Some(i.clone()),
+                    meta: None,
                 });
             }
             first.push(Event {
                 kind: EventKind::Leader,
                 service: name.clone(),
                 instance: v.leader_of(name).cloned(),
+                meta: None,
             });
+        }
+        for (name, meta) in &v.metas {
+            if service.is_none_or(|s| s == name) {
+                first.push(Event {
+                    kind: EventKind::ServiceMeta,
+                    service: name.clone(),
+                    instance: None,
+                    meta: Some(meta.clone()),
+                });
+            }
         }
         first.push(Event {
             kind: EventKind::Current,
             service: service.unwrap_or("").into(),
             instance: None,
+            meta: None,
         });
         (first, rx)
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::model::Instance;
+use crate::model::{Instance, ServiceMeta};
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,25 @@ pub enum StoreError {
     /// etcd failed or cannot be reached.
     #[error("etcd: {0}; check that the --etcd endpoints are up")]
     Etcd(String),
+    /// A compare-and-swap of service metadata found another version.
+    #[error("metadata of {service} is at version {actual}, not {expected}; read it and retry")]
+    Conflict {
+        /// The service.
+        service: String,
+        /// The version the writer expected.
+        expected: u64,
+        /// The version there is (0: none).
+        actual: u64,
+    },
+}
+
+/// The state at the start of a watch.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Live instances.
+    pub instances: Vec<Instance>,
+    /// Service metadata.
+    pub metas: Vec<ServiceMeta>,
 }
 
 /// A change to the registrations, from this process or another sharing the store.
@@ -29,6 +48,8 @@ pub enum StoreError {
 pub enum Change {
     /// An instance was registered or refreshed with new data.
     Put(Instance),
+    /// A service's metadata was set.
+    Meta(ServiceMeta),
     /// An instance was removed or expired.
     Delete {
         /// Its service.
@@ -55,8 +76,16 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Every live instance, and the changes after that moment.
+    /// Sets a service's metadata; with `expected`, only if its version is that (0: none yet).
+    fn set_meta(
+        &self,
+        service: &str,
+        data: serde_json::Value,
+        expected: Option<u64>,
+    ) -> impl Future<Output = Result<ServiceMeta, StoreError>> + Send;
+
+    /// Every live instance and all metadata, and the changes after that moment.
     fn watch(
         &self,
-    ) -> impl Future<Output = Result<(Vec<Instance>, mpsc::UnboundedReceiver<Change>), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(Snapshot, mpsc::UnboundedReceiver<Change>), StoreError>> + Send;
 }
