@@ -30,13 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-umoci init --layout "$work/oci" >/dev/null
-umoci new --image "$work/oci:bb"
-umoci unpack --image "$work/oci:bb" "$work/b" >/dev/null
-mkdir -p "$work/b/rootfs/bin"
-cp /bin/busybox "$work/b/rootfs/bin/busybox"
-for a in true sleep sh; do ln -s busybox "$work/b/rootfs/bin/$a"; done
-umoci repack --image "$work/oci:bb" "$work/b" >/dev/null
+. bench/lib.sh
+busybox_layout "$work"
 image=localhost/bench/busybox:latest
 "$bin/pinkerton" --store "$work/state/pinkerton" import --tag "$image" "$work/oci" >/dev/null
 podman_image=localhost/apibench/busybox:latest

@@ -7,6 +7,15 @@ use std::time::{Duration, Instant};
 
 use crate::{free_port, workspace_bin};
 
+/// A TCP registration at `addr`, without metadata.
+pub fn reg(addr: &str) -> discoverd::Registration {
+    discoverd::Registration {
+        addr: addr.into(),
+        proto: "tcp".into(),
+        meta: Default::default(),
+    }
+}
+
 /// A running discoverd.
 #[derive(Debug)]
 pub struct Discoverd {

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use flynn_host::client::Client;
 use flynn_host::Endpoint;
 
-use crate::image::{Compression, Layer, OciLayout};
 use crate::registry::Registry;
 use crate::{free_port, workspace_bin};
 
@@ -54,19 +53,7 @@ impl HostDaemon {
     pub fn start_with(extra: &[&str]) -> Self {
         let registry = Registry::start();
         let dir = tempfile::tempdir().unwrap();
-        let mut layout = OciLayout::new(&dir.path().join("layout"));
-        let layer = Layer::new()
-            .busybox_root()
-            .dir("home", 0o755)
-            .dir("www", 0o755)
-            .build(Compression::Gzip);
-        layout.add_image(
-            "bb",
-            &[layer],
-            serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}),
-        );
-        let image = format!("{}/test/busybox:v1", registry.addr);
-        layout.push("bb", &image, &[]);
+        let image = crate::image::push_busybox(&registry.addr, dir.path());
         let socket = dir.path().join("host.sock");
         let tcp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut d = Self {

@@ -356,3 +356,23 @@ impl OciLayout {
         );
     }
 }
+
+/// Pushes a busybox image (`/bin/sh` as Cmd, `PATH=/bin`, with `/home` and `/www`) to
+/// `registry` (`HOST:PORT`) as `REGISTRY/test/busybox:v1`, building it in `scratch`; returns
+/// the reference.
+pub fn push_busybox(registry: &str, scratch: &std::path::Path) -> String {
+    let mut layout = OciLayout::new(&scratch.join("layout"));
+    let layer = Layer::new()
+        .busybox_root()
+        .dir("home", 0o755)
+        .dir("www", 0o755)
+        .build(Compression::Gzip);
+    layout.add_image(
+        "bb",
+        &[layer],
+        serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}),
+    );
+    let image = format!("{registry}/test/busybox:v1");
+    layout.push("bb", &image, &[]);
+    image
+}

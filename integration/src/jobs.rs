@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use runtime::{ExitStatus, JobId, JobSpec, Runtime};
 
-use crate::image::{Compression, Layer, OciLayout};
 use crate::pinkerton::Pinkerton;
 use crate::registry::Registry;
 use crate::workspace_bin;
@@ -34,18 +33,7 @@ impl Jobs {
     pub fn new() -> Self {
         let registry = Registry::start();
         let p = Pinkerton::new();
-        let mut layout = OciLayout::new(&p.scratch().join("layout"));
-        let layer = Layer::new()
-            .busybox_root()
-            .dir("home", 0o755)
-            .build(Compression::Gzip);
-        layout.add_image(
-            "bb",
-            &[layer],
-            serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}),
-        );
-        let image = format!("{}/test/busybox:v1", registry.addr);
-        layout.push("bb", &image, &[]);
+        let image = crate::image::push_busybox(&registry.addr, p.scratch());
         p.ok(&["pull", &image]);
         let root = p.scratch().join("runtime");
         let store = pinkerton::store::Store::open(p.store()).unwrap();

@@ -2,16 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use discoverd::{Client, EventKind, Registration};
-use integration::discoverd::Discoverd;
-
-fn reg(addr: &str) -> Registration {
-    Registration {
-        addr: addr.into(),
-        proto: "tcp".into(),
-        meta: Default::default(),
-    }
-}
+use discoverd::{Client, EventKind};
+use integration::discoverd::{reg, Discoverd};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()

@@ -3,17 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use discoverd::{Client, EventKind, Registration};
-use integration::discoverd::Discoverd;
+use discoverd::{Client, EventKind};
+use integration::discoverd::{reg, Discoverd};
 use integration::etcd::EtcdCluster;
-
-fn reg(addr: &str) -> Registration {
-    Registration {
-        addr: addr.into(),
-        proto: "tcp".into(),
-        meta: Default::default(),
-    }
-}
 
 async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(30);
