@@ -1,0 +1,136 @@
+//! The end of a job's life on the host: giving back what an ended job holds, ending jobs whose
+//! shim died, removing half-made ones, and the cgroup and process checks they rely on.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{io, read_attachment, JobState, Runtime, RuntimeError};
+use crate::rootfs;
+use crate::shim::write_atomic;
+use crate::spec::JobId;
+
+impl Runtime {
+    /// Gives back what an ended job holds on the host (network address, ports, veth, root
+    /// filesystem mount, cgroup) while keeping its files, log included, until it is deleted.
+    /// Refused while the job runs; doing it twice is harmless.
+    pub fn release(&self, id: &str) -> Result<(), RuntimeError> {
+        let (job, dir) = self.existing(id)?;
+        if let JobState::Running(_) | JobState::Starting = self.state_in(&dir) {
+            return Err(RuntimeError::Running(job));
+        }
+        self.network
+            .detach(job.as_str(), read_attachment(&dir).as_ref())?;
+        rootfs::unmount(&dir.join("bundle/rootfs"))?;
+        remove_cgroups(&Self::cgroup_path(&job));
+        Ok(())
+    }
+
+    /// Ends a job whose shim is gone without recording an exit (the shim was killed, or the
+    /// host rebooted): kills whatever is left in its cgroup, records `reason` as its error and
+    /// releases it. Refused while the shim still runs.
+    pub fn abandon(&self, id: &str, reason: &str) -> Result<(), RuntimeError> {
+        let (job, dir) = self.existing(id)?;
+        if let Some(pid) = self.shim_pid(id)? {
+            if shim_alive(pid, &dir) {
+                return Err(RuntimeError::Running(job));
+            }
+        }
+        if !matches!(self.state_in(&dir), JobState::Exited(_) | JobState::Failed) {
+            kill_cgroup(&Self::cgroup_path(&job));
+            write_atomic(&dir, "error", reason.as_bytes()).map_err(io("writing the job error"))?;
+        }
+        self.release(id)
+    }
+
+    /// Why the job failed to start or was abandoned, if it did.
+    pub fn error(&self, id: &str) -> Result<Option<String>, RuntimeError> {
+        let (_, dir) = self.existing(id)?;
+        Ok(fs::read_to_string(dir.join("error")).ok())
+    }
+
+    /// Removes whatever is left of job `id`, even a job whose setup was interrupted before
+    /// its shim ran (no `shim.json`): processes in its cgroup, network, mount, files.
+    /// Refused while its shim runs.
+    pub fn purge(&self, id: &str) -> Result<(), RuntimeError> {
+        let job: JobId = id
+            .parse()
+            .map_err(|_| RuntimeError::NoSuchJob(id.to_string()))?;
+        let dir = self.dir(&job);
+        let shim = fs::read_to_string(dir.join("shim.pid")).ok();
+        if shim
+            .and_then(|p| p.trim().parse().ok())
+            .is_some_and(|pid| shim_alive(pid, &dir))
+        {
+            return Err(RuntimeError::Running(job));
+        }
+        kill_cgroup(&Self::cgroup_path(&job));
+        remove_cgroups(&Self::cgroup_path(&job));
+        self.remove_dir(&dir)
+    }
+
+    /// True when the job's shim process runs.
+    pub fn shim_running(&self, id: &str) -> Result<bool, RuntimeError> {
+        let (_, dir) = self.existing(id)?;
+        Ok(self.shim_pid(id)?.is_some_and(|pid| shim_alive(pid, &dir)))
+    }
+}
+
+/// True when `pid` is a live flynn-shim serving `dir` (not a process that reused the pid).
+pub fn shim_alive(pid: i32, dir: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // A zombie has exited already.
+    let zombie = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    let want = dir.as_os_str().as_encoded_bytes();
+    !zombie && cmdline.split(|&b| b == 0).any(|arg| arg == want)
+}
+
+/// The cgroup directories of `path` in every mounted hierarchy.
+fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let rel = path.trim_start_matches('/');
+    let mut dirs: Vec<PathBuf> = vec![Path::new("/sys/fs/cgroup").join(rel)];
+    if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
+        dirs.extend(hierarchies.filter_map(|h| Some(h.ok()?.path().join(rel))));
+    }
+    dirs
+}
+
+/// SIGKILLs every process in the cgroup at `path` and waits (up to 5 s) until none is left.
+fn kill_cgroup(path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids: Vec<i32> = cgroup_dirs(path)
+            .iter()
+            .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|s| {
+                s.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if pids.is_empty() || Instant::now() > deadline {
+            return;
+        }
+        for p in pids {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Removes the job's cgroup in every hierarchy, if the shim left any (it deletes them itself).
+pub(super) fn remove_cgroups(path: &str) {
+    for d in cgroup_dirs(path) {
+        let _ = fs::remove_dir(d);
+    }
+}
