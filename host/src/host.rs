@@ -39,6 +39,8 @@ pub struct HostConfig {
     pub discoverd: Option<String>,
     /// The API address this host registers in discoverd as service `flynn-host`.
     pub advertise: Option<std::net::SocketAddr>,
+    /// The cgroup jobs' cgroups are created under (one per daemon on a machine).
+    pub cgroup_parent: String,
 }
 
 impl HostConfig {
@@ -55,6 +57,7 @@ impl HostConfig {
             parallel_starts: 8,
             discoverd: None,
             advertise: None,
+            cgroup_parent: runtime::job::CGROUP_PARENT.into(),
         }
     }
 }
@@ -114,7 +117,8 @@ impl Host {
             net.nameservers = vec![gateway.to_string()];
         }
         let runtime = Runtime::new(config.state.join("runtime"), store.clone(), &config.shim)?
-            .with_network(net);
+            .with_network(net)
+            .with_cgroup_parent(&config.cgroup_parent)?;
         let rt = runtime.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || rt.network().ensure()).await? {
             tracing::error!(error = %e, "setting up the job network; bridge-mode jobs will fail");

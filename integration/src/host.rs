@@ -25,6 +25,8 @@ pub struct HostDaemon {
     pub image: String,
     child: Option<Child>,
     extra: Vec<String>,
+    /// The cgroup this daemon's jobs go under (its own, so tests never share cgroups).
+    pub cgroup_parent: String,
     _registry: Registry,
     rt: tokio::runtime::Runtime,
 }
@@ -63,6 +65,7 @@ impl HostDaemon {
             image,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            cgroup_parent: format!("flynn-test-{}", std::process::id()),
             _registry: registry,
             rt: tokio::runtime::Runtime::new().unwrap(),
         };
@@ -95,6 +98,7 @@ impl HostDaemon {
             .arg(format!("unix://{}", self.socket.display()))
             .arg("--listen")
             .arg(format!("http://{}", self.tcp))
+            .args(["--cgroup-parent", &self.cgroup_parent])
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -172,7 +176,8 @@ impl HostDaemon {
             self.state().join("runtime"),
             store,
             workspace_bin("flynn-shim"),
-        ) else {
+        )
+        .and_then(|rt| rt.with_cgroup_parent(&self.cgroup_parent)) else {
             return;
         };
         for id in rt.list().unwrap_or_default() {
@@ -190,5 +195,14 @@ impl Drop for HostDaemon {
         }
         self.kill9();
         self.purge_jobs();
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(h.path().join(&self.cgroup_parent));
+        }
+        let _ =
+            std::fs::remove_dir(std::path::Path::new("/sys/fs/cgroup").join(&self.cgroup_parent));
     }
 }

@@ -12,8 +12,9 @@ pub fn mount_count() -> usize {
 }
 
 /// Asserts that the runtime at `root` (its `jobs/` and `net/`) holds no job, and that no
-/// mount, cgroup (named with `prefix`), shim, veth, lease or DNAT rule of a job remains.
-pub fn assert_clean(root: &Path, prefix: &str, mounts_before: usize) {
+/// mount, cgroup (under `cgroup_parent`, named with `prefix`), shim, veth, lease or DNAT rule
+/// of a job remains.
+pub fn assert_clean(root: &Path, cgroup_parent: &str, prefix: &str, mounts_before: usize) {
     let jobs = root.join("jobs");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert_eq!(mounts.lines().count(), mounts_before, "mounts leaked");
@@ -24,7 +25,7 @@ pub fn assert_clean(root: &Path, prefix: &str, mounts_before: usize) {
     assert!(left.is_empty(), "job dirs leaked: {left:?}");
     let mut leaked = Vec::new();
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap() {
-        let dir = h.unwrap().path().join("flynn");
+        let dir = h.unwrap().path().join(cgroup_parent);
         if let Ok(entries) = std::fs::read_dir(&dir) {
             leaked.extend(
                 entries

@@ -96,3 +96,49 @@ fn bootstrap_runs_discoverd_and_jobs_find_each_other() {
     ]);
     assert!(again.is_empty() || again.contains("discoverd"), "{again}");
 }
+
+#[test]
+fn bootstrap_on_etcd_keeps_discoverd_state_in_the_cluster() {
+    let test = "bootstrap_on_etcd_keeps_discoverd_state_in_the_cluster";
+    let Some(h) = HostDaemon::for_test_with(test, &["--discoverd", "http://127.0.0.1:1111"]) else {
+        return;
+    };
+    let etcd = integration::etcd::EtcdCluster::start(1);
+    let bin_dir = integration::workspace_bin("discoverd")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let state = h.state().display().to_string();
+    h.ok(&[
+        "bootstrap",
+        "--state",
+        &state,
+        "--bin-dir",
+        &bin_dir.display().to_string(),
+        "--etcd",
+        &etcd.endpoints().join(","),
+    ]);
+    // The host's own registration lands in etcd, where other hosts' discoverds would see it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = integration::run_ok(
+            std::process::Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &etcd.endpoints().join(",")])
+                .args([
+                    "get",
+                    "--prefix",
+                    "--keys-only",
+                    "/flynn/discoverd/instances/flynn-host/",
+                ]),
+        );
+        if out.contains("/flynn/discoverd/instances/flynn-host/") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no host registration in etcd: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

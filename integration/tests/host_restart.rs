@@ -200,5 +200,10 @@ fn two_hundred_creations_from_fifty_clients() {
         }
     });
     assert!(h.block_on(c.jobs("")).unwrap().is_empty());
-    integration::leaks::assert_clean(&h.state().join("runtime"), "load-", mounts);
+    integration::leaks::assert_clean(
+        &h.state().join("runtime"),
+        &h.cgroup_parent,
+        "load-",
+        mounts,
+    );
 }

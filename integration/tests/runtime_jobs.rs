@@ -285,7 +285,7 @@ fn two_hundred_jobs_leave_nothing_behind() {
         assert_eq!(status.code, Some(0));
     }
     let root = j.root().parent().unwrap();
-    integration::leaks::assert_clean(root, "leak-", before_mounts);
+    integration::leaks::assert_clean(root, runtime::job::CGROUP_PARENT, "leak-", before_mounts);
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub use cleanup::shim_alive;
 
 /// Where jobs live by default.
 pub const DEFAULT_ROOT: &str = "/var/lib/flynn/runtime";
-/// The cgroup every job's cgroup is created under.
+/// The cgroup every job's cgroup is created under, unless [`Runtime::with_cgroup_parent`].
 pub const CGROUP_PARENT: &str = "flynn";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -116,6 +116,7 @@ pub struct Runtime {
     shim: PathBuf,
     volumes: Volumes,
     network: Network,
+    cgroup_parent: String,
 }
 
 impl Runtime {
@@ -137,6 +138,7 @@ impl Runtime {
             shim: shim.into(),
             volumes,
             network,
+            cgroup_parent: CGROUP_PARENT.into(),
         })
     }
 
@@ -145,6 +147,22 @@ impl Runtime {
         let dir = self.root.parent().unwrap_or(&self.root).join("net");
         self.network = Network::new(cfg, dir);
         self
+    }
+
+    /// The same runtime with jobs' cgroups under `/PARENT/` instead of `/flynn/`, so that two
+    /// runtimes on one machine never share a cgroup. Refused unless `parent` is a plain name.
+    pub fn with_cgroup_parent(mut self, parent: &str) -> Result<Self, RuntimeError> {
+        if !crate::spec::valid_name(parent) {
+            return Err(RuntimeError::Io {
+                what: format!("cgroup parent {parent:?}"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "use 1-64 letters, digits, '_', '.' or '-'",
+                ),
+            });
+        }
+        self.cgroup_parent = parent.into();
+        Ok(self)
     }
 
     /// The bridge network.
@@ -201,8 +219,8 @@ impl Runtime {
     }
 
     /// The job's cgroup path (relative to each hierarchy's root).
-    pub fn cgroup_path(id: &JobId) -> String {
-        format!("/{CGROUP_PARENT}/{id}")
+    pub fn cgroup_path(&self, id: &JobId) -> String {
+        format!("/{}/{id}", self.cgroup_parent)
     }
 
     /// Sets up and starts a job; returns once it runs (or failed to start).
@@ -255,7 +273,7 @@ impl Runtime {
             fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
         }
         rootfs::mount_overlay(layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
-        let cgroup = Self::cgroup_path(&spec.id);
+        let cgroup = self.cgroup_path(&spec.id);
         let mut with_volumes = spec.clone();
         let mut netns = None;
         if spec.network == crate::spec::NetworkMode::Bridge {
@@ -444,7 +462,7 @@ impl Runtime {
         if let JobState::Running(_) | JobState::Starting = self.state_in(&dir) {
             return Err(RuntimeError::Running(job));
         }
-        remove_cgroups(&Self::cgroup_path(&job));
+        remove_cgroups(&self.cgroup_path(&job));
         self.remove_dir(&dir)
     }
 

@@ -26,6 +26,10 @@ pub struct BootstrapArgs {
     /// discoverd's HTTP port on the host.
     #[arg(long, default_value_t = 1111)]
     http_port: u16,
+    /// etcd endpoints (comma-separated) for discoverd's state, so that the discoverds of
+    /// several hosts share it; without them discoverd keeps its state on a volume.
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
 }
 
 /// The job id discoverd runs as.
@@ -98,6 +102,9 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
     ];
     for r in upstream_resolvers() {
         args_v.extend(["--dns-upstream".into(), format!("{r}:53")]);
+    }
+    if !args.etcd.is_empty() {
+        args_v.extend(["--etcd".into(), args.etcd.join(",")]);
     }
     let req = CreateJob {
         id: Some(DISCOVERD_JOB.into()),

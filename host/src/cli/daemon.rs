@@ -40,6 +40,9 @@ pub struct DaemonArgs {
     /// this host, and point jobs' DNS at discoverd on the bridge gateway.
     #[arg(long)]
     discoverd: Option<String>,
+    /// The cgroup jobs' cgroups go under (give each daemon on one machine its own).
+    #[arg(long, default_value = runtime::job::CGROUP_PARENT)]
+    cgroup_parent: String,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -63,6 +66,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
     config.insecure_registries = args.insecure_registries;
     config.parallel_starts = args.parallel_starts;
     config.discoverd = args.discoverd;
+    config.cgroup_parent = args.cgroup_parent;
     config.advertise = args.listen.iter().find_map(|e| match e {
         Endpoint::Tcp(a) => Some(*a),
         Endpoint::Unix(_) => None,

@@ -25,7 +25,7 @@ impl Runtime {
         self.network
             .detach(job.as_str(), read_attachment(&dir).as_ref())?;
         rootfs::unmount(&dir.join("bundle/rootfs"))?;
-        remove_cgroups(&Self::cgroup_path(&job));
+        remove_cgroups(&self.cgroup_path(&job));
         Ok(())
     }
 
@@ -40,7 +40,7 @@ impl Runtime {
             }
         }
         if !matches!(self.state_in(&dir), JobState::Exited(_) | JobState::Failed) {
-            kill_cgroup(&Self::cgroup_path(&job));
+            kill_cgroup(&self.cgroup_path(&job));
             write_atomic(&dir, "error", reason.as_bytes()).map_err(io("writing the job error"))?;
         }
         self.release(id)
@@ -67,8 +67,8 @@ impl Runtime {
         {
             return Err(RuntimeError::Running(job));
         }
-        kill_cgroup(&Self::cgroup_path(&job));
-        remove_cgroups(&Self::cgroup_path(&job));
+        kill_cgroup(&self.cgroup_path(&job));
+        remove_cgroups(&self.cgroup_path(&job));
         self.remove_dir(&dir)
     }
 
