@@ -183,6 +183,11 @@ impl HostDaemon {
         for id in rt.list().unwrap_or_default() {
             let _ = rt.signal(id.as_str(), nix::sys::signal::Signal::SIGKILL);
             let _ = rt.wait(id.as_str(), Duration::from_secs(10));
+            // The shim writes exit.json just before it exits; purge refuses while it runs.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while rt.shim_running(id.as_str()).unwrap_or(false) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = rt.purge(id.as_str());
         }
     }
