@@ -109,8 +109,8 @@ fn security_defaults_hold_inside_the_job() {
     );
     let (status, out) = j.output(&spec);
     assert_eq!(status.code, Some(0), "{out}");
-    assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
-    assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
+    assert!(out.contains("CapEff:\t00000000a80405fb"), "{out}");
+    assert!(out.contains("CapBnd:\t00000000a80405fb"), "{out}");
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
     // The host's /proc/timer_list has content (this kernel has no /proc/kcore to check).

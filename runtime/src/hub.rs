@@ -7,7 +7,6 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use crate::attach::Frame;
 use crate::log::Stream;
@@ -19,8 +18,27 @@ const REPLAY: usize = 4096;
 /// Output of a job with stdin kept for its first client (a job started by `run -i` prints
 /// before the client has attached).
 const EARLY: usize = 64 * 1024;
-/// How long a write to a client may block before the client is dropped.
-const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Sends all of `data` to `client` without waiting: a client whose socket buffer is full has
+/// fallen behind the job's output and is dropped (the output is in the log), so that reading
+/// the job's output never waits on a client.
+fn send_now(client: &UnixStream, mut data: &[u8]) -> bool {
+    use nix::sys::socket::{send, MsgFlags};
+    while !data.is_empty() {
+        match send(
+            client.as_raw_fd(),
+            data,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        ) {
+            Ok(n) => data = &data[n..],
+            Err(nix::Error::EINTR) => {}
+            Err(_) => {
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                return false;
+            }
+        }
+    }
+    true
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -78,15 +96,15 @@ impl Hub {
                 *full = true;
             }
         }
-        clients.retain_mut(|c| c.write_all(&frame).is_ok());
+        clients.retain(|c| send_now(c, &frame));
     }
 
     /// Tells every client how the job ended and disconnects them.
     pub(crate) fn exit(&self, status: ExitStatus) {
         *lock(&self.exited) = Some(status);
         let frame = Frame::Exit(status).encode();
-        for mut c in lock(&self.clients).drain(..) {
-            let _ = c.write_all(&frame);
+        for c in lock(&self.clients).drain(..) {
+            let _ = send_now(&c, &frame);
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
     }
@@ -101,7 +119,6 @@ impl Hub {
     }
 
     fn client(&self, mut conn: UnixStream) {
-        let _ = conn.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
         let Ok(writer) = conn.try_clone() else { return };
         {
             // Registered under the clients lock, so no output is sent twice or skipped.
@@ -121,11 +138,11 @@ impl Hub {
             } else {
                 Frame::Stdout(replay).encode()
             };
-            if conn.write_all(&first).is_err() || conn.write_all(&replay).is_err() {
+            if !send_now(&conn, &first) || !send_now(&conn, &replay) {
                 return;
             }
             if let Some(status) = *lock(&self.exited) {
-                let _ = conn.write_all(&Frame::Exit(status).encode());
+                let _ = send_now(&conn, &Frame::Exit(status).encode());
                 return;
             }
             clients.push(writer);

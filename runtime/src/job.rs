@@ -20,8 +20,8 @@ use crate::spec::{BindMount, JobId, JobSpec};
 use crate::volume::{VolumeError, Volumes};
 
 mod cleanup;
-use cleanup::remove_cgroups;
 pub use cleanup::shim_alive;
+use cleanup::{kill_cgroup, remove_cgroups};
 
 /// Where jobs live by default.
 pub const DEFAULT_ROOT: &str = "/var/lib/flynn/runtime";
@@ -130,6 +130,11 @@ impl Runtime {
         let root = root.into();
         let jobs = root.join("jobs");
         fs::create_dir_all(&jobs).map_err(io(format!("creating {}", jobs.display())))?;
+        // Job directories hold environments and logs: root only.
+        for d in [&root, &jobs] {
+            fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(io(format!("restricting {}", d.display())))?;
+        }
         let volumes = Volumes::new(root.join("volumes"));
         let network = Network::new(NetConfig::default(), root.join("net"));
         Ok(Self {
@@ -321,6 +326,12 @@ impl Runtime {
                 .iter()
                 .map(|m| m.target.as_str())
                 .collect();
+            let under_mount = targets
+                .iter()
+                .any(|t| cwd == *t || cwd.starts_with(&format!("{}/", t.trim_end_matches('/'))));
+            if !under_mount {
+                crate::exec::ensure_working_dir(&rootfs, &cwd)?;
+            }
             if let Some(argv0) = args.first() {
                 crate::exec::check(&rootfs, argv0, path, &cwd, &targets)?;
             }
@@ -334,6 +345,7 @@ impl Runtime {
             cgroup,
             tty: spec.tty,
             stdin: spec.stdin,
+            log_max_bytes: spec.log_max_bytes.unwrap_or(crate::log::DEFAULT_MAX_BYTES),
         };
         write_atomic(dir, "shim.json", &json(&shim_cfg)).map_err(io("writing shim.json"))?;
         let shim_log = fs::File::create(dir.join("shim.log")).map_err(io("creating shim.log"))?;
@@ -453,7 +465,7 @@ impl Runtime {
     /// The job's log records.
     pub fn logs(&self, id: &str) -> Result<Vec<LogLine>, RuntimeError> {
         let (_, dir) = self.existing(id)?;
-        read_log(&dir.join("log.jsonl")).map_err(io("reading the log"))
+        read_log(&dir).map_err(io("reading the log"))
     }
 
     /// Removes an ended job: its root filesystem, cgroup and files.
@@ -462,7 +474,8 @@ impl Runtime {
         if let JobState::Running(_) | JobState::Starting = self.state_in(&dir) {
             return Err(RuntimeError::Running(job));
         }
-        remove_cgroups(&self.cgroup_path(&job));
+        kill_cgroup(&self.cgroup_path(&job));
+        remove_cgroups(&self.cgroup_path(&job))?;
         self.remove_dir(&dir)
     }
 

@@ -17,7 +17,9 @@ use crate::user::{self, UserError};
 /// The `PATH` a job gets when neither the image nor the job sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The capabilities a job holds (the same set runc's default spec grants).
+/// The capabilities a job holds: runc's default set without `CAP_NET_RAW`, which lets a job
+/// forge packets on the bridge (raw frames to 127.0.0.1 of the host, spoofed sources); a job
+/// gets it only when its spec asks ([`JobSpec::net_raw`]).
 pub const DEFAULT_CAPS: &[Capability] = &[
     Capability::AuditWrite,
     Capability::Chown,
@@ -27,7 +29,6 @@ pub const DEFAULT_CAPS: &[Capability] = &[
     Capability::Kill,
     Capability::Mknod,
     Capability::NetBindService,
-    Capability::NetRaw,
     Capability::Setfcap,
     Capability::Setgid,
     Capability::Setpcap,
@@ -60,6 +61,14 @@ pub enum SpecError {
     NotExecutable {
         /// The program as given.
         program: String,
+    },
+    /// The working directory cannot be made in the image.
+    #[error("working directory {path:?}: {reason}")]
+    WorkingDir {
+        /// The directory as given.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
     },
     /// Ports are published only in bridge mode.
     #[error("ports can only be published in bridge network mode")]
@@ -129,6 +138,27 @@ pub fn hostname(job: &JobSpec) -> String {
         .unwrap_or_else(|| job.id.as_str().chars().take(12).collect())
 }
 
+/// The mounts at and under `/sys/fs/cgroup` in a `mountinfo`: the cgroup hierarchies
+/// (`/sys/fs/cgroup` itself for the unified one, `/sys/fs/cgroup/memory` and so on for v1) and
+/// the tmpfs holding the v1 ones.
+pub fn cgroup_mount_points(mountinfo: &str) -> Vec<String> {
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (fields, tail) = l.split_once(" - ")?;
+            let fstype = tail.split_whitespace().next()?;
+            let point = fields.split_whitespace().nth(4)?;
+            let inside = point == "/sys/fs/cgroup" || point.starts_with("/sys/fs/cgroup/");
+            let cgroup_fs = matches!(fstype, "cgroup" | "cgroup2");
+            let holder = fstype == "tmpfs" && point == "/sys/fs/cgroup";
+            (inside && (cgroup_fs || holder)).then(|| point.to_string())
+        })
+        .collect();
+    points.sort();
+    points.dedup();
+    points
+}
+
 /// Builds the runtime spec for `job`, whose merged root filesystem is mounted at `rootfs`;
 /// `netns` is the pinned network namespace to join (bridge mode).
 pub fn build(
@@ -149,7 +179,10 @@ pub fn build(
         .or_else(|| image.working_dir.clone())
         .unwrap_or_else(|| "/".into());
     absolute("working directory", &cwd)?;
-    let caps: std::collections::HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
+    let mut caps: std::collections::HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
+    if job.net_raw {
+        caps.insert(Capability::NetRaw);
+    }
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -184,22 +217,9 @@ pub fn build(
         .no_new_privileges(true)
         .build()?;
 
+    // The default mounts include /sys/fs/cgroup once; it is made read-only below.
     let defaults = Spec::default();
     let mut mounts = defaults.mounts().clone().unwrap_or_default();
-    mounts.push(
-        MountBuilder::default()
-            .destination("/sys/fs/cgroup")
-            .typ("cgroup")
-            .source("cgroup")
-            .options(vec![
-                "nosuid".into(),
-                "noexec".into(),
-                "nodev".into(),
-                "relatime".into(),
-                "ro".into(),
-            ])
-            .build()?,
-    );
     for m in &job.mounts {
         absolute("mount source", &m.source)?;
         absolute("mount target", &m.target)?;
@@ -325,6 +345,28 @@ mod tests {
             argv(&job(&[]), &ImageDefaults::default()),
             Err(SpecError::NoCommand)
         ));
+    }
+
+    #[test]
+    fn cgroup_hierarchies_are_found_in_mountinfo() {
+        let info = "\
+25 1 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+26 25 0:24 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+28 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+29 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+30 1 0:28 / /proc rw - proc proc rw
+31 1 0:29 / /mnt/cg rw - cgroup2 cgroup2 rw";
+        assert_eq!(
+            cgroup_mount_points(info),
+            [
+                "/sys/fs/cgroup",
+                "/sys/fs/cgroup/cpu,cpuacct",
+                "/sys/fs/cgroup/memory",
+                "/sys/fs/cgroup/unified"
+            ]
+        );
+        let unified = "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate";
+        assert_eq!(cgroup_mount_points(unified), ["/sys/fs/cgroup"]);
     }
 
     #[test]

@@ -52,6 +52,13 @@ pub struct ShimConfig {
     /// Keep the job's stdin open for attached clients.
     #[serde(default)]
     pub stdin: bool,
+    /// Cap on the job's log on disk, in bytes.
+    #[serde(default = "default_log_max")]
+    pub log_max_bytes: u64,
+}
+
+fn default_log_max() -> u64 {
+    crate::log::DEFAULT_MAX_BYTES
 }
 
 /// How a job ended.
@@ -89,9 +96,18 @@ impl Executor for DefaultSignals {
 /// Writes `data` to `dir/name` through a temporary file and rename, so readers see the old
 /// file or the whole new one. Not fsynced: job files are worthless after a host crash (the
 /// jobs died with it), and syncing them costs milliseconds per job start.
+/// Readable by root only: job files hold the job's environment (secrets) and output.
 pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = dir.join(format!(".{name}.tmp"));
-    fs::write(&tmp, data)?;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?
+        .write_all(data)?;
     fs::rename(tmp, dir.join(name))
 }
 
@@ -205,6 +221,10 @@ fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<(ExitStatus, Arc<Hub>), Str
             return Err(format!("bringing up loopback: {e}"));
         }
     }
+    if let Err(e) = cgroups_read_only(pid) {
+        let _ = container.delete(true);
+        return Err(format!("making /sys/fs/cgroup read-only in the job: {e}"));
+    }
     if let Err(e) = container.start() {
         let _ = container.delete(true);
         return Err(format!("starting the container: {e}"));
@@ -212,7 +232,7 @@ fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<(ExitStatus, Arc<Hub>), Str
     write_atomic(dir, "pid", pid.to_string().as_bytes()).map_err(|e| format!("pid file: {e}"))?;
 
     // Threads are safe from here on: libcontainer has done its clones.
-    let log = Arc::new(LogWriter::open(&dir.join("log.jsonl")).map_err(|e| format!("log: {e}"))?);
+    let log = LogWriter::open(dir, cfg.log_max_bytes).map_err(|e| format!("log: {e}"))?;
     let (outputs, hub) = match io {
         JobIo::Master(master) => {
             let input = master.try_clone().ok();
@@ -226,16 +246,15 @@ fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<(ExitStatus, Arc<Hub>), Str
     };
     let server = hub.clone();
     std::thread::spawn(move || server.serve(attach));
-    let pumps: Vec<_> = outputs
-        .into_iter()
-        .map(|(f, stream)| {
-            let (log, hub) = (log.clone(), hub.clone());
-            std::thread::spawn(move || log.pump(f, stream, |d| hub.output(stream, d)))
-        })
-        .collect();
+    // One thread reads every output stream, so lines are logged in the order the kernel
+    // hands them over; clients get the output without ever holding the reading up.
+    let tee = hub.clone();
+    let pump = std::thread::spawn(move || log.pump_all(outputs, |s, d| tee.output(s, d)));
     let status = reap(pid);
-    for p in pumps {
-        let _ = p.join();
+    match pump.join() {
+        Ok(Err(e)) => tracing::warn!(error = %e, "logging the job's output"),
+        Err(_) => tracing::warn!("the log thread panicked"),
+        Ok(Ok(())) => {}
     }
     let oom_killed = oom_kills(&cfg.cgroup) > 0;
     if let Err(e) = container.delete(true) {
@@ -341,6 +360,40 @@ fn oom_kills(cgroup: &str) -> u64 {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// Remounts `/sys/fs/cgroup` and every cgroup hierarchy under it read-only in the mount
+/// namespace of `pid` (the job's init, created but not started).
+///
+/// libcontainer mounts the v1 hierarchies with fixed flags, ignoring the mount's `ro`; a job
+/// could then lift its own limits (`echo max > pids.max`) and make cgroups of its own. Each
+/// mount is remounted in place (a bind remount changes only that mount's flags), so every
+/// hierarchy stays mounted once.
+fn cgroups_read_only(pid: Pid) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{setns, CloneFlags};
+    let info = fs::read_to_string(format!("/proc/{pid}/mountinfo")).map_err(|e| e.to_string())?;
+    let points = crate::oci::cgroup_mount_points(&info);
+    if points.is_empty() {
+        return Ok(());
+    }
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    let own = File::open("/proc/self/ns/mnt").map_err(|e| e.to_string())?;
+    let theirs = File::open(format!("/proc/{pid}/ns/mnt")).map_err(|e| e.to_string())?;
+    setns(&theirs, CloneFlags::CLONE_NEWNS).map_err(|e| format!("setns: {e}"))?;
+    let flags = MsFlags::MS_REMOUNT
+        | MsFlags::MS_BIND
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    let result = points.iter().try_for_each(|p| {
+        mount(None::<&str>, p.as_str(), None::<&str>, flags, None::<&str>)
+            .map_err(|e| format!("remounting {p}: {e}"))
+    });
+    setns(&own, CloneFlags::CLONE_NEWNS).map_err(|e| format!("setns back: {e}"))?;
+    std::env::set_current_dir(&cwd).map_err(|e| format!("entering {}: {e}", cwd.display()))?;
+    result
 }
 
 /// Sets `lo` up in the network namespace of `pid`, then returns to the shim's own namespace.

@@ -79,8 +79,10 @@ pub enum NetworkMode {
     Host,
 }
 
-/// Resource limits; `None` means unlimited.
+/// Resource limits; `None` means the daemon's default (see the host's `--default-*` flags),
+/// which may be unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Resources {
     /// Memory limit in bytes (swap included, so the job cannot swap past it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +103,7 @@ pub struct Resources {
 
 /// A host directory bind-mounted into the job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BindMount {
     /// Absolute path on the host.
     pub source: String,
@@ -160,6 +163,12 @@ pub struct JobSpec {
     /// Keep the job's stdin open for attached clients (otherwise it reads /dev/null).
     #[serde(default)]
     pub stdin: bool,
+    /// Grant `CAP_NET_RAW` (raw and packet sockets, e.g. for `ping`); off by default.
+    #[serde(default)]
+    pub net_raw: bool,
+    /// Cap on the job's log on disk in bytes (oldest lines rotated out); default 100 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_max_bytes: Option<u64>,
 }
 
 impl JobSpec {
@@ -182,6 +191,8 @@ impl JobSpec {
             readonly_rootfs: false,
             tty: false,
             stdin: false,
+            net_raw: false,
+            log_max_bytes: None,
         }
     }
 }

@@ -40,6 +40,7 @@ pub enum VolumeError {
 
 /// A volume attached to a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VolumeMount {
     /// The volume's name.
     pub name: String,

@@ -25,8 +25,8 @@ impl Runtime {
         self.network
             .detach(job.as_str(), read_attachment(&dir).as_ref())?;
         rootfs::unmount(&dir.join("bundle/rootfs"))?;
-        remove_cgroups(&self.cgroup_path(&job));
-        Ok(())
+        kill_cgroup(&self.cgroup_path(&job));
+        remove_cgroups(&self.cgroup_path(&job))
     }
 
     /// Ends a job whose shim is gone without recording an exit (the shim was killed, or the
@@ -68,7 +68,7 @@ impl Runtime {
             return Err(RuntimeError::Running(job));
         }
         kill_cgroup(&self.cgroup_path(&job));
-        remove_cgroups(&self.cgroup_path(&job));
+        remove_cgroups(&self.cgroup_path(&job))?;
         self.remove_dir(&dir)
     }
 
@@ -105,12 +105,30 @@ fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
     dirs
 }
 
-/// SIGKILLs every process in the cgroup at `path` and waits (up to 5 s) until none is left.
-fn kill_cgroup(path: &str) {
+/// `dir` and every cgroup below it, deepest first (the order they can be removed in).
+fn cgroup_tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(cgroup_tree(&e.path()));
+            }
+        }
+    }
+    if dir.is_dir() {
+        out.push(dir.to_path_buf());
+    }
+    out
+}
+
+/// SIGKILLs every process in the cgroup at `path`, sub-cgroups included, and waits (up to 5 s)
+/// until none is left.
+pub(super) fn kill_cgroup(path: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let pids: Vec<i32> = cgroup_dirs(path)
             .iter()
+            .flat_map(|d| cgroup_tree(d))
             .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
             .flat_map(|s| {
                 s.lines()
@@ -128,9 +146,37 @@ fn kill_cgroup(path: &str) {
     }
 }
 
-/// Removes the job's cgroup in every hierarchy, if the shim left any (it deletes them itself).
-pub(super) fn remove_cgroups(path: &str) {
-    for d in cgroup_dirs(path) {
-        let _ = fs::remove_dir(d);
+/// Removes the job's cgroup in every hierarchy, with any cgroup the job made below it, once
+/// no process is left in them (the shim deletes the job's own cgroup itself). A cgroup that
+/// cannot be removed is an error naming it: left behind, it would keep its limits and count.
+pub(super) fn remove_cgroups(path: &str) -> Result<(), RuntimeError> {
+    let mut first_error = None;
+    for top in cgroup_dirs(path) {
+        for d in cgroup_tree(&top) {
+            // The kernel refuses while a process is still exiting: retry briefly.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            loop {
+                match fs::remove_dir(&d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(RuntimeError::Io {
+                            what: format!(
+                                "removing cgroup {} (kill what runs in it, then rmdir it)",
+                                d.display()
+                            ),
+                            source: e,
+                        });
+                        break;
+                    }
+                }
+            }
+        }
     }
+    first_error.map_or(Ok(()), Err)
 }

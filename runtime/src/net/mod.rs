@@ -46,8 +46,10 @@ pub enum NetError {
 
 /// A port to publish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PortMap {
-    /// Port on the host; 0 picks a free one from 30000-32767.
+    /// Port on the host; 0 (or absent) picks a free one from 30000-32767.
+    #[serde(default)]
     pub host: u16,
     /// Port in the job.
     pub job: u16,
