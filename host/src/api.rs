@@ -60,6 +60,9 @@ pub struct CreateJob {
     /// Read-only root filesystem.
     #[serde(default)]
     pub readonly_rootfs: bool,
+    /// Grant `CAP_NET_RAW` (raw sockets, `ping`); jobs do not hold it by default.
+    #[serde(default)]
+    pub net_raw: bool,
     /// Register the job in discoverd under this service name while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
@@ -191,7 +194,7 @@ pub struct Event {
     /// The image, for image events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<Image>,
-    /// `pulled` or `deleted`, for image events.
+    /// `pulled` or `deleted` for image events; `deleted` for a job whose record is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
 }

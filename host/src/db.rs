@@ -52,6 +52,9 @@ impl Db {
             source: Box::new(e),
         };
         let db = Database::create(&path).map_err(|e| err(e.into()))?;
+        // Job records hold environments: root only.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| err(redb::Error::Io(e)))?;
         let tx = db.begin_write().map_err(|e| err(e.into()))?;
         tx.open_table(JOBS).map_err(|e| err(e.into()))?;
         tx.open_table(META).map_err(|e| err(e.into()))?;

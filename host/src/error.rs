@@ -63,6 +63,12 @@ pub enum HostError {
 }
 
 impl HostError {
+    /// True when a runtime error means the request was wrong (a 4xx), not that the host
+    /// failed: such a job start is refused and leaves no record.
+    pub fn from_refused(e: &RuntimeError) -> bool {
+        (400..500).contains(&runtime_kind(e).0) && !matches!(e, RuntimeError::Exists(_))
+    }
+
     /// The HTTP status and the stable error code of this error.
     pub fn kind(&self) -> (u16, &'static str) {
         use HostError as H;

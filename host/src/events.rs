@@ -50,6 +50,11 @@ impl Events {
         self.send(EventKind::Job, Some(job.clone()), None, None);
     }
 
+    /// A job's record was removed (deleted, or its start refused as a bad request).
+    pub fn job_deleted(&self, job: &Job) {
+        self.send(EventKind::Job, Some(job.clone()), None, Some("deleted"));
+    }
+
     /// Something happened to an image: `pulled` or `deleted`.
     pub fn image(&self, image: Image, action: &str) {
         self.send(EventKind::Image, None, Some(image), Some(action));

@@ -41,7 +41,18 @@ pub struct HostConfig {
     pub advertise: Option<std::net::SocketAddr>,
     /// The cgroup jobs' cgroups are created under (one per daemon on a machine).
     pub cgroup_parent: String,
+    /// Limits for jobs that set none of their own (`None` fields: unlimited).
+    pub default_resources: runtime::Resources,
+    /// Cap on each job's log on disk, unless the job sets its own.
+    pub log_max_bytes: u64,
 }
+
+/// The default memory limit of a job that names none: 1 GiB (Flynn's default too).
+pub const DEFAULT_MEMORY: u64 = 1 << 30;
+/// The default process and thread limit of a job that names none.
+pub const DEFAULT_PIDS: i64 = 4096;
+/// The default open-file limit of a job that names none.
+pub const DEFAULT_NOFILE: u64 = 65_536;
 
 impl HostConfig {
     /// Settings for a state directory, with the image store inside it.
@@ -58,6 +69,13 @@ impl HostConfig {
             discoverd: None,
             advertise: None,
             cgroup_parent: runtime::job::CGROUP_PARENT.into(),
+            default_resources: runtime::Resources {
+                memory: Some(DEFAULT_MEMORY),
+                pids: Some(DEFAULT_PIDS),
+                nofile: Some(DEFAULT_NOFILE),
+                ..Default::default()
+            },
+            log_max_bytes: runtime::log::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -109,6 +127,12 @@ impl Host {
         let io = |what: String| move |source| HostError::Io { what, source };
         std::fs::create_dir_all(&config.state)
             .map_err(io(format!("creating {}", config.state.display())))?;
+        // The state holds job environments (secrets), logs and the API token: root only.
+        std::fs::set_permissions(
+            &config.state,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(io(format!("restricting {}", config.state.display())))?;
         let store = Store::open(&config.store)?;
         let mut net = config.network.clone();
         if config.discoverd.is_some() {
@@ -252,7 +276,16 @@ impl Host {
     }
 
     /// Creates and starts a job; returns it running (or ended already, for very short jobs).
+    ///
+    /// The creation runs as a task of its own: a caller that goes away (a client that
+    /// disconnects) does not interrupt it half-way, so the job is always recorded as running
+    /// or failed.
     pub async fn create(&self, req: CreateJob) -> Result<Job, HostError> {
+        let host = self.clone();
+        tokio::spawn(async move { host.create_now(req).await }).await?
+    }
+
+    async fn create_now(&self, req: CreateJob) -> Result<Job, HostError> {
         let mut req = req;
         let id = req.id.clone().unwrap_or_else(random_id);
         let job_id: JobId = id
@@ -263,7 +296,17 @@ impl Host {
         let store = self.inner.store.clone();
         let image = req.image.clone();
         tokio::task::spawn_blocking(move || store.find_image(&image)).await??;
-        let spec = to_spec(job_id, &req);
+        let mut spec = to_spec(job_id, &req);
+        let defaults = &self.inner.config.default_resources;
+        let r = &mut spec.resources;
+        r.memory = r.memory.or(defaults.memory);
+        r.pids = r.pids.or(defaults.pids);
+        r.nofile = r.nofile.or(defaults.nofile);
+        r.cpu_millis = r.cpu_millis.or(defaults.cpu_millis);
+        spec.log_max_bytes = Some(
+            spec.log_max_bytes
+                .unwrap_or(self.inner.config.log_max_bytes),
+        );
         let job = Job {
             id: id.clone(),
             state: JobState::Starting,
@@ -310,6 +353,15 @@ impl Host {
                 let job = self.save(job)?;
                 self.spawn_watch(id);
                 Ok(job)
+            }
+            Err(e) if HostError::from_refused(&e) => {
+                // The request itself was wrong (an unknown user, a missing program or
+                // volume): refused like any bad request, with no record left behind.
+                tokio::task::block_in_place(|| self.inner.db.delete_job(&id))?;
+                if let Some(job) = lock(&self.inner.jobs).remove(&id) {
+                    self.inner.events.job_deleted(&job);
+                }
+                Err(e.into())
             }
             Err(e) => {
                 let mut job = self.job(&id)?;
@@ -419,11 +471,22 @@ impl Host {
 
     /// Removes an ended job and all its files; with `force`, kills it first.
     pub async fn delete(&self, id: &str, force: bool) -> Result<(), HostError> {
-        let job = self.job(id)?;
+        let mut job = self.job(id)?;
+        if !job.state.is_final() && !force {
+            return Err(HostError::JobRunning(id.into(), job.state.as_str()));
+        }
+        // A job being created is stopped once its start has ended one way or the other.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while job.state == JobState::Starting && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            job = match self.job(id) {
+                Ok(j) => j,
+                // A refused start leaves no record: nothing to delete.
+                Err(HostError::NoSuchJob(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+        }
         if !job.state.is_final() {
-            if !force || job.state == JobState::Starting {
-                return Err(HostError::JobRunning(id.into(), job.state.as_str()));
-            }
             self.stop(id, Duration::ZERO).await?;
         }
         let rt = self.inner.runtime.clone();
@@ -433,7 +496,9 @@ impl Host {
             Err(e) => return Err(e.into()),
         }
         tokio::task::block_in_place(|| self.inner.db.delete_job(id))?;
-        lock(&self.inner.jobs).remove(id);
+        if let Some(job) = lock(&self.inner.jobs).remove(id) {
+            self.inner.events.job_deleted(&job);
+        }
         Ok(())
     }
 
@@ -474,6 +539,7 @@ fn to_spec(id: JobId, req: &CreateJob) -> JobSpec {
     spec.readonly_rootfs = req.readonly_rootfs;
     spec.tty = req.tty;
     spec.stdin = req.stdin;
+    spec.net_raw = req.net_raw;
     spec
 }
 

@@ -26,6 +26,9 @@ fn range(what: &str, v: u64, min: u64, max: u64) -> Result<(), HostError> {
     Ok(())
 }
 
+/// Most ports one job may publish: each is a NAT rule and a lease from a shared range.
+pub const MAX_PORTS: usize = 64;
+
 /// Refuses requests the runtime could only fail on.
 pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
     if req.image.is_empty() {
@@ -79,7 +82,22 @@ pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
             "ports can only be published in bridge network mode".into()
         ));
     }
-    for p in &req.ports {
+    if req.ports.len() > MAX_PORTS {
+        return Err(bad(format!(
+            "{} ports requested: a job publishes at most {MAX_PORTS}",
+            req.ports.len()
+        )));
+    }
+    for (i, p) in req.ports.iter().enumerate() {
+        let twice = req.ports[..i]
+            .iter()
+            .any(|q| p.host != 0 && q.host == p.host && q.proto == p.proto);
+        if twice {
+            return Err(bad(format!(
+                "host port {}/{} is requested twice",
+                p.host, p.proto
+            )));
+        }
         if p.proto != "tcp" && p.proto != "udp" {
             return Err(bad(format!("port protocol {:?}: use tcp or udp", p.proto)));
         }

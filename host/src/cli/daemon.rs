@@ -43,6 +43,29 @@ pub struct DaemonArgs {
     /// The cgroup jobs' cgroups go under (give each daemon on one machine its own).
     #[arg(long, default_value = runtime::job::CGROUP_PARENT)]
     cgroup_parent: String,
+    /// Memory limit of jobs that set none (e.g. 512M, 2G; 0 for unlimited).
+    #[arg(long, default_value = "1G")]
+    default_memory: String,
+    /// Process and thread limit of jobs that set none (0 for unlimited).
+    #[arg(long, default_value_t = crate::host::DEFAULT_PIDS)]
+    default_pids: i64,
+    /// Open-file limit (RLIMIT_NOFILE) of jobs that set none (0: inherit the daemon's).
+    #[arg(long, default_value_t = crate::host::DEFAULT_NOFILE)]
+    default_nofile: u64,
+    /// Cap on each job's log on disk (oldest lines rotated out), unless the job sets one.
+    #[arg(long, default_value = "100M")]
+    log_max_size: String,
+    /// Seconds a client may take to send a request's headers before it is disconnected.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Connections served at once on each listener; more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+}
+
+fn size(flag: &str, v: &str) -> anyhow::Result<u64> {
+    pinkerton::progress::parse_size(v)
+        .with_context(|| format!("--{flag} {v:?}: use a size such as 512M or 2G"))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -67,6 +90,20 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
     config.parallel_starts = args.parallel_starts;
     config.discoverd = args.discoverd;
     config.cgroup_parent = args.cgroup_parent;
+    let memory = size("default-memory", &args.default_memory)?;
+    if memory != 0 && memory < 4 << 20 {
+        anyhow::bail!(
+            "--default-memory {}: use at least 4M, or 0 for unlimited",
+            args.default_memory
+        );
+    }
+    config.default_resources = runtime::Resources {
+        memory: (memory > 0).then_some(memory),
+        pids: (args.default_pids > 0).then_some(args.default_pids),
+        nofile: (args.default_nofile > 0).then_some(args.default_nofile),
+        ..Default::default()
+    };
+    config.log_max_bytes = size("log-max-size", &args.log_max_size)?;
     config.advertise = args.listen.iter().find_map(|e| match e {
         Endpoint::Tcp(a) => Some(*a),
         Endpoint::Unix(_) => None,
@@ -87,6 +124,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
         }
         tracing::info!("shutting down; jobs keep running");
     };
-    server::serve(host, &endpoints, token, shutdown).await?;
+    let limits = server::Limits {
+        header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
+        max_connections: args.max_connections.max(1),
+    };
+    server::serve(host, &endpoints, token, limits, shutdown).await?;
     Ok(0)
 }

@@ -20,6 +20,8 @@ pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
+/// Longest a client may take to send a request body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A failed request, as its response.
 #[derive(Debug)]
@@ -121,11 +123,18 @@ pub fn ndjson<T: Serialize + Send + 'static>(mut rx: mpsc::Receiver<T>) -> Respo
     streamed("application/x-ndjson", out)
 }
 
-/// Reads a JSON request body of at most 1 MiB.
+/// Reads a JSON request body of at most 1 MiB, sent within 30 s.
 pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
+    let collect = Limited::new(req.into_body(), MAX_BODY).collect();
+    let body = tokio::time::timeout(BODY_TIMEOUT, collect)
         .await
+        .map_err(|_| {
+            ApiError::new(
+                408,
+                "request_timeout",
+                "the request body did not arrive within 30 s (is Content-Length right?)",
+            )
+        })?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 ApiError::new(413, "payload_too_large", "request body is over 1 MiB")

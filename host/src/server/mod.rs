@@ -13,15 +13,35 @@ use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::endpoint::Endpoint;
 use crate::host::Host;
+
+/// How the server treats its clients.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest a client may take to send a request's headers; the connection is closed then.
+    pub header_timeout: Duration,
+    /// Most connections served at once per listener; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
 
 /// The API description served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -88,6 +108,7 @@ pub async fn serve(
     host: Host,
     endpoints: &[Endpoint],
     token: String,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let token = Arc::new(token);
@@ -104,19 +125,29 @@ pub async fn serve(
                     BindError::Io(e) => listen_err(e),
                 })?;
                 let (host, token) = (host.clone(), token.clone());
+                let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
                 tasks.push(tokio::spawn(async move {
-                    while let Ok((s, _)) = l.accept().await {
-                        spawn_conn(s, host.clone(), token.clone(), false);
+                    loop {
+                        let Ok(slot) = slots.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let Ok((s, _)) = l.accept().await else { return };
+                        spawn_conn(s, host.clone(), token.clone(), false, limits, slot);
                     }
                 }));
             }
             Endpoint::Tcp(addr) => {
                 let l = TcpListener::bind(addr).await.map_err(listen_err)?;
                 let (host, token) = (host.clone(), token.clone());
+                let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
                 tasks.push(tokio::spawn(async move {
-                    while let Ok((s, _)) = l.accept().await {
+                    loop {
+                        let Ok(slot) = slots.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let Ok((s, _)) = l.accept().await else { return };
                         let _ = s.set_nodelay(true);
-                        spawn_conn(s, host.clone(), token.clone(), true);
+                        spawn_conn(s, host.clone(), token.clone(), true, limits, slot);
                     }
                 }));
             }
@@ -157,11 +188,18 @@ fn bind_unix(path: &Path) -> Result<UnixListener, BindError> {
     Ok(l)
 }
 
-fn spawn_conn<S>(stream: S, host: Host, token: Arc<String>, needs_token: bool)
-where
+fn spawn_conn<S>(
+    stream: S,
+    host: Host,
+    token: Arc<String>,
+    needs_token: bool,
+    limits: Limits,
+    slot: OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        let _slot = slot;
         let svc = service_fn(move |req| {
             let (host, token) = (host.clone(), token.clone());
             async move {
@@ -169,6 +207,8 @@ where
             }
         });
         let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
         if let Err(e) = conn.await {
