@@ -114,7 +114,7 @@ fn runtime_kind(e: &RuntimeError) -> (u16, &'static str) {
         R::Image { source, .. } => store_kind(source),
         R::Spec(_) => (400, "bad_job"),
         R::Volume(v) => volume_kind(v),
-        R::Net(NetError::PortTaken(_)) => (409, "port_in_use"),
+        R::Net(NetError::PortTaken(_) | NetError::HostPortInUse(..)) => (409, "port_in_use"),
         R::Net(NetError::Exhausted) => (503, "network_exhausted"),
         R::StartFailed { .. } => (500, "start_failed"),
         R::Timeout(_) => (504, "timeout"),

@@ -135,10 +135,21 @@ impl Host {
         .map_err(io(format!("restricting {}", config.state.display())))?;
         let store = Store::open(&config.store)?;
         let mut net = config.network.clone();
-        if config.discoverd.is_some() {
-            // discoverd answers DNS on the bridge gateway.
+        if let Some(url) = &config.discoverd {
+            // discoverd answers DNS on the bridge gateway, and its HTTP API: the only host
+            // services jobs reach.
             let gateway = std::net::Ipv4Addr::from(u32::from(net.subnet) + 1);
             net.nameservers = vec![gateway.to_string()];
+            let http = url
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.trim_end_matches('/').parse().ok())
+                .unwrap_or(1111);
+            for (proto, port) in [("udp", 53), ("tcp", 53), ("tcp", http)] {
+                net.open_ports.push(runtime::net::nat::OpenPort {
+                    proto: proto.into(),
+                    port,
+                });
+            }
         }
         let runtime = Runtime::new(config.state.join("runtime"), store.clone(), &config.shim)?
             .with_network(net)
@@ -158,6 +169,13 @@ impl Host {
         };
         let jobs = db.jobs()?.into_iter().map(|j| (j.id.clone(), j)).collect();
         let config_discoverd = config.discoverd.clone();
+        // Where this host's published ports are reached: its advertised address, or the
+        // bridge gateway when it advertises none that jobs could use.
+        let gateway = runtime.network().gateway();
+        let host_ip = match config.advertise.map(|a| a.ip()) {
+            Some(ip) if !ip.is_unspecified() && !ip.is_loopback() => ip,
+            _ => std::net::IpAddr::V4(gateway),
+        };
         let host = Host {
             inner: Arc::new(Inner {
                 starts: Semaphore::new(config.parallel_starts.max(1)),
@@ -168,12 +186,13 @@ impl Host {
                 jobs: Mutex::new(jobs),
                 events: Events::default(),
                 transitions: tokio::sync::Mutex::new(()),
-                services: crate::services::Services::new(config_discoverd.as_deref()),
+                services: crate::services::Services::new(config_discoverd.as_deref(), host_ip),
                 id,
                 started: Instant::now(),
             }),
         };
         host.adopt().await?;
+        host.prune_network().await;
         if let Some(addr) = host.inner.config.advertise {
             let gw = host.runtime().network().gateway();
             let addr = match addr.ip().is_unspecified() {
@@ -245,6 +264,30 @@ impl Host {
             }
         }
         Ok(())
+    }
+
+    /// Removes port rules, veths and leases that no job owns (a daemon killed in the middle of
+    /// a job's setup or teardown leaves them).
+    async fn prune_network(&self) {
+        let rt = self.inner.runtime.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            let live: Vec<String> = rt
+                .list()
+                .unwrap_or_default()
+                .into_iter()
+                .map(String::from)
+                .collect();
+            rt.network().prune(&live)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(removed)) if !removed.is_empty() => {
+                tracing::warn!(removed = ?removed, "removed network state no job owns")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "removing network state no job owns"),
+            Err(e) => tracing::error!(error = %e, "removing network state no job owns"),
+        }
     }
 
     pub(crate) fn runtime(&self) -> &Runtime {

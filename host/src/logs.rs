@@ -1,12 +1,11 @@
-//! Reading a job's log (`log.jsonl`, written by its shim) for the API: the last lines, lines
-//! since a time, one stream, and following the file while the job runs.
+//! Serving a job's log (written by its shim, read with [`runtime::log::LogReader`]) for the
+//! API: the last lines, lines since a time, one stream, and following it while the job runs.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use runtime::log::{LogLine, Stream};
-use tokio::io::AsyncReadExt;
+use runtime::log::{LogLine, LogReader, Stream};
 use tokio::sync::mpsc;
 
 use crate::error::HostError;
@@ -54,50 +53,47 @@ impl LogOptions {
     }
 }
 
-/// Streams the log at `path` into `tx`; `ended` tells whether the job has ended, which ends a
-/// followed stream once everything written is sent.
+/// Streams the log of the job directory `dir` into `tx`; `ended` tells whether the job has
+/// ended, which ends a followed stream once everything written is sent. The file is read a
+/// chunk at a time on the blocking pool, and a chunk is read only when the client has taken
+/// the one before, so memory stays bounded whatever the log's size and the client's speed.
 pub async fn stream(
-    path: PathBuf,
+    dir: PathBuf,
     opts: LogOptions,
     ended: impl Fn() -> bool + Send + 'static,
     tx: mpsc::Sender<LogLine>,
 ) {
-    let mut file = None;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut first = true;
+    let reader = LogReader::new(dir);
+    let opts = std::sync::Arc::new(opts);
+    let start = {
+        let (reader, opts) = (reader.clone(), opts.clone());
+        tokio::task::spawn_blocking(move || match opts.tail {
+            Some(n) => reader.seek_last(n, |l| opts.wants(l)),
+            None => reader.start(),
+        })
+        .await
+    };
+    let Ok(Ok(mut cursor)) = start else { return };
     loop {
         let done = ended();
-        if file.is_none() {
-            file = tokio::fs::File::open(&path).await.ok();
-        }
-        let mut lines = Vec::new();
-        if let Some(f) = file.as_mut() {
-            let mut buf = Vec::new();
-            if f.read_to_end(&mut buf).await.is_err() {
-                return;
+        // Everything written so far, chunk by chunk.
+        loop {
+            let reader = reader.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let lines = reader.next(&mut cursor);
+                (lines, cursor)
+            })
+            .await;
+            let Ok((Ok(lines), moved)) = read else { return };
+            let progressed = moved != cursor || !lines.is_empty();
+            cursor = moved;
+            for l in lines.into_iter().filter(|l| opts.wants(l)) {
+                if tx.send(l).await.is_err() {
+                    return;
+                }
             }
-            pending.extend_from_slice(&buf);
-            // Only whole records: the shim may be half-way through writing the last one.
-            if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
-                let whole: Vec<u8> = pending.drain(..=end).collect();
-                lines.extend(
-                    whole
-                        .split(|&b| b == b'\n')
-                        .filter_map(|l| serde_json::from_slice::<LogLine>(l).ok())
-                        .filter(|l| opts.wants(l)),
-                );
-            }
-        }
-        if first {
-            if let Some(n) = opts.tail {
-                let skip = lines.len().saturating_sub(n);
-                lines.drain(..skip);
-            }
-            first = false;
-        }
-        for l in lines {
-            if tx.send(l).await.is_err() {
-                return;
+            if !progressed {
+                break;
             }
         }
         if !opts.follow || done {

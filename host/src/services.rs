@@ -17,14 +17,18 @@ const TTL: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Services {
     client: Option<Client>,
+    /// The address other jobs and hosts reach this host's published ports at.
+    host_ip: std::net::IpAddr,
     tasks: Mutex<HashMap<(String, String), tokio::task::JoinHandle<()>>>,
 }
 
 impl Services {
-    /// Registrations with the discoverd at `url`; none at all without one.
-    pub fn new(url: Option<&str>) -> Self {
+    /// Registrations with the discoverd at `url` (none at all without one); jobs are
+    /// registered at `host_ip` and their published port, the only way other jobs reach them.
+    pub fn new(url: Option<&str>, host_ip: std::net::IpAddr) -> Self {
         Self {
             client: url.map(Client::new),
+            host_ip,
             tasks: Mutex::new(HashMap::new()),
         }
     }
@@ -87,10 +91,20 @@ impl Services {
                     .config
                     .service_port
                     .or(job.config.ports.first().map(|p| p.job));
-                let ip = job.ip.clone().unwrap_or_else(|| "127.0.0.1".into());
-                if let Some(port) = port {
-                    self.keep(service, &job.id, format!("{ip}:{port}"));
-                }
+                let Some(port) = port else { return };
+                // Bridge jobs are reached through the host port publishing the service port;
+                // host-network jobs listen on the host itself.
+                let host_port = match job.config.network {
+                    runtime::NetworkMode::Bridge => {
+                        match job.ports.iter().find(|p| p.job == port) {
+                            Some(p) => p.host,
+                            None => return,
+                        }
+                    }
+                    _ => port,
+                };
+                let addr = std::net::SocketAddr::new(self.host_ip, host_port);
+                self.keep(service, &job.id, addr.to_string());
             }
             JobState::Exited | JobState::Failed => self.drop_registration(service, &job.id),
             JobState::Starting => {}

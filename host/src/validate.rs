@@ -111,14 +111,15 @@ pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
                 "service {service:?}: use 1-63 of a-z, 0-9 and '-' (not \"leader\")"
             )));
         }
-        if req
-            .service_port
-            .or(req.ports.first().map(|p| p.job))
-            .is_none()
-        {
+        let Some(port) = req.service_port.or(req.ports.first().map(|p| p.job)) else {
             return Err(bad(
                 "a service needs service_port or a published port".into()
             ));
+        };
+        if req.network == NetworkMode::Bridge && !req.ports.iter().any(|p| p.job == port) {
+            return Err(bad(format!(
+                "service port {port} is not published: other jobs reach a job only through its published ports (add it to ports)"
+            )));
         }
     }
     let r = &req.resources;

@@ -66,17 +66,16 @@ fn bootstrap_runs_discoverd_and_jobs_find_each_other() {
     };
     let job = h.block_on(h.client().job("web-1")).unwrap();
     assert_eq!(instances[0].id, "web-1");
-    assert_eq!(instances[0].addr, format!("{}:8080", job.ip.unwrap()));
+    // Registered where other jobs can reach it: the host (here its bridge gateway) and the
+    // published port; a job's own address is not reachable from other jobs.
+    let published = job.ports[0].host;
+    assert_eq!(instances[0].addr, format!("100.100.0.1:{published}"));
 
     // Another job finds it by name: its resolv.conf points at discoverd.
-    let found = h.ok(&[
-        "run",
-        "--rm",
-        &h.image,
-        "sh",
-        "-c",
-        "cat /etc/resolv.conf; nslookup web.discoverd; wget -qO- http://web.discoverd:8080/",
-    ]);
+    let script = format!(
+        "cat /etc/resolv.conf; nslookup web.discoverd; wget -qO- http://web.discoverd:{published}/"
+    );
+    let found = h.ok(&["run", "--rm", &h.image, "sh", "-c", &script]);
     assert!(found.contains("found-by-name"), "{found}");
     assert!(found.contains("nameserver 100.100.0.1"), "{found}");
 

@@ -87,11 +87,21 @@ fn bridge_jobs_publish_ports_with_hairpin() {
         "hello-from-web\n"
     );
 
-    // From another job, through the host's address (hairpin), and its view of the network.
+    // A host service on every address, which jobs must not reach (nor publish over).
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let service_port = host_service.local_addr().unwrap().port();
+
+    // From another job, through the host's address (hairpin), and its view of the network;
+    // not straight to the other job's address, and not to the host's own services.
     let client = j.sh(
         "client",
-        "wget -qO- http://100.100.0.1:18080/; ip route | grep default; grep client /etc/hosts | cut -f2; \
-         grep -c nameserver /etc/resolv.conf >/dev/null && echo resolv-ok",
+        &format!(
+            "wget -qO- http://100.100.0.1:18080/; ip route | grep default; grep client /etc/hosts | cut -f2; \
+             grep -c nameserver /etc/resolv.conf >/dev/null && echo resolv-ok; \
+             echo | nc -w 2 {ip} 8080 >/dev/null 2>&1 && echo direct=reached || echo direct=blocked; \
+             echo | nc -w 2 100.100.0.1 {service_port} >/dev/null 2>&1 && echo host=reached || echo host=blocked",
+            ip = att.ip
+        ),
     );
     let (status, out) = j.output(&client);
     assert_eq!(status.code, Some(0), "{out}");
@@ -101,6 +111,18 @@ fn bridge_jobs_publish_ports_with_hairpin() {
     );
     assert!(out.contains("default via 100.100.0.1"), "{out}");
     assert!(out.contains("client"), "hosts: {out}");
+    assert!(out.contains("direct=blocked"), "jobs are isolated: {out}");
+    assert!(
+        out.contains("host=blocked"),
+        "host services are closed to jobs: {out}"
+    );
+
+    // A port a host process listens on is never published over it.
+    let mut hijack = j.sh("hijack", "true");
+    hijack.ports = vec![jobs::port(service_port, 80)];
+    let err = j.rt.create(&hijack).unwrap_err().to_string();
+    assert!(err.contains("used by a process on the host"), "{err}");
+    drop(host_service);
 
     // A job reaching its own published port through the host address.
     let mut selfish = j.sh(

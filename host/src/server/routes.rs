@@ -252,11 +252,8 @@ fn logs(host: &Host, id: &str, q: &Query) -> Result<Response<Body>, ApiError> {
         stream,
     }
     .validated()?;
-    let path = host
-        .runtime()
-        .job_dir(id)
-        .map(|d| d.join("log.jsonl"))
-        .unwrap_or_default();
+    // A job whose start failed has no files left: its log is empty.
+    let path = host.runtime().jobs_dir().join(id);
     let (tx, rx) = mpsc::channel(256);
     let (h, jid) = (host.clone(), id.to_string());
     let ended = move || h.job(&jid).map_or(true, |j| j.state.is_final());

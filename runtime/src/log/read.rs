@@ -73,61 +73,85 @@ impl LogReader {
         Ok(LogCursor::default())
     }
 
-    /// The last `n` records that `keep` accepts, oldest first, and a cursor just after them,
-    /// reading backwards from the end so that the cost depends on `n`, not on the log's size.
-    pub fn tail(
-        &self,
-        n: usize,
-        keep: impl Fn(&LogLine) -> bool,
-    ) -> io::Result<(Vec<LogLine>, LogCursor)> {
-        let mut found: Vec<LogLine> = Vec::new();
-        let mut end_cursor = None;
+    /// A cursor at the first of the last `n` records that `keep` accepts (at the start of
+    /// the log when there are fewer), found by reading backwards from the end: the cost
+    /// depends on how far back the records are, not on the log's size, and nothing but one
+    /// chunk is held in memory.
+    pub fn seek_last(&self, n: usize, keep: impl Fn(&LogLine) -> bool) -> io::Result<LogCursor> {
+        let mut found = 0;
+        let mut at = None;
         for path in self.files().into_iter().rev() {
             let Some(mut f) = open(&path)? else { continue };
             let meta = f.metadata()?;
+            let inode = meta.ino();
             // Only whole records: the shim may be half-way through the last one.
-            let whole_end = whole_end(&mut f, meta.len())?;
-            let mut pos = whole_end;
+            let mut pos = whole_end(&mut f, meta.len())?;
+            if at.is_none() {
+                at = Some(LogCursor { inode, offset: pos });
+            }
             // The start of a record cut by the chunk boundary, read with the chunk before.
             let mut carry: Vec<u8> = Vec::new();
-            while pos > 0 && found.len() < n {
+            while pos > 0 && found < n {
                 let start = pos.saturating_sub(CHUNK as u64);
                 let mut buf = vec![0u8; (pos - start) as usize];
                 f.seek(SeekFrom::Start(start))?;
                 f.read_exact(&mut buf)?;
                 buf.extend_from_slice(&carry);
                 pos = start;
-                let mut pieces: Vec<&[u8]> = buf.split(|&b| b == b'\n').collect();
-                // What follows the last newline (nothing, or the carried record's start).
-                if pieces.last().is_some_and(|p| p.is_empty()) {
-                    pieces.pop();
+                // (offset in buf, record) for each whole record, the cut first one aside.
+                let mut pieces: Vec<(usize, &[u8])> = Vec::new();
+                let mut begin = 0;
+                for (i, &b) in buf.iter().enumerate() {
+                    if b == b'\n' {
+                        pieces.push((begin, &buf[begin..i]));
+                        begin = i + 1;
+                    }
                 }
-                carry = if pos > 0 && !pieces.is_empty() {
-                    pieces.remove(0).to_vec()
+                let cut = pos > 0 && !pieces.is_empty();
+                carry = if cut {
+                    pieces.remove(0).1.to_vec()
                 } else {
                     Vec::new()
                 };
-                for p in pieces.into_iter().rev() {
-                    if let Some(l) = parse(p).filter(|l| keep(l)) {
-                        found.push(l);
-                        if found.len() == n {
+                for (off, p) in pieces.into_iter().rev() {
+                    if parse(p).is_some_and(|l| keep(&l)) {
+                        found += 1;
+                        at = Some(LogCursor {
+                            inode,
+                            offset: start + off as u64,
+                        });
+                        if found == n {
                             break;
                         }
                     }
                 }
             }
-            if end_cursor.is_none() {
-                end_cursor = Some(LogCursor {
-                    inode: meta.ino(),
-                    offset: whole_end,
-                });
-            }
-            if found.len() >= n {
+            if found >= n {
                 break;
             }
         }
-        found.reverse();
-        Ok((found, end_cursor.unwrap_or_default()))
+        if found < n {
+            return self.start();
+        }
+        Ok(at.unwrap_or_default())
+    }
+
+    /// The last `n` records that `keep` accepts, oldest first, and a cursor just after them.
+    pub fn tail(
+        &self,
+        n: usize,
+        keep: impl Fn(&LogLine) -> bool,
+    ) -> io::Result<(Vec<LogLine>, LogCursor)> {
+        let mut cursor = self.seek_last(n, &keep)?;
+        let mut out = Vec::new();
+        loop {
+            let before = cursor;
+            let batch = self.next(&mut cursor)?;
+            if batch.is_empty() && cursor == before {
+                return Ok((out, cursor));
+            }
+            out.extend(batch.into_iter().filter(|l| keep(l)));
+        }
     }
 
     /// Reads whole records after `cursor`, at most about one chunk of them, and moves the

@@ -1,7 +1,7 @@
 //! Address and host-port leases, persisted in one JSON file under an exclusive flock so that
 //! no address or port is ever handed out twice, even across processes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -121,31 +121,51 @@ impl Ipam {
         })
     }
 
-    /// Leases host port `wanted` (or any free one when 0) for `job`.
-    pub fn allocate_port(&self, job: &str, proto: &str, wanted: u16) -> Result<u16, NetError> {
+    /// Leases a host port for each of `wanted` (protocol, port; 0 for any free one from
+    /// [`AUTO_PORTS`]) for `job`, all or none. `busy(proto)` gives the ports host processes
+    /// use: those are never leased, asked for or not.
+    pub fn allocate_ports(
+        &self,
+        job: &str,
+        wanted: &[(String, u16)],
+        busy: impl Fn(&str) -> HashSet<u16>,
+    ) -> Result<Vec<u16>, NetError> {
+        let busy: BTreeMap<&str, HashSet<u16>> =
+            ["tcp", "udp"].into_iter().map(|p| (p, busy(p))).collect();
         self.with(|db| {
-            let taken = |p: u16| {
-                db.leases
-                    .values()
-                    .any(|l| l.ports.iter().any(|(pr, n)| pr == proto && *n == p))
-            };
-            let port = if wanted != 0 {
-                if taken(wanted) {
-                    return Err(NetError::PortTaken(wanted));
-                }
+            let mut taken: HashSet<(String, u16)> = db
+                .leases
+                .values()
+                .flat_map(|l| l.ports.iter().cloned())
+                .collect();
+            let mut got = Vec::new();
+            for (proto, want) in wanted {
+                let host_busy = |p: u16| busy.get(proto.as_str()).is_some_and(|b| b.contains(&p));
+                let port = if *want != 0 {
+                    if host_busy(*want) {
+                        return Err(NetError::HostPortInUse(*want, proto.clone()));
+                    }
+                    if taken.contains(&(proto.clone(), *want)) {
+                        return Err(NetError::PortTaken(*want));
+                    }
+                    *want
+                } else {
+                    AUTO_PORTS
+                        .clone()
+                        .find(|p| !host_busy(*p) && !taken.contains(&(proto.clone(), *p)))
+                        .ok_or(NetError::Exhausted)?
+                };
+                taken.insert((proto.clone(), port));
+                got.push(port);
+            }
+            let lease = db.leases.entry(job.to_string()).or_default();
+            lease.ports.extend(
                 wanted
-            } else {
-                AUTO_PORTS
-                    .clone()
-                    .find(|p| !taken(*p))
-                    .ok_or(NetError::Exhausted)?
-            };
-            db.leases
-                .entry(job.to_string())
-                .or_default()
-                .ports
-                .push((proto.to_string(), port));
-            Ok(port)
+                    .iter()
+                    .zip(&got)
+                    .map(|((proto, _), p)| (proto.clone(), *p)),
+            );
+            Ok(got)
         })
     }
 
@@ -189,14 +209,53 @@ mod tests {
             ipam.allocate_ip("f").unwrap(),
             Ipv4Addr::new(100, 100, 0, 3)
         );
-        assert_eq!(ipam.allocate_port("a", "tcp", 8080).unwrap(), 8080);
+        let none = |_: &str| HashSet::new();
+        let one = |proto: &str, port| vec![(proto.to_string(), port)];
+        assert_eq!(
+            ipam.allocate_ports("a", &one("tcp", 8080), none).unwrap(),
+            [8080]
+        );
         assert!(matches!(
-            ipam.allocate_port("c", "tcp", 8080),
+            ipam.allocate_ports("c", &one("tcp", 8080), none),
             Err(NetError::PortTaken(8080))
         ));
-        assert_eq!(ipam.allocate_port("c", "udp", 8080).unwrap(), 8080);
-        assert_eq!(ipam.allocate_port("c", "tcp", 0).unwrap(), 30000);
+        assert_eq!(
+            ipam.allocate_ports("c", &one("udp", 8080), none).unwrap(),
+            [8080]
+        );
+        assert_eq!(
+            ipam.allocate_ports("c", &one("tcp", 0), none).unwrap(),
+            [30000]
+        );
         ipam.release("a").unwrap();
-        assert_eq!(ipam.allocate_port("d", "tcp", 8080).unwrap(), 8080);
+        assert_eq!(
+            ipam.allocate_ports("d", &one("tcp", 8080), none).unwrap(),
+            [8080]
+        );
+        // Ports host processes use are never leased: asked for, refused; auto, skipped.
+        let busy = |p: &str| {
+            if p == "tcp" {
+                HashSet::from([30001, 22])
+            } else {
+                HashSet::new()
+            }
+        };
+        assert!(matches!(
+            ipam.allocate_ports("e", &one("tcp", 22), busy),
+            Err(NetError::HostPortInUse(22, _))
+        ));
+        let two = [("tcp".to_string(), 0), ("tcp".to_string(), 0)];
+        assert_eq!(
+            ipam.allocate_ports("e", &two, busy).unwrap(),
+            [30002, 30003]
+        );
+        // All or none.
+        let bad = [("tcp".to_string(), 0), ("tcp".to_string(), 8080)];
+        assert!(ipam.allocate_ports("f", &bad, busy).is_err());
+        assert!(ipam
+            .leases()
+            .unwrap()
+            .get("f")
+            .is_none_or(|l| l.ports.is_empty()));
     }
 }

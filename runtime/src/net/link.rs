@@ -70,14 +70,15 @@ pub async fn ensure_bridge(
     Ok(i)
 }
 
-/// Creates veth `host`/`peer`, attaches `host` to the bridge in hairpin mode and moves `peer`
-/// into `netns`.
+/// Creates veth `host`/`peer`, attaches `host` to the bridge in hairpin mode (and isolated,
+/// when `isolated`) and moves `peer` into `netns`.
 pub async fn create_veth(
     h: &Handle,
     host: &str,
     peer: &str,
     bridge: u32,
     netns: &std::fs::File,
+    isolated: bool,
 ) -> Result<(), NetError> {
     h.link()
         .add(LinkVeth::new(host, peer).build())
@@ -102,11 +103,20 @@ pub async fn create_veth(
         .map_err(nl("attaching the veth to the bridge"))?;
     // Hairpin: frames may leave through the port they came in on, so a job reaches itself
     // through a published port.
+    // Isolated (where iptables cannot see bridged frames): frames between two job ports are
+    // not bridged, so jobs reach each other only through the host, where the filter rules
+    // decide. With br_netfilter the rules see bridged frames, and isolation would drop the
+    // DNATed hairpin frames it bridges from job to job.
     h.link()
-        .set_port(LinkBridgePort::new(hi).hairpin(true).build())
+        .set_port(
+            LinkBridgePort::new(hi)
+                .hairpin(true)
+                .isolated(isolated)
+                .build(),
+        )
         .execute()
         .await
-        .map_err(nl("turning hairpin on"))?;
+        .map_err(nl("turning hairpin and isolation on"))?;
     h.link()
         .set(
             LinkUnspec::new_with_index(pi)
@@ -161,6 +171,34 @@ pub async fn configure_inside(
         .execute()
         .await
         .map_err(nl("default route"))
+}
+
+/// Names of the host ends of job veths (`fl` and 10 hex digits) that are ports of `bridge`
+/// or of no bridge yet (a setup interrupted half-way).
+pub async fn job_veths(h: &Handle, bridge: &str) -> Result<Vec<String>, NetError> {
+    use rtnetlink::packet_route::link::LinkAttribute;
+    let br = index(h, bridge).await?;
+    let mut links = h.link().get().execute();
+    let mut out = Vec::new();
+    while let Some(l) = links.try_next().await.map_err(nl("listing links"))? {
+        let mut name = None;
+        let mut controller = None;
+        for a in &l.attributes {
+            match a {
+                LinkAttribute::IfName(n) => name = Some(n.clone()),
+                LinkAttribute::Controller(c) => controller = Some(*c),
+                _ => {}
+            }
+        }
+        let Some(name) = name else { continue };
+        let ours = name.len() == 12
+            && name.starts_with("fl")
+            && name[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        if ours && (controller.is_none() || controller == br) {
+            out.push(name);
+        }
+    }
+    Ok(out)
 }
 
 /// Deletes link `name` (and so its veth peer); missing is fine.

@@ -5,6 +5,7 @@
 
 pub mod ipam;
 mod link;
+pub mod listeners;
 pub mod nat;
 mod netns;
 
@@ -30,6 +31,11 @@ pub enum NetError {
     /// The host port is published by another job.
     #[error("host port {0} is already published by another job")]
     PortTaken(u16),
+    /// A host process uses the host port.
+    #[error(
+        "host port {0}/{1} is used by a process on the host; choose another port or 0 for any"
+    )]
+    HostPortInUse(u16, String),
     /// A network namespace operation failed.
     #[error("network namespace {0}: {1}")]
     Netns(PathBuf, String),
@@ -73,6 +79,9 @@ pub struct NetConfig {
     pub prefix: u8,
     /// Name servers written to jobs' resolv.conf.
     pub nameservers: Vec<String>,
+    /// Host services jobs may reach on the bridge gateway (discoverd's DNS and HTTP); every
+    /// other connection from a job to the host is refused.
+    pub open_ports: Vec<nat::OpenPort>,
 }
 
 impl Default for NetConfig {
@@ -89,6 +98,7 @@ impl Default for NetConfig {
             subnet: Ipv4Addr::new(100, 100, 0, 0),
             prefix: 16,
             nameservers,
+            open_ports: Vec::new(),
         }
     }
 }
@@ -146,7 +156,13 @@ impl Network {
     /// exist; returns the bridge's link index. Done one caller at a time, so concurrent first
     /// jobs neither race to create the bridge nor add the rules twice.
     pub fn ensure(&self) -> Result<u32, NetError> {
-        static SETUP: Mutex<bool> = Mutex::new(false);
+        self.ensure_filtering().map(|(br, _)| br)
+    }
+
+    /// As [`Network::ensure`]; also tells whether iptables sees bridged frames (otherwise job
+    /// ports must be isolated on the bridge).
+    fn ensure_filtering(&self) -> Result<(u32, bool), NetError> {
+        static SETUP: Mutex<Option<bool>> = Mutex::new(None);
         let mut done = SETUP.lock().unwrap_or_else(|p| p.into_inner());
         let (bridge, gateway, prefix) = (
             self.cfg.bridge.clone(),
@@ -155,11 +171,21 @@ impl Network {
         );
         let br =
             link::with_handle(async |h| link::ensure_bridge(&h, &bridge, gateway, prefix).await)?;
-        if !*done {
-            nat::ensure_base(&self.cfg.bridge, self.cfg.subnet, self.cfg.prefix)?;
-            *done = true;
-        }
-        Ok(br)
+        let filtered = match *done {
+            Some(f) => f,
+            None => {
+                let f = nat::bridge_filtering();
+                nat::ensure_base(
+                    &self.cfg.bridge,
+                    self.cfg.subnet,
+                    self.cfg.prefix,
+                    &self.cfg.open_ports,
+                )?;
+                *done = Some(f);
+                f
+            }
+        };
+        Ok((br, filtered))
     }
 
     /// Puts job `id` on the network and writes its `resolv.conf`, `hosts` and `hostname` into
@@ -206,25 +232,73 @@ impl Network {
             .map_err(|e| NetError::Netns(att.netns.clone(), e.to_string()))?;
         let (gateway, prefix, peer) = (att.gateway, self.cfg.prefix, format!("fp{tag}"));
         let host = att.host_veth.clone();
-        let br = self.ensure()?;
-        link::with_handle(async |h| link::create_veth(&h, &host, &peer, br, &ns_file).await)?;
+        let (br, filtered) = self.ensure_filtering()?;
+        link::with_handle(async |h| {
+            link::create_veth(&h, &host, &peer, br, &ns_file, !filtered).await
+        })?;
         let ip = att.ip;
         netns::run_in(&att.netns, move || {
             link::with_handle(async |h| {
                 link::configure_inside(&h, &peer, ip, prefix, gateway).await
             })
         })?;
-        for p in ports {
-            let host_port = self.ipam.allocate_port(id, &p.proto, p.host)?;
-            let published = PortMap {
-                host: host_port,
+        let wanted: Vec<(String, u16)> = ports.iter().map(|p| (p.proto.clone(), p.host)).collect();
+        let leased = self
+            .ipam
+            .allocate_ports(id, &wanted, listeners::host_ports)?;
+        let mut rules = Vec::new();
+        for (p, host) in ports.iter().zip(leased) {
+            rules.push(nat::PortRule {
+                proto: p.proto.clone(),
+                host,
+                ip: att.ip,
+                port: p.job,
+            });
+            att.ports.push(PortMap {
+                host,
                 job: p.job,
                 proto: p.proto.clone(),
-            };
-            nat::add_port(&published.proto, host_port, att.ip, p.job)?;
-            att.ports.push(published);
+            });
         }
+        nat::add_ports(&rules)?;
         self.write_files(files, hostname, att.ip)
+    }
+
+    /// Removes what no job owns any more, as a crash in the middle of a setup or teardown
+    /// leaves it: published-port rules to addresses not leased to a job in `live`, veths on
+    /// the bridge of jobs not in `live`, and leases of jobs not in `live`. Returns what it
+    /// removed, for the log.
+    pub fn prune(&self, live: &[String]) -> Result<Vec<String>, NetError> {
+        let mut removed = Vec::new();
+        for (id, _) in self.ipam.leases()? {
+            if !live.contains(&id) {
+                self.detach(&id, None)?;
+                removed.push(format!("leases of {id}"));
+            }
+        }
+        let leased: Vec<Ipv4Addr> = self.ipam.leases()?.values().filter_map(|l| l.ip).collect();
+        let shift = 32 - u32::from(self.cfg.prefix.min(32));
+        let net = u32::from(self.cfg.subnet).checked_shr(shift).unwrap_or(0);
+        let in_subnet = |ip: Ipv4Addr| u32::from(ip).checked_shr(shift).unwrap_or(0) == net;
+        let rules = nat::remove_ports_where(|r| in_subnet(r.ip) && !leased.contains(&r.ip))?;
+        if rules > 0 {
+            removed.push(format!("{rules} port rules"));
+        }
+        let keep: Vec<String> = live
+            .iter()
+            .map(|id| format!("fl{}", short_hash(id)))
+            .collect();
+        let bridge = self.cfg.bridge.clone();
+        let stale = link::with_handle(async |h| link::job_veths(&h, &bridge).await)?
+            .into_iter()
+            .filter(|n| n.starts_with("fl") && !keep.contains(n))
+            .collect::<Vec<_>>();
+        for name in stale {
+            let n = name.clone();
+            link::with_handle(async |h| link::delete(&h, &n).await)?;
+            removed.push(format!("veth {name}"));
+        }
+        Ok(removed)
     }
 
     fn write_files(&self, dir: &Path, hostname: &str, ip: Ipv4Addr) -> Result<(), NetError> {
@@ -244,19 +318,21 @@ impl Network {
     }
 
     /// Takes job `id` off the network: port rules, veth, namespace, leases. Tolerates parts
-    /// that are already gone.
+    /// that are already gone, and works without `att` too (a setup interrupted before the
+    /// attachment was written): the veth's name follows from the id and the port rules are
+    /// found by the job's leased address.
     pub fn detach(&self, id: &str, att: Option<&Attachment>) -> Result<(), NetError> {
         let mut first_error = None;
-        if let Some(att) = att {
-            for p in &att.ports {
-                if let Err(e) = nat::remove_port(&p.proto, p.host, att.ip, p.job) {
-                    first_error.get_or_insert(e);
-                }
-            }
-            let host = att.host_veth.clone();
-            if let Err(e) = link::with_handle(async |h| link::delete(&h, &host).await) {
+        let leased = self.ipam.leases()?.get(id).and_then(|l| l.ip);
+        let ips: Vec<Ipv4Addr> = att.map(|a| a.ip).into_iter().chain(leased).collect();
+        if !ips.is_empty() {
+            if let Err(e) = nat::remove_ports_where(|r| ips.contains(&r.ip)) {
                 first_error.get_or_insert(e);
             }
+        }
+        let host = format!("fl{}", short_hash(id));
+        if let Err(e) = link::with_handle(async |h| link::delete(&h, &host).await) {
+            first_error.get_or_insert(e);
         }
         if let Err(e) = netns::remove(&self.dir.join("ns").join(id)) {
             first_error.get_or_insert(e);

@@ -1,13 +1,20 @@
-//! NAT and forwarding rules through iptables: published ports (DNAT, also for traffic from the
-//! host itself and from jobs, i.e. hairpin), outbound masquerade, forwarding on the bridge.
+//! NAT and filter rules through iptables: published ports (DNAT, also for traffic from the
+//! host itself and from jobs, i.e. hairpin), outbound masquerade, and the filters that keep
+//! jobs apart and away from host services. Rule sets go to the kernel in one
+//! `iptables-restore` batch each, not one process per rule.
 
+use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use super::NetError;
 
 /// The nat chain holding one DNAT rule per published port.
 pub const DNAT_CHAIN: &str = "FLYNN-DNAT";
+/// The filter chain deciding what is forwarded from, to and between jobs.
+pub const FORWARD_CHAIN: &str = "FLYNN-FORWARD";
+/// The filter chain deciding which host services jobs reach on the bridge.
+pub const INPUT_CHAIN: &str = "FLYNN-INPUT";
 
 fn iptables(args: &[&str]) -> Result<bool, NetError> {
     let out = Command::new("iptables")
@@ -18,13 +25,44 @@ fn iptables(args: &[&str]) -> Result<bool, NetError> {
     Ok(out.status.success())
 }
 
-/// Adds a rule unless it is there (`-C` first).
-fn ensure(table: &str, chain: &str, rule: &[&str]) -> Result<(), NetError> {
-    let check: Vec<&str> = [&["-t", table, "-C", chain][..], rule].concat();
+/// Applies `rules` (iptables-restore syntax, tables and COMMIT included) in one batch that
+/// the kernel takes whole or not at all; other rules are left as they are.
+fn restore(rules: &str) -> Result<(), NetError> {
+    let mut child = Command::new("iptables-restore")
+        .args(["-w", "--noflush"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            NetError::Iptables(format!("running iptables-restore: {e} (install iptables)"))
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(rules.as_bytes())
+            .map_err(|e| NetError::Iptables(format!("writing to iptables-restore: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| NetError::Iptables(format!("waiting for iptables-restore: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetError::Iptables(format!(
+            "iptables-restore refused the rules: {}\n{rules}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Puts a jump to `chain` first in `builtin` unless it is there.
+fn jump_first(table: &str, builtin: &str, matches: &[&str], chain: &str) -> Result<(), NetError> {
+    let rule: Vec<&str> = matches.iter().copied().chain(["-j", chain]).collect();
+    let check: Vec<&str> = [&["-t", table, "-C", builtin][..], &rule].concat();
     if iptables(&check)? {
         return Ok(());
     }
-    let add: Vec<&str> = [&["-t", table, "-A", chain][..], rule].concat();
+    let add: Vec<&str> = [&["-t", table, "-I", builtin, "1"][..], &rule].concat();
     if iptables(&add)? {
         Ok(())
     } else {
@@ -38,28 +76,60 @@ fn sysctl(key: &str, value: &str) -> Result<(), NetError> {
         .map_err(|e| NetError::Iptables(format!("setting {key}={value}: {e}")))
 }
 
-/// The rules every job on `bridge` (subnet `net/prefix`) relies on; idempotent.
-pub fn ensure_base(bridge: &str, net: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+/// A host service jobs may reach on the bridge gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPort {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// The port.
+    pub port: u16,
+}
+
+/// Makes frames bridged between job ports pass the iptables FORWARD chain
+/// (`br_netfilter`, `net.bridge.bridge-nf-call-iptables=1`, as Docker does for
+/// `--icc=false`), so the filter rules see job-to-job traffic. Returns false where the kernel
+/// has no `br_netfilter`: then the bridge must isolate job ports itself.
+pub fn bridge_filtering() -> bool {
+    let knob = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    if !std::path::Path::new(knob).exists() {
+        // A missing modprobe or module is an answer, not an error.
+        let _ = Command::new("modprobe")
+            .arg("br_netfilter")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    std::fs::write(knob, "1").is_ok()
+}
+
+/// The rules every job on `bridge` (subnet `net/prefix`) relies on; idempotent, and each
+/// call rewrites the project's own chains whole. Jobs reach each other only through
+/// published ports (DNATed traffic), reach the host only on `open` ports, and packets from the
+/// bridge to 127.0.0.0/8 are dropped (the published-port DNAT for 127.0.0.1 needs
+/// `route_localnet`, which would otherwise let a job reach host services bound to loopback).
+pub fn ensure_base(
+    bridge: &str,
+    net: Ipv4Addr,
+    prefix: u8,
+    open: &[OpenPort],
+) -> Result<(), NetError> {
     sysctl("net.ipv4.ip_forward", "1")?;
     sysctl(&format!("net.ipv4.conf.{bridge}.route_localnet"), "1")?;
     let subnet = format!("{net}/{prefix}");
-    if !iptables(&["-t", "nat", "-L", DNAT_CHAIN, "-n"])?
-        && !iptables(&["-t", "nat", "-N", DNAT_CHAIN])?
-    {
-        return Err(NetError::Iptables(format!("creating chain {DNAT_CHAIN}")));
+    let mut nat = format!("*nat\n:{DNAT_CHAIN} - [0:0]\nCOMMIT\n");
+    // The chain must survive: declaring it in a restore would flush the published ports.
+    if iptables(&["-t", "nat", "-L", DNAT_CHAIN, "-n"])? {
+        nat.clear();
     }
-    let local = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", DNAT_CHAIN];
-    ensure("nat", "PREROUTING", &local)?;
-    ensure("nat", "OUTPUT", &local)?;
-    ensure(
-        "nat",
-        "POSTROUTING",
-        &["-s", &subnet, "!", "-o", bridge, "-j", "MASQUERADE"],
-    )?;
-    ensure(
-        "nat",
-        "POSTROUTING",
-        &[
+    if !nat.is_empty() {
+        restore(&nat)?;
+    }
+    let local = ["-m", "addrtype", "--dst-type", "LOCAL"];
+    jump_first("nat", "PREROUTING", &local, DNAT_CHAIN)?;
+    jump_first("nat", "OUTPUT", &local, DNAT_CHAIN)?;
+    let masquerade = [
+        vec!["-s", &subnet, "!", "-o", bridge, "-j", "MASQUERADE"],
+        vec![
             "-s",
             &subnet,
             "-d",
@@ -71,45 +141,128 @@ pub fn ensure_base(bridge: &str, net: Ipv4Addr, prefix: u8) -> Result<(), NetErr
             "-j",
             "MASQUERADE",
         ],
-    )?;
-    ensure(
-        "nat",
-        "POSTROUTING",
-        &["-s", "127.0.0.0/8", "-o", bridge, "-j", "MASQUERADE"],
-    )?;
-    ensure("filter", "FORWARD", &["-i", bridge, "-j", "ACCEPT"])?;
-    ensure("filter", "FORWARD", &["-o", bridge, "-j", "ACCEPT"])
+        vec!["-s", "127.0.0.0/8", "-o", bridge, "-j", "MASQUERADE"],
+    ];
+    for rule in &masquerade {
+        let check: Vec<&str> = [&["-t", "nat", "-C", "POSTROUTING"][..], rule].concat();
+        if !iptables(&check)? {
+            let add: Vec<&str> = [&["-t", "nat", "-A", "POSTROUTING"][..], rule].concat();
+            if !iptables(&add)? {
+                return Err(NetError::Iptables(format!("iptables {}", add.join(" "))));
+            }
+        }
+    }
+    let mut filter = format!(
+        "*filter\n:{FORWARD_CHAIN} - [0:0]\n:{INPUT_CHAIN} - [0:0]\n\
+         -A {FORWARD_CHAIN} -i {bridge} -o {bridge} -m conntrack --ctstate DNAT -j ACCEPT\n\
+         -A {FORWARD_CHAIN} -i {bridge} -o {bridge} -j DROP\n\
+         -A {FORWARD_CHAIN} -i {bridge} -j ACCEPT\n\
+         -A {FORWARD_CHAIN} -o {bridge} -j ACCEPT\n\
+         -A {INPUT_CHAIN} -i {bridge} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n\
+         -A {INPUT_CHAIN} -i {bridge} -d 127.0.0.0/8 -j DROP\n\
+         -A {INPUT_CHAIN} -i {bridge} -p icmp -j ACCEPT\n"
+    );
+    for p in open {
+        filter.push_str(&format!(
+            "-A {INPUT_CHAIN} -i {bridge} -p {} --dport {} -j ACCEPT\n",
+            p.proto, p.port
+        ));
+    }
+    filter.push_str(&format!(
+        "-A {INPUT_CHAIN} -i {bridge} -p tcp -j REJECT --reject-with tcp-reset\n\
+         -A {INPUT_CHAIN} -i {bridge} -j REJECT\nCOMMIT\n"
+    ));
+    restore(&filter)?;
+    jump_first("filter", "FORWARD", &[], FORWARD_CHAIN)?;
+    jump_first("filter", "INPUT", &[], INPUT_CHAIN)
 }
 
-fn port_rule(proto: &str, host: u16, ip: Ipv4Addr, port: u16) -> Vec<String> {
-    vec![
-        "-p".into(),
-        proto.into(),
-        "--dport".into(),
-        host.to_string(),
-        "-j".into(),
-        "DNAT".into(),
-        "--to-destination".into(),
-        format!("{ip}:{port}"),
-    ]
+/// One published port: host port `host` (protocol `proto`) to `ip:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRule {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// The host port.
+    pub host: u16,
+    /// The job's address.
+    pub ip: Ipv4Addr,
+    /// The job's port.
+    pub port: u16,
 }
 
-/// Publishes host port `host` to `ip:port`.
-pub fn add_port(proto: &str, host: u16, ip: Ipv4Addr, port: u16) -> Result<(), NetError> {
-    let rule = port_rule(proto, host, ip, port);
-    let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
-    ensure("nat", DNAT_CHAIN, &rule)
+impl PortRule {
+    fn spec(&self) -> String {
+        format!(
+            "-p {proto} -m {proto} --dport {host} -j DNAT --to-destination {ip}:{port}",
+            proto = self.proto,
+            host = self.host,
+            ip = self.ip,
+            port = self.port
+        )
+    }
+
+    /// Parses a rule as `iptables -S` prints it.
+    fn parse(line: &str) -> Option<Self> {
+        let rest = line.strip_prefix(&format!("-A {DNAT_CHAIN} "))?;
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let after = |flag: &str| {
+            words
+                .iter()
+                .position(|w| *w == flag)
+                .and_then(|i| words.get(i + 1))
+        };
+        let (ip, port) = after("--to-destination")?.split_once(':')?;
+        Some(Self {
+            proto: after("-p")?.to_string(),
+            host: after("--dport")?.parse().ok()?,
+            ip: ip.parse().ok()?,
+            port: port.parse().ok()?,
+        })
+    }
 }
 
-/// Removes what [`add_port`] added; missing is fine.
-pub fn remove_port(proto: &str, host: u16, ip: Ipv4Addr, port: u16) -> Result<(), NetError> {
-    let rule = port_rule(proto, host, ip, port);
-    let args: Vec<&str> = ["-t", "nat", "-D", DNAT_CHAIN]
-        .into_iter()
-        .chain(rule.iter().map(String::as_str))
-        .collect();
-    while iptables(&args)? {}
-    Ok(())
+/// Publishes every rule of `rules` in one batch.
+pub fn add_ports(rules: &[PortRule]) -> Result<(), NetError> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let mut batch = String::from("*nat\n");
+    for r in rules {
+        batch.push_str(&format!("-A {DNAT_CHAIN} {}\n", r.spec()));
+    }
+    batch.push_str("COMMIT\n");
+    restore(&batch)
+}
+
+/// The published-port rules in the kernel now.
+pub fn port_rules() -> Result<Vec<PortRule>, NetError> {
+    let out = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-S", DNAT_CHAIN])
+        .output()
+        .map_err(|e| NetError::Iptables(format!("running iptables: {e}")))?;
+    if !out.status.success() {
+        return Ok(Vec::new());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(PortRule::parse)
+        .collect())
+}
+
+/// Removes, in one batch, every published-port rule for which `gone` is true; returns how
+/// many there were.
+pub fn remove_ports_where(gone: impl Fn(&PortRule) -> bool) -> Result<usize, NetError> {
+    let doomed: Vec<PortRule> = port_rules()?.into_iter().filter(|r| gone(r)).collect();
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    let mut batch = String::from("*nat\n");
+    for r in &doomed {
+        batch.push_str(&format!("-D {DNAT_CHAIN} {}\n", r.spec()));
+    }
+    batch.push_str("COMMIT\n");
+    restore(&batch)?;
+    Ok(doomed.len())
 }
 
 /// Lines of `iptables -S` for a table, to count rules in tests and diagnostics.
@@ -122,4 +275,22 @@ pub fn rules(table: &str) -> Result<Vec<String>, NetError> {
         .lines()
         .map(str::to_string)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_rules_read_back_as_iptables_prints_them() {
+        let r = PortRule {
+            proto: "udp".into(),
+            host: 30002,
+            ip: Ipv4Addr::new(100, 100, 0, 63),
+            port: 8080,
+        };
+        let printed = format!("-A {DNAT_CHAIN} {}", r.spec());
+        assert_eq!(PortRule::parse(&printed), Some(r));
+        assert_eq!(PortRule::parse("-N FLYNN-DNAT"), None);
+    }
 }
