@@ -123,7 +123,10 @@ impl Host {
     /// Opens the state directory, then re-adopts the jobs a previous daemon left: running ones
     /// are watched again, ones that ended meanwhile get their exit recorded, ones whose
     /// monitor is gone are marked failed and cleaned up. Must run inside a tokio runtime.
-    pub async fn open(config: HostConfig) -> Result<Self, HostError> {
+    pub async fn open(mut config: HostConfig) -> Result<Self, HostError> {
+        if let Some(n) = config.default_resources.nofile {
+            config.default_resources.nofile = Some(usable_nofile(n));
+        }
         let io = |what: String| move |source| HostError::Io { what, source };
         std::fs::create_dir_all(&config.state)
             .map_err(io(format!("creating {}", config.state.display())))?;
@@ -564,6 +567,25 @@ impl Host {
             }
         });
     }
+}
+
+/// The open-file limit jobs can be given by default: `wanted`, raising the daemon's own hard
+/// limit to it when needed (jobs inherit what the daemon may set), or the daemon's hard limit
+/// where it may not raise it (no `CAP_SYS_RESOURCE`).
+fn usable_nofile(wanted: u64) -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return wanted;
+    };
+    if wanted <= hard || setrlimit(Resource::RLIMIT_NOFILE, soft, wanted).is_ok() {
+        return wanted;
+    }
+    tracing::warn!(
+        wanted,
+        hard,
+        "cannot raise the open-file limit (no CAP_SYS_RESOURCE); jobs get the daemon's hard limit by default"
+    );
+    hard
 }
 
 /// The runtime spec for an API request.

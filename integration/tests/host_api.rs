@@ -97,21 +97,26 @@ fn a_web_job_through_the_cli_and_the_api() {
     assert_eq!(job.state, JobState::Exited);
     assert!(!h.ok(&["ps"]).contains("web"));
     assert!(h.ok(&["ps", "-a"]).contains("web"));
-    h.ok(&["rm", "web", "clash"]);
+    h.ok(&["rm", "web"]);
     assert!(!h.ok(&["ps", "-a"]).contains("web"));
 
-    let states: Vec<JobState> = h.block_on(async {
+    let states: Vec<(JobState, Option<String>)> = h.block_on(async {
         let mut seen = Vec::new();
         while let Ok(Ok(Some(e))) =
             tokio::time::timeout(Duration::from_secs(2), events.next_event()).await
         {
-            seen.push(e.job.unwrap().state);
+            seen.push((e.job.unwrap().state, e.action));
         }
         seen
     });
     assert_eq!(
         states,
-        [JobState::Starting, JobState::Running, JobState::Exited]
+        [
+            (JobState::Starting, None),
+            (JobState::Running, None),
+            (JobState::Exited, None),
+            (JobState::Exited, Some("deleted".to_string()))
+        ]
     );
 }
 
@@ -142,8 +147,8 @@ fn run_in_the_foreground_interactively_and_on_a_terminal() {
         err.contains("\"/no/such/program\" not found in the image"),
         "{err}"
     );
-    assert!(h.ok(&["ps", "-a"]).contains("nothing"));
-    h.ok(&["rm", "nothing"]);
+    // Refused like any bad request: no record is left.
+    assert!(!h.ok(&["ps", "-a"]).contains("nothing"));
 
     let mut child = h
         .cli()

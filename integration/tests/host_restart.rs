@@ -207,3 +207,66 @@ fn two_hundred_creations_from_fifty_clients() {
         mounts,
     );
 }
+
+#[test]
+fn a_daemon_killed_during_creations_leaves_nothing_once_the_jobs_are_gone() {
+    let test = "a_daemon_killed_during_creations_leaves_nothing_once_the_jobs_are_gone";
+    let Some(mut h) = HostDaemon::for_test(test) else {
+        return;
+    };
+    pull(&h);
+    let mounts = integration::leaks::mount_count();
+    // The kill lands at a different point of the creations each round: before the network is
+    // set up, between the veth and the port rules, while the shim starts, after the record.
+    for (round, delay_ms) in [0u64, 10, 30, 60, 120, 250, 500, 1000]
+        .into_iter()
+        .enumerate()
+    {
+        let c = h.client();
+        let image = h.image.clone();
+        h.block_on(async {
+            for n in 0..6 {
+                let req = CreateJob {
+                    id: Some(format!("crash-{round}-{n}")),
+                    image: image.clone(),
+                    args: vec!["sleep".into(), "60".into()],
+                    ports: vec![runtime::net::PortMap {
+                        host: 0,
+                        job: 8080,
+                        proto: "tcp".into(),
+                    }],
+                    ..Default::default()
+                };
+                let c = c.clone();
+                tokio::spawn(async move { c.create_job(&req).await });
+            }
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        });
+        h.kill9();
+        h.spawn();
+    }
+    let c = h.client();
+    let left = h.block_on(c.jobs("")).unwrap();
+    assert!(
+        left.iter().any(|j| j.state == JobState::Running),
+        "some creations got through before a kill: {:?}",
+        left.iter()
+            .map(|j| (&j.id, j.state, &j.error))
+            .collect::<Vec<_>>()
+    );
+    h.block_on(async {
+        for j in left {
+            c.delete_job(&j.id, true).await.unwrap();
+        }
+    });
+    // One more restart: whatever no job owned was removed at start, and stays removed.
+    h.kill9();
+    h.spawn();
+    assert!(h.block_on(c.jobs("")).unwrap().is_empty());
+    integration::leaks::assert_clean(
+        &h.state().join("runtime"),
+        &h.cgroup_parent,
+        "crash-",
+        mounts,
+    );
+}
