@@ -13,6 +13,9 @@ cargo build --release --locked -p discoverd --bins --example discoverd_bench
 bin="$PWD/target/release"
 ulimit -n 16384
 work=$(mktemp -d /tmp/flynn-discoverd.XXXXXX)
+# Writes need the platform key; the bench client sends it too.
+DISCOVERD_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export DISCOVERD_KEY
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

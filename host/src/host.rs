@@ -47,6 +47,9 @@ pub struct HostConfig {
     pub log_max_bytes: u64,
 }
 
+/// The file in the state directory holding discoverd's platform key.
+pub const DISCOVERD_KEY_FILE: &str = "discoverd.key";
+
 /// The default memory limit of a job that names none: 1 GiB (Flynn's default too).
 pub const DEFAULT_MEMORY: u64 = 1 << 30;
 /// The default process and thread limit of a job that names none.
@@ -172,6 +175,18 @@ impl Host {
         };
         let jobs = db.jobs()?.into_iter().map(|j| (j.id.clone(), j)).collect();
         let config_discoverd = config.discoverd.clone();
+        // discoverd's platform key: the host writes registrations with it, and bootstrap
+        // gives it to discoverd.
+        let discoverd_key = match &config.discoverd {
+            Some(_) => {
+                let path = config.state.join(DISCOVERD_KEY_FILE);
+                Some(
+                    crate::secret::load_or_create(&path)
+                        .map_err(io(format!("reading or creating {}", path.display())))?,
+                )
+            }
+            None => None,
+        };
         // Where this host's published ports are reached: its advertised address, or the
         // bridge gateway when it advertises none that jobs could use.
         let gateway = runtime.network().gateway();
@@ -189,7 +204,11 @@ impl Host {
                 jobs: Mutex::new(jobs),
                 events: Events::default(),
                 transitions: tokio::sync::Mutex::new(()),
-                services: crate::services::Services::new(config_discoverd.as_deref(), host_ip),
+                services: crate::services::Services::new(
+                    config_discoverd.as_deref(),
+                    discoverd_key.as_deref(),
+                    host_ip,
+                ),
                 id,
                 started: Instant::now(),
             }),

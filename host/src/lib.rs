@@ -12,6 +12,7 @@ pub mod events;
 pub mod host;
 mod images;
 pub mod logs;
+mod secret;
 pub mod server;
 pub mod services;
 mod status;

@@ -23,11 +23,15 @@ pub struct Services {
 }
 
 impl Services {
-    /// Registrations with the discoverd at `url` (none at all without one); jobs are
+    /// Registrations with the discoverd at `url` (none at all without one), written with the
+    /// platform `key`; jobs are
     /// registered at `host_ip` and their published port, the only way other jobs reach them.
-    pub fn new(url: Option<&str>, host_ip: std::net::IpAddr) -> Self {
+    pub fn new(url: Option<&str>, key: Option<&str>, host_ip: std::net::IpAddr) -> Self {
         Self {
-            client: url.map(Client::new),
+            client: url.map(|u| match key {
+                Some(k) => Client::new(u).with_key(k),
+                None => Client::new(u),
+            }),
             host_ip,
             tasks: Mutex::new(HashMap::new()),
         }

@@ -23,10 +23,19 @@ pub struct Discoverd {
     pub url: String,
     /// The DNS port on 127.0.0.1 (UDP).
     pub dns_port: u16,
+    /// The platform key its writes need.
+    pub key: String,
     data: tempfile::TempDir,
     child: Option<Child>,
     http_port: u16,
     etcd: Vec<String>,
+}
+
+/// 64 hex digits from the kernel's random source.
+fn random_key() -> String {
+    let mut b = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn free_udp_port() -> u16 {
@@ -49,6 +58,7 @@ impl Discoverd {
         let mut d = Self {
             url: format!("http://127.0.0.1:{http_port}"),
             dns_port: free_udp_port(),
+            key: random_key(),
             data: tempfile::tempdir().unwrap(),
             child: None,
             http_port,
@@ -70,6 +80,7 @@ impl Discoverd {
             .args(["--dns-upstream", "127.0.0.1:9"])
             .arg("--data")
             .arg(self.data.path())
+            .env("DISCOVERD_KEY", &self.key)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -81,6 +92,11 @@ impl Discoverd {
             assert!(Instant::now() < deadline, "discoverd did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A client holding the platform key.
+    pub fn client(&self) -> discoverd::Client {
+        discoverd::Client::new(&self.url).with_key(&self.key)
     }
 
     /// Kills it with SIGKILL.

@@ -79,6 +79,52 @@ fn bootstrap_runs_discoverd_and_jobs_find_each_other() {
     assert!(found.contains("found-by-name"), "{found}");
     assert!(found.contains("nameserver 100.100.0.1"), "{found}");
 
+    // An ordinary job reaches discoverd but cannot write it: not register itself as another
+    // service's backend, not deregister the host.
+    let host_id = h.block_on(d.instances("flynn-host")).unwrap()[0].id.clone();
+    h.ok(&["run", "-d", "--name", "prober", &h.image, "sleep", "60"]);
+    let pid = h.block_on(h.client().job("prober")).unwrap().pid.unwrap();
+    // curl in the job's network namespace: where the job's own requests come from.
+    let from_job = |method: &str, path: &str, body: &str| -> String {
+        let out = integration::run(std::process::Command::new("nsenter").args([
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            "-X",
+            method,
+            "-d",
+            body,
+            &format!("http://100.100.0.1:1111{path}"),
+        ]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let register = from_job(
+        "PUT",
+        "/services/victim-web/instances/evil",
+        r#"{"addr":"1.2.3.4:80"}"#,
+    );
+    let deregister = from_job(
+        "DELETE",
+        &format!("/services/flynn-host/instances/{host_id}"),
+        "",
+    );
+    let read = from_job("GET", "/services/flynn-host/instances", "");
+    assert_eq!(
+        (register.as_str(), deregister.as_str(), read.as_str()),
+        ("401", "401", "200")
+    );
+    h.ok(&["rm", "-f", "prober"]);
+    assert!(h.block_on(d.instances("victim-web")).unwrap().is_empty());
+    assert_eq!(h.block_on(d.instances("flynn-host")).unwrap().len(), 1);
+
     h.ok(&["stop", "web-1"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !h.block_on(d.instances("web")).unwrap().is_empty() {

@@ -13,7 +13,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn registrations_watches_leaders_and_expiry() {
     let d = Discoverd::start();
     let rt = rt();
-    let c = Client::new(&d.url);
+    let c = d.client();
     let ttl = Duration::from_secs(30);
     rt.block_on(async {
         c.register("web", "a", &reg("100.100.0.2:8080"), ttl)
@@ -151,6 +151,8 @@ fn registrations_watches_leaders_and_expiry() {
             "%{http_code}",
             "-X",
             method,
+            "-H",
+            &format!("Authorization: Bearer {}", d.key),
             "-d",
             body,
             &format!("{}{path}", d.url),
@@ -167,7 +169,7 @@ fn registrations_watches_leaders_and_expiry() {
 fn dns_answers_for_services_and_leaders() {
     let d = Discoverd::start();
     let rt = rt();
-    let c = Client::new(&d.url);
+    let c = d.client();
     let ttl = Duration::from_secs(30);
     rt.block_on(async {
         c.register("web", "a", &reg("100.100.0.2:8080"), ttl)
@@ -209,7 +211,7 @@ fn dns_answers_for_services_and_leaders() {
 fn registrations_survive_a_restart() {
     let mut d = Discoverd::start();
     let rt = rt();
-    let c = Client::new(&d.url);
+    let c = d.client();
     rt.block_on(c.register("db", "p", &reg("100.100.0.5:5432"), Duration::from_secs(60)))
         .unwrap();
     d.kill9();
@@ -217,4 +219,51 @@ fn registrations_survive_a_restart() {
     let after = rt.block_on(c.instances("db")).unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].addr, "100.100.0.5:5432");
+}
+
+#[test]
+fn writes_need_the_platform_key_or_the_services_own() {
+    let d = Discoverd::start();
+    let rt = rt();
+    let ttl = Duration::from_secs(30);
+    fn refused<T>(r: Result<T, discoverd::client::ClientError>) -> bool {
+        matches!(
+            r,
+            Err(discoverd::client::ClientError::Refused { status: 401, .. })
+        )
+    }
+    rt.block_on(async {
+        let platform = d.client();
+        platform
+            .register("victim", "real", &reg("100.100.0.2:80"), ttl)
+            .await
+            .unwrap();
+        // Without a key, with a wrong one, and with another service's key: nothing is written.
+        let anonymous = Client::new(&d.url);
+        let wrong = Client::new(&d.url).with_key("x".repeat(64));
+        let other = Client::new(&d.url).with_key(discoverd::auth::service_key(&d.key, "evil"));
+        for c in [&anonymous, &wrong, &other] {
+            assert!(refused(
+                c.register("victim", "evil", &reg("1.2.3.4:80"), ttl).await
+            ));
+            assert!(refused(c.deregister("victim", "real").await));
+            assert!(refused(
+                c.set_meta("victim", serde_json::json!({"x": 1}), None)
+                    .await
+            ));
+        }
+        let ids: Vec<String> = anonymous
+            .instances("victim")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(ids, ["real"], "reads stay open, and nothing was changed");
+        // A service's own key writes that service.
+        let own = Client::new(&d.url).with_key(discoverd::auth::service_key(&d.key, "evil"));
+        own.register("evil", "mine", &reg("100.100.0.9:80"), ttl)
+            .await
+            .unwrap();
+    });
 }

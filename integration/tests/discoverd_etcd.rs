@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use discoverd::{Client, EventKind};
+use discoverd::EventKind;
 use integration::discoverd::{reg, Discoverd};
 use integration::etcd::EtcdCluster;
 
@@ -23,7 +23,7 @@ fn two_discoverds_share_state_through_etcd_and_survive_its_leader() {
     let mut etcd = EtcdCluster::start(3);
     let a = Discoverd::start_with(etcd.endpoints());
     let b = Discoverd::start_with(etcd.endpoints());
-    let (ca, cb) = (Client::new(&a.url), Client::new(&b.url));
+    let (ca, cb) = (a.client(), b.client());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut watch = cb.watch(Some("web")).await.unwrap();

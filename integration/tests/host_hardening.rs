@@ -317,7 +317,10 @@ fn logs_are_capped_and_read_in_bounded_memory() {
         assert!(out.stdout.ends_with(b"DONE\n"));
     }
     // A record holds its line and about 70 bytes of JSON around it.
-    assert!(total as u64 > 5 * kept / 3, "five full reads of the kept log: {total} bytes");
+    assert!(
+        total as u64 > 5 * kept / 3,
+        "five full reads of the kept log: {total} bytes"
+    );
     let grew = hwm().saturating_sub(base);
     assert!(
         grew < 16 << 20,

@@ -106,10 +106,21 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
     if !args.etcd.is_empty() {
         args_v.extend(["--etcd".into(), args.etcd.join(",")]);
     }
+    // The platform key that discoverd's writes need (the daemon reads the same file), given
+    // to discoverd as a read-only file so that it appears in no job record.
+    let key_path = args.state.join(crate::host::DISCOVERD_KEY_FILE);
+    crate::secret::load_or_create(&key_path)
+        .with_context(|| format!("reading or creating {}", key_path.display()))?;
+    args_v.extend(["--key-file".into(), "/etc/discoverd.key".into()]);
     let req = CreateJob {
         id: Some(DISCOVERD_JOB.into()),
         image: tag.into(),
         args: args_v,
+        mounts: vec![runtime::spec::BindMount {
+            source: key_path.display().to_string(),
+            target: "/etc/discoverd.key".into(),
+            readonly: true,
+        }],
         network: NetworkMode::Host,
         volumes: vec![VolumeMount {
             name: "discoverd-data".into(),

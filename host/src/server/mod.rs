@@ -10,7 +10,7 @@ pub use routes::ROUTES;
 
 use std::convert::Infallible;
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,34 +73,7 @@ pub enum ServerError {
 /// Reads the API token from `STATE/token`, generating it (mode 0600) on first start.
 pub fn load_or_create_token(state: &Path) -> Result<String, ServerError> {
     let path = state.join("token");
-    let err = |source| ServerError::Token {
-        path: path.clone(),
-        source,
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-    }
-    let token = format!(
-        "{}{}{}{}",
-        crate::host::random_id(),
-        crate::host::random_id(),
-        crate::host::random_id(),
-        crate::host::random_id()
-    );
-    let tmp = state.join(".token.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    io::Write::write_all(&mut f, format!("{token}\n").as_bytes()).map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)?;
-    Ok(token)
+    crate::secret::load_or_create(&path).map_err(|source| ServerError::Token { path, source })
 }
 
 /// Serves the API on every endpoint until `shutdown` completes.

@@ -56,7 +56,8 @@ fn report(what: &str, rate: f64, fanout: &mut [Duration]) {
 }
 
 async fn bench_discoverd(url: &str, n: usize, conc: usize, watchers: usize) {
-    let c = Client::new(url);
+    let key = std::env::var("DISCOVERD_KEY").unwrap_or_default();
+    let c = Client::new(url).with_key(key);
     let cc = c.clone();
     let rate = spread(n, conc, move |i| {
         let c = cc.clone();

@@ -31,6 +31,7 @@ pub enum ClientError {
 pub struct Client {
     url: String,
     http: reqwest::Client,
+    key: Option<String>,
 }
 
 /// A registration kept alive by a heartbeat task; dropping it stops the heartbeats (the
@@ -63,6 +64,22 @@ impl Client {
         Self {
             url: url.into().trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            key: None,
+        }
+    }
+
+    /// The same client sending `key` (the platform key, or a service's own key) with writes.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into().trim().to_string());
+        self
+    }
+
+    /// A write request with the key, when there is one.
+    fn write(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        let b = self.http.request(method, url);
+        match &self.key {
+            Some(k) => b.bearer_auth(k),
+            None => b,
         }
     }
 
@@ -96,8 +113,7 @@ impl Client {
             ttl.as_secs().max(1)
         );
         let r = self
-            .http
-            .put(url)
+            .write(reqwest::Method::PUT, url)
             .json(reg)
             .send()
             .await
@@ -135,8 +151,7 @@ impl Client {
     pub async fn deregister(&self, service: &str, id: &str) -> Result<(), ClientError> {
         let url = format!("{}/services/{service}/instances/{id}", self.url);
         let r = self
-            .http
-            .delete(url)
+            .write(reqwest::Method::DELETE, url)
             .send()
             .await
             .map_err(self.http_err())?;
@@ -171,8 +186,7 @@ impl Client {
         let url = format!("{}/services/{service}/meta", self.url);
         let body = SetMeta { data, index };
         let r = self
-            .http
-            .put(url)
+            .write(reqwest::Method::PUT, url)
             .json(&body)
             .send()
             .await

@@ -14,7 +14,9 @@
 //! GET    /ping                                       liveness
 //! ```
 //!
-//! Errors are `{"code", "message"}` JSON with a 4xx status.
+//! Errors are `{"code", "message"}` JSON with a 4xx status. Writes (`PUT`, `DELETE`) need
+//! `Authorization: Bearer KEY` with the platform key or the service's own key ([`Keys`]);
+//! without one they get 401.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -30,6 +32,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
+use crate::auth::Keys;
 use crate::model::{valid_instance_id, valid_service, Registration, SetMeta};
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
@@ -58,14 +61,15 @@ fn error(status: u16, code: &str, message: impl Into<String>) -> Response<Body> 
     )
 }
 
-/// Serves the API on `listener` until the task is dropped.
-pub async fn serve<S: Store>(listener: TcpListener, registry: Registry<S>) {
+/// Serves the API on `listener` until the task is dropped; writes need one of `keys`.
+pub async fn serve<S: Store>(listener: TcpListener, registry: Registry<S>, keys: Keys) {
     while let Ok((stream, _)) = listener.accept().await {
         let r = registry.clone();
+        let keys = keys.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let r = r.clone();
-                async move { Ok::<_, Infallible>(route(r, req).await) }
+                let (r, keys) = (r.clone(), keys.clone());
+                async move { Ok::<_, Infallible>(route(r, &keys, req).await) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -74,9 +78,28 @@ pub async fn serve<S: Store>(listener: TcpListener, registry: Registry<S>) {
     }
 }
 
-async fn route<S: Store>(r: Registry<S>, req: Request<Incoming>) -> Response<Body> {
+/// The bearer key of a request, if it has one.
+fn bearer<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+async fn route<S: Store>(r: Registry<S>, keys: &Keys, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let writes = matches!(*req.method(), Method::PUT | Method::DELETE | Method::POST);
+    if let (true, ["services", s, ..]) = (writes, segs.as_slice()) {
+        if !bearer(&req).is_some_and(|k| keys.may_write(k, s)) {
+            return error(
+                401,
+                "unauthorized",
+                format!("writing service {s} needs the platform key or {s}'s own key (Authorization: Bearer KEY)"),
+            );
+        }
+    }
     let sse = req
         .headers()
         .get("accept")

@@ -2,8 +2,9 @@
 //! by heartbeats; clients list them, watch them (server-sent events: the current state, then
 //! up/down/update/leader), follow each service's leader (its oldest live instance), and
 //! resolve them through DNS (`NAME.discoverd`). Registrations live in a [`store::Store`]: the
-//! embedded one for a single host.
+//! embedded one for a single host. Writes need a key ([`auth`]); reads are open.
 
+pub mod auth;
 pub mod client;
 pub mod dns;
 pub mod embedded;

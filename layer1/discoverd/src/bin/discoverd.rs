@@ -30,6 +30,21 @@ struct Args {
     /// Key prefix in etcd.
     #[arg(long, default_value = "/flynn/discoverd")]
     etcd_prefix: String,
+    /// File holding the platform key that writes need (or set `DISCOVERD_KEY`).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+}
+
+/// The platform key: from `--key-file`, else from `DISCOVERD_KEY`.
+fn platform_key(args: &Args) -> anyhow::Result<discoverd::auth::Keys> {
+    let key = match &args.key_file {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading the key file {}", p.display()))?,
+        None => std::env::var("DISCOVERD_KEY").map_err(|_| {
+            anyhow::anyhow!("writes need a platform key: give --key-file PATH or set DISCOVERD_KEY")
+        })?,
+    };
+    Ok(discoverd::auth::Keys::new(&key)?)
 }
 
 fn resolv_conf() -> Vec<SocketAddr> {
@@ -51,17 +66,22 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let keys = platform_key(&args)?;
     if args.etcd.is_empty() {
         let store = discoverd::embedded::Embedded::open(&args.data)?;
-        run(store, args).await
+        run(store, args, keys).await
     } else {
         let store = discoverd::etcd::Etcd::connect(&args.etcd, &args.etcd_prefix).await?;
         tracing::info!(endpoints = ?args.etcd, "etcd store");
-        run(store, args).await
+        run(store, args, keys).await
     }
 }
 
-async fn run<S: discoverd::store::Store>(store: S, args: Args) -> anyhow::Result<()> {
+async fn run<S: discoverd::store::Store>(
+    store: S,
+    args: Args,
+    keys: discoverd::auth::Keys,
+) -> anyhow::Result<()> {
     let registry = discoverd::Registry::start(store).await?;
     let http = tokio::net::TcpListener::bind(args.http)
         .await
@@ -84,7 +104,7 @@ async fn run<S: discoverd::store::Store>(store: S, args: Args) -> anyhow::Result
         tokio::spawn(discoverd::dns::serve(dns, registry.clone(), upstream));
     }
     tokio::select! {
-        _ = discoverd::http::serve(http, registry) => {}
+        _ = discoverd::http::serve(http, registry, keys) => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
