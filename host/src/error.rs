@@ -91,6 +91,7 @@ fn store_kind(e: &StoreError) -> (u16, &'static str) {
     match e {
         StoreError::NoSuchImage(_) => (404, "no_such_image"),
         StoreError::Ambiguous(_) => (400, "ambiguous_image"),
+        StoreError::InUse { .. } => (409, "image_in_use"),
         _ => (500, "store"),
     }
 }

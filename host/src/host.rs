@@ -299,6 +299,11 @@ impl Host {
                 .into_iter()
                 .map(String::from)
                 .collect();
+            if let Ok(dropped) = rt.prune_store_uses() {
+                for user in dropped {
+                    tracing::warn!(user, "dropped an image use no job owns");
+                }
+            }
             rt.network().prune(&live)
         })
         .await;

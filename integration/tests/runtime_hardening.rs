@@ -102,3 +102,24 @@ fn raw_sockets_only_when_asked_and_missing_working_dirs_are_made() {
         "nothing left of the refused job"
     );
 }
+
+#[test]
+fn pinkerton_never_deletes_layers_under_a_running_job() {
+    let Some(j) = Jobs::for_test("pinkerton_never_deletes_layers_under_a_running_job") else {
+        return;
+    };
+    j.rt.create(&j.sh("reader", "sleep 30")).unwrap();
+    // The store is shared with the runtime; the CLI is another process.
+    let err = j.pinkerton.fails(&["rm", &j.image]);
+    assert!(err.contains("in use by") && err.contains("reader"), "{err}");
+    j.pinkerton.ok(&["gc"]);
+    let layers = j.pinkerton.store().join("layers/sha256");
+    assert!(
+        std::fs::read_dir(&layers).unwrap().count() > 0,
+        "gc kept the job's layers"
+    );
+    j.rt.stop("reader", Duration::from_millis(100)).unwrap();
+    j.rt.delete("reader").unwrap();
+    j.pinkerton.ok(&["rm", &j.image]);
+    assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 0);
+}

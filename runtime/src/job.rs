@@ -20,6 +20,7 @@ use crate::spec::{BindMount, JobId, JobSpec};
 use crate::volume::{VolumeError, Volumes};
 
 mod cleanup;
+mod image_use;
 pub use cleanup::shim_alive;
 use cleanup::{kill_cgroup, remove_cgroups};
 
@@ -238,7 +239,28 @@ impl Runtime {
             image: spec.image.clone(),
             source,
         };
-        let image = self.store.find_image(&spec.image).map_err(image_err)?;
+        // Taken before anything else, so that no `rm` or `gc` deletes the layers under the job.
+        let image = self
+            .store
+            .add_use(&self.store_user(&spec.id), &spec.image)
+            .map_err(image_err)?;
+        let result = self.create_from(spec, &dir, &image);
+        if result.is_err() {
+            let _ = self.store.remove_use(&self.store_user(&spec.id));
+        }
+        result
+    }
+
+    fn create_from(
+        &self,
+        spec: &JobSpec,
+        dir: &Path,
+        image: &pinkerton::store::ImageRecord,
+    ) -> Result<i32, RuntimeError> {
+        let image_err = |source| RuntimeError::Image {
+            image: spec.image.clone(),
+            source,
+        };
         let config = self.store.read_blob(&image.id).map_err(image_err)?;
         let config = ImageConfig::parse(&config).map_err(|e| RuntimeError::ImageConfig {
             image: spec.image.clone(),
@@ -259,9 +281,9 @@ impl Runtime {
             fs::create_dir_all(&empty).map_err(io("creating the empty lower dir"))?;
             layers.push(empty);
         }
-        let result = self.prepare_and_start(spec, &dir, &layers, &config);
+        let result = self.prepare_and_start(spec, dir, &layers, &config);
         if result.is_err() {
-            let _ = self.remove_dir(&dir);
+            let _ = self.remove_dir(dir);
         }
         result
     }
@@ -476,7 +498,8 @@ impl Runtime {
         }
         kill_cgroup(&self.cgroup_path(&job));
         remove_cgroups(&self.cgroup_path(&job))?;
-        self.remove_dir(&dir)
+        self.remove_dir(&dir)?;
+        self.release_image(&job)
     }
 
     fn remove_dir(&self, dir: &Path) -> Result<(), RuntimeError> {

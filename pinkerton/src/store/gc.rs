@@ -54,7 +54,12 @@ impl Store {
     /// [`Store::gc`] for a caller that already holds the exclusive lock.
     pub(super) fn gc_locked(&self) -> Result<GcReport, StoreError> {
         let images = self.images()?;
-        let layers: HashSet<&Digest> = images.iter().flat_map(|i| &i.layers).collect();
+        let uses = self.uses()?;
+        let layers: HashSet<&Digest> = images
+            .iter()
+            .flat_map(|i| &i.layers)
+            .chain(uses.iter().flat_map(|(_, u)| &u.layers))
+            .collect();
         let blobs: HashSet<&Digest> = images
             .iter()
             .flat_map(|i| std::iter::once(&i.id).chain(&i.manifest))

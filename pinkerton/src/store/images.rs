@@ -129,6 +129,22 @@ impl Store {
         let _i = self.lock_file("images.lock", nix::fcntl::FlockArg::LockExclusive)?;
         let mut images = self.images()?;
         let found = self.select(&images, query)?;
+        let uses = self.uses()?;
+        for &i in &found {
+            // The last name of an image in use cannot go: its layers are read by a job.
+            let others = images
+                .iter()
+                .enumerate()
+                .any(|(j, r)| r.id == images[i].id && !found.contains(&j));
+            if let Some((user, _)) = uses.iter().find(|(_, u)| u.image == images[i].id) {
+                if !others {
+                    return Err(StoreError::InUse {
+                        image: query.to_string(),
+                        user: user.clone(),
+                    });
+                }
+            }
+        }
         let mut removed = Vec::new();
         for i in found.into_iter().rev() {
             removed.push(images.remove(i));

@@ -7,6 +7,7 @@
 //! ROOT/images.json               image records (name -> manifest, config, layers)
 //! ROOT/tmp/PID-N/                work in progress, renamed into place when complete
 //! ROOT/locks/                    flock files
+//! ROOT/uses/USER.json            layers a running job reads, kept by rm and gc
 //! ```
 //!
 //! Everything becomes visible by `rename`, so a process killed at any point leaves either the
@@ -14,6 +15,7 @@
 
 mod gc;
 mod images;
+mod uses;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 pub use gc::GcReport;
 pub use images::ImageRecord;
+pub use uses::Use;
 
 /// The default store location.
 pub const DEFAULT_ROOT: &str = "/var/lib/flynn/pinkerton";
@@ -64,6 +67,14 @@ pub enum StoreError {
     /// Several images match an id prefix.
     #[error("image id prefix {0:?} is ambiguous; give more characters")]
     Ambiguous(String),
+    /// The image is read by a running job.
+    #[error("image {image} is in use by {user}; stop and remove that job first")]
+    InUse {
+        /// The image, as asked for.
+        image: String,
+        /// Who uses it (a job).
+        user: String,
+    },
 }
 
 pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {

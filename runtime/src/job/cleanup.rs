@@ -26,7 +26,8 @@ impl Runtime {
             .detach(job.as_str(), read_attachment(&dir).as_ref())?;
         rootfs::unmount(&dir.join("bundle/rootfs"))?;
         kill_cgroup(&self.cgroup_path(&job));
-        remove_cgroups(&self.cgroup_path(&job))
+        remove_cgroups(&self.cgroup_path(&job))?;
+        self.release_image(&job)
     }
 
     /// Ends a job whose shim is gone without recording an exit (the shim was killed, or the
@@ -69,7 +70,8 @@ impl Runtime {
         }
         kill_cgroup(&self.cgroup_path(&job));
         remove_cgroups(&self.cgroup_path(&job))?;
-        self.remove_dir(&dir)
+        self.remove_dir(&dir)?;
+        self.release_image(&job)
     }
 
     /// True when the job's shim process runs.
