@@ -158,3 +158,58 @@ fn bad_archives_are_refused_and_change_nothing() {
     assert!(err.contains("malformed"), "{err}");
     assert!(tree::diff(&before, &tree::store_state(&p.store())).is_empty());
 }
+
+#[test]
+fn layouts_with_several_tagged_images() {
+    if !require_root("layouts_with_several_tagged_images") {
+        return;
+    }
+    let p = Pinkerton::new();
+    let dir = p.scratch().join("many");
+    let mut l = OciLayout::new(&dir);
+    let one = Layer::new()
+        .file("one", b"1\n", 0o644)
+        .build(Compression::Gzip);
+    let two = Layer::new()
+        .file("two", b"2\n", 0o644)
+        .build(Compression::Gzip);
+    l.add_image("one", std::slice::from_ref(&one), json!({}));
+    l.add_image("two", std::slice::from_ref(&two), json!({}));
+    // An index whose manifests carry no platform, as some tools write them: the platform is
+    // read from each image's config.
+    let mut bare_amd64 = l.manifest(std::slice::from_ref(&one), "amd64", json!({}));
+    let mut bare_arm64 = l.manifest(std::slice::from_ref(&two), "arm64", json!({}));
+    bare_amd64.as_object_mut().unwrap().remove("platform");
+    bare_arm64.as_object_mut().unwrap().remove("platform");
+    l.add_index("bare", vec![bare_arm64, bare_amd64]);
+    let path = dir.to_str().unwrap();
+
+    // --tag on several images would give them one name: refused, nothing imported.
+    let err = p.fails(&["import", "--tag", "example.com/x:v1", path]);
+    assert!(err.contains("3 images") && err.contains("--ref"), "{err}");
+    assert!(!p.ok(&["images"]).contains("example.com"));
+    // One chosen by name, then renamed with --tag.
+    let out = p.ok(&["import", "--ref", "two", "--tag", "example.com/x:v1", path]);
+    assert_eq!(out.trim(), "example.com/x:v1");
+    let err = p.fails(&["import", "--ref", "three", path]);
+    assert!(
+        err.contains("no image named \"three\"") && err.contains("one, two, bare"),
+        "{err}"
+    );
+    // Every image under its own name.
+    let out = p.ok(&["import", "--platform", "linux/amd64", path]);
+    let names: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        names,
+        [
+            "localhost/many:one",
+            "localhost/many:two",
+            "localhost/many:bare"
+        ]
+    );
+    let bare = rootfs(&p, "localhost/many:bare", "bare");
+    assert!(
+        bare.contains_key("one") && !bare.contains_key("two"),
+        "{bare:?}"
+    );
+}

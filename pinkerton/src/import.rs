@@ -74,6 +74,22 @@ pub enum ImportError {
     /// A path inside the archive points outside it.
     #[error("archive path {0:?} points outside the archive")]
     Escape(String),
+    /// One name was given for several images.
+    #[error("{count} images are in the archive but --tag gives one name; choose one image with --ref NAME (names: {names}), or import without --tag")]
+    TagForMany {
+        /// How many images.
+        count: usize,
+        /// Their names in the archive.
+        names: String,
+    },
+    /// No image of the layout has the name asked for.
+    #[error("no image named {wanted:?} in the layout (names: {names})")]
+    NoSuchRef {
+        /// The name asked for.
+        wanted: String,
+        /// The names there are.
+        names: String,
+    },
 }
 
 fn at(path: &Path) -> impl FnOnce(io::Error) -> ImportError + '_ {
@@ -92,14 +108,17 @@ struct SaveEntry {
     layers: Vec<String>,
 }
 
-/// Imports every image in `input` (an archive file or a directory); `tag` names them instead of
-/// the names the archive carries. Returns the records added.
+/// Imports every image in `input` (an archive file or a directory), or only the one named
+/// `reference` (an OCI layout's `org.opencontainers.image.ref.name`); `tag` names the image
+/// instead of the name the archive carries, and is refused when more than one image would get
+/// it. Returns the records added.
 pub fn import(
     store: &Store,
     input: &Path,
     tag: Option<&Reference>,
     platform: &Platform,
     max_layer_size: u64,
+    reference: Option<&str>,
 ) -> Result<Vec<ImageRecord>, ImportError> {
     store.sweep_tmp()?;
     let _lock = store.lock_shared()?;
@@ -125,7 +144,7 @@ pub fn import(
     if dir.join("manifest.json").is_file() {
         importer.docker_save(tag)
     } else if dir.join("index.json").is_file() {
-        importer.oci_layout(tag, platform, &stem)
+        importer.oci_layout(tag, platform, &stem, reference)
     } else {
         Err(ImportError::UnknownFormat(input.to_path_buf()))
     }
@@ -210,6 +229,16 @@ impl Importer<'_> {
                 path: mpath.clone(),
                 source,
             })?;
+        if tag.is_some() && entries.len() > 1 {
+            let names: Vec<String> = entries
+                .iter()
+                .flat_map(|e| e.repo_tags.clone().unwrap_or_default())
+                .collect();
+            return Err(ImportError::TagForMany {
+                count: entries.len(),
+                names: names.join(", "),
+            });
+        }
         let mut records = Vec::new();
         for e in entries {
             let cpath = self.path(&e.config)?;
@@ -250,22 +279,50 @@ impl Importer<'_> {
         tag: Option<&Reference>,
         platform: &Platform,
         stem: &str,
+        reference: Option<&str>,
     ) -> Result<Vec<ImageRecord>, ImportError> {
         let ipath = self.dir.join("index.json");
         let bytes = fs::read(&ipath).map_err(at(&ipath))?;
         let Manifest::Index(index) = manifest::parse(&bytes, Some(manifest::OCI_INDEX))? else {
             return Err(ImportError::UnknownFormat(ipath));
         };
-        let mut records = Vec::new();
-        for desc in index.manifests() {
-            let ref_name = desc
-                .annotations()
+        let ref_name = |d: &oci_spec::image::Descriptor| {
+            d.annotations()
                 .as_ref()
-                .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned());
+                .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned())
+        };
+        let names = || {
+            let n: Vec<String> = index.manifests().iter().filter_map(ref_name).collect();
+            if n.is_empty() {
+                "none".to_string()
+            } else {
+                n.join(", ")
+            }
+        };
+        let chosen: Vec<&oci_spec::image::Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| reference.is_none_or(|r| ref_name(d).as_deref() == Some(r)))
+            .collect();
+        if let (Some(wanted), true) = (reference, chosen.is_empty()) {
+            return Err(ImportError::NoSuchRef {
+                wanted: wanted.into(),
+                names: names(),
+            });
+        }
+        if tag.is_some() && chosen.len() > 1 {
+            return Err(ImportError::TagForMany {
+                count: chosen.len(),
+                names: names(),
+            });
+        }
+        let mut records = Vec::new();
+        for desc in chosen {
+            let ref_name = ref_name(desc);
             let mut blob = BlobRef::from_descriptor(desc)?;
             let mut doc = self.read_verified(&blob.digest)?;
             if let Manifest::Index(inner) = manifest::parse(&doc, Some(&blob.media_type))? {
-                blob = manifest::select_platform(&inner, platform)?;
+                blob = self.pick_platform(&inner, platform)?;
                 doc = self.read_verified(&blob.digest)?;
             }
             let Manifest::Image(m) = manifest::parse(&doc, Some(&blob.media_type))? else {
@@ -306,6 +363,41 @@ impl Importer<'_> {
             records.extend(self.record(vec![name], &config_bytes, &config, Some(blob.digest))?);
         }
         Ok(records)
+    }
+
+    /// The manifest of `index` for `platform`: by the descriptors' platforms, or, where the
+    /// index names none (as some tools write them), by the platform in each image's config.
+    fn pick_platform(
+        &self,
+        index: &oci_spec::image::ImageIndex,
+        platform: &Platform,
+    ) -> Result<BlobRef, ImportError> {
+        if index.manifests().iter().any(|d| d.platform().is_some()) {
+            return Ok(manifest::select_platform(index, platform)?);
+        }
+        let mut seen = Vec::new();
+        for d in index.manifests() {
+            let blob = BlobRef::from_descriptor(d)?;
+            let doc = self.read_verified(&blob.digest)?;
+            let Manifest::Image(m) = manifest::parse(&doc, Some(&blob.media_type))? else {
+                continue;
+            };
+            let config = self.read_verified(&BlobRef::from_descriptor(m.config())?.digest)?;
+            let config = ImageConfig::parse(&config)?;
+            if platform.matches(&config.platform) {
+                return Ok(blob);
+            }
+            seen.push(config.platform.to_string());
+        }
+        Err(ManifestError::NoPlatform {
+            wanted: platform.clone(),
+            available: if seen.is_empty() {
+                "none".into()
+            } else {
+                seen.join(", ")
+            },
+        }
+        .into())
     }
 
     /// Unpacks the layers not yet stored, then commits them all (or none).

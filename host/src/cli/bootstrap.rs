@@ -71,6 +71,7 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
             Some(&tag.parse()?),
             &pinkerton::platform::Platform::host(),
             pinkerton::pull::DEFAULT_MAX_LAYER_SIZE,
+            None,
         )?;
         Ok(w)
     })

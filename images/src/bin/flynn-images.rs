@@ -69,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             Some(&reference),
             &pinkerton::platform::Platform::host(),
             pinkerton::pull::DEFAULT_MAX_LAYER_SIZE,
+            None,
         )?;
         for rec in recs {
             println!("imported {} ({})", rec.name, rec.id);

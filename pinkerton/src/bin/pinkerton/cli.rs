@@ -51,6 +51,10 @@ pub enum Cmd {
         /// Platform to pick from multi-platform layouts.
         #[arg(long)]
         platform: Option<Platform>,
+        /// Import only the image of an OCI layout with this name
+        /// (`org.opencontainers.image.ref.name`, as in skopeo's `oci:DIR:NAME`).
+        #[arg(long = "ref", value_name = "NAME")]
+        reference: Option<String>,
     },
     /// List images.
     Images {

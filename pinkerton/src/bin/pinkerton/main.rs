@@ -79,6 +79,7 @@ async fn run() -> Result<()> {
             input,
             tag,
             platform,
+            reference,
         } => {
             let platform = platform.unwrap_or_else(Platform::host);
             let recs = pinkerton::import::import(
@@ -87,6 +88,7 @@ async fn run() -> Result<()> {
                 tag.as_ref(),
                 &platform,
                 DEFAULT_MAX_LAYER_SIZE,
+                reference.as_deref(),
             )?;
             for r in recs {
                 println!("{}", r.name);
