@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Start benchmark: the same busybox rootfs, `/bin/true`, create to exit, sequential runs:
-#   flynn runtime (shim + libcontainer, overlay rootfs from pinkerton's store)
-#   runc run, crun run (same rootfs flattened into an OCI bundle)
-# then memory per idle job (100 `sleep` jobs). All runtimes run in one private mount namespace
-# where /sys/fs/cgroup/unified is unmounted (crun 1.8 refuses hybrid cgroups otherwise).
+#   flynn runtime with network `none` and with `bridge` (netns, veth, address, NAT rules)
+#   runc run, crun run (same rootfs flattened into an OCI bundle, no network setup)
+#   podman run --network=bridge, when podman is installed
+# then memory per idle job (100 `sleep` jobs). Everything runs in one private network and mount
+# namespace (the bridge and its rules never touch the machine's own network), where
+# /sys/fs/cgroup/unified is unmounted (crun 1.8 refuses hybrid cgroups otherwise).
 # Run as root on an idle machine: bench/start.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,12 +35,19 @@ json.dump(c, open(sys.argv[1], "w"))
 PY
 
 ours="$bin/examples/start_bench $work/store $work/jobs $bin/flynn-shim $image"
-unshare --mount --propagation private bash -c "
+podman=""
+if command -v podman >/dev/null; then
+    podman="-n 'podman run --network=bridge' 'podman run --rm --network=bridge --rootfs $work/bundle/rootfs /bin/true'"
+fi
+unshare --mount --net --propagation private bash -c "
+    ip link set lo up
     umount /sys/fs/cgroup/unified 2>/dev/null || true
     hyperfine -N --warmup 5 --runs $runs --export-json $work/h.json --style basic \
-        -n 'flynn runtime' '$ours' \
+        -n 'flynn none' '$ours none' \
+        -n 'flynn bridge' '$ours bridge' \
         -n 'runc run' 'runc run --bundle $work/bundle bench-runc' \
-        -n 'crun run' 'crun run --bundle $work/bundle bench-crun'
+        -n 'crun run' 'crun run --bundle $work/bundle bench-crun' \
+        $podman
 " >"$work/hyperfine.log" 2>&1 || { cat "$work/hyperfine.log"; exit 1; }
 
 python3 - "$work/h.json" <<'PY'
@@ -47,8 +56,9 @@ res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 print(f"{'runtime':16} {'median ms':>10} {'min ms':>8} {'max ms':>8}")
 for k, v in res.items():
     print(f"{k:16} {v['median']*1000:10.1f} {v['min']*1000:8.1f} {v['max']*1000:8.1f}")
-ours = res["flynn runtime"]["median"]
-for peer in ("runc run", "crun run"):
-    print(f"{peer} / flynn runtime: {res[peer]['median'] / ours:.2f}x")
+none, bridge = res["flynn none"]["median"], res["flynn bridge"]["median"]
+for peer in [k for k in res if not k.startswith("flynn")]:
+    print(f"flynn none / {peer}: {none / res[peer]['median']:.2f}x")
+print(f"bridge costs {(bridge - none) * 1000:.1f} ms over none")
 PY
-$ours idle 100
+unshare --mount --net --propagation private bash -c "ip link set lo up; $ours idle 100"

@@ -102,6 +102,7 @@ fn security_defaults_hold_inside_the_job() {
         "secure",
         "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; \
          echo timer_list=$(wc -c < /proc/timer_list); \
+         echo kcore=$(head -c 16 /dev/kcore 2>/dev/null | wc -c); \
          mount -t tmpfs none /mnt 2>/dev/null; echo mount=$?; \
          unshare -U true 2>/dev/null; echo unshare=$?; \
          (echo x > /proc/sysrq-trigger) 2>/dev/null && echo sysrq=writable || echo sysrq=refused; \
@@ -118,6 +119,8 @@ fn security_defaults_hold_inside_the_job() {
         .unwrap()
         .is_empty());
     assert!(out.contains("timer_list=0"), "masked: {out}");
+    // Where the kernel has /proc/kcore, /dev/kcore links to it: masked, it reads nothing.
+    assert!(out.contains("kcore=0"), "masked: {out}");
     assert!(
         !out.contains("mount=0") && !out.contains("unshare=0"),
         "{out}"
@@ -130,8 +133,8 @@ fn security_defaults_hold_inside_the_job() {
     for d in devs.split_whitespace() {
         assert!(
             [
-                "console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm",
-                "stderr", "stdin", "stdout", "tty", "urandom", "zero"
+                "console", "core", "kcore", "fd", "full", "mqueue", "null", "ptmx", "pts",
+                "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"
             ]
             .contains(&d),
             "unexpected /dev/{d}: {devs}"

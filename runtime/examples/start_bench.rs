@@ -1,7 +1,7 @@
 //! Benchmark helper for `bench/start.sh`.
 //!
-//! `start_bench STORE ROOT SHIM IMAGE` runs `/bin/true` from IMAGE as one job, from create to
-//! exit, then deletes it. `start_bench STORE JOBS SHIM IMAGE idle N` starts N `sleep` jobs,
+//! `start_bench STORE ROOT SHIM IMAGE [none|bridge]` runs `/bin/true` from IMAGE as one job
+//! with that network (default bridge), from create to exit, then deletes it. `start_bench STORE JOBS SHIM IMAGE idle N` starts N `sleep` jobs,
 //! prints the shims' memory (RSS and PSS, KiB per job), then stops and deletes them.
 
 use std::time::Duration;
@@ -40,8 +40,13 @@ fn main() {
     };
     if args.get(5).map(String::as_str) != Some("idle") {
         let id = format!("bench-{}", std::process::id());
-        rt.create(&spec(id.clone(), &["/bin/true"]))
-            .expect("create");
+        let mut job = spec(id.clone(), &["/bin/true"]);
+        job.network = match args.get(5).map(String::as_str) {
+            None | Some("bridge") => runtime::NetworkMode::Bridge,
+            Some("none") => runtime::NetworkMode::None,
+            Some(other) => panic!("network {other:?}: use none or bridge"),
+        };
+        rt.create(&job).expect("create");
         let status = rt.wait(&id, Duration::from_secs(30)).expect("wait");
         assert_eq!(status.code, Some(0));
         rt.delete(&id).expect("delete");

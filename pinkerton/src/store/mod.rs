@@ -311,12 +311,20 @@ pub(crate) fn remove_path(p: &Path) -> Result<(), StoreError> {
 
 /// Writes `data` to `path` through a temporary file, fsync and rename.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write_replace(path, data, true)
+}
+
+/// Writes `data` to `path` through a temporary file and rename, with an fsync first when
+/// `sync` (records that must outlive a power loss; a job's use need not, the job would not).
+pub(crate) fn write_replace(path: &Path, data: &[u8], sync: bool) -> Result<(), StoreError> {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

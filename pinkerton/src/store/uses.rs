@@ -13,7 +13,7 @@ use std::fs;
 
 use serde::{Deserialize, Serialize};
 
-use super::{io_at, write_atomic, Store, StoreError};
+use super::{io_at, write_replace, Store, StoreError};
 use crate::digest::Digest;
 
 /// What one user holds.
@@ -62,7 +62,8 @@ impl Store {
             layers: image.layers.clone(),
         };
         let json = serde_json::to_vec(&u).expect("uses serialise");
-        write_atomic(&dir.join(format!("{user}.json")), &json)?;
+        // Not synced: after a power loss the job is gone too.
+        write_replace(&dir.join(format!("{user}.json")), &json, false)?;
         Ok(image)
     }
 

@@ -71,8 +71,12 @@ impl Ipam {
         let _lock =
             Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| io(e.into()))?;
         let mut db: LeaseFile = match fs::read(&self.path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| NetError::Leases(self.path.clone(), e.to_string()))?,
+            // Written by rename and not synced: only a power loss can tear it, and then no
+            // job that held a lease survived either.
+            Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+                tracing::warn!(path = %self.path.display(), error = %e, "unreadable lease file; starting from no leases");
+                LeaseFile::default()
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => LeaseFile::default(),
             Err(e) => return Err(io(e)),
         };
@@ -82,7 +86,6 @@ impl Ipam {
         (|| {
             let mut f = File::create(&tmp)?;
             std::io::Write::write_all(&mut f, &json)?;
-            f.sync_all()?;
             fs::rename(&tmp, &self.path)
         })()
         .map_err(io)?;

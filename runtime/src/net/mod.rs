@@ -243,9 +243,12 @@ impl Network {
             })
         })?;
         let wanted: Vec<(String, u16)> = ports.iter().map(|p| (p.proto.clone(), p.host)).collect();
-        let leased = self
-            .ipam
-            .allocate_ports(id, &wanted, listeners::host_ports)?;
+        let leased = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            self.ipam
+                .allocate_ports(id, &wanted, listeners::host_ports)?
+        };
         let mut rules = Vec::new();
         for (p, host) in ports.iter().zip(leased) {
             rules.push(nat::PortRule {
@@ -323,8 +326,19 @@ impl Network {
     /// found by the job's leased address.
     pub fn detach(&self, id: &str, att: Option<&Attachment>) -> Result<(), NetError> {
         let mut first_error = None;
-        let leased = self.ipam.leases()?.get(id).and_then(|l| l.ip);
-        let ips: Vec<Ipv4Addr> = att.map(|a| a.ip).into_iter().chain(leased).collect();
+        // With an attachment that published nothing there are no rules to look for (listing
+        // them costs a process); without one, any rule to the job's leased address goes.
+        let ips: Vec<Ipv4Addr> = match att {
+            Some(a) if a.ports.is_empty() => Vec::new(),
+            Some(a) => vec![a.ip],
+            None => self
+                .ipam
+                .leases()?
+                .get(id)
+                .and_then(|l| l.ip)
+                .into_iter()
+                .collect(),
+        };
         if !ips.is_empty() {
             if let Err(e) = nat::remove_ports_where(|r| ips.contains(&r.ip)) {
                 first_error.get_or_insert(e);
