@@ -3,6 +3,25 @@
 
 use std::path::Path;
 
+/// Waits until no job veth (`fl...`) is left in this network namespace, up to `limit`: the
+/// kernel destroys a job's pair with its namespace, shortly after the job is gone. Returns
+/// the ones still there.
+pub fn job_veths_gone_within(limit: std::time::Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let links = crate::run_ok(std::process::Command::new("ip").args(["-o", "link"]));
+        let veths: Vec<String> = links
+            .lines()
+            .filter(|l| l.contains(": fl") && !l.contains("flynnbr0"))
+            .map(str::to_string)
+            .collect();
+        if veths.is_empty() || std::time::Instant::now() > deadline {
+            return veths;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Mount table entries now, to compare with [`assert_clean`]'s count.
 pub fn mount_count() -> usize {
     std::fs::read_to_string("/proc/self/mountinfo")
@@ -44,11 +63,7 @@ pub fn assert_clean(root: &Path, cgroup_parent: &str, prefix: &str, mounts_befor
         .filter(|c| c.contains("flynn-shim") && c.contains(&root_s))
         .collect();
     assert!(shims.is_empty(), "shims left running: {shims:?}");
-    let links = crate::run_ok(std::process::Command::new("ip").args(["-o", "link"]));
-    let veths: Vec<&str> = links
-        .lines()
-        .filter(|l| l.contains(": fl") && !l.contains("flynnbr0"))
-        .collect();
+    let veths = job_veths_gone_within(std::time::Duration::from_secs(10));
     assert!(veths.is_empty(), "veths leaked: {veths:?}");
     let net = runtime::net::Network::new(runtime::net::NetConfig::default(), root.join("net"));
     assert!(net.ipam().leases().unwrap().is_empty(), "leases leaked");

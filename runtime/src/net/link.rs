@@ -70,43 +70,40 @@ pub async fn ensure_bridge(
     Ok(i)
 }
 
-/// Creates veth `host`/`peer`, attaches `host` to the bridge in hairpin mode (and isolated,
-/// when `isolated`) and moves `peer` into `netns`.
+/// Creates veth `host`/`eth0` in one request: `host` on the bridge and up, its peer `eth0`
+/// born inside `netns` (moving a link between namespaces afterwards costs an RCU grace
+/// period); then sets hairpin mode on the bridge port (and isolation, when `isolated`).
 pub async fn create_veth(
     h: &Handle,
     host: &str,
-    peer: &str,
     bridge: u32,
     netns: &std::fs::File,
     isolated: bool,
 ) -> Result<(), NetError> {
+    use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+    use rtnetlink::LinkMessageBuilder;
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name("eth0".to_string())
+        .setns_by_fd(netns.as_raw_fd())
+        .build();
+    let msg = LinkVeth::new(host, "eth0")
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .controller(bridge)
+        .up()
+        .build();
     h.link()
-        .add(LinkVeth::new(host, peer).build())
+        .add(msg)
         .execute()
         .await
         .map_err(nl("creating the veth pair"))?;
     let hi = index(h, host)
         .await?
         .ok_or_else(|| NetError::Netlink("veth vanished".into()))?;
-    let pi = index(h, peer)
-        .await?
-        .ok_or_else(|| NetError::Netlink("veth peer vanished".into()))?;
-    h.link()
-        .set(
-            LinkUnspec::new_with_index(hi)
-                .controller(bridge)
-                .up()
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(nl("attaching the veth to the bridge"))?;
     // Hairpin: frames may leave through the port they came in on, so a job reaches itself
-    // through a published port.
-    // Isolated (where iptables cannot see bridged frames): frames between two job ports are
-    // not bridged, so jobs reach each other only through the host, where the filter rules
-    // decide. With br_netfilter the rules see bridged frames, and isolation would drop the
-    // DNATed hairpin frames it bridges from job to job.
+    // through a published port. Isolated (where iptables cannot see bridged frames): frames
+    // between two job ports are not bridged, so jobs reach each other only through the host,
+    // where the filter rules decide. With br_netfilter the rules see bridged frames, and
+    // isolation would drop the DNATed hairpin frames it bridges from job to job.
     h.link()
         .set_port(
             LinkBridgePort::new(hi)
@@ -116,35 +113,20 @@ pub async fn create_veth(
         )
         .execute()
         .await
-        .map_err(nl("turning hairpin and isolation on"))?;
-    h.link()
-        .set(
-            LinkUnspec::new_with_index(pi)
-                .setns_by_fd(netns.as_raw_fd())
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(nl("moving the veth into the job's namespace"))
+        .map_err(nl("turning hairpin and isolation on"))
 }
 
-/// Inside the job's namespace: names `peer` eth0, gives it `ip/prefix`, brings it and `lo` up
-/// and routes through `gateway`.
+/// Inside the job's namespace: gives `eth0` `ip/prefix`, brings it and `lo` up and routes
+/// through `gateway`.
 pub async fn configure_inside(
     h: &Handle,
-    peer: &str,
     ip: Ipv4Addr,
     prefix: u8,
     gateway: Ipv4Addr,
 ) -> Result<(), NetError> {
-    let pi = index(h, peer)
+    let pi = index(h, "eth0")
         .await?
-        .ok_or_else(|| NetError::Netlink("veth peer missing in the job's namespace".into()))?;
-    h.link()
-        .set(LinkUnspec::new_with_index(pi).name("eth0").build())
-        .execute()
-        .await
-        .map_err(nl("renaming eth0"))?;
+        .ok_or_else(|| NetError::Netlink("eth0 missing in the job's namespace".into()))?;
     h.address()
         .add(pi, IpAddr::V4(ip), prefix)
         .execute()

@@ -118,6 +118,46 @@ pub struct Attachment {
     pub ports: Vec<PortMap>,
 }
 
+/// What the shared rules were set up for: a boot, a network namespace and a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct BaseSetup {
+    boot_id: String,
+    netns: u64,
+    config: String,
+    filtered: bool,
+}
+
+impl BaseSetup {
+    fn now(cfg: &NetConfig, filtered: bool) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let open: Vec<String> = cfg
+            .open_ports
+            .iter()
+            .map(|p| format!("{}/{}", p.proto, p.port))
+            .collect();
+        Self {
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            netns: std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino()),
+            config: format!(
+                "{} {}/{} {}",
+                cfg.bridge,
+                cfg.subnet,
+                cfg.prefix,
+                open.join(",")
+            ),
+            filtered,
+        }
+    }
+
+    /// The same boot, namespace and configuration (whatever was found about filtering).
+    fn same(&self, other: &Self) -> bool {
+        (&self.boot_id, self.netns, &self.config) == (&other.boot_id, other.netns, &other.config)
+    }
+}
+
 /// The bridge network of one host.
 #[derive(Debug, Clone)]
 pub struct Network {
@@ -152,17 +192,24 @@ impl Network {
         self.ipam.gateway()
     }
 
-    /// Creates the bridge (with the gateway address) and the shared NAT rules unless they
-    /// exist; returns the bridge's link index. Done one caller at a time, so concurrent first
-    /// jobs neither race to create the bridge nor add the rules twice.
+    /// Creates the bridge (with the gateway address) unless it exists and (re)writes the shared
+    /// NAT and filter rules; returns the bridge's link index. A daemon calls this when it
+    /// starts, so rules an operator flushed come back. Done one caller at a time, so concurrent
+    /// first jobs neither race to create the bridge nor add the rules twice.
     pub fn ensure(&self) -> Result<u32, NetError> {
-        self.ensure_filtering().map(|(br, _)| br)
+        self.setup(true).map(|(br, _)| br)
     }
 
-    /// As [`Network::ensure`]; also tells whether iptables sees bridged frames (otherwise job
-    /// ports must be isolated on the bridge).
+    /// The bridge and rules for a job: set up once per network namespace and boot (recorded in
+    /// `base.json` beside the leases, so that a process starting one job does not rewrite the
+    /// rules each time); also tells whether iptables sees bridged frames (otherwise job ports
+    /// must be isolated on the bridge).
     fn ensure_filtering(&self) -> Result<(u32, bool), NetError> {
-        static SETUP: Mutex<Option<bool>> = Mutex::new(None);
+        self.setup(false)
+    }
+
+    fn setup(&self, force: bool) -> Result<(u32, bool), NetError> {
+        static SETUP: Mutex<Option<BaseSetup>> = Mutex::new(None);
         let mut done = SETUP.lock().unwrap_or_else(|p| p.into_inner());
         let (bridge, gateway, prefix) = (
             self.cfg.bridge.clone(),
@@ -171,20 +218,35 @@ impl Network {
         );
         let br =
             link::with_handle(async |h| link::ensure_bridge(&h, &bridge, gateway, prefix).await)?;
-        let filtered = match *done {
-            Some(f) => f,
-            None => {
-                let f = nat::bridge_filtering();
-                nat::ensure_base(
-                    &self.cfg.bridge,
-                    self.cfg.subnet,
-                    self.cfg.prefix,
-                    &self.cfg.open_ports,
-                )?;
-                *done = Some(f);
-                f
+        let want = BaseSetup::now(&self.cfg, false);
+        let marker = self.dir.join("base.json");
+        if !force {
+            if let Some(d) = done.as_ref().filter(|d| d.same(&want)) {
+                return Ok((br, d.filtered));
             }
-        };
+            let recorded: Option<BaseSetup> = std::fs::read(&marker)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(d) = recorded.filter(|d| d.same(&want)) {
+                let filtered = d.filtered;
+                *done = Some(d);
+                return Ok((br, filtered));
+            }
+        }
+        let filtered = nat::bridge_filtering();
+        nat::ensure_base(
+            &self.cfg.bridge,
+            self.cfg.subnet,
+            self.cfg.prefix,
+            &self.cfg.open_ports,
+        )?;
+        let setup = BaseSetup { filtered, ..want };
+        let _ = std::fs::create_dir_all(&self.dir);
+        let tmp = self.dir.join(".base.json.tmp");
+        if std::fs::write(&tmp, serde_json::to_vec(&setup).expect("serialises")).is_ok() {
+            let _ = std::fs::rename(&tmp, &marker);
+        }
+        *done = Some(setup);
         Ok((br, filtered))
     }
 
@@ -205,7 +267,7 @@ impl Network {
             netns: self.dir.join("ns").join(id),
             ports: Vec::new(),
         };
-        let result = self.attach_steps(id, hostname, ports, files, &tag, &mut att);
+        let result = self.attach_steps(id, hostname, ports, files, &mut att);
         match result {
             Ok(()) => Ok(att),
             Err(e) => {
@@ -221,7 +283,6 @@ impl Network {
         hostname: &str,
         ports: &[PortMap],
         files: &Path,
-        tag: &str,
         att: &mut Attachment,
     ) -> Result<(), NetError> {
         att.ip = self.ipam.allocate_ip(id)?;
@@ -230,17 +291,13 @@ impl Network {
         netns::create(&att.netns)?;
         let ns_file = std::fs::File::open(&att.netns)
             .map_err(|e| NetError::Netns(att.netns.clone(), e.to_string()))?;
-        let (gateway, prefix, peer) = (att.gateway, self.cfg.prefix, format!("fp{tag}"));
+        let (gateway, prefix) = (att.gateway, self.cfg.prefix);
         let host = att.host_veth.clone();
         let (br, filtered) = self.ensure_filtering()?;
-        link::with_handle(async |h| {
-            link::create_veth(&h, &host, &peer, br, &ns_file, !filtered).await
-        })?;
+        link::with_handle(async |h| link::create_veth(&h, &host, br, &ns_file, !filtered).await)?;
         let ip = att.ip;
         netns::run_in(&att.netns, move || {
-            link::with_handle(async |h| {
-                link::configure_inside(&h, &peer, ip, prefix, gateway).await
-            })
+            link::with_handle(async |h| link::configure_inside(&h, ip, prefix, gateway).await)
         })?;
         let wanted: Vec<(String, u16)> = ports.iter().map(|p| (p.proto.clone(), p.host)).collect();
         let leased = if wanted.is_empty() {
@@ -344,9 +401,15 @@ impl Network {
                 first_error.get_or_insert(e);
             }
         }
+        // With an attachment the job's namespace held the other end: unpinning it below lets
+        // the kernel destroy the pair with the namespace, off the caller's path (an explicit
+        // delete waits for RCU grace periods, about 30 ms). Without one, a setup was cut short
+        // and the pair may sit in the host's namespace.
         let host = format!("fl{}", short_hash(id));
-        if let Err(e) = link::with_handle(async |h| link::delete(&h, &host).await) {
-            first_error.get_or_insert(e);
+        if att.is_none() {
+            if let Err(e) = link::with_handle(async |h| link::delete(&h, &host).await) {
+                first_error.get_or_insert(e);
+            }
         }
         if let Err(e) = netns::remove(&self.dir.join("ns").join(id)) {
             first_error.get_or_insert(e);
