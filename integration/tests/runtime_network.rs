@@ -161,7 +161,10 @@ fn bridge_jobs_publish_ports_with_hairpin() {
         "leases released"
     );
     let left = integration::leaks::job_veths_gone_within(Duration::from_secs(10));
-    assert!(!left.iter().any(|l| l.contains(&att.host_veth)), "veth removed: {left:?}");
+    assert!(
+        !left.iter().any(|l| l.contains(&att.host_veth)),
+        "veth removed: {left:?}"
+    );
     let after_rules = runtime::net::nat::rules("nat").unwrap();
     assert!(
         !after_rules
