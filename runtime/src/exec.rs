@@ -20,29 +20,9 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// True when `path` names an executable regular file inside `root`.
 fn executable_in(root: &OwnedFd, path: &str) -> bool {
-    let Ok(c) = CString::new(path.trim_start_matches('/')) else {
+    let Ok(fd) = open_in(root, path, libc::O_PATH) else {
         return false;
     };
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT,
-    };
-    // SAFETY: openat2 reads a NUL-terminated path and an open_how of the given size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     match nix::sys::stat::fstat(&fd) {
         Ok(st) => st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 != 0,
         Err(_) => false,
