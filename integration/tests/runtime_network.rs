@@ -236,3 +236,16 @@ fn outbound_nat_reaches_another_namespace() {
         "source is masqueraded: {seen}"
     );
 }
+
+#[test]
+fn a_job_id_can_be_used_again_at_once() {
+    let Some(j) = Jobs::for_test("a_job_id_can_be_used_again_at_once") else {
+        return;
+    };
+    // Each job's veth pair goes with its namespace a little after the job is deleted; the
+    // next job of the same id must not trip over it.
+    for round in 0..5 {
+        let (status, out) = j.output(&j.sh("again", &format!("echo round {round}")));
+        assert_eq!((status.code, out), (Some(0), format!("round {round}")));
+    }
+}

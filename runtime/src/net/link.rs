@@ -91,11 +91,20 @@ pub async fn create_veth(
         .controller(bridge)
         .up()
         .build();
-    h.link()
-        .add(msg)
-        .execute()
-        .await
-        .map_err(nl("creating the veth pair"))?;
+    match h.link().add(msg.clone()).execute().await {
+        Ok(()) => {}
+        // A job of the same id that just ended: its pair goes with its namespace, which the
+        // kernel may not have destroyed yet. The name is this job's, so the pair can go now.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {
+            delete(h, host).await?;
+            h.link()
+                .add(msg)
+                .execute()
+                .await
+                .map_err(nl("creating the veth pair"))?;
+        }
+        Err(e) => return Err(nl("creating the veth pair")(e)),
+    }
     let hi = index(h, host)
         .await?
         .ok_or_else(|| NetError::Netlink("veth vanished".into()))?;
