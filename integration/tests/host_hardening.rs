@@ -218,9 +218,17 @@ fn wait_for_absent(h: &HostDaemon, id: &str) {
 #[test]
 fn half_sent_requests_cannot_use_up_the_daemon() {
     let test = "half_sent_requests_cannot_use_up_the_daemon";
-    let Some(h) =
-        HostDaemon::for_test_with(test, &["--header-timeout", "2", "--max-connections", "16"])
-    else {
+    let Some(h) = HostDaemon::for_test_with(
+        test,
+        &[
+            "--header-timeout",
+            "2",
+            "--max-connections",
+            "16",
+            "--body-timeout",
+            "2",
+        ],
+    ) else {
         return;
     };
     let pid = h.pid().unwrap();
@@ -247,6 +255,28 @@ fn half_sent_requests_cannot_use_up_the_daemon() {
     // The daemon closes them after the header timeout, and answers a real client meanwhile.
     let (body, status) = api(&h, "GET", "/status", None);
     assert_eq!(status, 200, "{body}");
+    // A body announced longer than what is sent: 408 once the body timeout passes.
+    let url = format!("http://{}/jobs", h.tcp);
+    let auth = format!("Authorization: Bearer {}", h.token());
+    let out = integration::run(Command::new("curl").args([
+        "-sS",
+        "--max-time",
+        "30",
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        &auth,
+        "-H",
+        "Content-Length: 10485",
+        "-d",
+        r#"{"image":1}"#,
+        &url,
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.ends_with("408") && text.contains("request_timeout"),
+        "{text}"
+    );
     for s in &mut slow {
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut buf = Vec::new();

@@ -61,6 +61,9 @@ pub struct DaemonArgs {
     /// Connections served at once on each listener; more wait to be accepted.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Seconds a client may take to send a request body before it gets a 408.
+    #[arg(long, default_value_t = 30)]
+    body_timeout: u64,
 }
 
 fn size(flag: &str, v: &str) -> anyhow::Result<u64> {
@@ -127,6 +130,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
     let limits = server::Limits {
         header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
         max_connections: args.max_connections.max(1),
+        body_timeout: std::time::Duration::from_secs(args.body_timeout.max(1)),
     };
     server::serve(host, &endpoints, token, limits, shutdown).await?;
     Ok(0)

@@ -20,8 +20,10 @@ pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
-/// Longest a client may take to send a request body.
-const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a client may take to send a request body; set on each request by the server
+/// (its `Limits`), 30 s when absent.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
 
 /// A failed request, as its response.
 #[derive(Debug)]
@@ -123,16 +125,23 @@ pub fn ndjson<T: Serialize + Send + 'static>(mut rx: mpsc::Receiver<T>) -> Respo
     streamed("application/x-ndjson", out)
 }
 
-/// Reads a JSON request body of at most 1 MiB, sent within 30 s.
+/// Reads a JSON request body of at most 1 MiB, sent within the request's [`BodyTimeout`].
 pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let limit = req
+        .extensions()
+        .get::<BodyTimeout>()
+        .map_or(std::time::Duration::from_secs(30), |t| t.0);
     let collect = Limited::new(req.into_body(), MAX_BODY).collect();
-    let body = tokio::time::timeout(BODY_TIMEOUT, collect)
+    let body = tokio::time::timeout(limit, collect)
         .await
         .map_err(|_| {
             ApiError::new(
                 408,
                 "request_timeout",
-                "the request body did not arrive within 30 s (is Content-Length right?)",
+                format!(
+                    "the request body did not arrive within {} s (is Content-Length right?)",
+                    limit.as_secs()
+                ),
             )
         })?
         .map_err(|e| {

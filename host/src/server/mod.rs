@@ -32,6 +32,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Most connections served at once per listener; more wait to be accepted.
     pub max_connections: usize,
+    /// Longest a client may take to send a request body (`408` then).
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -39,6 +41,7 @@ impl Default for Limits {
         Self {
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -173,7 +176,9 @@ fn spawn_conn<S>(
 {
     tokio::spawn(async move {
         let _slot = slot;
-        let svc = service_fn(move |req| {
+        let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(http::BodyTimeout(limits.body_timeout));
             let (host, token) = (host.clone(), token.clone());
             async move {
                 Ok::<_, Infallible>(routes::handle(host, req, needs_token.then_some(&*token)).await)
