@@ -2,14 +2,12 @@
 //! on the event bus. HTTP lives elsewhere ([`crate::server`]); this is what it calls.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use pinkerton::store::Store;
-use runtime::net::NetConfig;
-use runtime::{JobId, JobSpec, Runtime, RuntimeError};
+use runtime::{JobId, Runtime, RuntimeError};
 use tokio::sync::Semaphore;
 
 use crate::api::{CreateJob, Job, JobState};
@@ -17,71 +15,8 @@ use crate::db::Db;
 use crate::error::HostError;
 use crate::events::{now, Events};
 
-/// How the daemon is set up.
-#[derive(Debug, Clone)]
-pub struct HostConfig {
-    /// The state directory: database, token, runtime files, image store.
-    pub state: PathBuf,
-    /// The image store (default: `STATE/pinkerton`).
-    pub store: PathBuf,
-    /// The `flynn-shim` binary.
-    pub shim: PathBuf,
-    /// Operator-given tags, reported in the status.
-    pub tags: BTreeMap<String, String>,
-    /// Registries pulled from over plain HTTP (loopback ones always are).
-    pub insecure_registries: Vec<String>,
-    /// The job network.
-    pub network: NetConfig,
-    /// Job starts run at once; more wait.
-    pub parallel_starts: usize,
-    /// discoverd's URL: jobs with a service are registered there, the host registers itself,
-    /// and jobs resolve names through discoverd's DNS on the bridge gateway.
-    pub discoverd: Option<String>,
-    /// The API address this host registers in discoverd as service `flynn-host`.
-    pub advertise: Option<std::net::SocketAddr>,
-    /// The cgroup jobs' cgroups are created under (one per daemon on a machine).
-    pub cgroup_parent: String,
-    /// Limits for jobs that set none of their own (`None` fields: unlimited).
-    pub default_resources: runtime::Resources,
-    /// Cap on each job's log on disk, unless the job sets its own.
-    pub log_max_bytes: u64,
-}
-
-/// The file in the state directory holding discoverd's platform key.
-pub const DISCOVERD_KEY_FILE: &str = "discoverd.key";
-
-/// The default memory limit of a job that names none: 1 GiB (Flynn's default too).
-pub const DEFAULT_MEMORY: u64 = 1 << 30;
-/// The default process and thread limit of a job that names none.
-pub const DEFAULT_PIDS: i64 = 4096;
-/// The default open-file limit of a job that names none.
-pub const DEFAULT_NOFILE: u64 = 65_536;
-
-impl HostConfig {
-    /// Settings for a state directory, with the image store inside it.
-    pub fn new(state: impl Into<PathBuf>, shim: impl Into<PathBuf>) -> Self {
-        let state = state.into();
-        Self {
-            store: state.join("pinkerton"),
-            state,
-            shim: shim.into(),
-            tags: BTreeMap::new(),
-            insecure_registries: Vec::new(),
-            network: NetConfig::default(),
-            parallel_starts: 8,
-            discoverd: None,
-            advertise: None,
-            cgroup_parent: runtime::job::CGROUP_PARENT.into(),
-            default_resources: runtime::Resources {
-                memory: Some(DEFAULT_MEMORY),
-                pids: Some(DEFAULT_PIDS),
-                nofile: Some(DEFAULT_NOFILE),
-                ..Default::default()
-            },
-            log_max_bytes: runtime::log::DEFAULT_MAX_BYTES,
-        }
-    }
-}
+mod config;
+pub use config::{HostConfig, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS, DISCOVERD_KEY_FILE};
 
 /// The daemon's core, cheap to clone.
 #[derive(Debug, Clone)]
@@ -128,7 +63,7 @@ impl Host {
     /// monitor is gone are marked failed and cleaned up. Must run inside a tokio runtime.
     pub async fn open(mut config: HostConfig) -> Result<Self, HostError> {
         if let Some(n) = config.default_resources.nofile {
-            config.default_resources.nofile = Some(usable_nofile(n));
+            config.default_resources.nofile = Some(config::usable_nofile(n));
         }
         let io = |what: String| move |source| HostError::Io { what, source };
         std::fs::create_dir_all(&config.state)
@@ -366,17 +301,7 @@ impl Host {
         let store = self.inner.store.clone();
         let image = req.image.clone();
         tokio::task::spawn_blocking(move || store.find_image(&image)).await??;
-        let mut spec = to_spec(job_id, &req);
-        let defaults = &self.inner.config.default_resources;
-        let r = &mut spec.resources;
-        r.memory = r.memory.or(defaults.memory);
-        r.pids = r.pids.or(defaults.pids);
-        r.nofile = r.nofile.or(defaults.nofile);
-        r.cpu_millis = r.cpu_millis.or(defaults.cpu_millis);
-        spec.log_max_bytes = Some(
-            spec.log_max_bytes
-                .unwrap_or(self.inner.config.log_max_bytes),
-        );
+        let spec = self.inner.config.job_spec(job_id, &req);
         let job = Job {
             id: id.clone(),
             state: JobState::Starting,
@@ -591,45 +516,6 @@ impl Host {
             }
         });
     }
-}
-
-/// The open-file limit jobs can be given by default: `wanted`, raising the daemon's own hard
-/// limit to it when needed (jobs inherit what the daemon may set), or the daemon's hard limit
-/// where it may not raise it (no `CAP_SYS_RESOURCE`).
-fn usable_nofile(wanted: u64) -> u64 {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return wanted;
-    };
-    if wanted <= hard || setrlimit(Resource::RLIMIT_NOFILE, soft, wanted).is_ok() {
-        return wanted;
-    }
-    tracing::warn!(
-        wanted,
-        hard,
-        "cannot raise the open-file limit (no CAP_SYS_RESOURCE); jobs get the daemon's hard limit by default"
-    );
-    hard
-}
-
-/// The runtime spec for an API request.
-fn to_spec(id: JobId, req: &CreateJob) -> JobSpec {
-    let mut spec = JobSpec::new(id, &req.image, req.args.clone());
-    spec.entrypoint = req.entrypoint.clone();
-    spec.env = req.env.clone();
-    spec.working_dir = req.working_dir.clone();
-    spec.user = req.user.clone();
-    spec.hostname = req.hostname.clone();
-    spec.resources = req.resources.clone();
-    spec.mounts = req.mounts.clone();
-    spec.volumes = req.volumes.clone();
-    spec.network = req.network;
-    spec.ports = req.ports.clone();
-    spec.readonly_rootfs = req.readonly_rootfs;
-    spec.tty = req.tty;
-    spec.stdin = req.stdin;
-    spec.net_raw = req.net_raw;
-    spec
 }
 
 /// A signal by name (`TERM`, `SIGTERM`, case-insensitive) or number.

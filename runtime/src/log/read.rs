@@ -259,6 +259,18 @@ mod tests {
         );
     }
 
+    /// Everything after `cursor`, as a follower reads it.
+    fn drain(r: &LogReader, cursor: &mut LogCursor) -> Vec<LogLine> {
+        let mut out = Vec::new();
+        loop {
+            let b = r.next(cursor).unwrap();
+            if b.is_empty() {
+                return out;
+            }
+            out.extend(b);
+        }
+    }
+
     #[test]
     fn a_follower_sees_every_line_across_a_rotation() {
         let t = tempfile::tempdir().unwrap();
@@ -271,25 +283,11 @@ mod tests {
                 .unwrap();
             if i % 100 == 0 {
                 // Read now and then, so that the follower is behind when the file rotates.
-                let mut seen = Vec::new();
-                loop {
-                    let b = r.next(&mut cursor).unwrap();
-                    if b.is_empty() {
-                        break;
-                    }
-                    seen.extend(b);
-                }
+                let seen = drain(&r, &mut cursor);
                 assert_eq!(seen.last().unwrap().line, format!("line {i}"));
             }
         }
-        let mut rest = Vec::new();
-        loop {
-            let b = r.next(&mut cursor).unwrap();
-            if b.is_empty() {
-                break;
-            }
-            rest.extend(b);
-        }
+        let rest = drain(&r, &mut cursor);
         let first: usize = rest[0].line[5..].parse().unwrap();
         for (k, l) in rest.iter().enumerate() {
             assert_eq!(l.line, format!("line {}", first + k));
