@@ -54,8 +54,9 @@ fn the_api_matches_its_openapi_document_under_fuzzing() {
             ])
             .args(["--max-examples", "40", "--no-color", "--workers", "2"])
             .args(["--suppress-health-check", "filter_too_much,too_slow"])
-            // A stop may wait out its grace period (up to an hour if asked).
-            .args(["--request-timeout", "120"])
+            // A stop waits out its grace period (10 s by default, up to an hour if asked)
+            // when the job ignores SIGTERM, as a shell running as PID 1 does.
+            .args(["--request-timeout", "120", "--max-response-time", "120"])
             .env("HOME", h.state()),
     );
     let text = String::from_utf8_lossy(&out.stdout);
