@@ -6,9 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use flynn_host::api::CreateJob;
-use flynn_host::client::Client;
-use flynn_host::Endpoint;
+use host_api::client::Client;
+use host_api::{CreateJob, Endpoint, JobConfig, NetworkMode};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,8 +17,8 @@ async fn main() -> anyhow::Result<()> {
         "usage: api_bench SOCKET IMAGE COUNT CONCURRENCY PREFIX [bridge|none]"
     );
     let network = match a.get(6).map(String::as_str) {
-        None | Some("bridge") => runtime::NetworkMode::Bridge,
-        Some("none") => runtime::NetworkMode::None,
+        None | Some("bridge") => NetworkMode::Bridge,
+        Some("none") => NetworkMode::None,
         Some(n) => anyhow::bail!("unknown network mode {n}"),
     };
     let client = Client::new(Endpoint::Unix(a[1].clone().into()), None);
@@ -38,10 +37,11 @@ async fn main() -> anyhow::Result<()> {
             let mut i = w;
             while i < count {
                 let req = CreateJob {
-                    id: Some(format!("{prefix}{i}")),
-                    image: image.clone(),
-                    args: vec!["sleep".into(), "3600".into()],
-                    network,
+                    id: Some(format!("{prefix}{i}").parse()?),
+                    config: JobConfig {
+                        network,
+                        ..JobConfig::new(image.clone(), vec!["sleep".into(), "3600".into()])
+                    },
                     ..Default::default()
                 };
                 let t = Instant::now();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-use crate::api::Job;
+use host_api::Job;
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
@@ -82,7 +82,8 @@ impl Db {
     }
 
     /// Removes a job record.
-    pub fn delete_job(&self, id: &str) -> Result<(), DbError> {
+    pub fn delete_job(&self, id: &host_api::JobId) -> Result<(), DbError> {
+        let id = id.as_str();
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = tx.open_table(JOBS).map_err(|e| self.err(e))?;
@@ -130,20 +131,17 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CreateJob, JobState};
+    use host_api::{CreateJob, JobState};
 
     #[test]
     fn records_survive_reopening() {
         let t = tempfile::tempdir().unwrap();
         let path = t.path().join("host.redb");
         let job = Job {
-            id: "a".into(),
+            id: "a".parse().unwrap(),
             state: JobState::Running,
-            config: CreateJob {
-                image: "busybox".into(),
-                ..Default::default()
-            },
-            created_at: "2026-01-01T00:00:00Z".into(),
+            config: CreateJob::new("busybox", Vec::new()),
+            created_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             started_at: None,
             ended_at: None,
             pid: Some(7),
@@ -158,9 +156,9 @@ mod tests {
             db.set_meta("host_id", "h1").unwrap();
         }
         let db = Db::open(&path).unwrap();
-        assert_eq!(db.jobs().unwrap(), vec![job]);
+        assert_eq!(db.jobs().unwrap(), vec![job.clone()]);
         assert_eq!(db.meta("host_id").unwrap().as_deref(), Some("h1"));
-        db.delete_job("a").unwrap();
+        db.delete_job(&job.id).unwrap();
         assert!(db.jobs().unwrap().is_empty());
     }
 }

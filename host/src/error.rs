@@ -1,6 +1,9 @@
 //! What a host operation can fail with, and the one place that maps each kind of failure to an
 //! HTTP status and a stable error code.
 
+use flynn_http::server::ApiError;
+use flynn_http::ErrorCode;
+use host_api::JobId;
 use pinkerton::store::StoreError;
 use runtime::net::NetError;
 use runtime::volume::VolumeError;
@@ -11,24 +14,24 @@ use crate::db::DbError;
 /// A host operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
-    /// The request is malformed.
+    /// The request is malformed; the message says how.
     #[error("{0}")]
     BadRequest(String),
-    /// No job has this id.
+    /// No job has this id (or the id is not one a job could have).
     #[error("no such job: {0}")]
     NoSuchJob(String),
     /// A job with this id exists.
     #[error("job {0} already exists; remove it or choose another id")]
-    JobExists(String),
+    JobExists(JobId),
     /// The job has not ended.
     #[error("job {0} is {1}; stop it first (or delete with force=true)")]
-    JobRunning(String, &'static str),
+    JobRunning(JobId, host_api::JobState),
     /// The job does not run.
     #[error("job {0} is {1}, not running")]
-    JobNotRunning(String, &'static str),
+    JobNotRunning(JobId, host_api::JobState),
     /// The job has no attach socket (it ended).
     #[error("job {0} cannot be attached to: it is not running")]
-    NotAttachable(String),
+    NotAttachable(JobId),
     /// An image is used by a job.
     #[error("image {image} is used by job {job}; remove the job first")]
     ImageInUse {
@@ -50,11 +53,12 @@ pub enum HostError {
     #[error(transparent)]
     Db(#[from] DbError),
     /// A file or process operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
-        /// The error.
+        /// Why it failed.
+        #[source]
         source: std::io::Error,
     },
     /// A background task died.
@@ -70,55 +74,80 @@ impl HostError {
     }
 
     /// The HTTP status and the stable error code of this error.
-    pub fn kind(&self) -> (u16, &'static str) {
+    pub fn kind(&self) -> (u16, ErrorCode) {
         use HostError as H;
-        match self {
-            H::BadRequest(_) => (400, "bad_request"),
-            H::NoSuchJob(_) => (404, "no_such_job"),
-            H::JobExists(_) => (409, "job_exists"),
-            H::JobRunning(..) => (409, "job_running"),
-            H::JobNotRunning(..) | H::NotAttachable(_) => (409, "job_not_running"),
-            H::ImageInUse { .. } => (409, "image_in_use"),
-            H::Store(e) => store_kind(e),
-            H::Volume(e) => volume_kind(e),
-            H::Runtime(e) => runtime_kind(e),
-            H::Db(_) | H::Io { .. } | H::Task(_) => (500, "internal"),
+        let code = match self {
+            H::BadRequest(_) => ErrorCode::BadRequest,
+            H::NoSuchJob(_) => ErrorCode::NoSuchJob,
+            H::JobExists(_) => ErrorCode::JobExists,
+            H::JobRunning(..) => ErrorCode::JobRunning,
+            H::JobNotRunning(..) | H::NotAttachable(_) => ErrorCode::JobNotRunning,
+            H::ImageInUse { .. } => ErrorCode::ImageInUse,
+            H::Store(e) => return store_kind(e),
+            H::Volume(e) => volume_code(e),
+            H::Runtime(e) => return runtime_kind(e),
+            H::Db(_) | H::Io { .. } | H::Task(_) => ErrorCode::Internal,
+        };
+        (code.status(), code)
+    }
+}
+
+/// The message of an error and of every error under it, `: `-joined.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
         }
+        cur = s.source();
+    }
+    out
+}
+
+impl From<HostError> for ApiError {
+    fn from(e: HostError) -> Self {
+        let (status, code) = e.kind();
+        ApiError::with_status(status, code, chain(&e))
     }
 }
 
-fn store_kind(e: &StoreError) -> (u16, &'static str) {
+fn store_kind(e: &StoreError) -> (u16, ErrorCode) {
+    let code = match e {
+        StoreError::NoSuchImage(_) => ErrorCode::NoSuchImage,
+        StoreError::Ambiguous(_) => ErrorCode::AmbiguousImage,
+        StoreError::InUse { .. } => ErrorCode::ImageInUse,
+        _ => return (500, ErrorCode::Store),
+    };
+    (code.status(), code)
+}
+
+fn volume_code(e: &VolumeError) -> ErrorCode {
     match e {
-        StoreError::NoSuchImage(_) => (404, "no_such_image"),
-        StoreError::Ambiguous(_) => (400, "ambiguous_image"),
-        StoreError::InUse { .. } => (409, "image_in_use"),
-        _ => (500, "store"),
+        VolumeError::BadName(_) => ErrorCode::BadRequest,
+        VolumeError::NoSuchVolume(_) => ErrorCode::NoSuchVolume,
+        VolumeError::Exists(_) => ErrorCode::VolumeExists,
+        VolumeError::InUse { .. } => ErrorCode::VolumeInUse,
+        VolumeError::Io { .. } => ErrorCode::Internal,
     }
 }
 
-fn volume_kind(e: &VolumeError) -> (u16, &'static str) {
-    match e {
-        VolumeError::BadName(_) => (400, "bad_request"),
-        VolumeError::NoSuchVolume(_) => (404, "no_such_volume"),
-        VolumeError::Exists(_) => (409, "volume_exists"),
-        VolumeError::InUse { .. } => (409, "volume_in_use"),
-        VolumeError::Io { .. } => (500, "internal"),
-    }
-}
-
-fn runtime_kind(e: &RuntimeError) -> (u16, &'static str) {
+fn runtime_kind(e: &RuntimeError) -> (u16, ErrorCode) {
     use RuntimeError as R;
-    match e {
-        R::Exists(_) => (409, "job_exists"),
-        R::NoSuchJob(_) => (404, "no_such_job"),
-        R::Running(_) => (409, "job_running"),
-        R::Image { source, .. } => store_kind(source),
-        R::Spec(_) => (400, "bad_job"),
-        R::Volume(v) => volume_kind(v),
-        R::Net(NetError::PortTaken(_) | NetError::HostPortInUse(..)) => (409, "port_in_use"),
-        R::Net(NetError::Exhausted) => (503, "network_exhausted"),
-        R::StartFailed { .. } => (500, "start_failed"),
-        R::Timeout(_) => (504, "timeout"),
-        _ => (500, "internal"),
-    }
+    let code = match e {
+        R::Exists(_) => ErrorCode::JobExists,
+        R::NoSuchJob(_) => ErrorCode::NoSuchJob,
+        R::Running(_) => ErrorCode::JobRunning,
+        R::Image { source, .. } => return store_kind(source),
+        R::Spec(_) => ErrorCode::BadJob,
+        R::Volume(v) => volume_code(v),
+        R::Net(NetError::PortTaken(_) | NetError::HostPortInUse(..)) => ErrorCode::PortInUse,
+        R::Net(NetError::Exhausted) => ErrorCode::NetworkExhausted,
+        R::StartFailed { .. } => ErrorCode::StartFailed,
+        R::Timeout(_) => ErrorCode::Timeout,
+        _ => ErrorCode::Internal,
+    };
+    (code.status(), code)
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::broadcast;
 
-use crate::api::{Event, EventKind, Image, Job};
+use host_api::{Event, EventPayload, Image, ImageAction, Job, JobAction, Timestamp};
 
 /// Events kept for subscribers that fall behind; a slower subscriber is told it lagged.
 const BACKLOG: usize = 4096;
@@ -26,20 +26,12 @@ impl Default for Events {
     }
 }
 
-/// Now, as the API writes times (RFC 3339, UTC, nanoseconds).
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
 impl Events {
-    fn send(&self, kind: EventKind, job: Option<Job>, image: Option<Image>, action: Option<&str>) {
+    fn send(&self, payload: EventPayload) {
         let event = Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-            time: now(),
-            kind,
-            job,
-            image,
-            action: action.map(str::to_string),
+            time: Timestamp::now(),
+            payload,
         };
         // No subscriber is not an error.
         let _ = self.tx.send(event);
@@ -47,17 +39,23 @@ impl Events {
 
     /// A job reached `job.state`.
     pub fn job(&self, job: &Job) {
-        self.send(EventKind::Job, Some(job.clone()), None, None);
+        self.send(EventPayload::Job {
+            job: Box::new(job.clone()),
+            action: None,
+        });
     }
 
     /// A job's record was removed (deleted, or its start refused as a bad request).
     pub fn job_deleted(&self, job: &Job) {
-        self.send(EventKind::Job, Some(job.clone()), None, Some("deleted"));
+        self.send(EventPayload::Job {
+            job: Box::new(job.clone()),
+            action: Some(JobAction::Deleted),
+        });
     }
 
-    /// Something happened to an image: `pulled` or `deleted`.
-    pub fn image(&self, image: Image, action: &str) {
-        self.send(EventKind::Image, None, Some(image), Some(action));
+    /// Something happened to an image.
+    pub fn image(&self, image: Image, action: ImageAction) {
+        self.send(EventPayload::Image { image, action });
     }
 
     /// A receiver of every event from now on.

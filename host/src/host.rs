@@ -9,11 +9,13 @@ use nix::sys::signal::Signal;
 use pinkerton::store::Store;
 use runtime::{JobId, Runtime, RuntimeError};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
-use crate::api::{CreateJob, Job, JobState};
 use crate::db::Db;
 use crate::error::HostError;
-use crate::events::{now, Events};
+use crate::events::Events;
+use host_api::Timestamp;
+use host_api::{CreateJob, Job, JobState};
 
 mod config;
 pub use config::{HostConfig, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS, DISCOVERD_KEY_FILE};
@@ -30,14 +32,14 @@ pub(crate) struct Inner {
     pub(crate) runtime: Runtime,
     pub(crate) store: Store,
     db: Db,
-    jobs: Mutex<BTreeMap<String, Job>>,
+    jobs: Mutex<BTreeMap<JobId, Job>>,
     pub(crate) events: Events,
     starts: Semaphore,
     /// Serialises the end-of-job bookkeeping, so each job ends once.
     transitions: tokio::sync::Mutex<()>,
     pub(crate) id: String,
     pub(crate) started: Instant,
-    pub(crate) services: crate::services::Services,
+    pub(crate) registrations: crate::registration::Registrations,
 }
 
 /// Why a job is marked failed when its shim vanished without recording an exit.
@@ -76,15 +78,15 @@ impl Host {
         .map_err(io(format!("restricting {}", config.state.display())))?;
         let store = Store::open(&config.store)?;
         let mut net = config.network.clone();
-        if let Some(url) = &config.discoverd {
+        if let Some(endpoint) = &config.discoverd {
             // discoverd answers DNS on the bridge gateway, and its HTTP API: the only host
             // services jobs reach.
             let gateway = std::net::Ipv4Addr::from(u32::from(net.subnet) + 1);
             net.nameservers = vec![gateway.to_string()];
-            let http = url
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.trim_end_matches('/').parse().ok())
-                .unwrap_or(1111);
+            let http = match endpoint {
+                flynn_http::Endpoint::Tcp(a) => a.port(),
+                flynn_http::Endpoint::Unix(_) => 1111,
+            };
             for (proto, port) in [("udp", 53), ("tcp", 53), ("tcp", http)] {
                 net.open_ports.push(runtime::net::nat::OpenPort {
                     proto: proto.into(),
@@ -139,8 +141,8 @@ impl Host {
                 jobs: Mutex::new(jobs),
                 events: Events::default(),
                 transitions: tokio::sync::Mutex::new(()),
-                services: crate::services::Services::new(
-                    config_discoverd.as_deref(),
+                registrations: crate::registration::Registrations::new(
+                    config_discoverd,
                     discoverd_key.as_deref(),
                     host_ip,
                 ),
@@ -157,15 +159,15 @@ impl Host {
                 false => addr,
             };
             host.inner
-                .services
-                .keep("flynn-host", &host.inner.id, addr.to_string());
+                .registrations
+                .keep("flynn-host", &host.inner.id, addr);
         }
         Ok(host)
     }
 
     async fn adopt(&self) -> Result<(), HostError> {
         let rt = self.inner.runtime.clone();
-        let known: Vec<String> = lock(&self.inner.jobs).keys().cloned().collect();
+        let known: Vec<JobId> = lock(&self.inner.jobs).keys().cloned().collect();
         // Job directories without a record: a daemon died before recording them.
         let orphans = tokio::task::spawn_blocking(move || -> Result<Vec<String>, HostError> {
             let mut purged = Vec::new();
@@ -176,7 +178,7 @@ impl Host {
                 })?
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
             {
-                if !known.contains(&id) && rt.purge(&id).is_ok() {
+                if !known.iter().any(|k| k.as_str() == id) && rt.purge(&id).is_ok() {
                     purged.push(id);
                 }
             }
@@ -195,11 +197,11 @@ impl Host {
             let rt = self.inner.runtime.clone();
             let id = job.id.clone();
             let running = tokio::task::spawn_blocking(move || {
-                let pid = match rt.state(&id) {
+                let pid = match rt.state(id.as_str()) {
                     Ok(runtime::JobState::Running(pid)) => Some(pid),
                     _ => None,
                 };
-                (rt.shim_running(&id).unwrap_or(false), pid)
+                (rt.shim_running(id.as_str()).unwrap_or(false), pid)
             })
             .await?;
             match running {
@@ -211,7 +213,7 @@ impl Host {
                     }
                     tracing::info!(job = %job.id, "re-adopted a running job");
                     if let Ok(j) = self.job(&job.id) {
-                        self.inner.services.job_changed(&j);
+                        self.inner.registrations.job_changed(&j);
                     }
                     self.spawn_watch(job.id.clone());
                 }
@@ -261,12 +263,12 @@ impl Host {
         tokio::task::block_in_place(|| self.inner.db.put_job(&job))?;
         lock(&self.inner.jobs).insert(job.id.clone(), job.clone());
         self.inner.events.job(&job);
-        self.inner.services.job_changed(&job);
+        self.inner.registrations.job_changed(&job);
         Ok(job)
     }
 
     /// A job by id.
-    pub fn job(&self, id: &str) -> Result<Job, HostError> {
+    pub fn job(&self, id: &JobId) -> Result<Job, HostError> {
         lock(&self.inner.jobs)
             .get(id)
             .cloned()
@@ -285,28 +287,30 @@ impl Host {
     /// The creation runs as a task of its own: a caller that goes away (a client that
     /// disconnects) does not interrupt it half-way, so the job is always recorded as running
     /// or failed.
-    pub async fn create(&self, req: CreateJob) -> Result<Job, HostError> {
+    pub async fn create(&self, mut req: CreateJob) -> Result<Job, HostError> {
+        let id = match req.id.clone() {
+            Some(id) => id,
+            None => random_id()
+                .parse()
+                .expect("16 hex digits are a valid job id"),
+        };
+        req.id = Some(id.clone());
         let host = self.clone();
-        tokio::spawn(async move { host.create_now(req).await }).await?
+        let span = tracing::info_span!("job", id = %id);
+        tokio::spawn(async move { host.create_now(id, req).await }.instrument(span)).await?
     }
 
-    async fn create_now(&self, req: CreateJob) -> Result<Job, HostError> {
-        let mut req = req;
-        let id = req.id.clone().unwrap_or_else(random_id);
-        let job_id: JobId = id
-            .parse()
-            .map_err(|e: runtime::spec::JobIdError| HostError::BadRequest(e.to_string()))?;
-        req.id = Some(id.clone());
+    async fn create_now(&self, id: JobId, req: CreateJob) -> Result<Job, HostError> {
         crate::validate::job_request(&req)?;
         let store = self.inner.store.clone();
-        let image = req.image.clone();
+        let image = req.config.image.clone();
         tokio::task::spawn_blocking(move || store.find_image(&image)).await??;
-        let spec = self.inner.config.job_spec(job_id, &req);
+        let spec = self.inner.config.job_spec(id.clone(), &req);
         let job = Job {
             id: id.clone(),
             state: JobState::Starting,
             config: req,
-            created_at: now(),
+            created_at: Timestamp::now(),
             started_at: None,
             ended_at: None,
             pid: None,
@@ -339,10 +343,10 @@ impl Host {
             Ok((pid, att)) => {
                 let mut job = self.job(&id)?;
                 job.state = JobState::Running;
-                job.started_at = Some(now());
+                job.started_at = Some(Timestamp::now());
                 job.pid = (pid > 0).then_some(pid);
                 if let Some(att) = att {
-                    job.ip = Some(att.ip.to_string());
+                    job.ip = Some(att.ip);
                     job.ports = att.ports;
                 }
                 let job = self.save(job)?;
@@ -361,7 +365,7 @@ impl Host {
             Err(e) => {
                 let mut job = self.job(&id)?;
                 job.state = JobState::Failed;
-                job.ended_at = Some(now());
+                job.ended_at = Some(Timestamp::now());
                 job.error = Some(e.to_string());
                 self.save(job)?;
                 Err(e.into())
@@ -369,13 +373,13 @@ impl Host {
         }
     }
 
-    fn mark_running(&self, id: &str, pid: i32) -> Result<(), HostError> {
+    fn mark_running(&self, id: &JobId, pid: i32) -> Result<(), HostError> {
         let mut job = self.job(id)?;
         job.state = JobState::Running;
         job.pid = Some(pid);
-        job.started_at.get_or_insert_with(now);
-        if let Ok(Some(att)) = self.inner.runtime.attachment(id) {
-            job.ip = Some(att.ip.to_string());
+        job.started_at.get_or_insert_with(Timestamp::now);
+        if let Ok(Some(att)) = self.inner.runtime.attachment(id.as_str()) {
+            job.ip = Some(att.ip);
             job.ports = att.ports;
         }
         self.save(job).map(|_| ())
@@ -383,14 +387,15 @@ impl Host {
 
     /// Records how a job ended, once its shim is gone; gives back its network and mounts.
     /// Returns the job as it is (unchanged when it still runs or ended already).
-    pub(crate) async fn finalize(&self, id: &str) -> Result<Job, HostError> {
+    #[tracing::instrument(name = "job", skip(self), fields(id = %id))]
+    pub(crate) async fn finalize(&self, id: &JobId) -> Result<Job, HostError> {
         let _t = self.inner.transitions.lock().await;
         let job = self.job(id)?;
         if job.state.is_final() {
             return Ok(job);
         }
         let rt = self.inner.runtime.clone();
-        let rid = id.to_string();
+        let rid = id.as_str().to_string();
         let ended = tokio::task::spawn_blocking(
             move || -> Option<(JobState, Option<runtime::ExitStatus>, Option<String>)> {
                 match rt.state(&rid) {
@@ -433,18 +438,19 @@ impl Host {
         job.state = state;
         job.exit = exit;
         job.error = error;
-        job.ended_at = Some(now());
+        job.ended_at = Some(Timestamp::now());
         self.save(job)
     }
 
     /// Stops a job: SIGTERM, then SIGKILL after `grace`; returns it ended.
-    pub async fn stop(&self, id: &str, grace: Duration) -> Result<Job, HostError> {
+    #[tracing::instrument(name = "job", skip(self), fields(id = %id))]
+    pub async fn stop(&self, id: &JobId, grace: Duration) -> Result<Job, HostError> {
         let job = self.job(id)?;
         if job.state.is_final() {
             return Ok(job);
         }
         let rt = self.inner.runtime.clone();
-        let rid = id.to_string();
+        let rid = id.as_str().to_string();
         match tokio::task::spawn_blocking(move || rt.stop(&rid, grace)).await? {
             Ok(_) | Err(RuntimeError::NoSuchJob(_)) => {}
             Err(e) => return Err(e.into()),
@@ -453,22 +459,23 @@ impl Host {
     }
 
     /// Sends a signal to a running job's init process.
-    pub async fn signal(&self, id: &str, signal: &str) -> Result<(), HostError> {
+    pub async fn signal(&self, id: &JobId, signal: &str) -> Result<(), HostError> {
         let sig = parse_signal(signal)?;
         let job = self.job(id)?;
         if job.state != JobState::Running {
-            return Err(HostError::JobNotRunning(id.into(), job.state.as_str()));
+            return Err(HostError::JobNotRunning(id.clone(), job.state));
         }
         let rt = self.inner.runtime.clone();
-        let rid = id.to_string();
+        let rid = id.as_str().to_string();
         Ok(tokio::task::spawn_blocking(move || rt.signal(&rid, sig)).await??)
     }
 
     /// Removes an ended job and all its files; with `force`, kills it first.
-    pub async fn delete(&self, id: &str, force: bool) -> Result<(), HostError> {
+    #[tracing::instrument(name = "job", skip(self), fields(id = %id))]
+    pub async fn delete(&self, id: &JobId, force: bool) -> Result<(), HostError> {
         let mut job = self.job(id)?;
         if !job.state.is_final() && !force {
-            return Err(HostError::JobRunning(id.into(), job.state.as_str()));
+            return Err(HostError::JobRunning(id.clone(), job.state));
         }
         // A job being created is stopped once its start has ended one way or the other.
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -485,7 +492,7 @@ impl Host {
             self.stop(id, Duration::ZERO).await?;
         }
         let rt = self.inner.runtime.clone();
-        let rid = id.to_string();
+        let rid = id.as_str().to_string();
         match tokio::task::spawn_blocking(move || rt.delete(&rid)).await? {
             Ok(()) | Err(RuntimeError::NoSuchJob(_)) => {}
             Err(e) => return Err(e.into()),
@@ -498,23 +505,27 @@ impl Host {
     }
 
     /// Watches a running job's shim and records the job's end when the shim exits.
-    fn spawn_watch(&self, id: String) {
+    fn spawn_watch(&self, id: JobId) {
         let host = self.clone();
-        tokio::spawn(async move {
-            loop {
-                crate::watch::shim_exit(host.runtime(), &id).await;
-                match host.finalize(&id).await {
-                    Ok(job) if !job.state.is_final() => {
-                        tokio::time::sleep(Duration::from_millis(100)).await
-                    }
-                    Ok(_) => return,
-                    Err(e) => {
-                        tracing::error!(job = %id, error = %e, "recording the end of a job");
-                        return;
+        let span = tracing::info_span!("job", id = %id);
+        tokio::spawn(
+            async move {
+                loop {
+                    crate::watch::shim_exit(host.runtime(), id.as_str()).await;
+                    match host.finalize(&id).await {
+                        Ok(job) if !job.state.is_final() => {
+                            tokio::time::sleep(Duration::from_millis(100)).await
+                        }
+                        Ok(_) => return,
+                        Err(e) => {
+                            tracing::error!(job = %id, error = %e, "recording the end of a job");
+                            return;
+                        }
                     }
                 }
             }
-        });
+            .instrument(span),
+        );
     }
 }
 

@@ -3,11 +3,12 @@
 use pinkerton::pull::{PullEvent, PullOptions};
 use pinkerton::reference::Reference;
 use pinkerton::registry::RegistryOptions;
+use pinkerton::store::ImageRecord;
 use tokio::sync::mpsc;
 
-use crate::api::{ErrorBody, Image, PullMessage};
 use crate::error::HostError;
 use crate::host::Host;
+use host_api::{ErrorBody, ErrorCode, Image, ImageAction, PullMessage, Timestamp};
 
 impl Host {
     /// Checks a reference before a pull starts.
@@ -28,41 +29,19 @@ impl Host {
         };
         let progress_tx = tx.clone();
         let progress = std::sync::Arc::new(move |e: PullEvent| {
-            let msg = match e {
-                PullEvent::Resolved { digest, layers } => PullMessage::Resolved {
-                    digest: digest.to_string(),
-                    layers,
-                },
-                PullEvent::LayerExists { digest } => PullMessage::Exists {
-                    layer: digest.to_string(),
-                },
-                PullEvent::LayerStarted { digest, size } => PullMessage::Downloading {
-                    layer: digest.to_string(),
-                    size,
-                },
-                PullEvent::LayerProgress { digest, received } => PullMessage::Progress {
-                    layer: digest.to_string(),
-                    received,
-                },
-                PullEvent::LayerDone { digest } => PullMessage::Done {
-                    layer: digest.to_string(),
-                },
-            };
+            let msg = crate::pull_progress::to_message(e);
             // Progress is dropped rather than stalling the pull when the client reads slowly.
             let _ = progress_tx.try_send(msg);
         });
         let result = pinkerton::pull::pull(&self.inner.store, &reference, &opts, progress).await;
         let last = match result {
             Ok(rec) => {
-                let image = Image::from(&rec);
-                self.inner.events.image(image.clone(), "pulled");
+                let image = image_of(&rec);
+                self.inner.events.image(image.clone(), ImageAction::Pulled);
                 PullMessage::Pulled { image }
             }
             Err(e) => PullMessage::Error {
-                error: ErrorBody {
-                    code: "pull_failed".into(),
-                    message: e.to_string(),
-                },
+                error: ErrorBody::new(ErrorCode::PullFailed, crate::error::chain(&e)),
             },
         };
         let _ = tx.send(last).await;
@@ -72,7 +51,7 @@ impl Host {
     pub async fn images(&self) -> Result<Vec<Image>, HostError> {
         let store = self.inner.store.clone();
         let recs = tokio::task::spawn_blocking(move || store.images()).await??;
-        Ok(recs.iter().map(Image::from).collect())
+        Ok(recs.iter().map(image_of).collect())
     }
 
     /// Deletes the images `query` names (name, id or id prefix) unless a job that is not
@@ -83,22 +62,33 @@ impl Host {
         let target = tokio::task::spawn_blocking(move || store.find_image(&q)).await??;
         for job in self.jobs() {
             let store = self.inner.store.clone();
-            let name = job.config.image.clone();
+            let name = job.config.config.image.clone();
             let used = tokio::task::spawn_blocking(move || store.find_image(&name)).await?;
             if used.is_ok_and(|r| r.id == target.id) {
                 return Err(HostError::ImageInUse {
                     image: query.into(),
-                    job: job.id,
+                    job: job.id.to_string(),
                 });
             }
         }
         let store = self.inner.store.clone();
         let q = query.to_string();
         let (removed, _) = tokio::task::spawn_blocking(move || store.remove_image(&q)).await??;
-        let removed: Vec<Image> = removed.iter().map(Image::from).collect();
+        let removed: Vec<Image> = removed.iter().map(image_of).collect();
         for i in &removed {
-            self.inner.events.image(i.clone(), "deleted");
+            self.inner.events.image(i.clone(), ImageAction::Deleted);
         }
         Ok(removed)
+    }
+}
+
+/// The API's view of a stored image.
+pub(crate) fn image_of(r: &ImageRecord) -> Image {
+    Image {
+        name: r.name.clone(),
+        id: r.id.to_string(),
+        digest: r.manifest.as_ref().map(|d| d.to_string()),
+        size: r.size,
+        created: Timestamp::from_unix_seconds(r.created as i64),
     }
 }

@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{Capacity, HostStatus};
 use crate::host::Host;
+use host_api::{Capacity, HostStatus};
 
 impl Host {
     /// The host's identity, capacity and use.
     pub fn status(&self) -> HostStatus {
-        let mut jobs: BTreeMap<String, usize> = BTreeMap::new();
+        let mut jobs = BTreeMap::new();
         for j in self.jobs() {
-            *jobs.entry(j.state.as_str().to_string()).or_default() += 1;
+            *jobs.entry(j.state).or_default() += 1;
         }
         let disk = nix::sys::statvfs::statvfs(&self.inner.config.state)
             .map(|s| Capacity {
@@ -31,8 +31,8 @@ impl Host {
             memory: meminfo(),
             disk,
             jobs,
-            gateway: self.runtime().network().gateway().to_string(),
-            discoverd: self.inner.config.discoverd.clone(),
+            gateway: self.runtime().network().gateway(),
+            discoverd: self.inner.config.discoverd.as_ref().map(|e| e.to_string()),
         }
     }
 }

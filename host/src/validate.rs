@@ -3,8 +3,8 @@
 
 use runtime::NetworkMode;
 
-use crate::api::CreateJob;
 use crate::error::HostError;
+use host_api::CreateJob;
 
 fn bad(msg: String) -> HostError {
     HostError::BadRequest(msg)
@@ -31,14 +31,19 @@ pub const MAX_PORTS: usize = 64;
 
 /// Refuses requests the runtime could only fail on.
 pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
-    if req.image.is_empty() {
+    if req.config.image.is_empty() {
         return Err(bad("image must not be empty".into()));
     }
-    no_nul("image", &req.image)?;
-    for a in req.args.iter().chain(req.entrypoint.iter().flatten()) {
+    no_nul("image", &req.config.image)?;
+    for a in req
+        .config
+        .args
+        .iter()
+        .chain(req.config.entrypoint.iter().flatten())
+    {
         no_nul("args and entrypoint", a)?;
     }
-    for (k, v) in &req.env {
+    for (k, v) in &req.config.env {
         if k.is_empty() || k.contains('=') {
             return Err(bad(format!(
                 "environment variable name {k:?} must be non-empty and without '='"
@@ -47,19 +52,23 @@ pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
         no_nul("environment variables", k)?;
         no_nul("environment variables", v)?;
     }
-    for (what, v) in [("working_dir", &req.working_dir), ("user", &req.user)] {
+    for (what, v) in [
+        ("working_dir", &req.config.working_dir),
+        ("user", &req.config.user),
+    ] {
         if let Some(v) = v {
             no_nul(what, v)?;
         }
     }
     if req
+        .config
         .working_dir
         .as_deref()
         .is_some_and(|w| !w.starts_with('/'))
     {
         return Err(bad("working_dir must be an absolute path".into()));
     }
-    if let Some(h) = &req.hostname {
+    if let Some(h) = &req.config.hostname {
         let ok = !h.is_empty()
             && h.len() <= 64
             && h.bytes()
@@ -70,26 +79,26 @@ pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
             )));
         }
     }
-    for m in &req.mounts {
+    for m in &req.config.mounts {
         no_nul("mount paths", &m.source)?;
         no_nul("mount paths", &m.target)?;
     }
-    for v in &req.volumes {
+    for v in &req.config.volumes {
         no_nul("volume targets", &v.target)?;
     }
-    if !req.ports.is_empty() && req.network != NetworkMode::Bridge {
+    if !req.config.ports.is_empty() && req.config.network != NetworkMode::Bridge {
         return Err(bad(
             "ports can only be published in bridge network mode".into()
         ));
     }
-    if req.ports.len() > MAX_PORTS {
+    if req.config.ports.len() > MAX_PORTS {
         return Err(bad(format!(
             "{} ports requested: a job publishes at most {MAX_PORTS}",
-            req.ports.len()
+            req.config.ports.len()
         )));
     }
-    for (i, p) in req.ports.iter().enumerate() {
-        let twice = req.ports[..i]
+    for (i, p) in req.config.ports.iter().enumerate() {
+        let twice = req.config.ports[..i]
             .iter()
             .any(|q| p.host != 0 && q.host == p.host && q.proto == p.proto);
         if twice {
@@ -98,31 +107,30 @@ pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
                 p.host, p.proto
             )));
         }
-        if p.proto != "tcp" && p.proto != "udp" {
-            return Err(bad(format!("port protocol {:?}: use tcp or udp", p.proto)));
-        }
         if p.job == 0 {
             return Err(bad("job port 0: use 1 to 65535".into()));
         }
     }
     if let Some(service) = &req.service {
-        if !discoverd::model::valid_service(service) {
+        if !discoverd_api::valid_service(service) {
             return Err(bad(format!(
                 "service {service:?}: use 1-63 of a-z, 0-9 and '-' (not \"leader\")"
             )));
         }
-        let Some(port) = req.service_port.or(req.ports.first().map(|p| p.job)) else {
+        let Some(port) = req.service_port.or(req.config.ports.first().map(|p| p.job)) else {
             return Err(bad(
                 "a service needs service_port or a published port".into()
             ));
         };
-        if req.network == NetworkMode::Bridge && !req.ports.iter().any(|p| p.job == port) {
+        if req.config.network == NetworkMode::Bridge
+            && !req.config.ports.iter().any(|p| p.job == port)
+        {
             return Err(bad(format!(
                 "service port {port} is not published: other jobs reach a job only through its published ports (add it to ports)"
             )));
         }
     }
-    let r = &req.resources;
+    let r = &req.config.resources;
     if let Some(m) = r.memory {
         range("memory limit (bytes)", m, 1 << 20, i64::MAX as u64)?;
     }
@@ -147,29 +155,26 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused() {
-        let ok = CreateJob {
-            image: "busybox".into(),
-            ..Default::default()
-        };
+        let ok = CreateJob::new("busybox", Vec::new());
         assert!(job_request(&ok).is_ok());
         let mut r = ok.clone();
-        r.ports.push(runtime::net::PortMap {
+        r.config.ports.push(runtime::net::PortMap {
             host: 1,
-            job: 2,
-            proto: "sctp".into(),
+            job: 0,
+            proto: runtime::net::Proto::Udp,
         });
         assert!(job_request(&r).is_err());
         let mut r = ok.clone();
-        r.env.insert("A=B".into(), "x".into());
+        r.config.env.insert("A=B".into(), "x".into());
         assert!(job_request(&r).is_err());
         let mut r = ok.clone();
-        r.args = vec!["a\0b".into()];
+        r.config.args = vec!["a\0b".into()];
         assert!(job_request(&r).is_err());
         let mut r = ok.clone();
-        r.resources.memory = Some(10);
+        r.config.resources.memory = Some(10);
         assert!(job_request(&r).is_err());
         let mut r = ok;
-        r.hostname = Some("bad host".into());
+        r.config.hostname = Some("bad host".into());
         assert!(job_request(&r).is_err());
     }
 }

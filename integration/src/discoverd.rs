@@ -10,8 +10,8 @@ use crate::{free_port, workspace_bin};
 /// A TCP registration at `addr`, without metadata.
 pub fn reg(addr: &str) -> discoverd::Registration {
     discoverd::Registration {
-        addr: addr.into(),
-        proto: "tcp".into(),
+        addr: addr.parse().expect("an IP:PORT"),
+        proto: discoverd_api::Proto::Tcp,
         meta: Default::default(),
     }
 }
@@ -96,7 +96,8 @@ impl Discoverd {
 
     /// A client holding the platform key.
     pub fn client(&self) -> discoverd::Client {
-        discoverd::Client::new(&self.url).with_key(&self.key)
+        let endpoint = self.url.parse().expect("an http://IP:PORT URL");
+        discoverd::Client::new(endpoint).with_key(&self.key)
     }
 
     /// Kills it with SIGKILL.

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use flynn_host::client::Client;
 use flynn_host::Endpoint;
+use host_api::client::Client;
 
 use crate::registry::Registry;
 use crate::{free_port, workspace_bin};
@@ -32,20 +32,6 @@ pub struct HostDaemon {
 }
 
 impl HostDaemon {
-    /// For a test named `test`: `None` when it must not run here (not root outside CI) or when
-    /// this process is the outer one that re-ran it in its own namespaces.
-    pub fn for_test(test: &str) -> Option<Self> {
-        Self::for_test_with(test, &[])
-    }
-
-    /// As [`HostDaemon::for_test`], with extra `flynn-host daemon` arguments.
-    pub fn for_test_with(test: &str, extra: &[&str]) -> Option<Self> {
-        if !crate::require_root(test) || !crate::ns::isolated(test) {
-            return None;
-        }
-        Some(Self::start_with(extra))
-    }
-
     /// Starts a registry with a busybox image and a daemon.
     pub fn start() -> Self {
         Self::start_with(&[])

@@ -48,16 +48,6 @@ impl Jobs {
         }
     }
 
-    /// For a test named `test`: `None` when it must not run here (not root outside CI) or
-    /// when this process is the outer one that re-ran it in its own namespaces; otherwise a
-    /// fresh set of jobs.
-    pub fn for_test(test: &str) -> Option<Self> {
-        if !crate::require_root(test) || !crate::ns::isolated(test) {
-            return None;
-        }
-        Some(Self::new())
-    }
-
     /// Runs `spec` to completion; returns its exit status and its stdout joined by newlines.
     pub fn output(&self, spec: &JobSpec) -> (ExitStatus, String) {
         let (status, lines) = self.run(spec);
@@ -106,6 +96,6 @@ pub fn port(host: u16, job: u16) -> runtime::net::PortMap {
     runtime::net::PortMap {
         host,
         job,
-        proto: "tcp".into(),
+        proto: runtime::net::Proto::Tcp,
     }
 }

@@ -1,11 +1,15 @@
 //! Support for end-to-end tests: real registries on loopback ports, images built from files the
 //! tests describe, the project's binaries, and filesystem tree comparison.
 //!
-//! Tests that need root call [`require_root`]: in CI (`CI` set) a missing privilege fails the
-//! test; elsewhere the test is skipped with a loud message.
+//! Tests that need root are marked [`root_test`] (`#[root_test(isolated)]` for ones that need
+//! namespaces of their own): in CI (`CI` set) a missing privilege fails the test; elsewhere the
+//! test is skipped with a loud message. The suite is one test binary, `tests/e2e`.
+
+pub use flynn_test_macros::root_test;
 
 pub mod discoverd;
 pub mod etcd;
+pub mod harness;
 pub mod host;
 pub mod image;
 pub mod jobs;
@@ -81,4 +85,9 @@ pub fn run_ok(cmd: &mut Command) -> String {
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(data))
+}
+
+/// A job id a test names (panics on an invalid one: a test's own mistake).
+pub fn jid(id: &str) -> host_api::JobId {
+    id.parse().expect("a valid job id")
 }

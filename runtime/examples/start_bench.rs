@@ -41,7 +41,7 @@ fn main() {
     if args.get(5).map(String::as_str) != Some("idle") {
         let id = format!("bench-{}", std::process::id());
         let mut job = spec(id.clone(), &["/bin/true"]);
-        job.network = match args.get(5).map(String::as_str) {
+        job.config.network = match args.get(5).map(String::as_str) {
             None | Some("bridge") => runtime::NetworkMode::Bridge,
             Some("none") => runtime::NetworkMode::None,
             Some(other) => panic!("network {other:?}: use none or bridge"),

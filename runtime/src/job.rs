@@ -15,14 +15,17 @@ use crate::log::{read_log, LogLine};
 use crate::net::{Attachment, NetConfig, NetError, Network};
 use crate::oci::{self, SpecError};
 use crate::rootfs::{self, RootfsError};
-use crate::shim::{write_atomic, ExitStatus, ShimConfig};
+use crate::shim::{ExitStatus, ShimConfig};
 use crate::spec::{BindMount, JobId, JobSpec};
 use crate::volume::{VolumeError, Volumes};
 
 mod cleanup;
+mod dir;
 mod image_use;
+
 pub use cleanup::shim_alive;
 use cleanup::{kill_cgroup, remove_cgroups};
+pub use dir::JobDir;
 
 /// Where jobs live by default.
 pub const DEFAULT_ROOT: &str = "/var/lib/flynn/runtime";
@@ -195,9 +198,9 @@ impl Runtime {
     /// Deletes a volume that no job (running or not yet deleted) uses.
     pub fn delete_volume(&self, name: &str) -> Result<(), RuntimeError> {
         for id in self.list()? {
-            let spec = fs::read(self.dir(&id).join("job.json")).ok();
+            let spec = fs::read(self.dir(&id).file(JobDir::SPEC)).ok();
             let spec: Option<JobSpec> = spec.and_then(|b| serde_json::from_slice(&b).ok());
-            if spec.is_some_and(|s| s.volumes.iter().any(|v| v.name == name)) {
+            if spec.is_some_and(|s| s.config.volumes.iter().any(|v| v.name == name)) {
                 let job = id.to_string();
                 return Err(VolumeError::InUse {
                     name: name.to_string(),
@@ -209,16 +212,16 @@ impl Runtime {
         Ok(self.volumes.delete(name)?)
     }
 
-    fn dir(&self, id: &JobId) -> PathBuf {
-        self.root.join(id.as_str())
+    fn dir(&self, id: &JobId) -> JobDir {
+        JobDir::new(self.root.join(id.as_str()))
     }
 
-    fn existing(&self, id: &str) -> Result<(JobId, PathBuf), RuntimeError> {
+    fn existing(&self, id: &str) -> Result<(JobId, JobDir), RuntimeError> {
         let job: JobId = id
             .parse()
             .map_err(|_| RuntimeError::NoSuchJob(id.to_string()))?;
         let dir = self.dir(&job);
-        if !dir.join("shim.json").exists() {
+        if !dir.exists() {
             return Err(RuntimeError::NoSuchJob(id.to_string()));
         }
         Ok((job, dir))
@@ -236,13 +239,13 @@ impl Runtime {
             return Err(RuntimeError::Exists(spec.id.clone()));
         }
         let image_err = |source| RuntimeError::Image {
-            image: spec.image.clone(),
+            image: spec.config.image.clone(),
             source,
         };
         // Taken before anything else, so that no `rm` or `gc` deletes the layers under the job.
         let image = self
             .store
-            .add_use(&self.store_user(&spec.id), &spec.image)
+            .add_use(&self.store_user(&spec.id), &spec.config.image)
             .map_err(image_err)?;
         let result = self.create_from(spec, &dir, &image);
         if result.is_err() {
@@ -254,16 +257,16 @@ impl Runtime {
     fn create_from(
         &self,
         spec: &JobSpec,
-        dir: &Path,
+        dir: &JobDir,
         image: &pinkerton::store::ImageRecord,
     ) -> Result<i32, RuntimeError> {
         let image_err = |source| RuntimeError::Image {
-            image: spec.image.clone(),
+            image: spec.config.image.clone(),
             source,
         };
         let config = self.store.read_blob(&image.id).map_err(image_err)?;
         let config = ImageConfig::parse(&config).map_err(|e| RuntimeError::ImageConfig {
-            image: spec.image.clone(),
+            image: spec.config.image.clone(),
             reason: e.to_string(),
         })?;
         let mut layers = Vec::new();
@@ -271,13 +274,13 @@ impl Runtime {
             if !self.store.has_layer(d) {
                 return Err(image_err(StoreError::NoSuchImage(format!(
                     "{} (layer {d} missing; pull it again)",
-                    spec.image
+                    spec.config.image
                 ))));
             }
             layers.push(self.store.layer_path(d));
         }
         if layers.is_empty() {
-            let empty = dir.join("empty");
+            let empty = dir.file(JobDir::EMPTY);
             fs::create_dir_all(&empty).map_err(io("creating the empty lower dir"))?;
             layers.push(empty);
         }
@@ -291,26 +294,35 @@ impl Runtime {
     fn prepare_and_start(
         &self,
         spec: &JobSpec,
-        dir: &Path,
+        dir: &JobDir,
         layers: &[PathBuf],
         config: &ImageConfig,
     ) -> Result<i32, RuntimeError> {
-        let rootfs = dir.join("bundle/rootfs");
-        for d in [&rootfs, &dir.join("upper"), &dir.join("work")] {
+        let rootfs = dir.rootfs();
+        for d in [&rootfs, &dir.file(JobDir::UPPER), &dir.file(JobDir::WORK)] {
             fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
         }
-        rootfs::mount_overlay(layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+        rootfs::mount_overlay(
+            layers,
+            &dir.file(JobDir::UPPER),
+            &dir.file(JobDir::WORK),
+            &rootfs,
+        )?;
         let cgroup = self.cgroup_path(&spec.id);
         let mut with_volumes = spec.clone();
         let mut netns = None;
-        if spec.network == crate::spec::NetworkMode::Bridge {
-            let att =
-                self.network
-                    .attach(spec.id.as_str(), &oci::hostname(spec), &spec.ports, dir)?;
-            write_atomic(dir, "net.json", &json(&att)).map_err(io("writing net.json"))?;
+        if spec.config.network == crate::spec::NetworkMode::Bridge {
+            let att = self.network.attach(
+                spec.id.as_str(),
+                &oci::hostname(spec),
+                &spec.config.ports,
+                dir,
+            )?;
+            dir.write(JobDir::NET, &json(&att))
+                .map_err(io("writing the network attachment"))?;
             for f in ["resolv.conf", "hosts", "hostname"] {
                 let source = dir.join(f).display().to_string();
-                with_volumes.mounts.push(BindMount {
+                with_volumes.config.mounts.push(BindMount {
                     source,
                     target: format!("/etc/{f}"),
                     readonly: false,
@@ -318,11 +330,11 @@ impl Runtime {
             }
             netns = Some(att.netns);
         }
-        for v in &spec.volumes {
+        for v in &spec.config.volumes {
             let source = self.volumes.path(&v.name)?;
             let (source, target, readonly) =
                 (source.display().to_string(), v.target.clone(), v.readonly);
-            with_volumes.mounts.push(BindMount {
+            with_volumes.config.mounts.push(BindMount {
                 source,
                 target,
                 readonly,
@@ -344,6 +356,7 @@ impl Runtime {
                 .unwrap_or_default();
             let cwd = process.cwd().display().to_string();
             let targets: Vec<&str> = with_volumes
+                .config
                 .mounts
                 .iter()
                 .map(|m| m.target.as_str())
@@ -358,28 +371,31 @@ impl Runtime {
                 crate::exec::check(&rootfs, argv0, path, &cwd, &targets)?;
             }
         }
-        write_atomic(&dir.join("bundle"), "config.json", &json(&oci))
+        crate::atomic::write(&dir.bundle(), JobDir::OCI_CONFIG, &json(&oci))
             .map_err(io("writing config.json"))?;
-        write_atomic(dir, "job.json", &json(spec)).map_err(io("writing job.json"))?;
+        dir.write(JobDir::SPEC, &json(spec))
+            .map_err(io("writing the job spec"))?;
         let shim_cfg = ShimConfig {
             id: spec.id.clone(),
-            network: spec.network,
+            network: spec.config.network,
             cgroup,
-            tty: spec.tty,
-            stdin: spec.stdin,
+            tty: spec.config.tty,
+            stdin: spec.config.stdin,
             log_max_bytes: spec.log_max_bytes.unwrap_or(crate::log::DEFAULT_MAX_BYTES),
         };
-        write_atomic(dir, "shim.json", &json(&shim_cfg)).map_err(io("writing shim.json"))?;
-        let shim_log = fs::File::create(dir.join("shim.log")).map_err(io("creating shim.log"))?;
+        dir.write(JobDir::SHIM_CONFIG, &json(&shim_cfg))
+            .map_err(io("writing the shim config"))?;
+        let shim_log =
+            fs::File::create(dir.file(JobDir::SHIM_LOG)).map_err(io("creating the shim log"))?;
         let status = Command::new(&self.shim)
-            .arg(dir)
+            .arg(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(shim_log)
             .status()
             .map_err(io(format!("running {}", self.shim.display())))?;
         if !status.success() {
-            let reason = fs::read_to_string(dir.join("error"))
+            let reason = fs::read_to_string(dir.file(JobDir::ERROR))
                 .unwrap_or_else(|_| format!("shim exited with {status}"));
             return Err(RuntimeError::StartFailed {
                 id: spec.id.clone(),
@@ -392,7 +408,7 @@ impl Runtime {
                 JobState::Running(pid) => return Ok(pid),
                 JobState::Exited(_) => return Ok(0),
                 JobState::Failed => {
-                    let reason = fs::read_to_string(dir.join("error")).unwrap_or_default();
+                    let reason = fs::read_to_string(dir.file(JobDir::ERROR)).unwrap_or_default();
                     return Err(RuntimeError::StartFailed {
                         id: spec.id.clone(),
                         reason,
@@ -409,16 +425,16 @@ impl Runtime {
         }
     }
 
-    fn state_in(&self, dir: &Path) -> JobState {
-        if let Ok(b) = fs::read(dir.join("exit.json")) {
+    fn state_in(&self, dir: &JobDir) -> JobState {
+        if let Ok(b) = fs::read(dir.file(JobDir::EXIT)) {
             if let Ok(status) = serde_json::from_slice(&b) {
                 return JobState::Exited(status);
             }
         }
-        if dir.join("error").exists() {
+        if dir.file(JobDir::ERROR).exists() {
             return JobState::Failed;
         }
-        match fs::read_to_string(dir.join("pid"))
+        match fs::read_to_string(dir.file(JobDir::PID))
             .ok()
             .and_then(|p| p.trim().parse().ok())
         {
@@ -502,11 +518,11 @@ impl Runtime {
         self.release_image(&job)
     }
 
-    fn remove_dir(&self, dir: &Path) -> Result<(), RuntimeError> {
+    fn remove_dir(&self, dir: &JobDir) -> Result<(), RuntimeError> {
         if let Some(id) = dir.file_name().and_then(|n| n.to_str()) {
             self.network.detach(id, read_attachment(dir).as_ref())?;
         }
-        rootfs::unmount(&dir.join("bundle/rootfs"))?;
+        rootfs::unmount(&dir.rootfs())?;
         match fs::remove_dir_all(dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -514,15 +530,15 @@ impl Runtime {
         }
     }
 
-    /// The directory of job `id` (its log is `log.jsonl`, its attach socket `attach.sock`).
-    pub fn job_dir(&self, id: &str) -> Result<PathBuf, RuntimeError> {
+    /// The directory of job `id`, which exists.
+    pub fn job_dir(&self, id: &str) -> Result<JobDir, RuntimeError> {
         Ok(self.existing(id)?.1)
     }
 
     /// The pid of the job's shim, once it has one.
     pub fn shim_pid(&self, id: &str) -> Result<Option<i32>, RuntimeError> {
         let (_, dir) = self.existing(id)?;
-        Ok(fs::read_to_string(dir.join("shim.pid"))
+        Ok(fs::read_to_string(dir.file(JobDir::SHIM_PID))
             .ok()
             .and_then(|p| p.trim().parse().ok()))
     }
@@ -538,8 +554,8 @@ impl Runtime {
     }
 }
 
-fn read_attachment(dir: &Path) -> Option<Attachment> {
-    serde_json::from_slice(&fs::read(dir.join("net.json")).ok()?).ok()
+fn read_attachment(dir: &JobDir) -> Option<Attachment> {
+    serde_json::from_slice(&fs::read(dir.join(JobDir::NET)).ok()?).ok()
 }
 
 /// A runtime document as pretty JSON.

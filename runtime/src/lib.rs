@@ -2,6 +2,7 @@
 //! runtime specs with security defaults, overlayfs root filesystems from pinkerton's layers,
 //! a per-job monitor process (the shim), output logs, and cleanup.
 
+pub mod atomic;
 pub mod attach;
 pub mod exec;
 mod hub;

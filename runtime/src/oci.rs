@@ -81,12 +81,13 @@ pub enum SpecError {
 /// The command line: Entrypoint + Cmd with the job's overrides, as Docker combines them.
 pub fn argv(job: &JobSpec, image: &ImageDefaults) -> Result<Vec<String>, SpecError> {
     let entrypoint = job
+        .config
         .entrypoint
         .clone()
         .unwrap_or_else(|| image.entrypoint.clone());
-    let cmd = if !job.args.is_empty() {
-        job.args.clone()
-    } else if job.entrypoint.is_some() {
+    let cmd = if !job.config.args.is_empty() {
+        job.config.args.clone()
+    } else if job.config.entrypoint.is_some() {
         Vec::new()
     } else {
         image.cmd.clone()
@@ -113,10 +114,10 @@ pub fn environment(
         env.insert(k.into(), v.into());
     }
     env.insert("HOSTNAME".into(), hostname.into());
-    if job.tty {
+    if job.config.tty {
         env.insert("TERM".into(), "xterm".into());
     }
-    env.extend(job.env.clone());
+    env.extend(job.config.env.clone());
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
@@ -133,7 +134,8 @@ fn absolute(what: &'static str, path: &str) -> Result<(), SpecError> {
 
 /// The job's host name: the spec's, or the first 12 characters of its id.
 pub fn hostname(job: &JobSpec) -> String {
-    job.hostname
+    job.config
+        .hostname
         .clone()
         .unwrap_or_else(|| job.id.as_str().chars().take(12).collect())
 }
@@ -168,19 +170,20 @@ pub fn build(
     cgroups_path: &str,
     netns: Option<&Path>,
 ) -> Result<Spec, SpecError> {
-    if !job.ports.is_empty() && job.network != NetworkMode::Bridge {
+    if !job.config.ports.is_empty() && job.config.network != NetworkMode::Bridge {
         return Err(SpecError::PortsNeedBridge);
     }
     let hostname = hostname(job);
-    let user = user::resolve(rootfs, job.user.as_deref().or(image.user.as_deref()))?;
+    let user = user::resolve(rootfs, job.config.user.as_deref().or(image.user.as_deref()))?;
     let cwd = job
+        .config
         .working_dir
         .clone()
         .or_else(|| image.working_dir.clone())
         .unwrap_or_else(|| "/".into());
     absolute("working directory", &cwd)?;
     let mut caps: std::collections::HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
-    if job.net_raw {
+    if job.config.net_raw {
         caps.insert(Capability::NetRaw);
     }
     let capabilities = LinuxCapabilitiesBuilder::default()
@@ -191,7 +194,7 @@ pub fn build(
         .ambient(std::collections::HashSet::<Capability>::new())
         .build()?;
     let mut rlimits = Vec::new();
-    if let Some(n) = job.resources.nofile {
+    if let Some(n) = job.config.resources.nofile {
         rlimits.push(
             PosixRlimitBuilder::default()
                 .typ(PosixRlimitType::RlimitNofile)
@@ -201,7 +204,7 @@ pub fn build(
         );
     }
     let process = ProcessBuilder::default()
-        .terminal(job.tty)
+        .terminal(job.config.tty)
         .args(argv(job, image)?)
         .env(environment(job, image, &user.home, &hostname))
         .cwd(PathBuf::from(cwd))
@@ -220,7 +223,7 @@ pub fn build(
     // The default mounts include /sys/fs/cgroup once; it is made read-only below.
     let defaults = Spec::default();
     let mut mounts = defaults.mounts().clone().unwrap_or_default();
-    for m in &job.mounts {
+    for m in &job.config.mounts {
         absolute("mount source", &m.source)?;
         absolute("mount target", &m.target)?;
         if !Path::new(&m.source).exists() {
@@ -249,7 +252,7 @@ pub fn build(
         .into_iter()
         .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
         .collect::<Result<Vec<_>, _>>()?;
-    match (job.network, netns) {
+    match (job.config.network, netns) {
         (NetworkMode::Host, _) => {}
         (_, Some(path)) => namespaces.push(
             LinuxNamespaceBuilder::default()
@@ -264,7 +267,7 @@ pub fn build(
         ),
     }
 
-    let r = &job.resources;
+    let r = &job.config.resources;
     let mut resources =
         LinuxResourcesBuilder::default().devices(vec![LinuxDeviceCgroupBuilder::default()
             .allow(false)
@@ -308,7 +311,7 @@ pub fn build(
     spec.set_root(Some(
         RootBuilder::default()
             .path("rootfs")
-            .readonly(job.readonly_rootfs)
+            .readonly(job.config.readonly_rootfs)
             .build()?,
     ));
     spec.set_mounts(Some(mounts));
@@ -339,7 +342,7 @@ mod tests {
         assert_eq!(argv(&job(&[]), &image).unwrap(), ["/init", "serve"]);
         assert_eq!(argv(&job(&["debug"]), &image).unwrap(), ["/init", "debug"]);
         let mut j = job(&[]);
-        j.entrypoint = Some(vec!["/bin/sh".into()]);
+        j.config.entrypoint = Some(vec!["/bin/sh".into()]);
         assert_eq!(argv(&j, &image).unwrap(), ["/bin/sh"]);
         assert!(matches!(
             argv(&job(&[]), &ImageDefaults::default()),
@@ -376,7 +379,7 @@ mod tests {
             ..Default::default()
         };
         let mut j = job(&["x"]);
-        j.env.insert("A".into(), "2".into());
+        j.config.env.insert("A".into(), "2".into());
         let env = environment(&j, &image, "/root", "h");
         assert!(env.contains(&"PATH=/bin".to_string()));
         assert!(env.contains(&"A=2".to_string()));

@@ -18,6 +18,8 @@
 //! exit.json   how it ended
 //! ```
 
+use crate::atomic::write as write_atomic;
+use crate::job::JobDir;
 use std::fs::{self, File};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixListener;
@@ -61,16 +63,7 @@ fn default_log_max() -> u64 {
     crate::log::DEFAULT_MAX_BYTES
 }
 
-/// How a job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitStatus {
-    /// Exit code, when it exited.
-    pub code: Option<i32>,
-    /// Signal number, when a signal killed it.
-    pub signal: Option<i32>,
-    /// True when the kernel's OOM killer killed a process of the job.
-    pub oom_killed: bool,
-}
+pub use runtime_api::ExitStatus;
 
 /// Restores default signal handling before the job's program starts (the shim, like every Rust
 /// program, ignores SIGPIPE).
@@ -93,26 +86,8 @@ impl Executor for DefaultSignals {
     }
 }
 
-/// Writes `data` to `dir/name` through a temporary file and rename, so readers see the old
-/// file or the whole new one. Not fsynced: job files are worthless after a host crash (the
-/// jobs died with it), and syncing them costs milliseconds per job start.
-/// Readable by root only: job files hold the job's environment (secrets) and output.
-pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?
-        .write_all(data)?;
-    fs::rename(tmp, dir.join(name))
-}
-
 fn fail(dir: &Path, msg: &str) -> i32 {
-    let _ = write_atomic(dir, "error", msg.as_bytes());
+    let _ = write_atomic(dir, JobDir::ERROR, msg.as_bytes());
     1
 }
 
@@ -126,7 +101,11 @@ pub fn run(dir: &Path) -> i32 {
         Err(e) => return fail(dir, &format!("fork: {e}")),
     }
     let _ = nix::unistd::setsid();
-    if let Err(e) = write_atomic(dir, "shim.pid", std::process::id().to_string().as_bytes()) {
+    if let Err(e) = write_atomic(
+        dir,
+        JobDir::SHIM_PID,
+        std::process::id().to_string().as_bytes(),
+    ) {
         return fail(dir, &format!("writing shim.pid: {e}"));
     }
     // Sockets are bound by relative names: a socket path is limited to 108 bytes.
@@ -136,7 +115,7 @@ pub fn run(dir: &Path) -> i32 {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         return fail(dir, &format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"));
     }
-    let cfg: ShimConfig = match fs::read(dir.join("shim.json"))
+    let cfg: ShimConfig = match fs::read(dir.join(JobDir::SHIM_CONFIG))
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
     {
@@ -147,7 +126,7 @@ pub fn run(dir: &Path) -> i32 {
         Ok((status, hub)) => {
             // exit.json first: an attached client told of the exit may act on it at once.
             let written = serde_json::to_vec(&status)
-                .is_ok_and(|json| write_atomic(dir, "exit.json", &json).is_ok());
+                .is_ok_and(|json| write_atomic(dir, JobDir::EXIT, &json).is_ok());
             hub.exit(status);
             if written {
                 0
@@ -160,15 +139,16 @@ pub fn run(dir: &Path) -> i32 {
 }
 
 fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<(ExitStatus, Arc<Hub>), String> {
-    let attach = UnixListener::bind("attach.sock").map_err(|e| format!("attach.sock: {e}"))?;
+    let attach = UnixListener::bind(JobDir::ATTACH_SOCKET)
+        .map_err(|e| format!("{}: {e}", JobDir::ATTACH_SOCKET))?;
     let builder = ContainerBuilder::new(cfg.id.to_string(), SyscallType::default())
-        .with_root_path(dir.join("state"))
+        .with_root_path(dir.join(JobDir::STATE))
         .map_err(|e| format!("state dir: {e}"))?
         .with_executor(DefaultSignals);
     let (builder, io) = if cfg.tty {
-        let console =
-            UnixListener::bind("console.sock").map_err(|e| format!("console.sock: {e}"))?;
-        let builder = builder.with_console_socket(Some(dir.join("console.sock")));
+        let console = UnixListener::bind(JobDir::CONSOLE_SOCKET)
+            .map_err(|e| format!("{}: {e}", JobDir::CONSOLE_SOCKET))?;
+        let builder = builder.with_console_socket(Some(dir.join(JobDir::CONSOLE_SOCKET)));
         (builder, JobIo::Terminal(console))
     } else {
         let (out_r, out_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
@@ -192,7 +172,7 @@ fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<(ExitStatus, Arc<Hub>), Str
         (builder, pipes)
     };
     let mut container = builder
-        .as_init(dir.join("bundle"))
+        .as_init(dir.join(JobDir::BUNDLE))
         .with_systemd(false)
         .with_detach(true)
         .build()
@@ -214,7 +194,7 @@ fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<(ExitStatus, Arc<Hub>), Str
         },
         pipes => pipes,
     };
-    let _ = fs::remove_file("console.sock");
+    let _ = fs::remove_file(JobDir::CONSOLE_SOCKET);
     if cfg.network == NetworkMode::None {
         if let Err(e) = loopback_up(pid) {
             let _ = container.delete(true);
@@ -264,7 +244,7 @@ fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<(ExitStatus, Arc<Hub>), Str
         oom_killed,
         ..status
     };
-    let _ = fs::remove_file("attach.sock");
+    let _ = fs::remove_file(JobDir::ATTACH_SOCKET);
     Ok((status, hub))
 }
 

@@ -4,8 +4,6 @@
 use std::fs;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
 use crate::spec::valid_name as valid;
 
 /// A volume operation that failed.
@@ -38,18 +36,7 @@ pub enum VolumeError {
     },
 }
 
-/// A volume attached to a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VolumeMount {
-    /// The volume's name.
-    pub name: String,
-    /// Absolute path in the job.
-    pub target: String,
-    /// Mount read-only.
-    #[serde(default)]
-    pub readonly: bool,
-}
+pub use runtime_api::VolumeMount;
 
 /// The volumes under one root.
 #[derive(Debug, Clone)]

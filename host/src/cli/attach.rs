@@ -10,7 +10,8 @@ use runtime::attach::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::client::Client;
+use host_api::client::Client;
+use host_api::JobId;
 
 /// Restores the terminal's settings when dropped.
 struct RawMode(Termios);
@@ -48,7 +49,7 @@ fn window_size() -> Option<Frame> {
 }
 
 /// The exit code a shell would give for this status.
-pub fn exit_code(s: &runtime::ExitStatus) -> i32 {
+pub fn exit_code(s: &host_api::ExitStatus) -> i32 {
     match (s.code, s.signal) {
         (Some(c), _) => c,
         (None, Some(sig)) => 128 + sig,
@@ -57,7 +58,7 @@ pub fn exit_code(s: &runtime::ExitStatus) -> i32 {
 }
 
 /// Attaches to job `id` until it exits; returns its exit code.
-pub async fn session(c: &Client, id: &str, tty: bool, stdin: bool) -> anyhow::Result<i32> {
+pub async fn session(c: &Client, id: &JobId, tty: bool, stdin: bool) -> anyhow::Result<i32> {
     let io = c.attach(id).await?;
     let (mut rd, mut wr) = tokio::io::split(io);
     let _raw = (tty && std::io::stdin().is_terminal())

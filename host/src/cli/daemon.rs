@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use tokio::signal::unix::{signal, SignalKind};
+use flynn_http::server::Limits;
+use flynn_http::service::Shutdown;
 
 use super::DEFAULT_STATE;
-use crate::endpoint::Endpoint;
 use crate::host::{Host, HostConfig};
 use crate::server;
+use flynn_http::Endpoint;
 
 /// `daemon`.
 #[derive(Debug, Args)]
@@ -36,10 +37,10 @@ pub struct DaemonArgs {
     /// Job starts that run at once.
     #[arg(long, default_value_t = 8)]
     parallel_starts: usize,
-    /// discoverd's URL (e.g. http://100.100.0.1:1111): register jobs that name a service and
-    /// this host, and point jobs' DNS at discoverd on the bridge gateway.
+    /// discoverd's address (e.g. http://100.100.0.1:1111): register jobs that name a service
+    /// and this host, and point jobs' DNS at discoverd on the bridge gateway.
     #[arg(long)]
-    discoverd: Option<String>,
+    discoverd: Option<Endpoint>,
     /// The cgroup jobs' cgroups go under (give each daemon on one machine its own).
     #[arg(long, default_value = runtime::job::CGROUP_PARENT)]
     cgroup_parent: String,
@@ -114,23 +115,20 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
     let host = Host::open(config).await.context("starting the host")?;
     let token = server::load_or_create_token(&args.state)?;
     let endpoints = if args.listen.is_empty() {
-        vec![Endpoint::default()]
+        vec![host_api::default_endpoint()]
     } else {
         args.listen
     };
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let shutdown = Shutdown::on_signals()?;
     let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        shutdown.wait().await;
         tracing::info!("shutting down; jobs keep running");
     };
-    let limits = server::Limits {
+    let limits = Limits {
         header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
         max_connections: args.max_connections.max(1),
         body_timeout: std::time::Duration::from_secs(args.body_timeout.max(1)),
+        ..Limits::default()
     };
     server::serve(host, &endpoints, token, limits, shutdown).await?;
     Ok(0)

@@ -5,15 +5,16 @@ use std::io::Write;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use runtime::log::Stream;
-use runtime::net::PortMap;
-use runtime::volume::VolumeMount;
-use runtime::NetworkMode;
+use std::time::Duration;
+
+use host_api::client::{Client, ClientError};
+use host_api::{
+    CreateJob, ErrorCode, Job, JobConfig, JobFilter, JobId, JobState, LogLine, LogOptions,
+    NetworkMode, PortMap, Proto, Stream, Timestamp, VolumeMount,
+};
 
 use super::attach::{exit_code, session};
 use super::table;
-use crate::api::{CreateJob, Job, JobState};
-use crate::client::Client;
 
 /// `run`.
 #[derive(Debug, Args)]
@@ -44,10 +45,10 @@ pub struct RunArgs {
     pids_limit: Option<i64>,
     /// The job id (generated when absent).
     #[arg(long)]
-    name: Option<String>,
+    name: Option<JobId>,
     /// Network: bridge, none or host.
     #[arg(long, default_value = "bridge")]
-    network: String,
+    network: Network,
     /// Attach a volume: NAME:/path[:ro].
     #[arg(short, long = "volume", value_name = "NAME:PATH")]
     volume: Vec<String>,
@@ -86,11 +87,36 @@ fn key_values(items: &[String], what: &str) -> anyhow::Result<BTreeMap<String, S
         .collect()
 }
 
+/// `--network`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Network {
+    /// The host's bridge, with an address, NAT and published ports.
+    Bridge,
+    /// Only loopback.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl From<Network> for NetworkMode {
+    fn from(n: Network) -> Self {
+        match n {
+            Network::Bridge => NetworkMode::Bridge,
+            Network::None => NetworkMode::None,
+            Network::Host => NetworkMode::Host,
+        }
+    }
+}
+
 fn port(spec: &str) -> anyhow::Result<PortMap> {
     let (ports, proto) = match spec.rsplit_once('/') {
-        Some((p, proto @ ("tcp" | "udp"))) => (p, proto),
-        Some(_) => bail!("port {spec:?}: the protocol must be tcp or udp"),
-        None => (spec, "tcp"),
+        Some((p, proto)) => (
+            p,
+            proto
+                .parse::<Proto>()
+                .with_context(|| format!("port {spec:?}"))?,
+        ),
+        None => (spec, Proto::Tcp),
     };
     let num = |s: &str| {
         s.parse::<u16>()
@@ -100,11 +126,7 @@ fn port(spec: &str) -> anyhow::Result<PortMap> {
         Some((h, j)) => (num(h)?, num(j)?),
         None => (0, num(ports)?),
     };
-    Ok(PortMap {
-        host,
-        job,
-        proto: proto.into(),
-    })
+    Ok(PortMap { host, job, proto })
 }
 
 fn volume(spec: &str) -> anyhow::Result<VolumeMount> {
@@ -123,23 +145,14 @@ fn volume(spec: &str) -> anyhow::Result<VolumeMount> {
 
 impl RunArgs {
     fn request(&self) -> anyhow::Result<CreateJob> {
-        let network = match self.network.as_str() {
-            "bridge" => NetworkMode::Bridge,
-            "none" => NetworkMode::None,
-            "host" => NetworkMode::Host,
-            n => bail!("--network {n:?}: use bridge, none or host"),
-        };
-        let mut req = CreateJob {
-            id: self.name.clone(),
-            image: self.image.clone(),
-            args: self.command.clone(),
+        let mut config = JobConfig {
             entrypoint: self.entrypoint.clone().map(|e| vec![e]),
             env: key_values(&self.env, "environment variable")?,
             working_dir: self.workdir.clone(),
             user: self.user.clone(),
             tty: self.tty,
             stdin: self.interactive,
-            network,
+            network: self.network.into(),
             ports: self
                 .publish
                 .iter()
@@ -150,23 +163,27 @@ impl RunArgs {
                 .iter()
                 .map(|v| volume(v))
                 .collect::<Result<_, _>>()?,
-            metadata: key_values(&self.label, "label")?,
-            service: self.service.clone(),
-            ..Default::default()
+            ..JobConfig::new(self.image.clone(), self.command.clone())
         };
         if let Some(m) = &self.memory {
             let bytes = pinkerton::progress::parse_size(m)
                 .with_context(|| format!("--memory {m:?}: use a size such as 64M or 1G"))?;
-            req.resources.memory = Some(bytes);
+            config.resources.memory = Some(bytes);
         }
         if let Some(c) = self.cpus {
             if !(c > 0.0 && c <= 1024.0) {
                 bail!("--cpus {c}: use a number of cores such as 0.5 or 2");
             }
-            req.resources.cpu_millis = Some((c * 1000.0).round() as u64);
+            config.resources.cpu_millis = Some((c * 1000.0).round() as u64);
         }
-        req.resources.pids = self.pids_limit;
-        Ok(req)
+        config.resources.pids = self.pids_limit;
+        Ok(CreateJob {
+            id: self.name.clone(),
+            config,
+            metadata: key_values(&self.label, "label")?,
+            service: self.service.clone(),
+            ..Default::default()
+        })
     }
 }
 
@@ -175,12 +192,10 @@ impl RunArgs {
 pub async fn run(c: &Client, args: RunArgs) -> anyhow::Result<i32> {
     let req = args.request()?;
     let job = match c.create_job(&req).await {
-        Err(e) if e.code() == Some("no_such_image") => {
-            eprintln!(
-                "Unable to find image {:?} on this host; pulling it",
-                req.image
-            );
-            super::other::pull(c, &req.image).await?;
+        Err(e) if e.code() == Some(ErrorCode::NoSuchImage) => {
+            let image = &req.config.image;
+            eprintln!("Unable to find image {image:?} on this host; pulling it");
+            super::images::pull(c, image).await?;
             c.create_job(&req).await?
         }
         r => r?,
@@ -206,8 +221,12 @@ pub async fn run(c: &Client, args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// Prints the job's whole log as it is written until the job ends; returns its exit code.
-async fn follow(c: &Client, id: &str) -> anyhow::Result<i32> {
-    let mut logs = c.logs(id, "follow=true").await?;
+async fn follow(c: &Client, id: &JobId) -> anyhow::Result<i32> {
+    let opts = LogOptions {
+        follow: true,
+        ..Default::default()
+    };
+    let mut logs = c.logs(id, &opts).await?;
     while let Some(l) = logs.next().await? {
         print_line(&l, false);
     }
@@ -222,7 +241,7 @@ async fn follow(c: &Client, id: &str) -> anyhow::Result<i32> {
     })
 }
 
-fn print_line(l: &runtime::log::LogLine, timestamps: bool) {
+fn print_line(l: &LogLine, timestamps: bool) {
     let prefix = if timestamps {
         format!("{} ", l.time)
     } else {
@@ -268,8 +287,11 @@ fn describe(j: &Job) -> String {
 
 /// `ps`: running jobs, or all with `-a`.
 pub async fn ps(c: &Client, args: PsArgs) -> anyhow::Result<i32> {
-    let query = if args.all { "" } else { "state=running" };
-    let jobs = c.jobs(query).await?;
+    let filter = JobFilter {
+        state: (!args.all).then_some(JobState::Running),
+        ..Default::default()
+    };
+    let jobs = c.jobs(&filter).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
     } else if args.quiet {
@@ -286,12 +308,12 @@ pub async fn ps(c: &Client, args: PsArgs) -> anyhow::Result<i32> {
                     .map(|p| format!("{}->{}/{}", p.host, p.job, p.proto))
                     .collect();
                 vec![
-                    j.id.clone(),
-                    j.config.image.clone(),
-                    j.config.args.join(" ").chars().take(30).collect(),
+                    j.id.to_string(),
+                    j.config.config.image.clone(),
+                    j.config.config.args.join(" ").chars().take(30).collect(),
                     table::ago(&j.created_at),
                     describe(j),
-                    j.ip.clone().unwrap_or_default(),
+                    j.ip.map(|ip| ip.to_string()).unwrap_or_default(),
                     ports.join(", "),
                 ]
             })
@@ -310,7 +332,7 @@ pub async fn ps(c: &Client, args: PsArgs) -> anyhow::Result<i32> {
 pub async fn inspect(c: &Client, ids: &[String]) -> anyhow::Result<i32> {
     let mut jobs = Vec::new();
     for id in ids {
-        jobs.push(c.job(id).await?);
+        jobs.push(c.job(&job_id(id)?).await?);
     }
     println!("{}", serde_json::to_string_pretty(&jobs)?);
     Ok(0)
@@ -327,7 +349,7 @@ pub struct LogArgs {
     tail: Option<usize>,
     /// Only lines since this time (RFC 3339).
     #[arg(long)]
-    since: Option<String>,
+    since: Option<Timestamp>,
     /// Prefix each line with its time.
     #[arg(short, long)]
     timestamps: bool,
@@ -335,20 +357,18 @@ pub struct LogArgs {
     #[arg(long)]
     json: bool,
     /// The job.
-    id: String,
+    id: JobId,
 }
 
 /// `log`.
 pub async fn log(c: &Client, args: LogArgs) -> anyhow::Result<i32> {
-    let mut q = vec![format!("follow={}", args.follow)];
-    if let Some(n) = args.tail {
-        q.push(format!("tail={n}"));
-    }
-    if let Some(s) = &args.since {
-        let enc = percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC);
-        q.push(format!("since={enc}"));
-    }
-    let mut logs = c.logs(&args.id, &q.join("&")).await?;
+    let opts = LogOptions {
+        follow: args.follow,
+        tail: args.tail,
+        since: args.since,
+        stream: None,
+    };
+    let mut logs = c.logs(&args.id, &opts).await?;
     while let Some(l) = logs.next().await? {
         if args.json {
             println!("{}", serde_json::to_string(&l)?);
@@ -359,14 +379,27 @@ pub async fn log(c: &Client, args: LogArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// A job id given on the command line.
+fn job_id(id: &str) -> anyhow::Result<JobId> {
+    Ok(id.parse()?)
+}
+
 async fn each<F, Fut>(ids: &[String], f: F) -> anyhow::Result<i32>
 where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = Result<(), crate::client::ClientError>>,
+    F: Fn(JobId) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ClientError>>,
 {
     let mut code = 0;
     for id in ids {
-        match f(id.clone()).await {
+        let parsed = match job_id(id) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                code = 1;
+                continue;
+            }
+        };
+        match f(parsed).await {
             Ok(()) => println!("{id}"),
             Err(e) => {
                 eprintln!("Error: {id}: {e}");
@@ -379,10 +412,9 @@ where
 
 /// `stop`.
 pub async fn stop(c: &Client, timeout: u64, ids: &[String]) -> anyhow::Result<i32> {
-    each(
-        ids,
-        |id| async move { c.stop(&id, timeout).await.map(|_| ()) },
-    )
+    each(ids, |id| async move {
+        c.stop(&id, Duration::from_secs(timeout)).await.map(|_| ())
+    })
     .await
 }
 

@@ -4,16 +4,19 @@
 mod attach;
 mod bootstrap;
 mod daemon;
+mod events;
+mod images;
 mod jobs;
-mod other;
+mod status;
 mod table;
+mod volumes;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::Client;
-use crate::endpoint::Endpoint;
+use flynn_http::Endpoint;
+use host_api::client::Client;
 
 /// Default state directory of the daemon.
 pub const DEFAULT_STATE: &str = "/var/lib/flynn";
@@ -87,7 +90,7 @@ pub enum Command {
     /// Attach to a running job's input and output.
     Attach {
         /// Job id.
-        id: String,
+        id: host_api::JobId,
     },
     /// Pull an image.
     Pull {
@@ -104,9 +107,9 @@ pub enum Command {
     },
     /// Manage volumes.
     #[command(subcommand)]
-    Volume(other::VolumeCommand),
+    Volume(volumes::VolumeCommand),
     /// Stream events.
-    Events(other::EventsArgs),
+    Events(events::EventsArgs),
     /// Show the host's capacity and use.
     Status(JsonFlag),
 }
@@ -121,7 +124,7 @@ pub struct JsonFlag {
 
 impl Cli {
     fn client(&self) -> Client {
-        let endpoint = self.host.clone().unwrap_or_default();
+        let endpoint = self.host.clone().unwrap_or_else(host_api::default_endpoint);
         let token = self.token.clone().or_else(|| match endpoint {
             Endpoint::Tcp(_) => std::fs::read_to_string(PathBuf::from(DEFAULT_STATE).join("token"))
                 .ok()
@@ -147,13 +150,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Rm { force, ids } => jobs::rm(&c, force, &ids).await,
         Command::Attach { id } => {
             let job = c.job(&id).await?;
-            attach::session(&c, &id, job.config.tty, job.config.stdin).await
+            let config = &job.config.config;
+            attach::session(&c, &id, config.tty, config.stdin).await
         }
-        Command::Pull { image } => other::pull(&c, &image).await.map(|_| 0),
-        Command::Images(f) => other::images(&c, f.json).await,
-        Command::Rmi { images } => other::rmi(&c, &images).await,
-        Command::Volume(cmd) => other::volume(&c, cmd).await,
-        Command::Events(args) => other::events(&c, args).await,
-        Command::Status(f) => other::status(&c, f.json).await,
+        Command::Pull { image } => images::pull(&c, &image).await.map(|_| 0),
+        Command::Images(f) => images::images(&c, f.json).await,
+        Command::Rmi { images } => images::rmi(&c, &images).await,
+        Command::Volume(cmd) => volumes::volume(&c, cmd).await,
+        Command::Events(args) => events::events(&c, args).await,
+        Command::Status(f) => status::status(&c, f.json).await,
     }
 }

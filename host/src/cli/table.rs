@@ -26,11 +26,8 @@ pub fn print(header: &[&str], rows: &[Vec<String>]) {
 }
 
 /// A duration since an RFC 3339 time, like `5 seconds ago`.
-pub fn ago(time: &str) -> String {
-    let Ok(t) = chrono::DateTime::parse_from_rfc3339(time) else {
-        return time.to_string();
-    };
-    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+pub fn ago(time: &host_api::Timestamp) -> String {
+    let secs = (chrono::Utc::now() - time.as_datetime())
         .num_seconds()
         .max(0);
     match secs {

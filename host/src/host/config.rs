@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use runtime::net::NetConfig;
 use runtime::{JobId, JobSpec};
 
-use crate::api::CreateJob;
+use host_api::CreateJob;
 
 /// How the daemon is set up.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub struct HostConfig {
     pub parallel_starts: usize,
     /// discoverd's URL: jobs with a service are registered there, the host registers itself,
     /// and jobs resolve names through discoverd's DNS on the bridge gateway.
-    pub discoverd: Option<String>,
+    pub discoverd: Option<flynn_http::Endpoint>,
     /// The API address this host registers in discoverd as service `flynn-host`.
     pub advertise: Option<std::net::SocketAddr>,
     /// The cgroup jobs' cgroups are created under (one per daemon on a machine).
@@ -79,8 +79,12 @@ impl HostConfig {
     /// The runtime spec for a job request: the request's settings, then the daemon's default
     /// limits and log cap for what it leaves out.
     pub(super) fn job_spec(&self, id: JobId, req: &CreateJob) -> JobSpec {
-        let mut spec = to_spec(id, req);
-        let (r, d) = (&mut spec.resources, &self.default_resources);
+        let mut spec = JobSpec {
+            id,
+            config: req.config.clone(),
+            log_max_bytes: None,
+        };
+        let (r, d) = (&mut spec.config.resources, &self.default_resources);
         r.memory = r.memory.or(d.memory);
         r.pids = r.pids.or(d.pids);
         r.nofile = r.nofile.or(d.nofile);
@@ -107,24 +111,4 @@ pub(super) fn usable_nofile(wanted: u64) -> u64 {
         "cannot raise the open-file limit (no CAP_SYS_RESOURCE); jobs get the daemon's hard limit by default"
     );
     hard
-}
-
-/// The runtime spec for an API request, field for field.
-fn to_spec(id: JobId, req: &CreateJob) -> JobSpec {
-    let mut spec = JobSpec::new(id, &req.image, req.args.clone());
-    spec.entrypoint = req.entrypoint.clone();
-    spec.env = req.env.clone();
-    spec.working_dir = req.working_dir.clone();
-    spec.user = req.user.clone();
-    spec.hostname = req.hostname.clone();
-    spec.resources = req.resources.clone();
-    spec.mounts = req.mounts.clone();
-    spec.volumes = req.volumes.clone();
-    spec.network = req.network;
-    spec.ports = req.ports.clone();
-    spec.readonly_rootfs = req.readonly_rootfs;
-    spec.tty = req.tty;
-    spec.stdin = req.stdin;
-    spec.net_raw = req.net_raw;
-    spec
 }

@@ -8,17 +8,19 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
-use super::http::{ApiError, Body};
-use crate::api::JobState;
 use crate::error::HostError;
 use crate::host::Host;
+use flynn_http::server::{ApiError, Body};
+use flynn_http::ErrorCode;
+use host_api::JobId;
+use host_api::JobState;
 
 /// The protocol name in the `Upgrade` header.
-pub const PROTOCOL: &str = "flynn-attach";
+pub const PROTOCOL: &str = host_api::ATTACH_PROTOCOL;
 
 pub(super) async fn attach(
     host: &Host,
-    id: &str,
+    id: &JobId,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let job = host.job(id)?;
@@ -29,17 +31,16 @@ pub(super) async fn attach(
         .is_some_and(|v| v.eq_ignore_ascii_case(PROTOCOL));
     if !upgrade {
         return Err(ApiError::new(
-            400,
-            "upgrade_required",
+            ErrorCode::UpgradeRequired,
             format!("attach needs the headers Connection: Upgrade and Upgrade: {PROTOCOL}"),
         ));
     }
     if job.state != JobState::Running {
-        return Err(HostError::NotAttachable(id.into()).into());
+        return Err(HostError::NotAttachable(id.clone()).into());
     }
-    let shim = connect(host, id)
+    let shim = connect(host, id.as_str())
         .await
-        .map_err(|_| ApiError::from(HostError::NotAttachable(id.into())))?;
+        .map_err(|_| ApiError::from(HostError::NotAttachable(id.clone())))?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -67,7 +68,11 @@ async fn connect(host: &Host, id: &str) -> std::io::Result<UnixStream> {
         .job_dir(id)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()))?;
     let dirfd = std::fs::File::open(&dir)?;
-    let path = format!("/proc/self/fd/{}/attach.sock", dirfd.as_raw_fd());
+    let path = format!(
+        "/proc/self/fd/{}/{}",
+        dirfd.as_raw_fd(),
+        runtime::job::JobDir::ATTACH_SOCKET
+    );
     let s = UnixStream::connect(path).await;
     drop(dirfd);
     s

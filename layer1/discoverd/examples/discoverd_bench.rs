@@ -15,8 +15,10 @@ use tokio::sync::Barrier;
 
 fn reg(i: usize) -> Registration {
     Registration {
-        addr: format!("100.100.{}.{}:80", (i / 250) % 250, i % 250 + 1),
-        proto: "tcp".into(),
+        addr: format!("100.100.{}.{}:80", (i / 250) % 250, i % 250 + 1)
+            .parse()
+            .expect("an IP:PORT"),
+        proto: discoverd_api::Proto::Tcp,
         meta: Default::default(),
     }
 }
@@ -57,7 +59,7 @@ fn report(what: &str, rate: f64, fanout: &mut [Duration]) {
 
 async fn bench_discoverd(url: &str, n: usize, conc: usize, watchers: usize) {
     let key = std::env::var("DISCOVERD_KEY").unwrap_or_default();
-    let c = Client::new(url).with_key(key);
+    let c = Client::new(url.parse().expect("an http://IP:PORT URL")).with_key(key);
     let cc = c.clone();
     let rate = spread(n, conc, move |i| {
         let c = cc.clone();
@@ -74,11 +76,11 @@ async fn bench_discoverd(url: &str, n: usize, conc: usize, watchers: usize) {
         let (c, ready) = (c.clone(), ready.clone());
         tasks.push(tokio::spawn(async move {
             let mut w = c.watch(Some("fan")).await.expect("watch");
-            while w.next().await.expect("event").kind != EventKind::Current {}
+            while w.next().await.expect("event").unwrap().kind != EventKind::Current {}
             ready.wait().await;
             loop {
                 let e = w.next().await.expect("event");
-                if e.kind == EventKind::Up {
+                if e.unwrap().kind == EventKind::Up {
                     return Instant::now();
                 }
             }

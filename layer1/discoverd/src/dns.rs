@@ -44,8 +44,8 @@ pub async fn serve<S: Store>(socket: UdpSocket, registry: Registry<S>, upstream:
     }
 }
 
-fn ipv4(addr: &str) -> Option<(Ipv4Addr, u16)> {
-    match addr.parse::<SocketAddr>().ok()? {
+fn ipv4(addr: &SocketAddr) -> Option<(Ipv4Addr, u16)> {
+    match addr {
         SocketAddr::V4(a) => Some((*a.ip(), a.port())),
         SocketAddr::V6(_) => None,
     }
@@ -86,7 +86,7 @@ pub async fn answer<S: Store>(
             let instances = r.instances(service);
             found = !instances.is_empty();
             if q.query_type() == RecordType::SRV {
-                for i in instances.iter().filter(|i| i.proto == proto) {
+                for i in instances.iter().filter(|i| i.proto.as_str() == proto) {
                     if let Some((ip, port)) = ipv4(&i.addr) {
                         let target =
                             format!("{}.{service}.{ZONE}", ip.to_string().replace('.', "-"));

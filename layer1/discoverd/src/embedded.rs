@@ -11,8 +11,8 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::model::{Instance, ServiceMeta};
 use crate::store::{Change, Snapshot, Store, StoreError};
+use discoverd_api::{Instance, ServiceMeta};
 
 const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -202,7 +202,7 @@ impl Store for Embedded {
             let changed = match st.instances.get(&k) {
                 Some(old) => {
                     instance.index = old.instance.index;
-                    instance.registered_at = old.instance.registered_at.clone();
+                    instance.registered_at = old.instance.registered_at;
                     old.instance != instance
                 }
                 None => {

@@ -11,8 +11,8 @@ use etcd_client::{
 };
 use tokio::sync::mpsc;
 
-use crate::model::{Instance, ServiceMeta};
 use crate::store::{Change, Snapshot, Store, StoreError};
+use discoverd_api::{Instance, ServiceMeta};
 
 /// The etcd store.
 #[derive(Clone)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use crate::model::{Event, EventKind, Instance, Registration, ServiceMeta};
 use crate::store::{Change, Store, StoreError};
+use discoverd_api::{Event, EventKind, Instance, Registration, ServiceMeta};
 
 /// Events kept for slow watchers.
 const BACKLOG: usize = 8192;
@@ -169,7 +169,7 @@ impl<S: Store> Registry<S> {
             proto: reg.proto,
             meta: reg.meta,
             index: 0,
-            registered_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            registered_at: discoverd_api::Timestamp::now(),
         };
         let stored = self.store.put(inst, ttl).await?;
         // Applied now so that the caller's next read sees it; the store's own notice of the
@@ -281,8 +281,8 @@ mod tests {
 
     fn reg(addr: &str) -> Registration {
         Registration {
-            addr: addr.into(),
-            proto: "tcp".into(),
+            addr: addr.parse().unwrap(),
+            proto: discoverd_api::Proto::Tcp,
             meta: Default::default(),
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::model::{Instance, ServiceMeta};
+use discoverd_api::{Instance, ServiceMeta};
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]

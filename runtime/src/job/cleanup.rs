@@ -9,8 +9,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::{io, read_attachment, JobState, Runtime, RuntimeError};
+use crate::job::JobDir;
 use crate::rootfs;
-use crate::shim::write_atomic;
 use crate::spec::JobId;
 
 impl Runtime {
@@ -24,7 +24,7 @@ impl Runtime {
         }
         self.network
             .detach(job.as_str(), read_attachment(&dir).as_ref())?;
-        rootfs::unmount(&dir.join("bundle/rootfs"))?;
+        rootfs::unmount(&dir.rootfs())?;
         kill_cgroup(&self.cgroup_path(&job));
         remove_cgroups(&self.cgroup_path(&job))?;
         self.release_image(&job)
@@ -42,7 +42,8 @@ impl Runtime {
         }
         if !matches!(self.state_in(&dir), JobState::Exited(_) | JobState::Failed) {
             kill_cgroup(&self.cgroup_path(&job));
-            write_atomic(&dir, "error", reason.as_bytes()).map_err(io("writing the job error"))?;
+            dir.write(JobDir::ERROR, reason.as_bytes())
+                .map_err(io("writing the job error"))?;
         }
         self.release(id)
     }
@@ -50,7 +51,7 @@ impl Runtime {
     /// Why the job failed to start or was abandoned, if it did.
     pub fn error(&self, id: &str) -> Result<Option<String>, RuntimeError> {
         let (_, dir) = self.existing(id)?;
-        Ok(fs::read_to_string(dir.join("error")).ok())
+        Ok(fs::read_to_string(dir.file(JobDir::ERROR)).ok())
     }
 
     /// Removes whatever is left of job `id`, even a job whose setup was interrupted before
@@ -61,7 +62,7 @@ impl Runtime {
             .parse()
             .map_err(|_| RuntimeError::NoSuchJob(id.to_string()))?;
         let dir = self.dir(&job);
-        let shim = fs::read_to_string(dir.join("shim.pid")).ok();
+        let shim = fs::read_to_string(dir.file(JobDir::SHIM_PID)).ok();
         if shim
             .and_then(|p| p.trim().parse().ok())
             .is_some_and(|pid| shim_alive(pid, &dir))
@@ -82,7 +83,7 @@ impl Runtime {
 }
 
 /// True when `pid` is a live flynn-shim serving `dir` (not a process that reused the pid).
-pub fn shim_alive(pid: i32, dir: &Path) -> bool {
+pub fn shim_alive(pid: i32, dir: &JobDir) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };

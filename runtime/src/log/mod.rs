@@ -3,8 +3,6 @@
 //! (capturing output, capping and rotating the file), [`read`] the reader's (the last lines,
 //! everything, or following the file across rotations, in bounded memory).
 
-use serde::{Deserialize, Serialize};
-
 pub mod read;
 pub mod write;
 
@@ -20,26 +18,4 @@ pub const ROTATED: &str = "log.1.jsonl";
 /// Default cap on a job's log on disk (both files together).
 pub const DEFAULT_MAX_BYTES: u64 = 100 << 20;
 
-/// Which output stream a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
-/// One record of a job's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// When the line was read, RFC 3339 with nanoseconds, UTC.
-    pub time: String,
-    /// The stream.
-    pub stream: Stream,
-    /// The text, without its newline (invalid UTF-8 replaced).
-    pub line: String,
-    /// True when the text is not a whole line (split, or the output ended without a newline).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub partial: bool,
-}
+pub use runtime_api::{LogLine, Stream};

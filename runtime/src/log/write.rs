@@ -46,7 +46,7 @@ impl LogWriter {
     /// Appends one record.
     pub fn write(&self, stream: Stream, bytes: &[u8], partial: bool) -> io::Result<()> {
         let rec = LogLine {
-            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            time: runtime_api::Timestamp::now(),
             stream,
             line: String::from_utf8_lossy(bytes).into_owned(),
             partial,
@@ -214,7 +214,7 @@ mod tests {
             (Stream::Stderr, "err")
         );
         assert!(
-            lines[0].time.ends_with('Z') && lines[0].time.len() == 30,
+            lines[0].time.to_string().ends_with('Z') && lines[0].time.to_string().len() == 30,
             "{}",
             lines[0].time
         );

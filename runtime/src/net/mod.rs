@@ -50,23 +50,7 @@ pub enum NetError {
     File(PathBuf, std::io::Error),
 }
 
-/// A port to publish.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortMap {
-    /// Port on the host; 0 (or absent) picks a free one from 30000-32767.
-    #[serde(default)]
-    pub host: u16,
-    /// Port in the job.
-    pub job: u16,
-    /// `tcp` or `udp`.
-    #[serde(default = "tcp")]
-    pub proto: String,
-}
-
-fn tcp() -> String {
-    "tcp".into()
-}
+pub use runtime_api::{PortMap, Proto};
 
 /// The job network's settings.
 #[derive(Debug, Clone)]
@@ -299,7 +283,10 @@ impl Network {
         netns::run_in(&att.netns, move || {
             link::with_handle(async |h| link::configure_inside(&h, ip, prefix, gateway).await)
         })?;
-        let wanted: Vec<(String, u16)> = ports.iter().map(|p| (p.proto.clone(), p.host)).collect();
+        let wanted: Vec<(String, u16)> = ports
+            .iter()
+            .map(|p| (p.proto.to_string(), p.host))
+            .collect();
         let leased = if wanted.is_empty() {
             Vec::new()
         } else {
@@ -309,7 +296,7 @@ impl Network {
         let mut rules = Vec::new();
         for (p, host) in ports.iter().zip(leased) {
             rules.push(nat::PortRule {
-                proto: p.proto.clone(),
+                proto: p.proto.to_string(),
                 host,
                 ip: att.ip,
                 port: p.job,
@@ -317,7 +304,7 @@ impl Network {
             att.ports.push(PortMap {
                 host,
                 job: p.job,
-                proto: p.proto.clone(),
+                proto: p.proto,
             });
         }
         nat::add_ports(&rules)?;

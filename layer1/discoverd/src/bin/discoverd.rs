@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use flynn_http::server::{Listener, Server};
+use flynn_http::service::Shutdown;
+use flynn_http::Endpoint;
 
 #[derive(Parser)]
 #[command(
@@ -57,36 +60,29 @@ fn resolv_conf() -> Vec<SocketAddr> {
         .collect()
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let keys = platform_key(&args)?;
-    if args.etcd.is_empty() {
-        let store = discoverd::embedded::Embedded::open(&args.data)?;
-        run(store, args, keys).await
-    } else {
-        let store = discoverd::etcd::Etcd::connect(&args.etcd, &args.etcd_prefix).await?;
-        tracing::info!(endpoints = ?args.etcd, "etcd store");
-        run(store, args, keys).await
-    }
+    flynn_http::service::run(|shutdown| async move {
+        let keys = platform_key(&args)?;
+        if args.etcd.is_empty() {
+            let store = discoverd::embedded::Embedded::open(&args.data)?;
+            run(store, args, keys, shutdown).await
+        } else {
+            let store = discoverd::etcd::Etcd::connect(&args.etcd, &args.etcd_prefix).await?;
+            tracing::info!(endpoints = ?args.etcd, "etcd store");
+            run(store, args, keys, shutdown).await
+        }
+    })
 }
 
 async fn run<S: discoverd::store::Store>(
     store: S,
     args: Args,
     keys: discoverd::auth::Keys,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let registry = discoverd::Registry::start(store).await?;
-    let http = tokio::net::TcpListener::bind(args.http)
-        .await
-        .with_context(|| format!("listening on {}", args.http))?;
-    tracing::info!(addr = %http.local_addr()?, "HTTP API");
+    let http = Listener::bind(&Endpoint::Tcp(args.http)).await?;
     if !args.dns.is_empty() {
         let dns = tokio::net::UdpSocket::bind(&args.dns)
             .await
@@ -103,9 +99,9 @@ async fn run<S: discoverd::store::Store>(
             .collect();
         tokio::spawn(discoverd::dns::serve(dns, registry.clone(), upstream));
     }
-    tokio::select! {
-        _ = discoverd::http::serve(http, registry, keys) => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let state = std::sync::Arc::new(discoverd::http::State { registry, keys });
+    Server::new(discoverd::http::router(), state)
+        .serve(vec![http], shutdown.wait())
+        .await;
     Ok(())
 }

@@ -1,0 +1,194 @@
+//! Jobs: the create request, a job as the host reports it, its states, signals.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use flynn_http::Timestamp;
+use runtime_api::{ExitStatus, JobConfig, JobId, PortMap};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// `POST /jobs`: the job to create: its [`JobConfig`] (flat in the JSON) and what the host
+/// does around it. Unknown fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CreateJob {
+    /// The job id; generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<JobId>,
+    /// What the job runs and how.
+    #[serde(flatten)]
+    pub config: JobConfig,
+    /// Register the job in discoverd under this service name while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The job port registered for the service (default: the first published job port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_port: Option<u16>,
+    /// Free-form labels, usable as list filters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl CreateJob {
+    /// A request running `args` from `image`, everything else at its default.
+    pub fn new(image: impl Into<String>, args: Vec<String>) -> Self {
+        Self {
+            config: JobConfig::new(image, args),
+            ..Self::default()
+        }
+    }
+}
+
+// By hand: `#[serde(flatten)]` cannot refuse unknown fields, so the host's own fields are
+// taken out first and the rest must be exactly a `JobConfig` (which refuses the unknown).
+impl<'de> Deserialize<'de> for CreateJob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        fn take<T: serde::de::DeserializeOwned, E: Error>(
+            map: &mut serde_json::Map<String, serde_json::Value>,
+            key: &str,
+        ) -> Result<Option<T>, E> {
+            match map.remove(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(v) => serde_json::from_value(v)
+                    .map(Some)
+                    .map_err(|e| E::custom(format!("{key}: {e}"))),
+            }
+        }
+        let id = take(&mut map, "id")?;
+        let service = take(&mut map, "service")?;
+        let service_port = take(&mut map, "service_port")?;
+        let metadata = take(&mut map, "metadata")?.unwrap_or_default();
+        let config =
+            serde_json::from_value(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(Self {
+            id,
+            config,
+            service,
+            service_port,
+            metadata,
+        })
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Being set up.
+    Starting,
+    /// Its process runs.
+    Running,
+    /// It ended; `exit` says how.
+    Exited,
+    /// It could not start, or its monitor died; `error` says why.
+    Failed,
+}
+
+impl JobState {
+    /// True once the job has ended (exited or failed).
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Exited | JobState::Failed)
+    }
+
+    /// The state's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Starting => "starting",
+            JobState::Running => "running",
+            JobState::Exited => "exited",
+            JobState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "starting" => Ok(JobState::Starting),
+            "running" => Ok(JobState::Running),
+            "exited" => Ok(JobState::Exited),
+            "failed" => Ok(JobState::Failed),
+            _ => Err(format!(
+                "unknown job state {s:?}: use starting, running, exited or failed"
+            )),
+        }
+    }
+}
+
+/// A job as the host reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job id.
+    pub id: JobId,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// What was asked for (with the id filled in).
+    pub config: CreateJob,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its process started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    /// Its init process on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// Its address on the job network (bridge mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    /// Published ports, with the host ports actually used.
+    #[serde(default)]
+    pub ports: Vec<PortMap>,
+    /// How it ended (state `exited`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitStatus>,
+    /// Why it failed (state `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `POST /jobs/{id}/signal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalRequest {
+    /// A signal name (`TERM`, `SIGTERM`) or number.
+    pub signal: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_create_request_is_flat_and_refuses_unknown_fields() {
+        let req: CreateJob = serde_json::from_str(
+            r#"{"id":"web","image":"busybox","args":["sh"],"service":"web","metadata":{"a":"b"}}"#,
+        )
+        .unwrap();
+        assert_eq!(req.id.as_ref().unwrap().as_str(), "web");
+        assert_eq!(req.config.image, "busybox");
+        assert_eq!(req.service.as_deref(), Some("web"));
+        let back = serde_json::to_value(&req).unwrap();
+        assert_eq!(back["image"], "busybox");
+        assert_eq!(back["metadata"]["a"], "b");
+        for bad in [
+            r#"{"image":"busybox","nope":1}"#,
+            r#"{"args":["sh"]}"#,
+            r#"{"id":"../x","image":"busybox"}"#,
+            r#"{"image":"busybox","ports":[{"job":80,"proto":"sctp"}]}"#,
+        ] {
+            assert!(serde_json::from_str::<CreateJob>(bad).is_err(), "{bad}");
+        }
+    }
+}

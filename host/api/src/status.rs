@@ -1,0 +1,45 @@
+//! `GET /status`: the host, its capacity and use.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::JobState;
+
+/// The host, its capacity and use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// The host id (generated on first start, kept in the state directory).
+    pub id: String,
+    /// Operator-given tags.
+    pub tags: BTreeMap<String, String>,
+    /// Daemon version.
+    pub version: String,
+    /// Seconds the daemon has run.
+    pub uptime: u64,
+    /// CPUs online.
+    pub cpus: usize,
+    /// Load averages over 1, 5 and 15 minutes.
+    pub load: [f64; 3],
+    /// Memory in bytes.
+    pub memory: Capacity,
+    /// Disk of the state directory in bytes.
+    pub disk: Capacity,
+    /// Jobs known, by state.
+    pub jobs: BTreeMap<JobState, usize>,
+    /// The job network's gateway: the host's address as jobs see it.
+    pub gateway: Ipv4Addr,
+    /// The discoverd this host registers with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discoverd: Option<String>,
+}
+
+/// Total and available amounts of a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Total.
+    pub total: u64,
+    /// Available.
+    pub available: u64,
+}

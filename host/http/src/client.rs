@@ -1,0 +1,403 @@
+//! The client side: one hyper HTTP/1.1 client over unix sockets and TCP, a connection per
+//! request, bearer tokens, error bodies decoded into [`ClientError::Api`], and streamed
+//! responses read as they arrive ([`Lines`]: NDJSON values or server-sent events).
+
+use std::marker::PhantomData;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::endpoint::Endpoint;
+use crate::error::{ErrorBody, ErrorCode};
+use crate::sse::{SseEvent, SseReader};
+
+pub use crate::encode;
+pub use hyper::upgrade::Upgraded;
+
+/// A request that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The service could not be reached.
+    #[error("cannot reach {service} at {endpoint} (is it running?)")]
+    Connect {
+        /// The service's name.
+        service: &'static str,
+        /// Where it was looked for.
+        endpoint: Endpoint,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// HTTP failed mid-way.
+    #[error("talking to {service}")]
+    Http {
+        /// The service's name.
+        service: &'static str,
+        /// Why.
+        #[source]
+        source: hyper::Error,
+    },
+    /// The service refused the request.
+    #[error("{}", body.message)]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The service's error body.
+        body: ErrorBody,
+    },
+    /// The service's answer does not parse.
+    #[error("unexpected answer from {service}")]
+    Decode {
+        /// The service's name.
+        service: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl ClientError {
+    /// The error code, for errors the service returned.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { body, .. } => Some(body.code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, for errors the service returned.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one service.
+#[derive(Debug, Clone)]
+pub struct Client {
+    service: &'static str,
+    endpoint: Endpoint,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client of `service` (its name, for messages) at `endpoint`.
+    pub fn new(service: &'static str, endpoint: Endpoint) -> Self {
+        Self {
+            service,
+            endpoint,
+            token: None,
+        }
+    }
+
+    /// The same client sending `Authorization: Bearer TOKEN` with every request.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into().trim().to_string());
+        self
+    }
+
+    /// Where the service is.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends a request and returns the response; error statuses become
+    /// [`ClientError::Api`]. `upgrade` asks for an HTTP upgrade to that protocol.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response<Incoming>, ClientError> {
+        let host = match &self.endpoint {
+            Endpoint::Unix(_) => self.service.to_string(),
+            Endpoint::Tcp(a) => a.to_string(),
+        };
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header("host", host);
+        if let Some(t) = &self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("a path, method and headers this client built are valid");
+        let connect_err = |source| ClientError::Connect {
+            service: self.service,
+            endpoint: self.endpoint.clone(),
+            source,
+        };
+        let resp = match &self.endpoint {
+            Endpoint::Unix(p) => {
+                let s = UnixStream::connect(p).await.map_err(connect_err)?;
+                self.exchange(s, req).await?
+            }
+            Endpoint::Tcp(a) => {
+                let s = TcpStream::connect(a).await.map_err(connect_err)?;
+                let _ = s.set_nodelay(true);
+                self.exchange(s, req).await?
+            }
+        };
+        if resp.status().is_client_error() || resp.status().is_server_error() {
+            let status = resp.status().as_u16();
+            let bytes = self.collect(resp).await?;
+            let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                ErrorBody::new(
+                    ErrorCode::Unknown,
+                    format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes).trim()),
+                )
+            });
+            return Err(ClientError::Api { status, body });
+        }
+        Ok(resp)
+    }
+
+    async fn exchange<S>(
+        &self,
+        io: S,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let http = |source| ClientError::Http {
+            service: self.service,
+            source,
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(http)?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        sender.send_request(req).await.map_err(http)
+    }
+
+    async fn collect(&self, resp: Response<Incoming>) -> Result<Bytes, ClientError> {
+        Ok(resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| ClientError::Http {
+                service: self.service,
+                source,
+            })?
+            .to_bytes())
+    }
+
+    /// A request whose JSON answer is decoded as `T`.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let body = body.map(|b| serde_json::to_vec(b).expect("requests serialise"));
+        let resp = self.send(method, path, body, &[]).await?;
+        let bytes = self.collect(resp).await?;
+        serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
+            service: self.service,
+            source,
+        })
+    }
+
+    /// Like [`Client::call`], with a 404 of this code read as `None`.
+    pub async fn call_optional<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        absent: ErrorCode,
+    ) -> Result<Option<T>, ClientError> {
+        match self.call(method, path, None::<&()>).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.code() == Some(absent) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A request whose answer has no body worth reading.
+    pub async fn call_empty(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<(), ClientError> {
+        let body = body.map(|b| serde_json::to_vec(b).expect("requests serialise"));
+        self.send(method, path, body, &[]).await.map(|_| ())
+    }
+
+    /// A request whose answer streams NDJSON values of `T`.
+    pub async fn stream<T>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<Lines<T>, ClientError> {
+        let body = body.map(|b| serde_json::to_vec(b).expect("requests serialise"));
+        let resp = self.send(method, path, body, &[]).await?;
+        Ok(self.lines(resp, Format::Ndjson))
+    }
+
+    /// A `GET` whose answer streams server-sent events with a `T` as data
+    /// (`Accept: text/event-stream`).
+    pub async fn events<T>(&self, path: &str) -> Result<Lines<T>, ClientError> {
+        let accept = [("accept", "text/event-stream")];
+        let resp = self.send(Method::GET, path, None, &accept).await?;
+        Ok(self.lines(resp, Format::Sse))
+    }
+
+    fn lines<T>(&self, resp: Response<Incoming>, format: Format) -> Lines<T> {
+        Lines {
+            service: self.service,
+            body: resp.into_body(),
+            buf: BytesMut::new(),
+            sse: SseReader::default(),
+            format,
+            _item: PhantomData,
+        }
+    }
+
+    /// A request upgraded to `protocol` (`Connection: Upgrade`): the connection after the
+    /// `101 Switching Protocols`.
+    pub async fn upgrade(
+        &self,
+        method: Method,
+        path: &str,
+        protocol: &str,
+    ) -> Result<TokioIo<Upgraded>, ClientError> {
+        let headers = [("connection", "Upgrade"), ("upgrade", protocol)];
+        let resp = self.send(method, path, None, &headers).await?;
+        let upgraded = hyper::upgrade::on(resp)
+            .await
+            .map_err(|source| ClientError::Http {
+                service: self.service,
+                source,
+            })?;
+        Ok(TokioIo::new(upgraded))
+    }
+}
+
+/// A streamed response, read as it arrives: NDJSON values of `T`, or server-sent events
+/// whose data is a `T`; [`Lines::next`] reads the format the request asked for.
+#[derive(Debug)]
+pub struct Lines<T> {
+    service: &'static str,
+    body: Incoming,
+    buf: BytesMut,
+    sse: SseReader,
+    format: Format,
+    _item: PhantomData<fn() -> T>,
+}
+
+/// How a streamed body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Ndjson,
+    Sse,
+}
+
+impl<T: DeserializeOwned> Lines<T> {
+    /// More bytes of the body; false at its end.
+    async fn fill(&mut self) -> Result<bool, ClientError> {
+        match self.body.frame().await {
+            Some(frame) => {
+                let frame = frame.map_err(|source| ClientError::Http {
+                    service: self.service,
+                    source,
+                })?;
+                if let Ok(mut data) = frame.into_data() {
+                    while data.has_remaining() {
+                        let chunk = data.chunk();
+                        self.buf.extend_from_slice(chunk);
+                        let n = chunk.len();
+                        data.advance(n);
+                    }
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The next line without its newline; `None` at the end of the stream.
+    pub async fn next_line(&mut self) -> Result<Option<Bytes>, ClientError> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line = self.buf.split_to(i + 1).freeze();
+                return Ok(Some(line.slice(..i)));
+            }
+            if !self.fill().await? {
+                return Ok((!self.buf.is_empty()).then(|| self.buf.split().freeze()));
+            }
+        }
+    }
+
+    /// The next value (an NDJSON line, or an event's data); `None` at the end of the stream.
+    pub async fn next(&mut self) -> Result<Option<T>, ClientError> {
+        match self.format {
+            Format::Ndjson => self.next_json().await,
+            Format::Sse => self.next_event().await,
+        }
+    }
+
+    async fn next_json(&mut self) -> Result<Option<T>, ClientError> {
+        loop {
+            match self.next_line().await? {
+                None => return Ok(None),
+                Some(l) if l.iter().all(u8::is_ascii_whitespace) => continue,
+                Some(l) => {
+                    return serde_json::from_slice(&l).map(Some).map_err(|source| {
+                        ClientError::Decode {
+                            service: self.service,
+                            source,
+                        }
+                    })
+                }
+            }
+        }
+    }
+
+    /// The next server-sent event, raw; `None` at the end of the stream.
+    pub async fn next_sse(&mut self) -> Result<Option<SseEvent>, ClientError> {
+        loop {
+            if !self.buf.is_empty() {
+                let bytes = self.buf.split();
+                self.sse.feed(&bytes);
+            }
+            if let Some(e) = self.sse.next_event() {
+                return Ok(Some(e));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next server-sent event whose data is a `T` (others, such as `lagged`, skipped);
+    /// `None` at the end of the stream.
+    async fn next_event(&mut self) -> Result<Option<T>, ClientError> {
+        while let Some(e) = self.next_sse().await? {
+            if let Ok(v) = serde_json::from_str(&e.data) {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,109 @@
+//! Registrations in discoverd: jobs that name a service while they run, and the host itself.
+//! Each is a [`Heartbeat`] of discoverd's client (so it survives a discoverd restart);
+//! ending it deregisters.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use discoverd_api::client::{Client, Heartbeat};
+use discoverd_api::Registration;
+use flynn_http::Endpoint;
+use host_api::{Job, JobState, NetworkMode, Proto};
+
+/// Registration TTL; heartbeats come every third of it.
+const TTL: Duration = Duration::from_secs(10);
+
+/// The host's registrations, by (service, instance id).
+#[derive(Debug)]
+pub struct Registrations {
+    client: Option<Client>,
+    /// The address other jobs and hosts reach this host's published ports at.
+    host_ip: IpAddr,
+    live: Mutex<HashMap<(String, String), Heartbeat>>,
+}
+
+impl Registrations {
+    /// Registrations with the discoverd at `endpoint` (none at all without one), written
+    /// with the platform `key`; jobs are registered at `host_ip` and their published port,
+    /// the only way other jobs reach them.
+    pub fn new(endpoint: Option<Endpoint>, key: Option<&str>, host_ip: IpAddr) -> Self {
+        Self {
+            client: endpoint.map(|e| match key {
+                Some(k) => Client::new(e).with_key(k),
+                None => Client::new(e),
+            }),
+            host_ip,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), Heartbeat>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `service/id` registered at `addr` until [`Registrations::remove`].
+    pub fn keep(&self, service: &str, id: &str, addr: SocketAddr) {
+        let Some(client) = &self.client else {
+            return;
+        };
+        let key = (service.to_string(), id.to_string());
+        let mut live = self.lock();
+        if live.contains_key(&key) {
+            return;
+        }
+        let reg = Registration {
+            addr,
+            proto: Proto::Tcp,
+            meta: Default::default(),
+        };
+        live.insert(key, client.keep_registered(service, id, reg, TTL));
+    }
+
+    /// Stops heartbeating `service/id` and deregisters it.
+    pub fn remove(&self, service: &str, id: &str) {
+        let Some(hb) = self.lock().remove(&(service.to_string(), id.to_string())) else {
+            return;
+        };
+        let (s, i) = (service.to_string(), id.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = hb.stop().await {
+                tracing::warn!(service = %s, id = %i, error = %e, "deregistering from discoverd");
+            }
+        });
+    }
+
+    /// Registers a job that runs and names a service; deregisters it when it ends.
+    pub fn job_changed(&self, job: &Job) {
+        let Some(service) = &job.config.service else {
+            return;
+        };
+        let config = &job.config.config;
+        match job.state {
+            JobState::Running => {
+                let port = job
+                    .config
+                    .service_port
+                    .or(config.ports.first().map(|p| p.job));
+                let Some(port) = port else { return };
+                // Bridge jobs are reached through the host port publishing the service port;
+                // host-network jobs listen on the host itself.
+                let host_port = match config.network {
+                    NetworkMode::Bridge => match job.ports.iter().find(|p| p.job == port) {
+                        Some(p) => p.host,
+                        None => return,
+                    },
+                    _ => port,
+                };
+                self.keep(
+                    service,
+                    job.id.as_str(),
+                    SocketAddr::new(self.host_ip, host_port),
+                );
+            }
+            JobState::Exited | JobState::Failed => self.remove(service, job.id.as_str()),
+            JobState::Starting => {}
+        }
+    }
+}

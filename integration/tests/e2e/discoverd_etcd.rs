@@ -1,0 +1,121 @@
+//! discoverd on a real 3-member etcd cluster: two discoverd instances share registrations,
+//! etcd leases expire them, and killing the etcd leader loses nothing.
+
+use std::time::{Duration, Instant};
+
+use discoverd::EventKind;
+use integration::discoverd::{reg, Discoverd};
+use integration::etcd::EtcdCluster;
+
+async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn two_discoverds_share_state_through_etcd_and_survive_its_leader() {
+    let mut etcd = EtcdCluster::start(3);
+    let a = Discoverd::start_with(etcd.endpoints());
+    let b = Discoverd::start_with(etcd.endpoints());
+    let (ca, cb) = (a.client(), b.client());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut watch = cb.watch(Some("web")).await.unwrap();
+        assert_eq!(
+            watch.next().await.unwrap().unwrap().kind,
+            EventKind::Current
+        );
+        let ttl = Duration::from_secs(30);
+        ca.register("web", "one", &reg("100.100.0.2:80"), ttl)
+            .await
+            .unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (e.kind, e.instance.unwrap().id),
+            (EventKind::Up, "one".to_string())
+        );
+        cb.register("web", "two", &reg("100.100.0.3:80"), ttl)
+            .await
+            .unwrap();
+        let seen = eventually("a to see two", async || {
+            let l = ca.instances("web").await.ok()?;
+            (l.len() == 2).then_some(l)
+        })
+        .await;
+        assert_eq!(seen[0].id, "one", "oldest first");
+        assert_eq!(cb.leader("web").await.unwrap().unwrap().id, "one");
+
+        // Metadata written through one is seen by the other; compare-and-swap holds across both.
+        let m = ca
+            .set_meta("web", serde_json::json!({"v": 1}), Some(0))
+            .await
+            .unwrap();
+        assert!(cb
+            .set_meta("web", serde_json::json!({"v": 9}), Some(0))
+            .await
+            .is_err());
+        let seen = eventually("b to see the metadata", async || {
+            cb.meta("web").await.ok()?
+        })
+        .await;
+        assert_eq!(
+            (seen.index, &seen.data),
+            (m.index, &serde_json::json!({"v": 1}))
+        );
+        cb.set_meta("web", serde_json::json!({"v": 2}), Some(m.index))
+            .await
+            .unwrap();
+        assert_eq!(ca.leader("web").await.unwrap().unwrap().id, "one");
+
+        // An etcd lease expires what stops heartbeating, for both.
+        ca.register(
+            "web",
+            "short",
+            &reg("100.100.0.4:80"),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        eventually("short to expire", async || {
+            let l = cb.instances("web").await.ok()?;
+            (!l.iter().any(|i| i.id == "short")).then_some(())
+        })
+        .await;
+    });
+
+    let leader = etcd.leader().expect("an etcd leader");
+    etcd.kill(leader);
+    rt.block_on(async {
+        for c in [&ca, &cb] {
+            let l = c.instances("web").await.unwrap();
+            assert_eq!(l.len(), 2, "registrations survive the etcd leader");
+        }
+        let three = eventually("a registration after the failover", async || {
+            ca.register(
+                "web",
+                "three",
+                &reg("100.100.0.5:80"),
+                Duration::from_secs(30),
+            )
+            .await
+            .ok()
+        })
+        .await;
+        assert_eq!(three.id, "three");
+        eventually("b to see three", async || {
+            let l = cb.instances("web").await.ok()?;
+            (l.len() == 3).then_some(())
+        })
+        .await;
+    });
+}

@@ -1,0 +1,21 @@
+//! The end-to-end suite, one test binary: every module is one area (the host API, restarts,
+//! the runtime's jobs and network, pinkerton's pulls, discoverd, bootstrap, images). Tests
+//! that need root are `#[root_test]`; those that need namespaces of their own
+//! `#[root_test(isolated)]`.
+
+mod bootstrap;
+mod discoverd_api;
+mod discoverd_etcd;
+mod host_api;
+mod host_hardening;
+mod host_restart;
+mod host_schemathesis;
+mod images_build;
+mod pinkerton_auth;
+mod pinkerton_errors;
+mod pinkerton_import;
+mod pinkerton_pull;
+mod runtime_attach;
+mod runtime_hardening;
+mod runtime_jobs;
+mod runtime_network;

@@ -1,0 +1,353 @@
+//! Jobs started by the runtime from pinkerton images, checked from inside the job.
+
+use integration::root_test;
+use std::time::Duration;
+
+use integration::jobs::{self, Jobs};
+use runtime::log::Stream;
+
+#[root_test(isolated)]
+fn a_job_runs_captures_output_and_reports_its_exit_code() {
+    let j = Jobs::new();
+    let spec = j.sh(
+        "hello-job",
+        "echo out; echo err >&2; hostname; echo pid=$$; printf tail; exit 3",
+    );
+    j.rt.create(&spec).unwrap();
+    let status = j.rt.wait("hello-job", Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        (status.code, status.signal, status.oom_killed),
+        (Some(3), None, false)
+    );
+    let logs = j.rt.logs("hello-job").unwrap();
+    let text: Vec<(Stream, &str, bool)> = logs
+        .iter()
+        .map(|l| (l.stream, l.line.as_str(), l.partial))
+        .collect();
+    assert!(text.contains(&(Stream::Stdout, "out", false)), "{text:?}");
+    assert!(text.contains(&(Stream::Stderr, "err", false)), "{text:?}");
+    assert!(
+        text.contains(&(Stream::Stdout, "hello-job", false)),
+        "hostname: {text:?}"
+    );
+    assert!(
+        text.contains(&(Stream::Stdout, "pid=1", false)),
+        "pid 1: {text:?}"
+    );
+    assert!(
+        text.contains(&(Stream::Stdout, "tail", true)),
+        "unterminated output kept: {text:?}"
+    );
+    j.rt.delete("hello-job").unwrap();
+    assert!(!j.root().join("hello-job").exists());
+}
+
+#[root_test(isolated)]
+fn limits_are_visible_from_inside_the_job() {
+    let j = Jobs::new();
+    let mut spec = j.sh(
+        "limits",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+         cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; \
+         cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max; \
+         cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight; \
+         ulimit -n",
+    );
+    spec.config.resources = runtime::Resources {
+        memory: Some(64 << 20),
+        pids: Some(50),
+        cpu_millis: Some(500),
+        cpu_shares: Some(512),
+        nofile: Some(1000),
+    };
+    let (status, out) = j.output(&spec);
+    assert_eq!(status.code, Some(0), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], (64u64 << 20).to_string(), "memory: {out}");
+    assert_eq!(lines[1], "50", "pids: {out}");
+    assert!(
+        lines[2] == "50000" || lines[2] == "50000 100000",
+        "cpu quota: {out}"
+    );
+    assert_eq!(lines[4], "1000", "nofile: {out}");
+}
+
+#[root_test(isolated)]
+fn a_job_over_its_memory_limit_is_oom_killed() {
+    let j = Jobs::new();
+    let mut spec = j.sh(
+        "oom",
+        "x=$(dd if=/dev/zero bs=1M count=128 2>/dev/null | tr '\\0' a); echo survived",
+    );
+    spec.config.resources.memory = Some(16 << 20);
+    let (status, out) = j.output(&spec);
+    assert!(
+        status.oom_killed,
+        "not reported as OOM-killed: {status:?} {out}"
+    );
+    assert!(!out.contains("survived"));
+}
+
+#[root_test(isolated)]
+fn security_defaults_hold_inside_the_job() {
+    let j = Jobs::new();
+    let spec = j.sh(
+        "secure",
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; \
+         echo timer_list=$(wc -c < /proc/timer_list); \
+         echo kcore=$(head -c 16 /dev/kcore 2>/dev/null | wc -c); \
+         mount -t tmpfs none /mnt 2>/dev/null; echo mount=$?; \
+         unshare -U true 2>/dev/null; echo unshare=$?; \
+         (echo x > /proc/sysrq-trigger) 2>/dev/null && echo sysrq=writable || echo sysrq=refused; \
+         ls /dev | tr '\\n' ' '",
+    );
+    let (status, out) = j.output(&spec);
+    assert_eq!(status.code, Some(0), "{out}");
+    assert!(out.contains("CapEff:\t00000000a80405fb"), "{out}");
+    assert!(out.contains("CapBnd:\t00000000a80405fb"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    // The host's /proc/timer_list has content (this kernel has no /proc/kcore to check).
+    assert!(!std::fs::read_to_string("/proc/timer_list")
+        .unwrap()
+        .is_empty());
+    assert!(out.contains("timer_list=0"), "masked: {out}");
+    // Where the kernel has /proc/kcore, /dev/kcore links to it: masked, it reads nothing.
+    assert!(out.contains("kcore=0"), "masked: {out}");
+    assert!(
+        !out.contains("mount=0") && !out.contains("unshare=0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sysrq=refused"),
+        "read-only /proc paths: {out}"
+    );
+    let devs = out.lines().last().unwrap();
+    for d in devs.split_whitespace() {
+        assert!(
+            [
+                "console", "core", "kcore", "fd", "full", "mqueue", "null", "ptmx", "pts",
+                "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"
+            ]
+            .contains(&d),
+            "unexpected /dev/{d}: {devs}"
+        );
+    }
+}
+
+#[root_test(isolated)]
+fn jobs_cannot_see_each_other() {
+    let j = Jobs::new();
+    let a = j.sh("iso-a", "echo secret > /tmp/secret; exec sleep 1000");
+    j.rt.create(&a).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let b = j.sh(
+        "iso-b",
+        "ps -o comm | tr '\\n' ' '; echo; ls /tmp/secret 2>&1; true",
+    );
+    let (_, out) = j.output(&b);
+    assert!(
+        !out.contains("sleep"),
+        "sees the other job's processes: {out}"
+    );
+    j.rt.stop("iso-a", Duration::from_millis(100)).unwrap();
+    j.rt.delete("iso-a").unwrap();
+    let logs = j.rt.logs("iso-b").err();
+    assert!(logs.is_some(), "deleted job is gone");
+}
+
+#[root_test(isolated)]
+fn stop_escalates_and_signals_are_delivered() {
+    let j = Jobs::new();
+    // PID 1 ignores SIGTERM without a handler: stop must end in SIGKILL.
+    j.rt.create(&j.sh("stubborn", "sleep 1000")).unwrap();
+    let s = j.rt.stop("stubborn", Duration::from_millis(300)).unwrap();
+    assert_eq!(s.signal, Some(9), "{s:?}");
+    j.rt.delete("stubborn").unwrap();
+
+    let script = "trap 'echo usr1' USR1; trap 'echo term; exit 7' TERM; echo ready; while true; do sleep 0.05; done";
+    j.rt.create(&j.sh("polite", script)).unwrap();
+    let ready = || {
+        j.rt.logs("polite")
+            .unwrap()
+            .iter()
+            .any(|l| l.line == "ready")
+    };
+    while !ready() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    j.rt.signal("polite", nix::sys::signal::Signal::SIGUSR1)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let s = j.rt.stop("polite", Duration::from_secs(10)).unwrap();
+    assert_eq!(s.code, Some(7), "{s:?}");
+    let lines: Vec<String> =
+        j.rt.logs("polite")
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+    assert!(
+        lines.contains(&"usr1".to_string()) && lines.contains(&"term".to_string()),
+        "{lines:?}"
+    );
+    assert!(matches!(
+        j.rt.delete("nosuchjob"),
+        Err(runtime::RuntimeError::NoSuchJob(_))
+    ));
+    j.rt.delete("polite").unwrap();
+}
+
+#[root_test(isolated)]
+fn fast_output_loses_nothing() {
+    let j = Jobs::new();
+    let (status, lines) = j.run(&j.sh("flood", "seq 1 200000; seq 1 1000 >&2"));
+    assert_eq!(status.code, Some(0));
+    assert_eq!(lines.len(), 200000);
+    assert!(
+        lines
+            .iter()
+            .enumerate()
+            .all(|(i, l)| l == &(i + 1).to_string()),
+        "out of order or changed"
+    );
+}
+
+#[root_test(isolated)]
+fn bind_mounts_users_and_readonly_rootfs() {
+    let j = Jobs::new();
+    let data = j.pinkerton.scratch().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mount = |readonly| runtime::spec::BindMount {
+        source: data.display().to_string(),
+        target: "/data".into(),
+        readonly,
+    };
+    let mut w = j.sh("writer", "echo kept > /data/file");
+    w.config.mounts = vec![mount(false)];
+    assert_eq!(j.run(&w).0.code, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(data.join("file")).unwrap(),
+        "kept\n"
+    );
+    let mut r = j.sh(
+        "reader",
+        "cat /data/file; echo x > /data/other 2>/dev/null; echo write=$?",
+    );
+    r.config.mounts = vec![mount(true)];
+    let (_, out) = j.output(&r);
+    assert!(out.starts_with("kept") && !out.contains("write=0"), "{out}");
+
+    let mut u = j.sh("as-nobody", "id -u; id -g; echo $HOME");
+    u.config.user = Some("nobody".into());
+    assert_eq!(j.output(&u).1, "65534\n65534\n/");
+    let mut bad = j.sh("no-user", "true");
+    bad.config.user = Some("nosuchuser".into());
+    let err = j.rt.create(&bad).unwrap_err().to_string();
+    assert!(err.contains("nosuchuser"), "{err}");
+    assert!(
+        !j.root().join("no-user").exists(),
+        "a failed create leaves nothing"
+    );
+
+    let mut ro = j.sh("ro", "touch /newfile 2>/dev/null; echo touch=$?");
+    ro.config.readonly_rootfs = true;
+    assert!(!j.output(&ro).1.contains("touch=0"));
+    // The writable upper dir is per job: a file written by one job is not in the next.
+    assert_eq!(j.run(&j.sh("w1", "echo a > /root/f")).0.code, Some(0));
+    assert_eq!(j.output(&j.sh("w2", "ls /root/f 2>/dev/null; true")).1, "");
+}
+
+#[root_test(isolated)]
+fn two_hundred_jobs_leave_nothing_behind() {
+    let j = Jobs::new();
+    let before_mounts = integration::leaks::mount_count();
+    for i in 0..200 {
+        let mut spec = j.sh(&format!("leak-{i}"), "true");
+        spec.config.resources.memory = Some(32 << 20);
+        spec.config.resources.pids = Some(10);
+        spec.config.ports = vec![jobs::port(0, 80)];
+        let (status, _) = j.run(&spec);
+        assert_eq!(status.code, Some(0));
+    }
+    let root = j.root().parent().unwrap();
+    integration::leaks::assert_clean(root, runtime::job::CGROUP_PARENT, "leak-", before_mounts);
+}
+
+#[root_test(isolated)]
+fn volumes_outlive_jobs_and_attach_to_later_ones() {
+    let j = Jobs::new();
+    j.rt.volumes().create("pgdata").unwrap();
+    let vol = |readonly| runtime::volume::VolumeMount {
+        name: "pgdata".into(),
+        target: "/var/lib/data".into(),
+        readonly,
+    };
+    let mut first = j.sh("vol-1", "echo generation-1 > /var/lib/data/marker");
+    first.config.volumes = vec![vol(false)];
+    assert_eq!(j.run(&first).0.code, Some(0));
+    let mut second = j.sh("vol-2", "cat /var/lib/data/marker");
+    second.config.volumes = vec![vol(true)];
+    j.rt.create(&second).unwrap();
+    j.rt.wait("vol-2", Duration::from_secs(30)).unwrap();
+    let err = j.rt.delete_volume("pgdata").unwrap_err().to_string();
+    assert!(err.contains("used by job vol-2"), "{err}");
+    let out: Vec<String> =
+        j.rt.logs("vol-2")
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+    assert_eq!(out, ["generation-1"]);
+    j.rt.delete("vol-2").unwrap();
+    j.rt.delete_volume("pgdata").unwrap();
+    let mut missing = j.sh("vol-3", "true");
+    missing.config.volumes = vec![vol(false)];
+    let err = j.rt.create(&missing).unwrap_err().to_string();
+    assert!(err.contains("no such volume: pgdata"), "{err}");
+}
+
+#[root_test(isolated)]
+fn jobs_start_safely_from_a_busy_multithreaded_runtime() {
+    let j = Jobs::new();
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio_rt.block_on(async {
+        // Busy workers that take the environment lock all the time.
+        for _ in 0..4 {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::env::var("PATH");
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let rt = j.rt.clone();
+                let spec = j.sh(&format!("busy-{i}"), "echo ok");
+                tokio::task::spawn_blocking(move || {
+                    rt.create(&spec)?;
+                    let status = rt.wait(spec.id.as_str(), Duration::from_secs(60))?;
+                    let out = rt.logs(spec.id.as_str())?;
+                    rt.delete(spec.id.as_str())?;
+                    Ok::<_, runtime::RuntimeError>((status, out))
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (status, out) = t.await.unwrap().unwrap();
+            assert_eq!(status.code, Some(0));
+            assert_eq!(out.len(), 1);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(j.rt.network().ipam().leases().unwrap().is_empty());
+}

@@ -1,0 +1,12 @@
+//! A job's description, shared by the runtime (which runs it) and the host API (which takes
+//! it in requests and reports it): [`JobId`], [`JobConfig`] and its parts, how a job ended
+//! ([`ExitStatus`]) and one record of its log ([`LogLine`]). Serde types only.
+
+mod config;
+mod id;
+mod status;
+
+pub use config::{BindMount, JobConfig, NetworkMode, PortMap, Resources, VolumeMount};
+pub use flynn_http::{Proto, Timestamp};
+pub use id::{valid_name, JobId, JobIdError};
+pub use status::{ExitStatus, LogLine, Stream};
