@@ -21,7 +21,7 @@ pub enum DbError {
     Redb {
         /// The database file.
         path: PathBuf,
-        /// The error.
+        /// Why it failed (the underlying error).
         source: Box<redb::Error>,
     },
     /// A record does not parse.

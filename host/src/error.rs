@@ -92,25 +92,10 @@ impl HostError {
     }
 }
 
-/// The message of an error and of every error under it, `: `-joined.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 impl From<HostError> for ApiError {
     fn from(e: HostError) -> Self {
         let (status, code) = e.kind();
-        ApiError::with_status(status, code, chain(&e))
+        ApiError::with_status(status, code, flynn_http::error::message_chain(&e))
     }
 }
 

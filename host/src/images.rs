@@ -41,7 +41,7 @@ impl Host {
                 PullMessage::Pulled { image }
             }
             Err(e) => PullMessage::Error {
-                error: ErrorBody::new(ErrorCode::PullFailed, crate::error::chain(&e)),
+                error: ErrorBody::new(ErrorCode::PullFailed, flynn_http::error::message_chain(&e)),
             },
         };
         let _ = tx.send(last).await;

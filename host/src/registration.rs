@@ -97,12 +97,12 @@ impl Registrations {
                     _ => port,
                 };
                 self.keep(
-                    service,
+                    service.as_str(),
                     job.id.as_str(),
                     SocketAddr::new(self.host_ip, host_port),
                 );
             }
-            JobState::Exited | JobState::Failed => self.remove(service, job.id.as_str()),
+            JobState::Exited | JobState::Failed => self.remove(service.as_str(), job.id.as_str()),
             JobState::Starting => {}
         }
     }

@@ -111,12 +111,7 @@ pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
             return Err(bad("job port 0: use 1 to 65535".into()));
         }
     }
-    if let Some(service) = &req.service {
-        if !discoverd_api::valid_service(service) {
-            return Err(bad(format!(
-                "service {service:?}: use 1-63 of a-z, 0-9 and '-' (not \"leader\")"
-            )));
-        }
+    if req.service.is_some() {
         let Some(port) = req.service_port.or(req.config.ports.first().map(|p| p.job)) else {
             return Err(bad(
                 "a service needs service_port or a published port".into()

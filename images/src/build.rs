@@ -14,9 +14,9 @@ pub enum BuildError {
     /// An input file cannot be read.
     #[error("reading {path}: {source}")]
     Read {
-        /// The file.
+        /// The file it concerns.
         path: PathBuf,
-        /// The error.
+        /// Why it failed (the underlying error).
         source: std::io::Error,
     },
     /// A binary's libraries cannot be found.

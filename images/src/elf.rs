@@ -11,15 +11,15 @@ pub enum ElfError {
     /// The file cannot be read.
     #[error("{path}: {source}")]
     Read {
-        /// The file.
+        /// The file it concerns.
         path: PathBuf,
-        /// The error.
+        /// Why it failed (the underlying error).
         source: std::io::Error,
     },
     /// The file is not an ELF binary.
     #[error("{path} is not an ELF file: {reason}")]
     NotElf {
-        /// The file.
+        /// The file it concerns.
         path: PathBuf,
         /// The parser's message.
         reason: String,

@@ -28,7 +28,7 @@ pub enum RecipeError {
     Read {
         /// The recipe file.
         path: PathBuf,
-        /// The error.
+        /// Why it failed (the underlying error).
         source: std::io::Error,
     },
     /// The TOML does not parse or has unknown keys.

@@ -25,7 +25,7 @@ pub enum ImportError {
     /// The input file is not a (possibly compressed) tar archive.
     #[error("{path} is not a tar archive (expected a docker save or oci-archive tarball, or an OCI layout directory): {source}")]
     NotAnArchive {
-        /// The file.
+        /// The file it concerns.
         path: PathBuf,
         /// The tar error.
         source: io::Error,
@@ -35,13 +35,13 @@ pub enum ImportError {
     Io {
         /// The path.
         path: PathBuf,
-        /// The error.
+        /// Why it failed (the underlying error).
         source: io::Error,
     },
     /// A JSON document of the archive does not parse.
     #[error("malformed {path}: {source}")]
     Json {
-        /// The file.
+        /// The file it concerns.
         path: PathBuf,
         /// The parse error.
         source: serde_json::Error,
@@ -64,7 +64,7 @@ pub enum ImportError {
     /// A blob does not match its digest.
     #[error("{path} does not match its digest {expected} (content is {actual})")]
     DigestMismatch {
-        /// The file.
+        /// The file it concerns.
         path: PathBuf,
         /// The digest it should have.
         expected: Digest,

@@ -41,7 +41,7 @@ pub enum ManifestError {
     #[error("descriptor digest {0:?} is not a sha256 digest")]
     Digest(String),
     /// The index has no manifest for the wanted platform.
-    #[error("no manifest for platform {wanted} in the index (available: {available}); choose one with --platform")]
+    #[error("no manifest for platform {wanted} in the index (available: {available}); ask for one of those")]
     NoPlatform {
         /// The platform that was asked for.
         wanted: Platform,

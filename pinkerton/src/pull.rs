@@ -52,7 +52,7 @@ pub enum PullError {
     },
     /// The image is built for another platform.
     #[error(
-        "image {reference} is for {image}, not {wanted}; pass --platform {image} to pull it anyway"
+        "image {reference} is for {image}, not {wanted}; ask for platform {image} to pull it anyway"
     )]
     PlatformMismatch {
         /// The reference.

@@ -27,7 +27,7 @@ pub enum RootfsError {
     Io {
         /// The path.
         path: PathBuf,
-        /// The error.
+        /// Why it failed (the underlying error).
         source: io::Error,
     },
 }

@@ -89,7 +89,7 @@ pub enum RuntimeError {
     Io {
         /// What was being done.
         what: String,
-        /// The error.
+        /// Why it failed (the underlying error).
         source: std::io::Error,
     },
 }

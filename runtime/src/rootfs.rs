@@ -24,7 +24,7 @@ pub enum RootfsError {
         op: &'static str,
         /// The mount point.
         path: PathBuf,
-        /// The error.
+        /// Why it failed (the underlying error).
         source: nix::Error,
     },
 }

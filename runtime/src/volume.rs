@@ -31,7 +31,7 @@ pub enum VolumeError {
     Io {
         /// The volume.
         name: String,
-        /// The error.
+        /// Why it failed (the underlying error).
         source: std::io::Error,
     },
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use discoverd_api::ServiceName;
 use flynn_http::Timestamp;
 use runtime_api::{ExitStatus, JobConfig, JobId, PortMap};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -19,7 +20,7 @@ pub struct CreateJob {
     pub config: JobConfig,
     /// Register the job in discoverd under this service name while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
+    pub service: Option<ServiceName>,
     /// The job port registered for the service (default: the first published job port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_port: Option<u16>,
@@ -178,7 +179,7 @@ mod tests {
         .unwrap();
         assert_eq!(req.id.as_ref().unwrap().as_str(), "web");
         assert_eq!(req.config.image, "busybox");
-        assert_eq!(req.service.as_deref(), Some("web"));
+        assert_eq!(req.service.as_ref().map(|s| s.as_str()), Some("web"));
         let back = serde_json::to_value(&req).unwrap();
         assert_eq!(back["image"], "busybox");
         assert_eq!(back["metadata"]["a"], "b");

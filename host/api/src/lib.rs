@@ -12,6 +12,7 @@ mod status;
 #[cfg(feature = "client")]
 pub mod client;
 
+pub use discoverd_api::ServiceName;
 pub use event::{Event, EventFilter, EventKind, EventPayload, ImageAction, JobAction};
 pub use flynn_http::{Endpoint, ErrorBody, ErrorCode, Proto, Timestamp};
 pub use image::{CreateVolume, Image, PullMessage, PullRequest, Volume};

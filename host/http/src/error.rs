@@ -123,6 +123,22 @@ impl<'de> Deserialize<'de> for ErrorCode {
     }
 }
 
+/// The message of an error followed by those of its sources (`: `-joined, repeats left
+/// out): what an error body says, since the source chain does not cross the wire.
+pub fn message_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

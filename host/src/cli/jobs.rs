@@ -66,7 +66,7 @@ pub struct RunArgs {
     rm: bool,
     /// Register the job in discoverd under this service name.
     #[arg(long)]
-    service: Option<String>,
+    service: Option<host_api::ServiceName>,
     /// Metadata label KEY=VALUE.
     #[arg(short, long = "label", value_name = "K=V")]
     label: Vec<String>,

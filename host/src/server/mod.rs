@@ -22,7 +22,7 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 #[derive(Debug, thiserror::Error)]
 #[error("token file {path}")]
 pub struct TokenError {
-    /// The file.
+    /// The file it concerns.
     pub path: PathBuf,
     /// Why.
     #[source]

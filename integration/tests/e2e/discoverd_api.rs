@@ -25,8 +25,8 @@ fn registrations_watches_leaders_and_expiry() {
             let mut v = Vec::new();
             loop {
                 let e = w.next().await.unwrap().unwrap();
-                let done = e.kind == EventKind::Current;
-                v.push((e.kind, e.instance.map(|i| i.id)));
+                let done = e.kind() == EventKind::Current;
+                v.push((e.kind(), e.instance().map(|i| i.id.clone())));
                 if done {
                     break v;
                 }
@@ -54,7 +54,7 @@ fn registrations_watches_leaders_and_expiry() {
                 .unwrap()
                 .unwrap()
                 .unwrap();
-            next.push((e.kind, e.instance.map(|i| i.id)));
+            next.push((e.kind(), e.instance().map(|i| i.id.clone())));
         }
         assert_eq!(
             next,
@@ -73,7 +73,7 @@ fn registrations_watches_leaders_and_expiry() {
             .unwrap()
             .unwrap();
         assert_eq!(
-            (e.kind, e.instance.map(|i| i.id)),
+            (e.kind(), e.instance().map(|i| i.id.clone())),
             (EventKind::Down, Some("b".into()))
         );
         assert!(
@@ -96,7 +96,7 @@ fn registrations_watches_leaders_and_expiry() {
     // Service metadata, with compare-and-swap on its version, announced to watchers.
     rt.block_on(async {
         let mut w = c.watch(Some("db")).await.unwrap();
-        while w.next().await.unwrap().unwrap().kind != EventKind::Current {}
+        while w.next().await.unwrap().unwrap().kind() != EventKind::Current {}
         assert!(c.meta("db").await.unwrap().is_none());
         let m = c
             .set_meta("db", serde_json::json!({"primary": "a"}), Some(0))
@@ -121,8 +121,8 @@ fn registrations_watches_leaders_and_expiry() {
         assert_eq!(c.meta("db").await.unwrap().unwrap().data["primary"], "b");
         for want in ["a", "b"] {
             let e = w.next().await.unwrap().unwrap();
-            assert_eq!(e.kind, EventKind::ServiceMeta);
-            assert_eq!(e.meta.unwrap().data["primary"], want);
+            assert_eq!(e.kind(), EventKind::ServiceMeta);
+            assert_eq!(e.meta().unwrap().data["primary"], want);
         }
     });
     // Bad input is refused with a JSON error.

@@ -28,7 +28,7 @@ fn two_discoverds_share_state_through_etcd_and_survive_its_leader() {
     rt.block_on(async {
         let mut watch = cb.watch(Some("web")).await.unwrap();
         assert_eq!(
-            watch.next().await.unwrap().unwrap().kind,
+            watch.next().await.unwrap().unwrap().kind(),
             EventKind::Current
         );
         let ttl = Duration::from_secs(30);
@@ -41,7 +41,7 @@ fn two_discoverds_share_state_through_etcd_and_survive_its_leader() {
             .unwrap()
             .unwrap();
         assert_eq!(
-            (e.kind, e.instance.unwrap().id),
+            (e.kind(), e.instance().unwrap().id.clone()),
             (EventKind::Up, "one".to_string())
         );
         cb.register("web", "two", &reg("100.100.0.3:80"), ttl)

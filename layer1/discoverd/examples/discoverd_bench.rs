@@ -76,11 +76,11 @@ async fn bench_discoverd(url: &str, n: usize, conc: usize, watchers: usize) {
         let (c, ready) = (c.clone(), ready.clone());
         tasks.push(tokio::spawn(async move {
             let mut w = c.watch(Some("fan")).await.expect("watch");
-            while w.next().await.expect("event").unwrap().kind != EventKind::Current {}
+            while w.next().await.expect("event").unwrap().kind() != EventKind::Current {}
             ready.wait().await;
             loop {
                 let e = w.next().await.expect("event");
-                if e.unwrap().kind == EventKind::Up {
+                if e.unwrap().kind() == EventKind::Up {
                     return Instant::now();
                 }
             }

@@ -64,22 +64,22 @@ impl Embedded {
     /// Opens (creating) the store in `dir` and starts its reaper. Must run in a tokio runtime.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("discoverd.redb");
-        let err = |e: &dyn std::fmt::Display| StoreError::Db {
+        let err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Db {
             path: path.display().to_string(),
-            message: e.to_string(),
+            source,
         };
-        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-        let db = Database::create(&path).map_err(|e| err(&e))?;
+        std::fs::create_dir_all(dir).map_err(|e| err(e.into()))?;
+        let db = Database::create(&path).map_err(|e| err(e.into()))?;
         let mut instances = BTreeMap::new();
         let mut metas = BTreeMap::new();
         let mut next_index = 1;
         {
-            let tx = db.begin_write().map_err(|e| err(&e))?;
+            let tx = db.begin_write().map_err(|e| err(e.into()))?;
             {
-                let t = tx.open_table(INSTANCES).map_err(|e| err(&e))?;
+                let t = tx.open_table(INSTANCES).map_err(|e| err(e.into()))?;
                 let now = now_ms();
-                for row in t.iter().map_err(|e| err(&e))? {
-                    let (_, v) = row.map_err(|e| err(&e))?;
+                for row in t.iter().map_err(|e| err(e.into()))? {
+                    let (_, v) = row.map_err(|e| err(e.into()))?;
                     if let Ok(rec) = serde_json::from_slice::<Record>(v.value()) {
                         if rec.expires > now {
                             let k = (rec.instance.service.clone(), rec.instance.id.clone());
@@ -87,20 +87,23 @@ impl Embedded {
                         }
                     }
                 }
-                let sm = tx.open_table(SERVICE_META).map_err(|e| err(&e))?;
-                for row in sm.iter().map_err(|e| err(&e))? {
-                    let (_, v) = row.map_err(|e| err(&e))?;
+                let sm = tx.open_table(SERVICE_META).map_err(|e| err(e.into()))?;
+                for row in sm.iter().map_err(|e| err(e.into()))? {
+                    let (_, v) = row.map_err(|e| err(e.into()))?;
                     if let Ok(m) = serde_json::from_slice::<ServiceMeta>(v.value()) {
                         metas.insert(m.service.clone(), m);
                     }
                 }
-                let m = tx.open_table(META).map_err(|e| err(&e))?;
-                let stored = m.get("next_index").map_err(|e| err(&e))?.map(|v| v.value());
+                let m = tx.open_table(META).map_err(|e| err(e.into()))?;
+                let stored = m
+                    .get("next_index")
+                    .map_err(|e| err(e.into()))?
+                    .map(|v| v.value());
                 if let Some(v) = stored {
                     next_index = v;
                 }
             }
-            tx.commit().map_err(|e| err(&e))?;
+            tx.commit().map_err(|e| err(e.into()))?;
         }
         let store = Self {
             state: Arc::new(Mutex::new(State {
@@ -126,10 +129,10 @@ impl Embedded {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+    fn err(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
         StoreError::Db {
             path: self.path.display().to_string(),
-            message: e.to_string(),
+            source: e.into(),
         }
     }
 

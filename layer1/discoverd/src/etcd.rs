@@ -33,7 +33,7 @@ impl std::fmt::Debug for Etcd {
 }
 
 fn err(e: etcd_client::Error) -> StoreError {
-    StoreError::Etcd(e.to_string())
+    StoreError::Etcd(Box::new(e))
 }
 
 impl Etcd {
@@ -105,9 +105,7 @@ impl Store for Etcd {
             TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.create_revision()),
             _ => None,
         });
-        let revision = revision.ok_or_else(|| {
-            StoreError::Etcd(format!("{key} vanished right after it was written"))
-        })?;
+        let revision = revision.ok_or_else(|| StoreError::Vanished(key.to_string()))?;
         instance.index = revision as u64;
         Ok(instance)
     }
@@ -156,7 +154,7 @@ impl Store for Etcd {
             });
         }
         kv.and_then(|kv| self.decode_meta(&kv))
-            .ok_or_else(|| StoreError::Etcd(format!("{key} vanished right after it was written")))
+            .ok_or_else(|| StoreError::Vanished(key.to_string()))
     }
 
     async fn watch(&self) -> Result<(Snapshot, mpsc::UnboundedReceiver<Change>), StoreError> {

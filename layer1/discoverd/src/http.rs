@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use discoverd_api::{
-    valid_instance_id, valid_service, Event, Registration, SetMeta, DEFAULT_TTL, MAX_TTL,
+    valid_instance_id, Event, Registration, ServiceName, SetMeta, DEFAULT_TTL, MAX_TTL,
 };
 use flynn_http::server::{
     bearer, json, no_content, read_json, sse, wants_sse, ApiError, Body, Params, Query, Router,
@@ -75,14 +75,8 @@ pub fn router<S: Store>() -> Router<Shared<S>> {
 
 /// The service name of the path, checked.
 fn service(p: &Params) -> Result<&str, ApiError> {
-    let s = p.get("service");
-    if valid_service(s) {
-        Ok(s)
-    } else {
-        Err(ApiError::bad_request(format!(
-            "service name {s:?}: use 1-63 of a-z, 0-9 and '-' (not \"leader\")"
-        )))
-    }
+    p.parse::<ServiceName>("service")?;
+    Ok(p.get("service"))
 }
 
 /// The instance id of the path, checked.
@@ -115,7 +109,7 @@ fn may_write<S: Store>(
 fn store_error(e: StoreError) -> ApiError {
     match e {
         e @ StoreError::Conflict { .. } => ApiError::new(ErrorCode::Conflict, e.to_string()),
-        e => ApiError::new(ErrorCode::Store, e.to_string()),
+        e => ApiError::new(ErrorCode::Store, flynn_http::error::message_chain(&e)),
     }
 }
 
@@ -197,7 +191,7 @@ fn watch<S: Store>(r: &Registry<S>, service: Option<&str>) -> Response<Body> {
     let service = service.map(str::to_string);
     let frame = |e: &Event| {
         let data = serde_json::to_string(e).expect("events serialise");
-        Bytes::from(wire::encode(None, Some(e.kind.as_str()), &data))
+        Bytes::from(wire::encode(None, Some(e.kind().as_str()), &data))
     };
     let first: Vec<Bytes> = first.iter().map(frame).collect();
     let state = (first.into_iter(), rx, service);
@@ -207,16 +201,17 @@ fn watch<S: Store>(r: &Registry<S>, service: Option<&str>) -> Response<Body> {
                 return Some((b, (first, rx, service)));
             }
             loop {
-                let chunk =
-                    match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
-                        Err(_) => Bytes::from(wire::comment("keepalive")),
-                        Ok(Ok(e)) if service.as_deref().is_some_and(|s| s != e.service) => continue,
-                        Ok(Ok(e)) => frame(&e),
-                        Ok(Err(broadcast::error::RecvError::Lagged(n))) => Bytes::from(
-                            wire::encode(None, Some("lagged"), &format!("{{\"missed\":{n}}}")),
-                        ),
-                        Ok(Err(broadcast::error::RecvError::Closed)) => return None,
-                    };
+                let chunk = match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+                    Err(_) => Bytes::from(wire::comment("keepalive")),
+                    Ok(Ok(e)) if service.as_deref().is_some_and(|s| s != e.service()) => continue,
+                    Ok(Ok(e)) => frame(&e),
+                    Ok(Err(broadcast::error::RecvError::Lagged(n))) => Bytes::from(wire::encode(
+                        None,
+                        Some("lagged"),
+                        &format!("{{\"missed\":{n}}}"),
+                    )),
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                };
                 return Some((chunk, (first, rx, service)));
             }
         });

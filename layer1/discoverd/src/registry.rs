@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::store::{Change, Store, StoreError};
-use discoverd_api::{Event, EventKind, Instance, Registration, ServiceMeta};
+use discoverd_api::{Event, Instance, Registration, ServiceMeta};
 
 /// Events kept for slow watchers.
 const BACKLOG: usize = 8192;
@@ -61,40 +61,35 @@ impl View {
                     return out;
                 }
                 self.metas.insert(meta.service.clone(), meta.clone());
-                out.push(Event {
-                    kind: EventKind::ServiceMeta,
+                out.push(Event::ServiceMeta {
                     service: meta.service.clone(),
-                    instance: None,
-                    meta: Some(meta),
+                    meta,
                 });
                 return out;
             }
             Change::Put(inst) => {
                 let service = inst.service.clone();
                 let instances = self.services.entry(service.clone()).or_default();
-                let kind = match instances.insert(inst.id.clone(), inst.clone()) {
-                    None => Some(EventKind::Up),
-                    Some(old) if old != inst => Some(EventKind::Update),
+                let event = match instances.insert(inst.id.clone(), inst.clone()) {
+                    None => Some(Event::Up {
+                        service: service.clone(),
+                        instance: inst,
+                    }),
+                    Some(old) if old != inst => Some(Event::Update {
+                        service: service.clone(),
+                        instance: inst,
+                    }),
                     Some(_) => None,
                 };
-                if let Some(kind) = kind {
-                    out.push(Event {
-                        kind,
-                        service: service.clone(),
-                        instance: Some(inst),
-                        meta: None,
-                    });
-                }
+                out.extend(event);
                 service
             }
             Change::Delete { service, id } => {
                 let removed = self.services.get_mut(&service).and_then(|m| m.remove(&id));
                 if let Some(inst) = removed {
-                    out.push(Event {
-                        kind: EventKind::Down,
+                    out.push(Event::Down {
                         service: service.clone(),
-                        instance: Some(inst),
-                        meta: None,
+                        instance: inst,
                     });
                 }
                 if self.services.get(&service).is_some_and(|m| m.is_empty()) {
@@ -110,11 +105,9 @@ impl View {
                 Some(l) => self.leaders.insert(service.clone(), l.id.clone()),
                 None => self.leaders.remove(&service),
             };
-            out.push(Event {
-                kind: EventKind::Leader,
+            out.push(Event::Leader {
                 service,
                 instance: leader,
-                meta: None,
             });
         }
         out
@@ -240,35 +233,26 @@ impl<S: Store> Registry<S> {
             let mut sorted: Vec<&Instance> = instances.values().collect();
             sorted.sort_by_key(|i| i.index);
             for i in sorted {
-                first.push(Event {
-                    kind: EventKind::Up,
+                first.push(Event::Up {
                     service: name.clone(),
-                    instance: Some(i.clone()),
-                    meta: None,
+                    instance: i.clone(),
                 });
             }
-            first.push(Event {
-                kind: EventKind::Leader,
+            first.push(Event::Leader {
                 service: name.clone(),
                 instance: v.leader_of(name).cloned(),
-                meta: None,
             });
         }
         for (name, meta) in &v.metas {
             if service.is_none_or(|s| s == name) {
-                first.push(Event {
-                    kind: EventKind::ServiceMeta,
+                first.push(Event::ServiceMeta {
                     service: name.clone(),
-                    instance: None,
-                    meta: Some(meta.clone()),
+                    meta: meta.clone(),
                 });
             }
         }
-        first.push(Event {
-            kind: EventKind::Current,
+        first.push(Event::Current {
             service: service.unwrap_or("").into(),
-            instance: None,
-            meta: None,
         });
         (first, rx)
     }
@@ -278,6 +262,7 @@ impl<S: Store> Registry<S> {
 mod tests {
     use super::*;
     use crate::embedded::Embedded;
+    use discoverd_api::EventKind;
 
     fn reg(addr: &str) -> Registration {
         Registration {
@@ -305,7 +290,7 @@ mod tests {
         let kinds = |rx: &mut broadcast::Receiver<Event>| {
             let mut k = Vec::new();
             while let Ok(e) = rx.try_recv() {
-                k.push((e.kind, e.instance.map(|i| i.id)));
+                k.push((e.kind(), e.instance().map(|i| i.id.clone())));
             }
             k
         };

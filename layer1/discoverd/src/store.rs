@@ -12,16 +12,20 @@ use discoverd_api::{Instance, ServiceMeta};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The embedded database failed.
-    #[error("state database {path}: {message}; check the disk and the --data directory")]
+    #[error("state database {path}: check the disk and the data directory")]
     Db {
         /// The database file.
         path: String,
         /// What failed.
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// etcd failed or cannot be reached.
-    #[error("etcd: {0}; check that the --etcd endpoints are up")]
-    Etcd(String),
+    #[error("etcd: check that the etcd endpoints are up")]
+    Etcd(#[source] Box<etcd_client::Error>),
+    /// A key etcd acknowledged was gone when read back (another writer removed it).
+    #[error("etcd: {0} vanished right after it was written; retry")]
+    Vanished(String),
     /// A compare-and-swap of service metadata found another version.
     #[error("metadata of {service} is at version {actual}, not {expected}; read it and retry")]
     Conflict {

@@ -42,13 +42,13 @@ pub enum StoreError {
     Io {
         /// The path.
         path: PathBuf,
-        /// The error.
+        /// Why it failed (the underlying error).
         source: io::Error,
     },
     /// A store file does not parse.
     #[error("store: {path} is corrupt ({reason}); remove it and pull again")]
     Corrupt {
-        /// The file.
+        /// The file it concerns.
         path: PathBuf,
         /// What is wrong.
         reason: String,

@@ -71,7 +71,7 @@ pub enum UnpackError {
     Io {
         /// The path being written.
         path: PathBuf,
-        /// The error.
+        /// Why it failed (the underlying error).
         source: io::Error,
     },
 }

@@ -10,7 +10,7 @@ pub mod client;
 pub use flynn_http::{Endpoint, ErrorBody, ErrorCode, Proto, Timestamp};
 pub use model::{
     valid_instance_id, valid_service, Event, EventKind, Instance, Registration, ServiceMeta,
-    SetMeta,
+    ServiceName, ServiceNameError, SetMeta,
 };
 
 /// Default and largest instance TTLs, in seconds.

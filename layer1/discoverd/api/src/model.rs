@@ -40,7 +40,7 @@ pub struct Registration {
     pub meta: BTreeMap<String, String>,
 }
 
-/// What happened.
+/// What an [`Event`] says happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -94,19 +94,96 @@ pub struct SetMeta {
     pub index: Option<u64>,
 }
 
-/// One message of a watch (server-sent events, `event:` is the kind).
+/// One message of a watch (server-sent events; `event:` and the `kind` field name it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// An instance appeared (and, at the start of a watch, each existing one).
+    Up {
+        /// The service.
+        service: String,
+        /// The instance.
+        instance: Instance,
+    },
+    /// An instance's metadata or address changed.
+    Update {
+        /// The service.
+        service: String,
+        /// The instance as it is now.
+        instance: Instance,
+    },
+    /// An instance deregistered or expired.
+    Down {
+        /// The service.
+        service: String,
+        /// The instance as it was.
+        instance: Instance,
+    },
+    /// The service's leader changed.
+    Leader {
+        /// The service.
+        service: String,
+        /// The new leader; absent when no instance is left.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<Instance>,
+    },
+    /// The service's metadata was set.
+    ServiceMeta {
+        /// The service.
+        service: String,
+        /// The metadata.
+        meta: ServiceMeta,
+    },
+    /// The end of the current state at the start of a watch.
+    Current {
+        /// The service watched (empty for a watch of all services).
+        service: String,
+    },
+}
+
+impl Event {
     /// What happened.
-    pub kind: EventKind,
-    /// The service.
-    pub service: String,
-    /// The instance concerned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance: Option<Instance>,
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Up { .. } => EventKind::Up,
+            Event::Update { .. } => EventKind::Update,
+            Event::Down { .. } => EventKind::Down,
+            Event::Leader { .. } => EventKind::Leader,
+            Event::ServiceMeta { .. } => EventKind::ServiceMeta,
+            Event::Current { .. } => EventKind::Current,
+        }
+    }
+
+    /// The service it is about.
+    pub fn service(&self) -> &str {
+        match self {
+            Event::Up { service, .. }
+            | Event::Update { service, .. }
+            | Event::Down { service, .. }
+            | Event::Leader { service, .. }
+            | Event::ServiceMeta { service, .. }
+            | Event::Current { service } => service,
+        }
+    }
+
+    /// The instance it is about, if any.
+    pub fn instance(&self) -> Option<&Instance> {
+        match self {
+            Event::Up { instance, .. }
+            | Event::Update { instance, .. }
+            | Event::Down { instance, .. } => Some(instance),
+            Event::Leader { instance, .. } => instance.as_ref(),
+            Event::ServiceMeta { .. } | Event::Current { .. } => None,
+        }
+    }
+
     /// The metadata, for `service_meta` events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<ServiceMeta>,
+    pub fn meta(&self) -> Option<&ServiceMeta> {
+        match self {
+            Event::ServiceMeta { meta, .. } => Some(meta),
+            _ => None,
+        }
+    }
 }
 
 /// True for names usable as service names and instance ids: 1-63 of `[a-z0-9-]` for
@@ -127,4 +204,65 @@ pub fn valid_instance_id(s: &str) -> bool {
         && s.len() <= 128
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// A service name: 1-63 of `[a-z0-9-]`, not starting or ending with `-`, not `leader` (it
+/// becomes a DNS label, `NAME.discoverd`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServiceName(String);
+
+/// A service name that is not valid.
+#[derive(Debug)]
+pub struct ServiceNameError(String);
+
+impl std::fmt::Display for ServiceNameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "service name {:?}: use 1-63 of a-z, 0-9 and '-' (not \"leader\")",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ServiceNameError {}
+
+impl ServiceName {
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ServiceName {
+    type Error = ServiceNameError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if valid_service(&s) {
+            Ok(Self(s))
+        } else {
+            Err(ServiceNameError(s))
+        }
+    }
+}
+
+impl std::str::FromStr for ServiceName {
+    type Err = ServiceNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::try_from(s.to_string())
+    }
+}
+
+impl From<ServiceName> for String {
+    fn from(s: ServiceName) -> Self {
+        s.0
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
