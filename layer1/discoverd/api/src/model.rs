@@ -206,63 +206,12 @@ pub fn valid_instance_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
-/// A service name: 1-63 of `[a-z0-9-]`, not starting or ending with `-`, not `leader` (it
-/// becomes a DNS label, `NAME.discoverd`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ServiceName(String);
-
-/// A service name that is not valid.
-#[derive(Debug)]
-pub struct ServiceNameError(String);
-
-impl std::fmt::Display for ServiceNameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "service name {:?}: use 1-63 of a-z, 0-9 and '-' (not \"leader\")",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for ServiceNameError {}
-
-impl ServiceName {
-    /// The name as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for ServiceName {
-    type Error = ServiceNameError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        if valid_service(&s) {
-            Ok(Self(s))
-        } else {
-            Err(ServiceNameError(s))
-        }
-    }
-}
-
-impl std::str::FromStr for ServiceName {
-    type Err = ServiceNameError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::try_from(s.to_string())
-    }
-}
-
-impl From<ServiceName> for String {
-    fn from(s: ServiceName) -> Self {
-        s.0
-    }
-}
-
-impl std::fmt::Display for ServiceName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+flynn_http::checked_name!(
+    /// A service name: 1-63 of `[a-z0-9-]`, not starting or ending with `-`, not `leader`
+    /// (it becomes a DNS label, `NAME.discoverd`).
+    ServiceName,
+    ServiceNameError,
+    valid_service,
+    "service name",
+    "use 1-63 of a-z, 0-9 and '-' (not \"leader\")"
+);
