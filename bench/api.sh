@@ -12,6 +12,7 @@ conc="${2:-10}"
 if [ -z "${FLYNN_BENCH_INNER:-}" ]; then
     bash script/deps
     command -v podman >/dev/null || apt-get install -y -qq podman >/dev/null
+    command -v runc >/dev/null || apt-get install -y -qq runc >/dev/null
     cargo build --release --locked -p flynn-host -p runtime -p pinkerton --bins --example api_bench
     FLYNN_BENCH_INNER=1 exec unshare --net --mount --propagation private "$0" "$@"
 fi

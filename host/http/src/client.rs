@@ -3,6 +3,8 @@
 //! responses read as they arrive ([`Lines`]: NDJSON values or server-sent events).
 
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
@@ -81,13 +83,23 @@ impl ClientError {
     }
 }
 
-/// A client of one service.
+/// A client of one service. Connections of whole answers are kept for the next request
+/// (for up to [`IDLE_REUSE`]); streams and upgrades get a connection of their own.
 #[derive(Debug, Clone)]
 pub struct Client {
     service: &'static str,
     endpoint: Endpoint,
     token: Option<String>,
+    idle: Arc<Mutex<Vec<(Sender, Instant)>>>,
 }
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// How long an idle connection is reused: well under any server's idle timeout (a server
+/// closing it while a request is on its way would fail that request).
+pub const IDLE_REUSE: Duration = Duration::from_millis(500);
+/// Most idle connections kept per client.
+const MAX_IDLE: usize = 32;
 
 impl Client {
     /// A client of `service` (its name, for messages) at `endpoint`.
@@ -96,6 +108,7 @@ impl Client {
             service,
             endpoint,
             token: None,
+            idle: Arc::default(),
         }
     }
 
@@ -110,8 +123,8 @@ impl Client {
         &self.endpoint
     }
 
-    /// Sends a request and returns the response; error statuses become
-    /// [`ClientError::Api`]. `upgrade` asks for an HTTP upgrade to that protocol.
+    /// Sends a request on a connection of its own and returns the response; error statuses
+    /// become [`ClientError::Api`].
     pub async fn send(
         &self,
         method: Method,
@@ -119,6 +132,82 @@ impl Client {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> Result<Response<Incoming>, ClientError> {
+        let req = self.request(method, path_and_query, body, headers);
+        let mut sender = self.connect().await?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|source| ClientError::Http {
+                service: self.service,
+                source,
+            })?;
+        self.check(resp).await
+    }
+
+    /// A request and its whole answer, on an idle connection when there is one; the
+    /// connection is kept for the next request.
+    async fn send_whole(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, ClientError> {
+        let http = |source| ClientError::Http {
+            service: self.service,
+            source,
+        };
+        let reused = self.take_idle();
+        let (sender, resp) = match reused {
+            Some(mut sender) => {
+                let req = self.request(method.clone(), path_and_query, body.clone(), &[]);
+                match sender.send_request(req).await {
+                    Ok(resp) => (sender, resp),
+                    // The connection went away before the request was written: a new one.
+                    Err(e) if e.is_canceled() || e.is_closed() => {
+                        let mut sender = self.connect().await?;
+                        let req = self.request(method, path_and_query, body, &[]);
+                        let resp = sender.send_request(req).await.map_err(http)?;
+                        (sender, resp)
+                    }
+                    Err(e) => return Err(http(e)),
+                }
+            }
+            None => {
+                let mut sender = self.connect().await?;
+                let req = self.request(method, path_and_query, body, &[]);
+                let resp = sender.send_request(req).await.map_err(http)?;
+                (sender, resp)
+            }
+        };
+        let resp = self.check(resp).await?;
+        let bytes = self.collect(resp).await?;
+        if sender.is_ready() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push((sender, Instant::now()));
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// An idle connection young enough to reuse.
+    fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((sender, since)) = idle.pop() {
+            if since.elapsed() < IDLE_REUSE && sender.is_ready() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Request<Full<Bytes>> {
         let host = match &self.endpoint {
             Endpoint::Unix(_) => self.service.to_string(),
             Endpoint::Tcp(a) => a.to_string(),
@@ -136,25 +225,32 @@ impl Client {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let req = b
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .expect("a path, method and headers this client built are valid");
+        b.body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("a path, method and headers this client built are valid")
+    }
+
+    /// A new connection.
+    async fn connect(&self) -> Result<Sender, ClientError> {
         let connect_err = |source| ClientError::Connect {
             service: self.service,
             endpoint: self.endpoint.clone(),
             source,
         };
-        let resp = match &self.endpoint {
+        match &self.endpoint {
             Endpoint::Unix(p) => {
                 let s = UnixStream::connect(p).await.map_err(connect_err)?;
-                self.exchange(s, req).await?
+                self.handshake(s).await
             }
             Endpoint::Tcp(a) => {
                 let s = TcpStream::connect(a).await.map_err(connect_err)?;
                 let _ = s.set_nodelay(true);
-                self.exchange(s, req).await?
+                self.handshake(s).await
             }
-        };
+        }
+    }
+
+    /// Error statuses as [`ClientError::Api`].
+    async fn check(&self, resp: Response<Incoming>) -> Result<Response<Incoming>, ClientError> {
         if resp.status().is_client_error() || resp.status().is_server_error() {
             let status = resp.status().as_u16();
             let bytes = self.collect(resp).await?;
@@ -169,25 +265,20 @@ impl Client {
         Ok(resp)
     }
 
-    async fn exchange<S>(
-        &self,
-        io: S,
-        req: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, ClientError>
+    async fn handshake<S>(&self, io: S) -> Result<Sender, ClientError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let http = |source| ClientError::Http {
-            service: self.service,
-            source,
-        };
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
-            .map_err(http)?;
+            .map_err(|source| ClientError::Http {
+                service: self.service,
+                source,
+            })?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        sender.send_request(req).await.map_err(http)
+        Ok(sender)
     }
 
     async fn collect(&self, resp: Response<Incoming>) -> Result<Bytes, ClientError> {
@@ -210,8 +301,7 @@ impl Client {
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
         let body = body.map(|b| serde_json::to_vec(b).expect("requests serialise"));
-        let resp = self.send(method, path, body, &[]).await?;
-        let bytes = self.collect(resp).await?;
+        let bytes = self.send_whole(method, path, body).await?;
         serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
             service: self.service,
             source,
@@ -240,7 +330,7 @@ impl Client {
         body: Option<&impl Serialize>,
     ) -> Result<(), ClientError> {
         let body = body.map(|b| serde_json::to_vec(b).expect("requests serialise"));
-        self.send(method, path, body, &[]).await.map(|_| ())
+        self.send_whole(method, path, body).await.map(|_| ())
     }
 
     /// A request whose answer streams NDJSON values of `T`.
