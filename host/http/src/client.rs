@@ -132,7 +132,7 @@ impl Client {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> Result<Response<Incoming>, ClientError> {
-        let req = self.request(method, path_and_query, body, headers);
+        let req = self.request(method, path_and_query, body.map(Bytes::from), headers);
         let mut sender = self.connect().await?;
         let resp = sender
             .send_request(req)
@@ -156,28 +156,23 @@ impl Client {
             service: self.service,
             source,
         };
-        let reused = self.take_idle();
-        let (sender, resp) = match reused {
-            Some(mut sender) => {
-                let req = self.request(method.clone(), path_and_query, body.clone(), &[]);
-                match sender.send_request(req).await {
-                    Ok(resp) => (sender, resp),
-                    // The connection went away before the request was written: a new one.
-                    Err(e) if e.is_canceled() || e.is_closed() => {
-                        let mut sender = self.connect().await?;
-                        let req = self.request(method, path_and_query, body, &[]);
-                        let resp = sender.send_request(req).await.map_err(http)?;
-                        (sender, resp)
-                    }
-                    Err(e) => return Err(http(e)),
-                }
-            }
-            None => {
-                let mut sender = self.connect().await?;
+        let body = body.map(Bytes::from);
+        let idle = self.take_idle();
+        let reused = idle.is_some();
+        let mut sender = match idle {
+            Some(s) => s,
+            None => self.connect().await?,
+        };
+        let req = self.request(method.clone(), path_and_query, body.clone(), &[]);
+        let resp = match sender.send_request(req).await {
+            Ok(resp) => resp,
+            // An idle connection that went away before the request was written: a new one.
+            Err(e) if reused && (e.is_canceled() || e.is_closed()) => {
+                sender = self.connect().await?;
                 let req = self.request(method, path_and_query, body, &[]);
-                let resp = sender.send_request(req).await.map_err(http)?;
-                (sender, resp)
+                sender.send_request(req).await.map_err(http)?
             }
+            Err(e) => return Err(http(e)),
         };
         let resp = self.check(resp).await?;
         let bytes = self.collect(resp).await?;
@@ -205,7 +200,7 @@ impl Client {
         &self,
         method: Method,
         path_and_query: &str,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
         headers: &[(&str, &str)],
     ) -> Request<Full<Bytes>> {
         let host = match &self.endpoint {
@@ -225,7 +220,7 @@ impl Client {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        b.body(Full::new(Bytes::from(body.unwrap_or_default())))
+        b.body(Full::new(body.unwrap_or_default()))
             .expect("a path, method and headers this client built are valid")
     }
 

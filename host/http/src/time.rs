@@ -19,11 +19,6 @@ impl Timestamp {
         self.0
     }
 
-    /// Seconds since the Unix epoch.
-    pub fn unix_seconds(&self) -> i64 {
-        self.0.timestamp()
-    }
-
     /// The time `secs` seconds after the Unix epoch.
     pub fn from_unix_seconds(secs: i64) -> Self {
         Self(DateTime::from_timestamp(secs, 0).unwrap_or_default())

@@ -75,11 +75,6 @@ impl JobDir {
     pub fn write(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
         crate::atomic::write(&self.0, name, data)
     }
-
-    /// Reads `name` as text, if it is there.
-    pub fn read_text(&self, name: &str) -> Option<String> {
-        std::fs::read_to_string(self.file(name)).ok()
-    }
 }
 
 impl AsRef<Path> for JobDir {

@@ -112,15 +112,6 @@ where
         .expect("valid response")
 }
 
-/// A 200 response streaming what arrives on `rx`, with this content type.
-pub fn streamed(content_type: &str, rx: mpsc::Receiver<Bytes>) -> Response<Body> {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let chunk = rx.recv().await?;
-        Some((chunk, rx))
-    });
-    stream_response(content_type, stream)
-}
-
 /// One value as an NDJSON line.
 pub fn ndjson_line(value: &impl Serialize) -> Bytes {
     let mut line = serde_json::to_vec(value).expect("API types serialise");
