@@ -64,6 +64,8 @@ error_codes! {
     Store = "store", 503;
     /// The operation timed out on the server.
     Timeout = "timeout", 504;
+    /// The service is not ready to answer yet (starting up, state not loaded).
+    Unavailable = "unavailable", 503;
     /// A compare-and-swap lost: the version is not the one given.
     Conflict = "conflict", 409;
     /// No job has this id.

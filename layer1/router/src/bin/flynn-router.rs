@@ -1,0 +1,83 @@
+//! `flynn-router`: the platform's HTTP/TCP router. Every setting is a flag and an
+//! environment variable (`flynn-router --help`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use discoverd_api::client::Client as Discoverd;
+use discoverd_api::{Proto, Registration};
+use router::cli::Args;
+use router::{Discovery, Events, FileSource, Router};
+
+/// Lets the router hold as many connections as the hard limit allows.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+            tracing::warn!(soft, hard, "cannot raise the open files limit");
+        }
+    }
+}
+
+fn registration(ip: std::net::IpAddr, addr: SocketAddr) -> Registration {
+    Registration {
+        addr: SocketAddr::new(ip, addr.port()),
+        proto: Proto::Tcp,
+        meta: Default::default(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    flynn_http::service::run(|shutdown| async move {
+        raise_fd_limit();
+        let settings = args.settings()?;
+        let grace = settings.server.shutdown_grace;
+        let mut discoverd = Discoverd::new(args.discoverd.clone());
+        if let Some(key) = &args.discoverd_key {
+            discoverd = discoverd.with_key(key);
+        }
+        let events = Events::new();
+        let discovery = Arc::new(Discovery::new(discoverd.clone(), events.clone()));
+        let router = Router::start(settings, discovery, events, shutdown.clone())
+            .await
+            .context("starting the router")?;
+        let addrs = router.addrs().clone();
+        tracing::info!(http = ?addrs.http, https = ?addrs.https, api = ?addrs.api, "router listening");
+        tokio::spawn(
+            router
+                .clone()
+                .follow(FileSource::new(&args.routes_file), shutdown.clone()),
+        );
+        let mut heartbeats = Vec::new();
+        if let Some(ip) = args.advertise_ip {
+            let ttl = Duration::from_secs(discoverd_api::DEFAULT_TTL);
+            if let Some(http) = addrs.http.first() {
+                heartbeats.push(discoverd.keep_registered(
+                    "router-http",
+                    &args.id,
+                    registration(ip, *http),
+                    ttl,
+                ));
+            }
+            if let Some(api) = addrs.api {
+                heartbeats.push(discoverd.keep_registered(
+                    "router-api",
+                    &args.id,
+                    registration(ip, api),
+                    ttl,
+                ));
+            }
+        }
+        shutdown.wait().await;
+        tracing::info!("shutting down");
+        for h in heartbeats {
+            let _ = h.stop().await;
+        }
+        router.stop(grace).await;
+        Ok::<_, anyhow::Error>(())
+    })
+}

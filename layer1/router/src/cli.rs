@@ -1,0 +1,187 @@
+//! `flynn-router`'s settings: every one a flag and an environment variable (for running as a
+//! job, where the environment is the configuration).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use router_api::Certificate;
+
+use crate::proxy::ProxyConfig;
+use crate::router::Settings;
+use crate::server::ServerConfig;
+
+/// Why the settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The cookie key is not 32 bytes of base64.
+    #[error("COOKIE_KEY / --cookie-key must be 32 bytes in base64 (e.g. `head -c32 /dev/urandom | base64`)")]
+    CookieKey,
+    /// A file cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Only one of the certificate and key was given.
+    #[error("--tls-cert and --tls-key go together: give both or neither")]
+    HalfCertificate,
+    /// The TCP range is not `START-END`.
+    #[error("--tcp-range {0:?}: expected START-END with START <= END (e.g. 3000-3500)")]
+    TcpRange(String),
+}
+
+/// The platform's HTTP and TCP router.
+#[derive(Debug, clap::Parser)]
+#[command(name = "flynn-router", version)]
+pub struct Args {
+    /// HTTP listeners (comma-separated; empty for none).
+    #[arg(
+        long,
+        env = "ROUTER_HTTP",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:80"
+    )]
+    pub http: Vec<SocketAddr>,
+    /// HTTPS listeners (comma-separated; empty for none).
+    #[arg(
+        long,
+        env = "ROUTER_HTTPS",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:443"
+    )]
+    pub https: Vec<SocketAddr>,
+    /// The router API (routes, backends, events, metrics).
+    #[arg(long, env = "ROUTER_API", default_value = "0.0.0.0:5000")]
+    pub api: SocketAddr,
+    /// The address TCP routes listen on.
+    #[arg(long, env = "ROUTER_TCP_IP", default_value = "0.0.0.0")]
+    pub tcp_ip: IpAddr,
+    /// The ports TCP routes may take.
+    #[arg(long, env = "ROUTER_TCP_RANGE", default_value = "3000-3500")]
+    pub tcp_range: String,
+    /// A routes file (JSON `{"routes": [...]}`), read again when it changes.
+    #[arg(long, env = "ROUTER_ROUTES_FILE")]
+    pub routes_file: PathBuf,
+    /// discoverd's HTTP API.
+    #[arg(long, env = "DISCOVERD", default_value = "http://127.0.0.1:1111")]
+    pub discoverd: flynn_http::Endpoint,
+    /// The key for registering in discoverd.
+    #[arg(long, env = "DISCOVERD_KEY", hide_env_values = true)]
+    pub discoverd_key: Option<String>,
+    /// Registers the router in discoverd (`router-http`, `router-api`) at this address.
+    #[arg(long, env = "ROUTER_ADVERTISE_IP")]
+    pub advertise_ip: Option<IpAddr>,
+    /// The instance id registered in discoverd.
+    #[arg(long, env = "FLYNN_JOB_ID", default_value = "router")]
+    pub id: String,
+    /// The sticky-session cookie key, 32 bytes base64, the same on every router of a
+    /// cluster (random per process when unset: stickiness then holds per router only).
+    #[arg(long, env = "COOKIE_KEY", hide_env_values = true)]
+    pub cookie_key: Option<String>,
+    /// The default certificate chain (PEM file), served when no route's matches.
+    #[arg(long, env = "TLS_CERT_FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The default certificate's key (PEM file).
+    #[arg(long, env = "TLS_KEY_FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Read a PROXY protocol v1/v2 header on every connection (behind a load balancer).
+    #[arg(long, env = "PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+    /// Time a client gets for a request's headers (and between kept-alive requests).
+    #[arg(long, env = "ROUTER_HEADER_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// A connection with nothing moving for this long is closed.
+    #[arg(long, env = "ROUTER_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// TCP connect timeout to backends (a failure tries another backend).
+    #[arg(long, env = "ROUTER_CONNECT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// How long a backend may take to start its response.
+    #[arg(long, env = "ROUTER_RESPONSE_HEADER_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub response_header_timeout: Duration,
+    /// The largest request head; larger gets 431.
+    #[arg(long, env = "ROUTER_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// An HTML page sent with 503 answers (no backend).
+    #[arg(long, env = "ERROR_503_PAGE")]
+    pub error_page_503: Option<PathBuf>,
+    /// One JSON line per request on standard output.
+    #[arg(long, env = "ROUTER_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub access_log: bool,
+    /// Time open connections get to finish at shutdown.
+    #[arg(long, env = "ROUTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, SettingsError> {
+    std::fs::read(path).map_err(|source| SettingsError::Read {
+        path: path.clone(),
+        source,
+    })
+}
+
+impl Args {
+    /// The router settings these arguments describe.
+    pub fn settings(&self) -> Result<Settings, SettingsError> {
+        let cookie_key = match &self.cookie_key {
+            Some(k) => STANDARD
+                .decode(k.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or(SettingsError::CookieKey)?,
+            None => {
+                tracing::warn!("COOKIE_KEY is not set: sticky sessions hold per router only");
+                let mut k = [0u8; 32];
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k)
+                    .expect("the system's random source");
+                k
+            }
+        };
+        let default_cert = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some(Certificate {
+                cert: String::from_utf8_lossy(&read(c)?).into_owned(),
+                key: String::from_utf8_lossy(&read(k)?).into_owned(),
+            }),
+            (None, None) => None,
+            _ => return Err(SettingsError::HalfCertificate),
+        };
+        let range = || {
+            let (a, b) = self.tcp_range.split_once('-')?;
+            let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
+            (a <= b).then_some(a..=b)
+        };
+        let tcp_range = range().ok_or_else(|| SettingsError::TcpRange(self.tcp_range.clone()))?;
+        let error_page_503 = match &self.error_page_503 {
+            Some(p) => Some(read(p)?.into()),
+            None => None,
+        };
+        Ok(Settings {
+            http: self.http.clone(),
+            https: self.https.clone(),
+            api: self.api,
+            tcp_ip: self.tcp_ip,
+            tcp_range,
+            server: ServerConfig {
+                header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.idle_timeout,
+                max_header_bytes: self.max_header_bytes,
+                proxy_protocol: self.proxy_protocol,
+                shutdown_grace: self.shutdown_grace,
+            },
+            proxy: ProxyConfig {
+                connect_timeout: self.connect_timeout,
+                response_header_timeout: self.response_header_timeout,
+                error_page_503,
+            },
+            cookie_key,
+            default_cert,
+            access_log: self.access_log,
+        })
+    }
+}

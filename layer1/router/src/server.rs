@@ -1,0 +1,286 @@
+//! The HTTP and HTTPS listeners: accept, read a PROXY header when configured, finish TLS,
+//! then serve HTTP/1.1 (keep-alive, upgrades) or HTTP/2 (ALPN on TLS, prior knowledge on
+//! plain TCP) with header-read and idle timeouts and no total-request timeout.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use flynn_http::service::Shutdown;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::proxy::{Peer, Proxy};
+use crate::proxy_protocol::{self, Prefixed};
+
+/// Connection settings of the HTTP and HTTPS listeners.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How long a client may take to send a request's headers (HTTP/1.1; the wait for the
+    /// next request on a kept-alive connection counts too), a PROXY header or a TLS
+    /// handshake.
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes moving either way and no request waiting on a backend for
+    /// this long is closed.
+    pub idle_timeout: Duration,
+    /// The largest request head (HTTP/1.1; larger gets 431) and header list (HTTP/2).
+    pub max_header_bytes: usize,
+    /// Read a PROXY protocol (v1 or v2) header first on every connection.
+    pub proxy_protocol: bool,
+    /// How long open connections get to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(300),
+            max_header_bytes: 64 * 1024,
+            proxy_protocol: false,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// A stream that records when bytes last moved.
+struct Tracked<S> {
+    inner: S,
+    last: Arc<AtomicU64>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.last.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.last.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Open connections, for a bounded wait at shutdown.
+#[derive(Debug, Default)]
+pub struct Connections(AtomicUsize);
+
+impl Connections {
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct ConnGuard(Arc<Connections>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One listener's accept loop.
+#[derive(Clone)]
+pub struct HttpListener {
+    /// The proxy requests go to.
+    pub proxy: Arc<Proxy>,
+    /// TLS, on an HTTPS listener.
+    pub tls: Option<TlsAcceptor>,
+    /// Connection settings.
+    pub config: Arc<ServerConfig>,
+    /// Open connections of every listener.
+    pub connections: Arc<Connections>,
+}
+
+impl std::fmt::Debug for HttpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpListener")
+            .field("tls", &self.tls.is_some())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl HttpListener {
+    /// Accepts connections on `listener` until `shutdown`; each then gets a graceful close.
+    pub async fn run(self, listener: TcpListener, shutdown: Shutdown) {
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        loop {
+            let (stream, addr) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of descriptors, most often: wait instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.clone().wait() => return,
+            };
+            let this = self.clone();
+            let shutdown = shutdown.clone();
+            self.connections.0.fetch_add(1, Ordering::Relaxed);
+            let guard = ConnGuard(self.connections.clone());
+            tokio::spawn(async move {
+                let _guard = guard;
+                if let Err(e) = this.connection(stream, addr, port, shutdown).await {
+                    tracing::debug!(client = %addr, error = %e, "connection refused");
+                }
+            });
+        }
+    }
+
+    async fn connection(
+        &self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        port: u16,
+        shutdown: Shutdown,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let _ = stream.set_nodelay(true);
+        let (client, stream) = if self.config.proxy_protocol {
+            let (client, s) =
+                proxy_protocol::accept(stream, self.config.header_read_timeout).await?;
+            (client.unwrap_or(addr), s)
+        } else {
+            (addr, Prefixed::new(stream))
+        };
+        let peer = Peer {
+            client,
+            port,
+            tls: self.tls.is_some(),
+        };
+        let last = Arc::new(AtomicU64::new(now_ms()));
+        let tracked = Tracked {
+            inner: stream,
+            last: last.clone(),
+        };
+        match &self.tls {
+            Some(acceptor) => {
+                let tls =
+                    tokio::time::timeout(self.config.header_read_timeout, acceptor.accept(tracked))
+                        .await
+                        .map_err(|_| "TLS handshake timed out")??;
+                self.serve(tls, peer, last, shutdown).await;
+            }
+            None => self.serve(tracked, peer, last, shutdown).await,
+        }
+        Ok(())
+    }
+
+    async fn serve<S>(&self, io: S, peer: Peer, last: Arc<AtomicU64>, shutdown: Shutdown)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let proxy = self.proxy.clone();
+        let counter = waiting.clone();
+        let service = service_fn(move |req| {
+            let proxy = proxy.clone();
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let resp = proxy.serve(req, peer).await;
+                counter.fetch_sub(1, Ordering::Relaxed);
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.header_read_timeout)
+            .max_buf_size(self.config.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.config.max_header_bytes as u32)
+            .max_concurrent_streams(256)
+            .keep_alive_interval(Some(Duration::from_secs(60)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let idle = self.config.idle_timeout;
+        let check = (idle / 4).max(Duration::from_millis(100));
+        let mut closing = false;
+        let mut stop = std::pin::pin!(shutdown.wait());
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(client = %peer.client, error = %e, "connection ended");
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep(check) => {
+                    let quiet = Duration::from_millis(now_ms().saturating_sub(last.load(Ordering::Relaxed)));
+                    if quiet >= idle && waiting.load(Ordering::Relaxed) == 0 && !closing {
+                        tracing::debug!(client = %peer.client, "idle connection closed");
+                        return;
+                    }
+                }
+                _ = &mut stop, if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
