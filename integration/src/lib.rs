@@ -17,6 +17,7 @@ pub mod leaks;
 pub mod ns;
 pub mod pinkerton;
 pub mod registry;
+pub mod router;
 pub mod token;
 pub mod tree;
 

@@ -15,6 +15,7 @@ mod pinkerton_auth;
 mod pinkerton_errors;
 mod pinkerton_import;
 mod pinkerton_pull;
+mod router;
 mod runtime_attach;
 mod runtime_hardening;
 mod runtime_jobs;

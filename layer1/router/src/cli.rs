@@ -38,7 +38,7 @@ pub enum SettingsError {
 
 /// The platform's HTTP and TCP router.
 #[derive(Debug, clap::Parser)]
-#[command(name = "flynn-router", version)]
+#[command(name = "flynn-router", version, args_override_self = true)]
 pub struct Args {
     /// HTTP listeners (comma-separated; empty for none).
     #[arg(
@@ -68,6 +68,9 @@ pub struct Args {
     /// A routes file (JSON `{"routes": [...]}`), read again when it changes.
     #[arg(long, env = "ROUTER_ROUTES_FILE")]
     pub routes_file: PathBuf,
+    /// How often the routes file is checked for changes.
+    #[arg(long, env = "ROUTER_ROUTES_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub routes_poll: Duration,
     /// discoverd's HTTP API.
     #[arg(long, env = "DISCOVERD", default_value = "http://127.0.0.1:1111")]
     pub discoverd: flynn_http::Endpoint,

@@ -47,11 +47,10 @@ fn main() -> anyhow::Result<()> {
             .context("starting the router")?;
         let addrs = router.addrs().clone();
         tracing::info!(http = ?addrs.http, https = ?addrs.https, api = ?addrs.api, "router listening");
-        tokio::spawn(
-            router
-                .clone()
-                .follow(FileSource::new(&args.routes_file), shutdown.clone()),
-        );
+        tokio::spawn(router.clone().follow(
+            FileSource::with_interval(&args.routes_file, args.routes_poll),
+            shutdown.clone(),
+        ));
         let mut heartbeats = Vec::new();
         if let Some(ip) = args.advertise_ip {
             let ttl = Duration::from_secs(discoverd_api::DEFAULT_TTL);
