@@ -16,6 +16,7 @@ mod pinkerton_errors;
 mod pinkerton_import;
 mod pinkerton_pull;
 mod router;
+mod router_jobs;
 mod runtime_attach;
 mod runtime_hardening;
 mod runtime_jobs;

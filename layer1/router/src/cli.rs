@@ -31,6 +31,9 @@ pub enum SettingsError {
     /// Only one of the certificate and key was given.
     #[error("--tls-cert and --tls-key go together: give both or neither")]
     HalfCertificate,
+    /// A listener address is not IP:PORT.
+    #[error("listener address {0:?} is not IP:PORT (e.g. 0.0.0.0:80)")]
+    Listener(String),
     /// The TCP range is not `START-END`.
     #[error("--tcp-range {0:?}: expected START-END with START <= END (e.g. 3000-3500)")]
     TcpRange(String),
@@ -40,22 +43,22 @@ pub enum SettingsError {
 #[derive(Debug, clap::Parser)]
 #[command(name = "flynn-router", version, args_override_self = true)]
 pub struct Args {
-    /// HTTP listeners (comma-separated; empty for none).
+    /// HTTP listeners, IP:PORT (comma-separated; empty for none).
     #[arg(
         long,
         env = "ROUTER_HTTP",
         value_delimiter = ',',
         default_value = "0.0.0.0:80"
     )]
-    pub http: Vec<SocketAddr>,
-    /// HTTPS listeners (comma-separated; empty for none).
+    pub http: Vec<String>,
+    /// HTTPS listeners, IP:PORT (comma-separated; empty for none).
     #[arg(
         long,
         env = "ROUTER_HTTPS",
         value_delimiter = ',',
         default_value = "0.0.0.0:443"
     )]
-    pub https: Vec<SocketAddr>,
+    pub https: Vec<String>,
     /// The router API (routes, backends, events, metrics).
     #[arg(long, env = "ROUTER_API", default_value = "0.0.0.0:5000")]
     pub api: SocketAddr,
@@ -122,6 +125,18 @@ pub struct Args {
     pub shutdown_grace: Duration,
 }
 
+/// The addresses of a listener list; empty entries (an empty setting) stand for none.
+fn listeners(list: &[String]) -> Result<Vec<SocketAddr>, SettingsError> {
+    list.iter()
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse()
+                .map_err(|_| SettingsError::Listener(a.to_string()))
+        })
+        .collect()
+}
+
 fn read(path: &PathBuf) -> Result<Vec<u8>, SettingsError> {
     std::fs::read(path).map_err(|source| SettingsError::Read {
         path: path.clone(),
@@ -165,8 +180,8 @@ impl Args {
             None => None,
         };
         Ok(Settings {
-            http: self.http.clone(),
-            https: self.https.clone(),
+            http: listeners(&self.http)?,
+            https: listeners(&self.https)?,
             api: self.api,
             tcp_ip: self.tcp_ip,
             tcp_range,

@@ -186,7 +186,7 @@ impl Proxy {
                 status: status.as_u16(),
                 route: route_id.to_string(),
                 backend: outcome.backend.map(|b| b.to_string()),
-                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1000.0,
             });
         }
         outcome.response
