@@ -17,7 +17,7 @@ ip link set lo up
 rounds="${1:-3}"
 secs="${2:-8}"
 bin="$PWD/target/release"
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"  # the hard limit (raising it needs CAP_SYS_RESOURCE)
 work=$(mktemp -d /tmp/flynn-router-bench.XXXXXX)
 pids=()
 cleanup() {
@@ -43,7 +43,7 @@ pids+=($!)
 cat >"$work/haproxy.cfg" <<CONF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 4000  # haproxy needs 2x+15 descriptors; the hard limit here is 20000
 defaults
   mode http
   timeout connect 1s
@@ -70,7 +70,8 @@ CONF
 taskset -c 1 nginx -c "$work/nginx.conf" -p "$work/nginx-p" &
 pids+=($!)
 
-# flynn-router, one worker thread, the backend found through a real discoverd.
+# flynn-router on one thread (a single-threaded runtime, as haproxy nbthread 1 and one nginx
+# worker), the backend found through a real discoverd.
 key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 DISCOVERD_KEY="$key" taskset -c 0 "$bin/discoverd" --http 127.0.0.1:11111 --dns 127.0.0.1:10053 \
     --data "$work/discoverd" >"$work/discoverd.log" 2>&1 &
@@ -81,7 +82,7 @@ curl -sf -X PUT -H "Authorization: Bearer $key" -d '{"addr":"127.0.0.1:18001"}' 
 cat >"$work/routes.json" <<'JSON'
 {"routes": [{"type": "http", "id": "bench", "domain": "*", "service": "bench"}]}
 JSON
-TOKIO_WORKER_THREADS=1 taskset -c 1 "$bin/flynn-router" --http 127.0.0.1:18031 --https "" \
+ROUTER_THREADS=1 taskset -c 1 "$bin/flynn-router" --http 127.0.0.1:18031 --https "" \
     --api 127.0.0.1:18039 --routes-file "$work/routes.json" --discoverd http://127.0.0.1:11111 \
     --access-log false >"$work/router.log" 2>&1 &
 router_pid=$!

@@ -684,3 +684,73 @@ fn a_thousand_route_changes_under_load_fail_no_request() {
     assert!(!text.contains("Socket errors"), "{text}");
     assert!(text.contains("requests in"), "{text}");
 }
+
+#[root_test(isolated)]
+fn sticky_cookies_leader_routes_h2c_backends_and_a_custom_503_page() {
+    let d = Discoverd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("503.html");
+    std::fs::write(&page, "<h1>down for maintenance</h1>").unwrap();
+    let r = RouterProcess::start(&d, &["--error-page-503", page.to_str().unwrap()]);
+    let (a, b) = (Backend::start("web-a"), Backend::start("web-b"));
+    let _h = [register(&r, &d, "web", &a), register(&r, &d, "web", &b)];
+    let mut sticky = http("sticky", "sticky.test", "web");
+    sticky.sticky = true;
+    let mut leader = http("leader", "leader.test", "web");
+    leader.leader = true;
+    let mut h2 = http("h2", "h2.test", "web");
+    h2.http2 = true;
+    r.set_routes(&[
+        Route::Http(sticky),
+        Route::Http(leader),
+        Route::Http(h2),
+        Route::Http(http("empty", "empty.test", "nobody")),
+    ]);
+    wait_backends(&r, "web", 2);
+
+    // The first answer sets the cookie; with it every request goes to the same backend.
+    let jar = dir.path().join("jar");
+    let jar = jar.to_str().unwrap();
+    let first = curl(&["-c", jar, "-H", "Host: sticky.test", &r.url()]);
+    let cookies = std::fs::read_to_string(jar).unwrap();
+    assert!(cookies.contains("_backend"), "{cookies}");
+    assert!(
+        !cookies.contains(&a.addr.port().to_string()),
+        "the cookie is sealed: {cookies}"
+    );
+    for _ in 0..30 {
+        assert_eq!(
+            curl(&["-b", jar, "-H", "Host: sticky.test", &r.url()]),
+            first
+        );
+    }
+    // A tampered cookie is ignored: the request is served and a fresh cookie set.
+    let out = curl(&[
+        "-i",
+        "-H",
+        "Host: sticky.test",
+        "-H",
+        "Cookie: _backend=AAAAtampered",
+        &r.url(),
+    ]);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("set-cookie: _backend="),
+        "{out}"
+    );
+
+    // Leader routes: only the oldest instance (web-a registered first).
+    for _ in 0..20 {
+        assert_eq!(get(&r, "leader.test", "/").1, "web-a\n");
+    }
+    // h2c to the backend when the route asks for it.
+    let out = curl(&["-H", "Host: h2.test", &format!("{}/headers", r.url())]);
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h["version"], "HTTP/2.0", "{h}");
+    // No backend: the operator's page.
+    let (code, body) = get(&r, "empty.test", "/");
+    assert_eq!(
+        (code.as_str(), body.as_str()),
+        ("503", "<h1>down for maintenance</h1>")
+    );
+}

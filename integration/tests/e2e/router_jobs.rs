@@ -85,7 +85,7 @@ fn the_router_runs_as_a_job_and_follows_web_jobs_through_discoverd() {
     let api = integration::free_port();
     let routes =
         r#"{"routes":[{"type":"http","id":"web","domain":"example.test","service":"web"}]}"#;
-    let run = format!("echo \"$ROUTES\" > /tmp/routes.json && exec /bin/flynn-router --routes-file /tmp/routes.json");
+    let run = "echo \"$ROUTES\" > /tmp/routes.json && exec /bin/flynn-router --routes-file /tmp/routes.json";
     h.ok(&[
         "run",
         "-d",
@@ -107,7 +107,7 @@ fn the_router_runs_as_a_job_and_follows_web_jobs_through_discoverd() {
         "/bin/sh",
         "flynn/router:test",
         "-c",
-        &run,
+        run,
     ]);
     until(&h, "both web jobs answer through the router", || {
         let mut seen = std::collections::BTreeSet::new();

@@ -120,6 +120,9 @@ pub struct Args {
     /// One JSON line per request on standard output.
     #[arg(long, env = "ROUTER_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub access_log: bool,
+    /// Worker threads: 0 for one per CPU, 1 for a single-threaded runtime.
+    #[arg(long, env = "ROUTER_THREADS", default_value_t = 0)]
+    pub threads: usize,
     /// Time open connections get to finish at shutdown.
     #[arg(long, env = "ROUTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

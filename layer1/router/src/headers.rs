@@ -65,41 +65,54 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-fn append(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
-        _ => value.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(name.clone(), v);
+/// The `X-Forwarded-*` values of one client connection, made once per connection.
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    client: HeaderValue,
+    proto: HeaderValue,
+    port: HeaderValue,
+}
+
+impl Forwarded {
+    /// The values for a client at `client` that reached listener `port` (`tls`: HTTPS).
+    pub fn new(client: IpAddr, tls: bool, port: u16) -> Self {
+        Self {
+            client: HeaderValue::from_str(&client.to_canonical().to_string())
+                .expect("an IP address is a header value"),
+            proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+            port: HeaderValue::from(port),
+        }
+    }
+}
+
+fn append(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
+    match headers.get(name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => {
+            let joined = format!("{prev}, {}", value.to_str().unwrap_or(""));
+            if let Ok(v) = HeaderValue::from_str(&joined) {
+                headers.insert(name.clone(), v);
+            }
+        }
+        _ => {
+            headers.insert(name.clone(), value.clone());
+        }
     }
 }
 
 /// Appends the client's address, the scheme and the port it reached the router on.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, port: u16) {
-    append(
-        headers,
-        &X_FORWARDED_FOR,
-        &client.to_canonical().to_string(),
-    );
-    append(
-        headers,
-        &X_FORWARDED_PROTO,
-        if tls { "https" } else { "http" },
-    );
-    append(headers, &X_FORWARDED_PORT, &port.to_string());
+pub fn add_forwarded(headers: &mut HeaderMap, f: &Forwarded) {
+    append(headers, &X_FORWARDED_FOR, &f.client);
+    append(headers, &X_FORWARDED_PROTO, &f.proto);
+    append(headers, &X_FORWARDED_PORT, &f.port);
 }
 
 /// Sets `X-Request-Start` to the Unix time in milliseconds.
 pub fn add_request_start(headers: &mut HeaderMap) {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    headers.insert(
-        X_REQUEST_START.clone(),
-        HeaderValue::from_str(&ms.to_string()).expect("digits"),
-    );
+    headers.insert(X_REQUEST_START.clone(), HeaderValue::from(ms));
 }
 
 /// True for a request id a client may choose: 20-200 of `[A-Za-z0-9+/=-]`.
@@ -117,8 +130,9 @@ pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id =
-        HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a header value");
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    let id = HeaderValue::from_str(text).expect("a UUID is a header value");
     headers.insert(X_REQUEST_ID.clone(), id.clone());
     id
 }
@@ -174,7 +188,10 @@ mod tests {
     #[test]
     fn forwarded_headers_append() {
         let mut h = map(&[("x-forwarded-for", "192.0.2.1")]);
-        add_forwarded(&mut h, "::ffff:127.0.0.1".parse().unwrap(), true, 443);
+        add_forwarded(
+            &mut h,
+            &Forwarded::new("::ffff:127.0.0.1".parse().unwrap(), true, 443),
+        );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.1, 127.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(h.get("x-forwarded-port").unwrap(), "443");

@@ -4,7 +4,7 @@
 use std::sync::atomic::AtomicI64;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -86,14 +86,24 @@ impl Metrics {
         }
     }
 
-    /// Counts one answered request.
-    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+    /// The counter of answers with `status` on `route` (a handle: keep it to count without
+    /// a lookup).
+    pub fn counter(&self, route: &str, status: u16) -> Counter {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_string(),
                 status,
             })
-            .inc();
+            .clone()
+    }
+
+    /// Counts one answered request.
+    pub fn count(&self, route: &str, status: u16) {
+        self.counter(route, status).inc();
+    }
+
+    /// Records a request's time to response headers.
+    pub fn observe(&self, seconds: f64) {
         self.latency.observe(seconds);
     }
 

@@ -78,20 +78,21 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// An idle HTTP/1.1 connection ready for a request, newest first.
+    /// An idle HTTP/1.1 connection not known to be closed, newest first.
     pub fn take(&self) -> Option<http1::SendRequest<Incoming>> {
         let mut idle = self.idle.lock().expect("pool lock");
         while let Some(c) = idle.pop() {
-            if c.since.elapsed() < IDLE_FOR && c.sender.is_ready() {
+            if c.since.elapsed() < IDLE_FOR && !c.sender.is_closed() {
                 return Some(c.sender);
             }
         }
         None
     }
 
-    /// Keeps a connection whose last response was read to the end.
+    /// Keeps a connection whose last response was read to the end (the caller of
+    /// [`Pool::take`] waits for it to be ready).
     pub fn put(&self, sender: http1::SendRequest<Incoming>) {
-        if !sender.is_ready() {
+        if sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().expect("pool lock");
@@ -115,6 +116,7 @@ impl Pool {
     ) -> Result<http1::SendRequest<Incoming>, DialError> {
         let stream = dial(addr, timeout).await?;
         let (sender, conn) = http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|source| DialError::Handshake { addr, source })?;

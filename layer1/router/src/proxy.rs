@@ -48,14 +48,22 @@ impl Default for ProxyConfig {
 }
 
 /// Where a request came from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// The client (from the PROXY header when the listener reads one).
     pub client: SocketAddr,
-    /// The port the client reached the router on.
-    pub port: u16,
-    /// True on an HTTPS listener.
-    pub tls: bool,
+    /// The `X-Forwarded-*` values of its connection.
+    pub forwarded: headers::Forwarded,
+}
+
+impl Peer {
+    /// A client at `client` on listener `port` (`tls`: HTTPS).
+    pub fn new(client: SocketAddr, port: u16, tls: bool) -> Self {
+        Self {
+            client,
+            forwarded: headers::Forwarded::new(client.ip(), tls, port),
+        }
+    }
 }
 
 /// The HTTP proxy.
@@ -149,7 +157,7 @@ impl Proxy {
                 None,
             ),
             Some(e) => {
-                let (outcome, id) = self.forward(req, e, peer).await;
+                let (outcome, id) = self.forward(req, e, &peer).await;
                 (outcome, e.route.id.as_str(), Some(id))
             }
         };
@@ -166,8 +174,11 @@ impl Proxy {
         }
         let elapsed = start.elapsed();
         self.metrics.in_flight(-1);
-        self.metrics
-            .request(route_id, status.as_u16(), elapsed.as_secs_f64());
+        match &entry {
+            Some(e) => e.count(&self.metrics, status.as_u16()),
+            None => self.metrics.count(route_id, status.as_u16()),
+        }
+        self.metrics.observe(elapsed.as_secs_f64());
         if let (Some(log), Some((method, host, path, version))) = (&self.access_log, logged) {
             log.log(Entry {
                 time: flynn_http::Timestamp::now(),
@@ -197,7 +208,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         entry: &Arc<HttpEntry>,
-        peer: Peer,
+        peer: &Peer,
     ) -> (Outcome, HeaderValue) {
         let route = &entry.route;
         let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
@@ -205,7 +216,7 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let request_id = headers::request_id(&mut parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-        headers::add_forwarded(&mut parts.headers, peer.client.ip(), peer.tls, peer.port);
+        headers::add_forwarded(&mut parts.headers, &peer.forwarded);
         headers::add_request_start(&mut parts.headers);
         if !parts.headers.contains_key(header::HOST) {
             if let Some(a) = parts.uri.authority() {
@@ -214,12 +225,12 @@ impl Proxy {
                 }
             }
         }
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".to_string());
         if route.http2 {
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
             let host = parts
                 .headers
                 .get(header::HOST)
@@ -230,7 +241,15 @@ impl Proxy {
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
         } else {
-            parts.uri = Uri::try_from(path).unwrap_or_default();
+            if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+                // HTTP/2 or absolute-form: backends get origin-form.
+                let path = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                parts.uri = Uri::try_from(path).unwrap_or_default();
+            }
             parts.version = Version::HTTP_11;
             if route.disable_keep_alives && !upgrade {
                 parts

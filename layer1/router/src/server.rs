@@ -201,11 +201,7 @@ impl HttpListener {
         } else {
             (addr, Prefixed::new(stream))
         };
-        let peer = Peer {
-            client,
-            port,
-            tls: self.tls.is_some(),
-        };
+        let peer = Peer::new(client, port, self.tls.is_some());
         let last = Arc::new(AtomicU64::new(now_ms()));
         let tracked = Tracked {
             inner: stream,
@@ -228,12 +224,14 @@ impl HttpListener {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let client = peer.client;
         let waiting = Arc::new(AtomicUsize::new(0));
         let proxy = self.proxy.clone();
         let counter = waiting.clone();
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
             let counter = counter.clone();
+            let peer = peer.clone();
             async move {
                 counter.fetch_add(1, Ordering::Relaxed);
                 let resp = proxy.serve(req, peer).await;
@@ -265,14 +263,14 @@ impl HttpListener {
             tokio::select! {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
-                        tracing::debug!(client = %peer.client, error = %e, "connection ended");
+                        tracing::debug!(client = %client, error = %e, "connection ended");
                     }
                     return;
                 }
                 _ = tokio::time::sleep(check) => {
                     let quiet = Duration::from_millis(now_ms().saturating_sub(last.load(Ordering::Relaxed)));
                     if quiet >= idle && waiting.load(Ordering::Relaxed) == 0 && !closing {
-                        tracing::debug!(client = %peer.client, "idle connection closed");
+                        tracing::debug!(client = %client, "idle connection closed");
                         return;
                     }
                 }

@@ -10,6 +10,7 @@ use router_api::{HttpRoute, Route, TcpRoute};
 use rustls::sign::CertifiedKey;
 
 use crate::backends::{Discovery, Service};
+use crate::metrics::{Counter, Metrics};
 use crate::tls::{self, CertError};
 
 /// Why a set of routes cannot be served.
@@ -123,6 +124,25 @@ pub struct HttpEntry {
     pub route: HttpRoute,
     /// Its backends.
     pub service: Arc<Service>,
+    /// Its request counters by status, looked up once each.
+    counters: std::sync::Mutex<Vec<(u16, Counter)>>,
+}
+
+impl HttpEntry {
+    /// Counts one answer with `status`.
+    pub fn count(&self, metrics: &Metrics, status: u16) {
+        let mut counters = self.counters.lock().expect("counters lock");
+        match counters.iter().find(|(s, _)| *s == status) {
+            Some((_, c)) => {
+                c.inc();
+            }
+            None => {
+                let c = metrics.counter(&self.route.id, status);
+                c.inc();
+                counters.push((status, c));
+            }
+        }
+    }
 }
 
 /// One TCP route, compiled.
@@ -298,6 +318,7 @@ impl RouteTable {
                     let entry = Arc::new(HttpEntry {
                         service: discovery.service(&r.service),
                         route: compiled,
+                        counters: Default::default(),
                     });
                     let paths = if domain == "*" {
                         table.catch_all.get_or_insert_with(Paths::default)

@@ -32,7 +32,7 @@ fn registration(ip: std::net::IpAddr, addr: SocketAddr) -> Registration {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    flynn_http::service::run(|shutdown| async move {
+    flynn_http::service::run_on(args.threads, |shutdown| async move {
         raise_fd_limit();
         let settings = args.settings()?;
         let grace = settings.server.shutdown_grace;
