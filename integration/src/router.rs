@@ -187,7 +187,7 @@ impl RouterProcess {
     /// Writes the routes file and waits until the router serves exactly these routes.
     pub fn set_routes(&self, routes: &[Route]) {
         self.write_routes(routes);
-        let mut want: Vec<Route> = routes.iter().map(redacted).collect();
+        let mut want: Vec<Route> = routes.iter().map(Route::redacted).collect();
         want.sort_by(|a, b| a.id().cmp(b.id()));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -219,16 +219,6 @@ impl RouterProcess {
     pub fn url(&self) -> String {
         format!("http://{}", self.http)
     }
-}
-
-fn redacted(route: &Route) -> Route {
-    let mut r = route.clone();
-    if let Route::Http(h) = &mut r {
-        if let Some(c) = &mut h.certificate {
-            c.key.clear();
-        }
-    }
-    r
 }
 
 impl Drop for RouterProcess {

@@ -45,6 +45,19 @@ fn wait_backends(r: &RouterProcess, service: &str, n: usize) {
     }
 }
 
+/// Waits until a request for `path` has reached backend `b`.
+fn wait_seen(b: &Backend, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.get("/seen").contains(path) {
+        assert!(
+            Instant::now() < deadline,
+            "no request for {path} reached {}",
+            b.name
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn get(r: &RouterProcess, host: &str, path: &str) -> (String, String) {
     let out = curl_output(&[
         "-H",
@@ -183,14 +196,7 @@ fn no_backend_is_503_dead_backends_are_retried_elsewhere_and_a_killed_one_is_502
     let held = std::thread::spawn(move || {
         curl_output(&["-H", "Host: example.test", "-w", "%{http_code}", &url])
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !a.get("/seen").contains("/hold") {
-        assert!(
-            Instant::now() < deadline,
-            "the held request never reached the backend"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_seen(&a, "/hold");
     a.kill();
     let out = held.join().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Bad Gateway\n502");
@@ -238,14 +244,7 @@ fn draining_backends_finish_in_flight_requests_and_are_reported_drained() {
 
     let url = format!("{}/hold", r.url());
     let held = std::thread::spawn(move || curl(&["-H", "Host: example.test", &url]));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !a.get("/seen").contains("/hold") {
-        assert!(
-            Instant::now() < deadline,
-            "the held request never reached the backend"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_seen(&a, "/hold");
     let _hb = register(&r, &d, "web", &b);
     wait_backends(&r, "web", 2);
     r.block_on(ha.stop()).unwrap();

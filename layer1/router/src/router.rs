@@ -98,17 +98,6 @@ pub struct Addrs {
     pub api: Option<SocketAddr>,
 }
 
-/// A route with its private key left out (for the API and events).
-fn redacted(route: &Route) -> Route {
-    let mut r = route.clone();
-    if let Route::Http(h) = &mut r {
-        if let Some(c) = &mut h.certificate {
-            c.key.clear();
-        }
-    }
-    r
-}
-
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
@@ -221,7 +210,12 @@ impl Router {
 
     /// The routes served now (keys left out).
     pub fn routes(&self) -> Vec<Route> {
-        self.table.load().routes().values().map(redacted).collect()
+        self.table
+            .load()
+            .routes()
+            .values()
+            .map(Route::redacted)
+            .collect()
     }
 
     /// Backends, from discoverd.
@@ -279,12 +273,12 @@ impl Router {
         for (id, old) in current.iter() {
             if !next.contains_key(id) {
                 self.events
-                    .emit(EventKind::Remove, Some(redacted(old)), None);
+                    .emit(EventKind::Remove, Some(old.redacted()), None);
             }
         }
         for (id, new) in &next {
             if current.get(id) != Some(new) {
-                self.events.emit(EventKind::Set, Some(redacted(new)), None);
+                self.events.emit(EventKind::Set, Some(new.redacted()), None);
             }
         }
         *current = next;

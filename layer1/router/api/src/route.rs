@@ -44,6 +44,17 @@ impl Route {
         }
     }
 
+    /// The same route with any certificate's private key left out (for APIs and events).
+    pub fn redacted(&self) -> Route {
+        let mut r = self.clone();
+        if let Route::Http(h) = &mut r {
+            if let Some(c) = &mut h.certificate {
+                c.key.clear();
+            }
+        }
+        r
+    }
+
     /// True when a backend leaving discoverd is drained (its in-flight requests finish and
     /// `backend-drained` is reported) rather than dropped.
     pub fn drain_backends(&self) -> bool {
