@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use discoverd_api::client::Heartbeat;
 use router_api::{Route, RouteFile};
 
-use crate::discoverd::Discoverd;
+use crate::discoverd::{reg, Discoverd};
 use crate::{free_port, workspace_bin};
 
 fn wait_listening(addr: SocketAddr, what: &str) {
@@ -57,6 +58,21 @@ impl Backend {
     /// `GET path` on it directly (not through the router).
     pub fn get(&self, path: &str) -> String {
         curl(&[&format!("http://{}{path}", self.addr)])
+    }
+}
+
+impl Backend {
+    /// Waits until a request for `path` has reached this backend.
+    pub fn wait_seen(&self, path: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.get("/seen").contains(path) {
+            assert!(
+                Instant::now() < deadline,
+                "no request for {path} reached {}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -213,6 +229,47 @@ impl RouterProcess {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmHWM in /proc/PID/status")
+    }
+
+    /// Registers `b` as an instance of `service` in `d` (kept alive until the heartbeat drops).
+    pub fn register(&self, d: &Discoverd, service: &str, b: &Backend) -> Heartbeat {
+        let c = d.client();
+        let addr = b.addr.to_string();
+        self.block_on(async {
+            c.register_alive(service, &b.name, reg(&addr), Duration::from_secs(10))
+                .await
+                .unwrap()
+        })
+    }
+
+    /// Waits until the router has exactly `n` live backends for `service`.
+    pub fn wait_backends(&self, service: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.block_on(self.api().backends()).unwrap();
+            if got.iter().filter(|b| b.service == service).count() == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service}: want {n} backends, have {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `GET path` with `Host: host` through the HTTP listener: (status code, body).
+    pub fn get(&self, host: &str, path: &str) -> (String, String) {
+        let out = curl_output(&[
+            "-H",
+            &format!("Host: {host}"),
+            "-w",
+            "\n%{http_code}",
+            &format!("{}{path}", self.url()),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.to_string(), body.to_string())
     }
 
     /// `http://127.0.0.1:PORT` of the HTTP listener.

@@ -487,9 +487,11 @@ impl Runtime {
     }
 
     /// Stops the job: SIGTERM, then SIGKILL after `grace` (a pid-namespace init ignores
-    /// SIGTERM unless it handles it).
+    /// SIGTERM unless it handles it). SIGCONT follows SIGTERM, so a job that was stopped
+    /// (SIGSTOP) handles it at once rather than waiting out the grace period.
     pub fn stop(&self, id: &str, grace: Duration) -> Result<ExitStatus, RuntimeError> {
         self.signal(id, Signal::SIGTERM)?;
+        self.signal(id, Signal::SIGCONT)?;
         match self.wait(id, grace) {
             Ok(s) => Ok(s),
             Err(RuntimeError::Timeout(_)) => {

@@ -61,11 +61,23 @@ fn the_api_matches_its_openapi_document_under_fuzzing() {
             .env("HOME", h.state()),
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "schemathesis found problems:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Runs are random: the seed line reproduces one (`--seed N`).
+    let seed = text.lines().find(|l| l.contains("Seed")).unwrap_or("");
+    eprintln!("schemathesis: {}", seed.trim());
+    if !out.status.success() {
+        // The failures first, whole; then the end of the daemon's log. The rest of the
+        // report (every operation passed) would only bury them.
+        let failures = text.find("FAILURES").map_or(&text[..], |i| &text[i..]);
+        let log = h.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "schemathesis found problems ({}):\n{failures}\n{}\n--- daemon log, last lines:\n{}",
+            seed.trim(),
+            String::from_utf8_lossy(&out.stderr),
+            tail.join("\n")
+        );
+    }
     assert!(text.contains("passed"), "{text}");
     // The daemon is still healthy.
     assert!(h.block_on(h.client().status()).is_ok());

@@ -17,6 +17,7 @@ mod pinkerton_import;
 mod pinkerton_pull;
 mod router;
 mod router_jobs;
+mod router_wire;
 mod runtime_attach;
 mod runtime_hardening;
 mod runtime_jobs;

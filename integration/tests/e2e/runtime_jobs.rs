@@ -179,7 +179,11 @@ fn stop_escalates_and_signals_are_delivered() {
     j.rt.signal("polite", nix::sys::signal::Signal::SIGUSR1)
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let s = j.rt.stop("polite", Duration::from_secs(10)).unwrap();
+    // A suspended job still gets to handle SIGTERM (SIGCONT follows it): exit 7 from the
+    // trap, not SIGKILL after the two-minute grace.
+    j.rt.signal("polite", nix::sys::signal::Signal::SIGSTOP)
+        .unwrap();
+    let s = j.rt.stop("polite", Duration::from_secs(120)).unwrap();
     assert_eq!(s.code, Some(7), "{s:?}");
     let lines: Vec<String> =
         j.rt.logs("polite")
