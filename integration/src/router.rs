@@ -242,6 +242,20 @@ impl RouterProcess {
         })
     }
 
+    /// The common setup: a backend `web-a` registered as `web`, the only route
+    /// `example.test` to `web`, and the router seeing that backend. Keep the heartbeat.
+    pub fn serve_example_web(&self, d: &Discoverd) -> (Backend, Heartbeat) {
+        let a = Backend::start("web-a");
+        let heartbeat = self.register(d, "web", &a);
+        self.set_routes(&[Route::Http(router_api::HttpRoute::new(
+            "web",
+            "example.test",
+            "web",
+        ))]);
+        self.wait_backends("web", 1);
+        (a, heartbeat)
+    }
+
     /// Waits until the router has exactly `n` live backends for `service`.
     pub fn wait_backends(&self, service: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);

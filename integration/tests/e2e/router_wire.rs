@@ -146,10 +146,7 @@ fn tls_picks_certificates_by_sni_from_the_live_table_and_speaks_h2() {
 fn upgrades_tunnel_bytes_and_outlive_route_swaps_and_streams_are_not_buffered() {
     let d = Discoverd::start();
     let r = RouterProcess::start(&d, &[]);
-    let a = Backend::start("web-a");
-    let _h = r.register(&d, "web", &a);
-    r.set_routes(&[Route::Http(HttpRoute::new("web", "example.test", "web"))]);
-    r.wait_backends("web", 1);
+    let (a, _h) = r.serve_example_web(&d);
 
     let mut s = TcpStream::connect(r.http).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -208,10 +205,7 @@ fn upgrades_tunnel_bytes_and_outlive_route_swaps_and_streams_are_not_buffered() 
 fn a_2gb_upload_and_download_stream_through_in_little_memory() {
     let d = Discoverd::start();
     let r = RouterProcess::start(&d, &[]);
-    let a = Backend::start("web-a");
-    let _h = r.register(&d, "web", &a);
-    r.set_routes(&[Route::Http(HttpRoute::new("web", "example.test", "web"))]);
-    r.wait_backends("web", 1);
+    let (_a, _h) = r.serve_example_web(&d);
     let size: u64 = 2 << 30;
     let out = Command::new("sh")
         .arg("-c")
@@ -318,10 +312,7 @@ fn tcp_routes_half_close_and_speak_proxy_protocol_both_ways() {
     assert_eq!(answer, format!("got {}", second.len()));
 
     // HTTP listeners read the header too: the backend sees the client it names.
-    let a = Backend::start("web-a");
-    let _h = r.register(&d, "web", &a);
-    r.set_routes(&[Route::Http(HttpRoute::new("web", "example.test", "web"))]);
-    r.wait_backends("web", 1);
+    let (_a, _h) = r.serve_example_web(&d);
     let mut s = TcpStream::connect(r.http).unwrap();
     s.write_all(b"PROXY TCP4 198.51.100.7 127.0.0.1 5555 80\r\nGET /headers HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n").unwrap();
     let mut answer = String::new();
@@ -352,10 +343,7 @@ fn raw(r: &RouterProcess, request: &[u8]) -> String {
 fn hostile_requests_are_refused_and_slowloris_does_not_starve_others() {
     let d = Discoverd::start();
     let r = RouterProcess::start(&d, &["--header-read-timeout", "30s"]);
-    let a = Backend::start("web-a");
-    let _h = r.register(&d, "web", &a);
-    r.set_routes(&[Route::Http(HttpRoute::new("web", "example.test", "web"))]);
-    r.wait_backends("web", 1);
+    let (a, _h) = r.serve_example_web(&d);
 
     let big = format!(
         "GET / HTTP/1.1\r\nHost: example.test\r\nX-Big: {}\r\n\r\n",
