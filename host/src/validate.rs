@@ -136,7 +136,9 @@ pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
         range("cpu_millis", c, 10, 1_000_000)?;
     }
     if let Some(p) = r.pids {
-        range("pids limit", p.max(0) as u64, 1, i32::MAX as u64)?;
+        // The job's start-up processes count against it (below 8 the start itself fails),
+        // and the kernel refuses pids.max above PID_MAX_LIMIT (2^22 on 64-bit).
+        range("pids limit", p.max(0) as u64, 8, 1 << 22)?;
     }
     if let Some(n) = r.nofile {
         range("nofile limit", n, 1, 1 << 20)?;

@@ -5,7 +5,7 @@ use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, workspace_bin};
+use crate::{free_port, random_key, workspace_bin};
 
 /// A TCP registration at `addr`, without metadata.
 pub fn reg(addr: &str) -> discoverd::Registration {
@@ -29,13 +29,6 @@ pub struct Discoverd {
     child: Option<Child>,
     http_port: u16,
     etcd: Vec<String>,
-}
-
-/// 64 hex digits from the kernel's random source.
-fn random_key() -> String {
-    let mut b = [0u8; 32];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut b).unwrap();
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn free_udp_port() -> u16 {

@@ -7,6 +7,7 @@
 
 pub use flynn_test_macros::root_test;
 
+pub mod controller;
 pub mod discoverd;
 pub mod etcd;
 pub mod harness;
@@ -18,6 +19,7 @@ pub mod ns;
 pub mod pinkerton;
 pub mod registry;
 pub mod router;
+pub mod schemathesis;
 pub mod token;
 pub mod tree;
 
@@ -45,6 +47,13 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// 64 hex digits from the kernel's random source (a key or token).
+pub fn random_key() -> String {
+    let mut b = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Path of a binary of this workspace, built by `cargo build` into the same target dir.

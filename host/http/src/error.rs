@@ -104,6 +104,28 @@ error_codes! {
     NoMeta = "no_meta", 404;
     /// No such instance is registered.
     NoSuchInstance = "no_such_instance", 404;
+    /// No app has this name or id.
+    NoSuchApp = "no_such_app", 404;
+    /// An app with this name exists.
+    AppExists = "app_exists", 409;
+    /// No such release (or not of this app).
+    NoSuchRelease = "no_such_release", 404;
+    /// No such artifact.
+    NoSuchArtifact = "no_such_artifact", 404;
+    /// The app has no formation for this release.
+    NoSuchFormation = "no_such_formation", 404;
+    /// No such route (or not of this app).
+    NoSuchRoute = "no_such_route", 404;
+    /// No event has this id.
+    NoSuchEvent = "no_such_event", 404;
+    /// A route with this domain and path, or this TCP port, exists; or the route has
+    /// dependent routes.
+    RouteConflict = "route_conflict", 409;
+    /// A release asks for the host's network, files or capabilities, which only system apps
+    /// may.
+    HostAccessDenied = "host_access_denied", 403;
+    /// The release has no artifact, so it cannot run.
+    NotDeployable = "not_deployable", 400;
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -4,6 +4,8 @@
 //! `#[root_test(isolated)]`.
 
 mod bootstrap;
+mod controller_api;
+mod controller_etcd;
 mod discoverd_api;
 mod discoverd_etcd;
 mod host_api;

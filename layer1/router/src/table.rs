@@ -211,26 +211,6 @@ pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn valid_domain(d: &str) -> bool {
-    if d == "*" {
-        return true;
-    }
-    let name = d.strip_prefix("*.").unwrap_or(d);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
-fn valid_path(p: &str) -> bool {
-    p.starts_with('/') && p.ends_with('/') && !p.contains("//") && !p.contains(['?', '#', ' '])
-}
-
 impl RouteTable {
     /// Validates `routes` and compiles them, resolving each service in `discovery`. Either
     /// every route is good and a table comes back, or nothing changes and every problem is
@@ -264,14 +244,14 @@ impl RouteTable {
             match &route {
                 Route::Http(r) => {
                     let domain = r.domain.to_ascii_lowercase();
-                    if !valid_domain(&domain) {
+                    if !router_api::valid_domain(&domain) {
                         errors.push(RouteError::BadDomain {
                             route: id,
                             domain: r.domain.clone(),
                         });
                         continue;
                     }
-                    if !valid_path(&r.path) {
+                    if !router_api::valid_path(&r.path) {
                         errors.push(RouteError::BadPath {
                             route: id,
                             path: r.path.clone(),

@@ -8,14 +8,20 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::Request;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 
 use super::response::ApiError;
 use super::Limits;
 use crate::error::ErrorCode;
 
 /// Reads a JSON request body, within the server's [`Limits`] (`max_body` bytes, sent within
-/// `body_timeout`): 413 when larger, 408 when late, 400 when it does not parse.
-pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+/// `body_timeout`): 413 when larger, 408 when late, 400 when it does not parse. An array where
+/// the type has an object is refused too (serde would read a struct's fields from an array in
+/// order, which no client means and no API document allows).
+pub async fn read_json<T: DeserializeOwned + Serialize>(
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
     let limits = req
         .extensions()
         .get::<Limits>()
@@ -44,8 +50,36 @@ pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    let input: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let value: T = serde::Deserialize::deserialize(&input)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let shape = serde_json::to_value(&value).expect("request types serialise");
+    if let Some(path) = array_for_object(&input, &shape, "") {
+        return Err(ApiError::bad_request(format!(
+            "invalid JSON body: {} must be an object, not an array",
+            if path.is_empty() { "the body" } else { &path }
+        )));
+    }
+    Ok(value)
+}
+
+/// The path of the first place where `input` has an array and `shape` (the value read back
+/// out) an object.
+fn array_for_object(input: &Value, shape: &Value, path: &str) -> Option<String> {
+    match (input, shape) {
+        (Value::Array(_), Value::Object(_)) => Some(path.to_string()),
+        (Value::Object(i), Value::Object(s)) => i.iter().find_map(|(k, v)| {
+            s.get(k)
+                .and_then(|sv| array_for_object(v, sv, &format!("{path}/{k}")))
+        }),
+        (Value::Array(i), Value::Array(s)) => i
+            .iter()
+            .zip(s)
+            .enumerate()
+            .find_map(|(n, (a, b))| array_for_object(a, b, &format!("{path}/{n}"))),
+        _ => None,
+    }
 }
 
 /// The bearer token of a request (`Authorization: Bearer TOKEN`), if it has one.

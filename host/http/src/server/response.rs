@@ -21,7 +21,7 @@ pub type Body = BoxBody<Bytes, Infallible>;
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
-    allow: Option<String>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -35,7 +35,7 @@ impl ApiError {
         Self {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body: ErrorBody::new(code, message),
-            allow: None,
+            headers: Vec::new(),
         }
     }
 
@@ -45,8 +45,13 @@ impl ApiError {
     }
 
     /// The same error with an `Allow` header (for 405).
-    pub fn with_allow(mut self, methods: String) -> Self {
-        self.allow = Some(methods);
+    pub fn with_allow(self, methods: String) -> Self {
+        self.with_header("allow", methods)
+    }
+
+    /// The same error with a header (`www-authenticate` for 401, say).
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 
@@ -66,8 +71,10 @@ impl ApiError {
             tracing::error!(code = %self.body.code, message = %self.body.message, "request failed");
         }
         let mut r = json(self.status, &self.body);
-        if let Some(allow) = self.allow.and_then(|a| a.parse().ok()) {
-            r.headers_mut().insert("allow", allow);
+        for (name, value) in self.headers {
+            if let Ok(v) = value.parse() {
+                r.headers_mut().insert(name, v);
+            }
         }
         r
     }

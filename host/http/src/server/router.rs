@@ -16,6 +16,7 @@ use crate::error::ErrorCode;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError>> + Send>>;
 type Handler<S> = Arc<dyn Fn(S, Request<Incoming>, Params) -> BoxFuture + Send + Sync>;
+type Guard<S> = Arc<dyn Fn(&S, &Request<Incoming>) -> Result<(), ApiError> + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -29,6 +30,8 @@ struct Route<S> {
     path: &'static str,
     pattern: Vec<Segment>,
     handler: Handler<S>,
+    /// Served without the router's guard.
+    public: bool,
 }
 
 impl<S> std::fmt::Debug for Route<S> {
@@ -66,6 +69,7 @@ impl Params {
 pub struct Router<S> {
     routes: Vec<Route<S>>,
     not_found: &'static str,
+    guard: Option<Guard<S>>,
 }
 
 impl<S> std::fmt::Debug for Router<S> {
@@ -86,6 +90,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         Self {
             routes: Vec::new(),
             not_found: "no such API path",
+            guard: None,
         }
     }
 
@@ -96,12 +101,39 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         self
     }
 
+    /// The same router running `guard` before every route's handler except the public ones
+    /// (authentication): an error it returns is the answer.
+    pub fn guard<G>(mut self, guard: G) -> Self
+    where
+        G: Fn(&S, &Request<Incoming>) -> Result<(), ApiError> + Send + Sync + 'static,
+    {
+        self.guard = Some(Arc::new(guard));
+        self
+    }
+
     /// Adds a route. `path` is as in OpenAPI (`/jobs/{id}`), with `{name*}` taking the rest
     /// of the path.
     ///
     /// # Panics
     /// On a malformed pattern (a `{name*}` that is not last): a programming error.
-    pub fn route<F, Fut>(mut self, method: Method, path: &'static str, handler: F) -> Self
+    pub fn route<F, Fut>(self, method: Method, path: &'static str, handler: F) -> Self
+    where
+        F: Fn(S, Request<Incoming>, Params) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<Body>, ApiError>> + Send + 'static,
+    {
+        self.add(method, path, handler, false)
+    }
+
+    /// Adds a route the guard does not check (liveness, the API description).
+    pub fn public_route<F, Fut>(self, method: Method, path: &'static str, handler: F) -> Self
+    where
+        F: Fn(S, Request<Incoming>, Params) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<Body>, ApiError>> + Send + 'static,
+    {
+        self.add(method, path, handler, true)
+    }
+
+    fn add<F, Fut>(mut self, method: Method, path: &'static str, handler: F, public: bool) -> Self
     where
         F: Fn(S, Request<Incoming>, Params) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Response<Body>, ApiError>> + Send + 'static,
@@ -115,6 +147,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
             path,
             pattern,
             handler: Arc::new(move |s, r, p| Box::pin(handler(s, r, p))),
+            public,
         });
         self
     }
@@ -142,6 +175,11 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
                 continue;
             };
             if route.method == req.method() {
+                if let Some(guard) = self.guard.as_ref().filter(|_| !route.public) {
+                    if let Err(e) = guard(&state, &req) {
+                        return e.response();
+                    }
+                }
                 return match (route.handler)(state, req, params).await {
                     Ok(r) => r,
                     Err(e) => e.response(),

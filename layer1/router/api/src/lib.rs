@@ -9,5 +9,6 @@ pub mod client;
 
 pub use flynn_http::{Endpoint, ErrorBody, ErrorCode, Timestamp};
 pub use route::{
-    Backend, Certificate, Event, EventKind, HttpRoute, Route, RouteFile, TcpRoute, UnknownEventKind,
+    valid_domain, valid_path, Backend, Certificate, Event, EventKind, HttpRoute, Route, RouteFile,
+    TcpRoute, UnknownEventKind,
 };

@@ -266,6 +266,30 @@ pub struct Event {
     pub backend: Option<Backend>,
 }
 
+/// True for a route domain: a host name (labels of letters, digits, `-`, `_`), a `*.suffix`
+/// wildcard, or `*` (the catch-all). Compare in lowercase.
+pub fn valid_domain(d: &str) -> bool {
+    if d == "*" {
+        return true;
+    }
+    let name = d.strip_prefix("*.").unwrap_or(d);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// True for a route path prefix: starts and ends with `/`, no empty segment, no `?`, `#` or
+/// space.
+pub fn valid_path(p: &str) -> bool {
+    p.starts_with('/') && p.ends_with('/') && !p.contains("//") && !p.contains(['?', '#', ' '])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

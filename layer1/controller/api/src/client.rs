@@ -1,0 +1,243 @@
+//! The typed client of the controller API. Every call sends the key as a bearer token.
+
+use flynn_http::client::{Client as Http, Lines};
+use flynn_http::Endpoint;
+use hyper::Method;
+
+pub use flynn_http::client::ClientError;
+pub use flynn_http::ErrorCode;
+
+use crate::model::{
+    App, AppDeletion, AppRelease, AppUpdate, Artifact, Event, Formation, NewApp, NewArtifact,
+    NewRelease, ObjectType, PutFormation, Release,
+};
+use crate::Route;
+
+/// A client of one controller.
+#[derive(Debug, Clone)]
+pub struct Client(Http);
+
+/// Filters of `GET /events`.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only events of this app (id or name).
+    pub app: Option<String>,
+    /// Only these object types (all when empty).
+    pub object_types: Vec<ObjectType>,
+    /// Only events of this object.
+    pub object_id: Option<String>,
+    /// Only events after this id.
+    pub since_id: Option<u64>,
+    /// Only events before this id.
+    pub before_id: Option<u64>,
+    /// At most this many (the newest).
+    pub count: Option<u64>,
+}
+
+impl EventQuery {
+    fn query(&self) -> String {
+        let mut q = Vec::new();
+        if let Some(a) = &self.app {
+            q.push(format!("app_id={}", flynn_http::encode(a)));
+        }
+        if !self.object_types.is_empty() {
+            let t: Vec<_> = self.object_types.iter().map(|t| t.as_str()).collect();
+            q.push(format!("object_types={}", t.join(",")));
+        }
+        if let Some(o) = &self.object_id {
+            q.push(format!("object_id={}", flynn_http::encode(o)));
+        }
+        for (k, v) in [
+            ("since_id", self.since_id),
+            ("before_id", self.before_id),
+            ("count", self.count),
+        ] {
+            if let Some(v) = v {
+                q.push(format!("{k}={v}"));
+            }
+        }
+        if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        }
+    }
+}
+
+fn seg(s: &str) -> String {
+    flynn_http::encode(s)
+}
+
+impl Client {
+    /// A client of the controller at `endpoint`, authenticating with `key`.
+    pub fn new(endpoint: Endpoint, key: &str) -> Self {
+        Self(Http::new("controller", endpoint).with_token(key))
+    }
+
+    /// The underlying HTTP client (for requests this client has no method for).
+    pub fn http(&self) -> &Http {
+        &self.0
+    }
+
+    /// Creates an app.
+    pub async fn create_app(&self, app: &NewApp) -> Result<App, ClientError> {
+        self.0.call(Method::POST, "/apps", Some(app)).await
+    }
+
+    /// Every app, newest first.
+    pub async fn apps(&self) -> Result<Vec<App>, ClientError> {
+        self.0.call(Method::GET, "/apps", None::<&()>).await
+    }
+
+    /// One app, by id or name.
+    pub async fn app(&self, app: &str) -> Result<App, ClientError> {
+        let path = format!("/apps/{}", seg(app));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Updates an app's strategy, timeout or meta.
+    pub async fn update_app(&self, app: &str, update: &AppUpdate) -> Result<App, ClientError> {
+        let path = format!("/apps/{}", seg(app));
+        self.0.call(Method::POST, &path, Some(update)).await
+    }
+
+    /// Deletes an app with its routes, formations and releases.
+    pub async fn delete_app(&self, app: &str) -> Result<AppDeletion, ClientError> {
+        let path = format!("/apps/{}", seg(app));
+        self.0.call(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// Records an artifact.
+    pub async fn create_artifact(&self, a: &NewArtifact) -> Result<Artifact, ClientError> {
+        self.0.call(Method::POST, "/artifacts", Some(a)).await
+    }
+
+    /// One artifact.
+    pub async fn artifact(&self, id: &str) -> Result<Artifact, ClientError> {
+        let path = format!("/artifacts/{}", seg(id));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Creates a release.
+    pub async fn create_release(&self, r: &NewRelease) -> Result<Release, ClientError> {
+        self.0.call(Method::POST, "/releases", Some(r)).await
+    }
+
+    /// One release.
+    pub async fn release(&self, id: &str) -> Result<Release, ClientError> {
+        let path = format!("/releases/{}", seg(id));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// An app's releases, newest first.
+    pub async fn app_releases(&self, app: &str) -> Result<Vec<Release>, ClientError> {
+        let path = format!("/apps/{}/releases", seg(app));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Makes `release` the app's current release (no deploy).
+    pub async fn set_app_release(&self, app: &str, release: &str) -> Result<App, ClientError> {
+        let path = format!("/apps/{}/release", seg(app));
+        let body = AppRelease {
+            id: release.to_string(),
+        };
+        self.0.call(Method::PUT, &path, Some(&body)).await
+    }
+
+    /// The app's current release.
+    pub async fn app_release(&self, app: &str) -> Result<Release, ClientError> {
+        let path = format!("/apps/{}/release", seg(app));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Sets the formation of one of the app's releases.
+    pub async fn put_formation(
+        &self,
+        app: &str,
+        release: &str,
+        f: &PutFormation,
+    ) -> Result<Formation, ClientError> {
+        let path = format!("/apps/{}/formations/{}", seg(app), seg(release));
+        self.0.call(Method::PUT, &path, Some(f)).await
+    }
+
+    /// The formation of one of the app's releases.
+    pub async fn formation(&self, app: &str, release: &str) -> Result<Formation, ClientError> {
+        let path = format!("/apps/{}/formations/{}", seg(app), seg(release));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// The app's formations.
+    pub async fn formations(&self, app: &str) -> Result<Vec<Formation>, ClientError> {
+        let path = format!("/apps/{}/formations", seg(app));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Removes a formation (its jobs are scaled to none).
+    pub async fn delete_formation(&self, app: &str, release: &str) -> Result<(), ClientError> {
+        let path = format!("/apps/{}/formations/{}", seg(app), seg(release));
+        self.0.call_empty(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// Adds a route to the app (an empty id is generated).
+    pub async fn create_route(&self, app: &str, route: &Route) -> Result<Route, ClientError> {
+        let path = format!("/apps/{}/routes", seg(app));
+        self.0.call(Method::POST, &path, Some(route)).await
+    }
+
+    /// Every route of every app.
+    pub async fn routes(&self) -> Result<Vec<Route>, ClientError> {
+        self.0.call(Method::GET, "/routes", None::<&()>).await
+    }
+
+    /// The app's routes, newest first.
+    pub async fn app_routes(&self, app: &str) -> Result<Vec<Route>, ClientError> {
+        let path = format!("/apps/{}/routes", seg(app));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    fn route_path(app: &str, kind: &str, id: &str) -> String {
+        format!("/apps/{}/routes/{}/{}", seg(app), seg(kind), seg(id))
+    }
+
+    /// One route of the app; `kind` is `http` or `tcp`.
+    pub async fn route(&self, app: &str, kind: &str, id: &str) -> Result<Route, ClientError> {
+        let path = Self::route_path(app, kind, id);
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Replaces a route (same id and type).
+    pub async fn update_route(&self, app: &str, route: &Route) -> Result<Route, ClientError> {
+        let kind = match route {
+            Route::Http(_) => "http",
+            Route::Tcp(_) => "tcp",
+        };
+        let path = Self::route_path(app, kind, route.id());
+        self.0.call(Method::PUT, &path, Some(route)).await
+    }
+
+    /// Removes a route; `kind` is `http` or `tcp`.
+    pub async fn delete_route(&self, app: &str, kind: &str, id: &str) -> Result<(), ClientError> {
+        let path = Self::route_path(app, kind, id);
+        self.0.call_empty(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// Events matching `q`, oldest first.
+    pub async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, ClientError> {
+        let path = format!("/events{}", q.query());
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// One event.
+    pub async fn event(&self, id: u64) -> Result<Event, ClientError> {
+        self.0
+            .call(Method::GET, &format!("/events/{id}"), None::<&()>)
+            .await
+    }
+
+    /// Events matching `q` as they are committed (SSE); with `since_id`, the ones after it
+    /// first.
+    pub async fn follow_events(&self, q: &EventQuery) -> Result<Lines<Event>, ClientError> {
+        self.0.events(&format!("/events{}", q.query())).await
+    }
+}

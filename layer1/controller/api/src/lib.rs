@@ -1,0 +1,15 @@
+//! The controller's wire types: what its API reads and writes, and (feature `client`) a typed
+//! client of it. Serde only, so a client links none of the controller's store.
+
+mod model;
+
+#[cfg(feature = "client")]
+pub mod client;
+
+pub use model::*;
+pub use router_api::{Certificate, HttpRoute, Route, TcpRoute};
+
+/// The `parent_ref` the controller gives an app's routes: `controller/apps/APP_ID`.
+pub fn route_parent(app_id: &str) -> String {
+    format!("controller/apps/{app_id}")
+}

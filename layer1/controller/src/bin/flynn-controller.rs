@@ -1,0 +1,95 @@
+//! `flynn-controller`: the platform's API of apps, releases, formations and routes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use controller::{auth::Keys, store::Store, Config, Controller};
+use flynn_http::server::{Listener, Server};
+use flynn_http::service::Shutdown;
+use flynn_http::Endpoint;
+
+#[derive(Parser)]
+#[command(
+    name = "flynn-controller",
+    about = "The platform's API: apps, artifacts, releases, formations, routes, events"
+)]
+struct Args {
+    /// HTTP API address.
+    #[arg(long, env = "LISTEN", default_value = "0.0.0.0:3000")]
+    listen: SocketAddr,
+    /// API keys, comma-separated (several at once, for rotation); or set AUTH_KEY.
+    #[arg(long, env = "AUTH_KEY", hide_env_values = true)]
+    key: String,
+    /// Domain of each new app's default route (`NAME.DOMAIN`); none: no default routes.
+    #[arg(long, env = "DEFAULT_ROUTE_DOMAIN")]
+    domain: Option<String>,
+    /// Ports TCP routes may use, `FIRST-LAST`.
+    #[arg(long, default_value = "3000-3500", value_parser = parse_range)]
+    tcp_ports: (u16, u16),
+    /// Where the embedded store keeps its file.
+    #[arg(long, default_value = "/var/lib/flynn/controller")]
+    data: PathBuf,
+    /// etcd endpoints (comma-separated `http://HOST:PORT`) to use instead of the embedded store.
+    #[arg(long, env = "ETCD_ENDPOINTS", value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Key prefix in etcd.
+    #[arg(long, default_value = "/flynn/controller")]
+    etcd_prefix: String,
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or("use FIRST-LAST, like 3000-3500")?;
+    let (a, b): (u16, u16) = (
+        a.trim().parse().map_err(|e| format!("{a}: {e}"))?,
+        b.trim().parse().map_err(|e| format!("{b}: {e}"))?,
+    );
+    if a > b || a == 0 {
+        return Err(format!("{s}: FIRST must be 1..=LAST"));
+    }
+    Ok((a, b))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    flynn_http::service::run(|shutdown| async move {
+        let keys = Keys::parse(&args.key)?;
+        let config = Config {
+            domain: args
+                .domain
+                .clone()
+                .map(|d| d.trim_matches('.').to_ascii_lowercase()),
+            tcp_ports: args.tcp_ports.0..=args.tcp_ports.1,
+        };
+        if args.etcd.is_empty() {
+            std::fs::create_dir_all(&args.data)
+                .with_context(|| format!("creating {}", args.data.display()))?;
+            let store = controller::embedded::Embedded::open(&args.data.join("controller.redb"))?;
+            run(store, &args, config, keys, shutdown).await
+        } else {
+            let store = controller::etcd::Etcd::connect(&args.etcd, &args.etcd_prefix).await?;
+            tracing::info!(endpoints = ?args.etcd, "etcd store");
+            run(store, &args, config, keys, shutdown).await
+        }
+    })
+}
+
+async fn run<S: Store>(
+    store: S,
+    args: &Args,
+    config: Config,
+    keys: Keys,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let http = Listener::bind(&Endpoint::Tcp(args.listen)).await?;
+    tracing::info!(addr = %args.listen, "controller API");
+    let state = std::sync::Arc::new(controller::http::State {
+        controller: Controller::new(store, config),
+        keys,
+    });
+    Server::new(controller::http::router(), state)
+        .serve(vec![http], shutdown.wait())
+        .await;
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! The controller's errors, each with the API error code it is answered with.
+
+use flynn_http::server::ApiError;
+use flynn_http::ErrorCode;
+
+use crate::store::StoreError;
+
+/// A controller operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No app by this name or id.
+    #[error("no app is named or has the id {0:?}; `GET /apps` lists them")]
+    NoSuchApp(String),
+    /// The name is taken.
+    #[error("application {0:?} already exists; pick another name")]
+    AppExists(String),
+    /// No such release for this app.
+    #[error("no release {0:?}{1}")]
+    NoSuchRelease(String, &'static str),
+    /// The app has no current release.
+    #[error("app {0} has no current release yet; set one with PUT /apps/{0}/release")]
+    NoCurrentRelease(String),
+    /// No such artifact.
+    #[error("no artifact {0:?}; create it with POST /artifacts first")]
+    NoSuchArtifact(String),
+    /// No formation for this app and release.
+    #[error("app {app} has no formation for release {release}")]
+    NoSuchFormation {
+        /// The app.
+        app: String,
+        /// The release.
+        release: String,
+    },
+    /// No such route for this app.
+    #[error("app {app} has no {kind} route {id:?}")]
+    NoSuchRoute {
+        /// The app.
+        app: String,
+        /// `http` or `tcp`.
+        kind: String,
+        /// The route id.
+        id: String,
+    },
+    /// No such event.
+    #[error("no event has the id {0}")]
+    NoSuchEvent(u64),
+    /// A route's domain and path or port is taken, or it has dependent routes.
+    #[error("{0}")]
+    RouteConflict(String),
+    /// A request that does not validate.
+    #[error("{0}")]
+    Invalid(String),
+    /// A user release asking for the host.
+    #[error("process type {process} asks for {what}: only system apps (meta {key}=true) may reach the host", key = controller_api::SYSTEM_APP)]
+    HostAccess {
+        /// The process type.
+        process: String,
+        /// What it asked for.
+        what: &'static str,
+    },
+    /// A formation for a release without artifacts.
+    #[error("release {0} is not deployable: it has no artifact")]
+    NotDeployable(String),
+    /// Commits kept conflicting with other writers.
+    #[error("the state kept changing under this request ({0} attempts); retry")]
+    Busy(usize),
+}
+
+impl From<ControllerError> for ApiError {
+    fn from(e: ControllerError) -> Self {
+        let code = match &e {
+            ControllerError::Store(_) => ErrorCode::Store,
+            ControllerError::NoSuchApp(_) => ErrorCode::NoSuchApp,
+            ControllerError::AppExists(_) => ErrorCode::AppExists,
+            ControllerError::NoSuchRelease(..) | ControllerError::NoCurrentRelease(_) => {
+                ErrorCode::NoSuchRelease
+            }
+            ControllerError::NoSuchArtifact(_) => ErrorCode::NoSuchArtifact,
+            ControllerError::NoSuchFormation { .. } => ErrorCode::NoSuchFormation,
+            ControllerError::NoSuchRoute { .. } => ErrorCode::NoSuchRoute,
+            ControllerError::NoSuchEvent(_) => ErrorCode::NoSuchEvent,
+            ControllerError::RouteConflict(_) => ErrorCode::RouteConflict,
+            ControllerError::Invalid(_) => ErrorCode::BadRequest,
+            ControllerError::HostAccess { .. } => ErrorCode::HostAccessDenied,
+            ControllerError::NotDeployable(_) => ErrorCode::NotDeployable,
+            ControllerError::Busy(_) => ErrorCode::Conflict,
+        };
+        ApiError::new(code, flynn_http::error::message_chain(&e))
+    }
+}
