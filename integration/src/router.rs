@@ -104,9 +104,23 @@ impl RouterProcess {
     /// Starts a router on free loopback ports, backends from `discoverd`, no routes yet,
     /// with extra `flynn-router` arguments.
     pub fn start(discoverd: &Discoverd, extra: &[&str]) -> Self {
+        Self::spawn(discoverd, None, extra)
+    }
+
+    /// Starts a router like [`RouterProcess::start`] whose routes come from the controller at
+    /// `url` (with `key`) instead of a routes file.
+    pub fn start_following(discoverd: &Discoverd, url: &str, key: &str) -> Self {
+        Self::spawn(discoverd, Some((url, key)), &[])
+    }
+
+    fn spawn(discoverd: &Discoverd, controller: Option<(&str, &str)>, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let routes_file = dir.path().join("routes.json");
         std::fs::write(&routes_file, r#"{"routes": []}"#).unwrap();
+        let source: Vec<String> = match controller {
+            Some((url, _)) => vec!["--controller".into(), url.into()],
+            None => vec!["--routes-file".into(), routes_file.display().to_string()],
+        };
         let port = || {
             format!("127.0.0.1:{}", free_port())
                 .parse::<SocketAddr>()
@@ -119,8 +133,8 @@ impl RouterProcess {
             .args(["--http", &http.to_string(), "--https", &https.to_string()])
             .args(["--api", &api.to_string(), "--tcp-ip", "127.0.0.1"])
             .args(["--tcp-range", &format!("{tcp_port}-{tcp_port}")])
-            .arg("--routes-file")
-            .arg(&routes_file)
+            .args(&source)
+            .env("CONTROLLER_KEY", controller.map_or("", |c| c.1))
             .args(["--routes-poll", "20ms", "--discoverd", &discoverd.url])
             .args(["--access-log", "false"])
             .args(extra)

@@ -508,3 +508,58 @@ fn the_api_matches_its_openapi_document_under_fuzzing() {
     );
     assert!(rt().block_on(api.apps()).is_ok(), "{}", c.log());
 }
+
+#[test]
+fn routes_made_in_the_controller_reach_the_router() {
+    use integration::discoverd::Discoverd;
+    use integration::router::{Backend, RouterProcess};
+    let d = Discoverd::start();
+    let c = ControllerProcess::start(Some("cluster.test"));
+    let router = RouterProcess::start_following(&d, &c.url, &c.key);
+    let (web, api_backend) = (Backend::start("shop-web-1"), Backend::start("shop-api-1"));
+    let _hb = router.register(&d, "shop-web", &web);
+    let _hb2 = router.register(&d, "shop-api", &api_backend);
+    let api = c.client();
+    let rt = rt();
+    let eventually = |host: &str, path: &str, want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (code, body) = router.get(host, path);
+            if code == "200" && body.contains(want) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{host}{path}: want {want}, have {code} {body}\n{}",
+                router.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // A new app's default route: the router serves it without a restart or a file.
+    rt.block_on(api.create_app(&named("shop"))).unwrap();
+    eventually("shop.cluster.test", "/", "shop-web-1");
+    // A path route added, then removed: requests move to it and back.
+    let mut path_route = HttpRoute::new("", "shop.cluster.test", "shop-api");
+    path_route.path = "/api/".into();
+    let created = rt
+        .block_on(api.create_route("shop", &Route::Http(path_route)))
+        .unwrap();
+    eventually("shop.cluster.test", "/api/x", "shop-api-1");
+    rt.block_on(api.delete_route("shop", "http", created.id()))
+        .unwrap();
+    eventually("shop.cluster.test", "/api/x", "shop-web-1");
+    // A controller restart: the router follows it again and keeps serving meanwhile.
+    let mut c = c;
+    c.kill9();
+    let (code, _) = router.get("shop.cluster.test", "/");
+    assert_eq!(
+        code, "200",
+        "the last table stays while the controller is away"
+    );
+    c.spawn();
+    rt.block_on(api.create_app(&named("blog"))).unwrap();
+    let blog = Backend::start("blog-web-1");
+    let _hb3 = router.register(&d, "blog-web", &blog);
+    eventually("blog.cluster.test", "/", "blog-web-1");
+}

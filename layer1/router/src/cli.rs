@@ -69,8 +69,24 @@ pub struct Args {
     #[arg(long, env = "ROUTER_TCP_RANGE", default_value = "3000-3500")]
     pub tcp_range: String,
     /// A routes file (JSON `{"routes": [...]}`), read again when it changes.
-    #[arg(long, env = "ROUTER_ROUTES_FILE")]
-    pub routes_file: PathBuf,
+    #[arg(
+        long,
+        env = "ROUTER_ROUTES_FILE",
+        required_unless_present = "controller",
+        conflicts_with = "controller"
+    )]
+    pub routes_file: Option<PathBuf>,
+    /// The controller to follow for routes (`http://HOST:PORT`), instead of a routes file.
+    #[arg(long, env = "CONTROLLER_URL")]
+    pub controller: Option<flynn_http::Endpoint>,
+    /// The controller's key (with --controller).
+    #[arg(
+        long,
+        env = "CONTROLLER_KEY",
+        hide_env_values = true,
+        requires = "controller"
+    )]
+    pub controller_key: Option<String>,
     /// How often the routes file is checked for changes.
     #[arg(long, env = "ROUTER_ROUTES_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub routes_poll: Duration,

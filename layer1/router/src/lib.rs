@@ -30,4 +30,4 @@ pub mod tls;
 pub use backends::Discovery;
 pub use events::Events;
 pub use router::{Addrs, Router, Settings, StartError};
-pub use source::{FileSource, RouteSource, Update};
+pub use source::{ControllerSource, FileSource, RouteSource, Update};

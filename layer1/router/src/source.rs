@@ -1,7 +1,8 @@
 //! Where routes come from: a [`RouteSource`] yields updates (a full set, or one route set or
 //! removed); the router applies each to its current routes and keeps the last good table
 //! when one is refused or the source fails. [`FileSource`] serves a router running alone: a
-//! JSON routes file, read again whenever it changes.
+//! JSON routes file, read again whenever it changes. [`ControllerSource`] follows the
+//! controller: every route, then its route events as they are committed.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,12 @@ pub enum SourceError {
         #[source]
         source: serde_json::Error,
     },
+    /// The controller cannot be reached or refused.
+    #[error("controller routes: {0}")]
+    Controller(#[source] controller_api::client::ClientError),
+    /// The controller's event stream ended (it restarts, say); it is followed again.
+    #[error("the controller's event stream ended; following it again")]
+    StreamEnded,
 }
 
 /// A stream of route updates.
@@ -121,6 +128,71 @@ impl RouteSource for FileSource {
             inode: 0,
         }));
         self.read()
+    }
+}
+
+/// Routes from the controller: on (re)connecting, its event stream of route changes is
+/// opened first and then every route read (so no change falls between the two); then each
+/// route event is an update. A set re-reads every route (events carry routes without their
+/// certificate keys); a removal removes by id.
+#[derive(Debug)]
+pub struct ControllerSource {
+    client: controller_api::client::Client,
+    events: Option<flynn_http::client::Lines<controller_api::Event>>,
+}
+
+impl ControllerSource {
+    /// Follows the controller `client` talks to.
+    pub fn new(client: controller_api::client::Client) -> Self {
+        Self {
+            client,
+            events: None,
+        }
+    }
+
+    async fn all(&self) -> Result<Update, SourceError> {
+        let routes = self
+            .client
+            .routes()
+            .await
+            .map_err(SourceError::Controller)?;
+        Ok(Update::Full(routes))
+    }
+}
+
+impl RouteSource for ControllerSource {
+    async fn next(&mut self) -> Result<Update, SourceError> {
+        use controller_api::client::EventQuery;
+        use controller_api::ObjectType;
+        let Some(events) = self.events.as_mut() else {
+            let q = EventQuery {
+                object_types: vec![ObjectType::Route, ObjectType::RouteDeletion],
+                ..EventQuery::default()
+            };
+            let stream = self
+                .client
+                .follow_events(&q)
+                .await
+                .map_err(SourceError::Controller)?;
+            let full = self.all().await?;
+            self.events = Some(stream);
+            return Ok(full);
+        };
+        let event = match events.next().await {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                self.events = None;
+                return Err(SourceError::StreamEnded);
+            }
+            Err(e) => {
+                self.events = None;
+                return Err(SourceError::Controller(e));
+            }
+        };
+        match event.object_type {
+            ObjectType::RouteDeletion => Ok(Update::Remove(event.object_id)),
+            _ => self.all().await,
+        }
     }
 }
 

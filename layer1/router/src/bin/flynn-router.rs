@@ -10,7 +10,7 @@ use clap::Parser;
 use discoverd_api::client::Client as Discoverd;
 use discoverd_api::{Proto, Registration};
 use router::cli::Args;
-use router::{Discovery, Events, FileSource, Router};
+use router::{ControllerSource, Discovery, Events, FileSource, Router};
 
 /// Lets the router hold as many connections as the hard limit allows.
 fn raise_fd_limit() {
@@ -47,10 +47,22 @@ fn main() -> anyhow::Result<()> {
             .context("starting the router")?;
         let addrs = router.addrs().clone();
         tracing::info!(http = ?addrs.http, https = ?addrs.https, api = ?addrs.api, "router listening");
-        tokio::spawn(router.clone().follow(
-            FileSource::with_interval(&args.routes_file, args.routes_poll),
-            shutdown.clone(),
-        ));
+        match (&args.routes_file, &args.controller) {
+            (Some(file), _) => tokio::spawn(router.clone().follow(
+                FileSource::with_interval(file, args.routes_poll),
+                shutdown.clone(),
+            )),
+            (None, Some(controller)) => {
+                let key = args.controller_key.as_deref().unwrap_or_default();
+                let client = controller_api::client::Client::new(controller.clone(), key);
+                tokio::spawn(
+                    router
+                        .clone()
+                        .follow(ControllerSource::new(client), shutdown.clone()),
+                )
+            }
+            (None, None) => anyhow::bail!("give --routes-file or --controller"),
+        };
         let mut heartbeats = Vec::new();
         if let Some(ip) = args.advertise_ip {
             let ttl = Duration::from_secs(discoverd_api::DEFAULT_TTL);
