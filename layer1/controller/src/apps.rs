@@ -54,12 +54,7 @@ impl<S: Store> Controller<S> {
                 Some(n) => n.clone(),
                 None => self.free_name().await?,
             };
-            if self
-                .store
-                .get(&keys::app_name(name.as_str()))
-                .await?
-                .is_some()
-            {
+            if self.name_taken(&name).await? {
                 return Err(ControllerError::AppExists(name.to_string()));
             }
             let now = Timestamp::now();
@@ -90,12 +85,7 @@ impl<S: Store> Controller<S> {
                 if let Err(e) = self.check_route_free(&app, &route, &mut txn).await {
                     // Reads are not one snapshot: an app of this name committed since the
                     // name was read holds the route too, and that is the error to give.
-                    if self
-                        .store
-                        .get(&keys::app_name(name.as_str()))
-                        .await?
-                        .is_some()
-                    {
+                    if self.name_taken(&name).await? {
                         return Err(ControllerError::AppExists(name.to_string()));
                     }
                     return Err(e);
@@ -105,6 +95,14 @@ impl<S: Store> Controller<S> {
             Ok((txn, app))
         })
         .await
+    }
+
+    async fn name_taken(&self, name: &AppName) -> Result<bool, ControllerError> {
+        Ok(self
+            .store
+            .get(&keys::app_name(name.as_str()))
+            .await?
+            .is_some())
     }
 
     /// A generated name no app has yet.

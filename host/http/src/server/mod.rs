@@ -10,7 +10,7 @@ pub use request::{bearer, read_json, secret_eq, wants_sse, Query};
 pub use response::{
     bytes_response, json, ndjson, ndjson_line, no_content, sse, stream_response, ApiError, Body,
 };
-pub use router::{Params, Router};
+pub use router::{Params, RouteList, Router};
 
 use std::convert::Infallible;
 use std::io;

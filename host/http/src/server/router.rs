@@ -16,6 +16,8 @@ use crate::error::ErrorCode;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError>> + Send>>;
 type Handler<S> = Arc<dyn Fn(S, Request<Incoming>, Params) -> BoxFuture + Send + Sync>;
+/// `(METHOD, /path/{param})` pairs.
+pub type RouteList = Vec<(String, String)>;
 type Guard<S> = Arc<dyn Fn(&S, &Request<Incoming>) -> Result<(), ApiError> + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +160,40 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
             .iter()
             .map(|r| (r.method.clone(), r.path))
             .collect()
+    }
+
+    /// `(method, path)` pairs, sorted, that are in the route table but not in the OpenAPI
+    /// document `openapi` (JSON), and those documented but not served. Both empty when the
+    /// document lists exactly the routes.
+    pub fn openapi_mismatch(&self, openapi: &str) -> (RouteList, RouteList) {
+        let doc: serde_json::Value =
+            serde_json::from_str(openapi).expect("the OpenAPI document is JSON");
+        let mut documented = RouteList::new();
+        if let Some(paths) = doc["paths"].as_object() {
+            for (path, ops) in paths {
+                for method in ops.as_object().into_iter().flat_map(|o| o.keys()) {
+                    documented.push((method.to_ascii_uppercase(), path.clone()));
+                }
+            }
+        }
+        let served: RouteList = self
+            .routes
+            .iter()
+            .map(|r| (r.method.as_str().to_string(), r.path.replace("*}", "}")))
+            .collect();
+        let mut undocumented: Vec<_> = served
+            .iter()
+            .filter(|r| !documented.contains(r))
+            .cloned()
+            .collect();
+        let mut unserved: Vec<_> = documented
+            .iter()
+            .filter(|r| !served.contains(r))
+            .cloned()
+            .collect();
+        undocumented.sort();
+        unserved.sort();
+        (undocumented, unserved)
     }
 
     /// Answers a request: the matching route's handler, its error as JSON, or 404/405.

@@ -375,20 +375,7 @@ mod tests {
 
     #[test]
     fn the_openapi_document_lists_exactly_the_routes() {
-        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
-        let mut documented: Vec<(String, String)> = Vec::new();
-        for (path, ops) in doc["paths"].as_object().unwrap() {
-            for method in ops.as_object().unwrap().keys() {
-                documented.push((method.clone(), path.clone()));
-            }
-        }
-        let mut served: Vec<(String, String)> = router::<Embedded>()
-            .routes()
-            .into_iter()
-            .map(|(m, p)| (m.as_str().to_ascii_lowercase(), p.to_string()))
-            .collect();
-        documented.sort();
-        served.sort();
-        assert_eq!(documented, served);
+        let r = router::<Embedded>();
+        assert_eq!(r.openapi_mismatch(OPENAPI), (vec![], vec![]));
     }
 }
