@@ -18,13 +18,8 @@ secs="${2:-20}"
 bin="$PWD/target/release"
 work=$(mktemp -d /tmp/flynn-controller-bench.XXXXXX)
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-wait_port() { until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do sleep 0.05; done; }
+. bench/lib.sh
+trap kill_pids_and_remove_work EXIT
 key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 taskset -c 1 etcd --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:12379 \

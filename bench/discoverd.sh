@@ -17,14 +17,9 @@ work=$(mktemp -d /tmp/flynn-discoverd.XXXXXX)
 DISCOVERD_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export DISCOVERD_KEY
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
+trap kill_pids_and_remove_work EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do sleep 0.05; done; }
 
 cport=$(free_port); pport=$(free_port)
 etcd --name b --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$cport" \

@@ -12,3 +12,14 @@ busybox_layout() {
     for a in true sleep sh; do ln -s busybox "$dir/b/rootfs/bin/$a"; done
     umoci repack --image "$dir/oci:bb" "$dir/b" >/dev/null
 }
+
+# The EXIT trap of benchmarks that start processes: kills every pid in the array `pids`, waits
+# for them and removes the directory `$work`.
+kill_pids_and_remove_work() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+
+# wait_port PORT: waits until something listens on 127.0.0.1:PORT.
+wait_port() { until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do sleep 0.05; done; }

@@ -20,13 +20,8 @@ bin="$PWD/target/release"
 ulimit -n "$(ulimit -Hn)"  # the hard limit (raising it needs CAP_SYS_RESOURCE)
 work=$(mktemp -d /tmp/flynn-router-bench.XXXXXX)
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-wait_port() { until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do sleep 0.05; done; }
+. bench/lib.sh
+trap kill_pids_and_remove_work EXIT
 
 # The backend: nginx, one worker, HTTP/1.1 on 18001 and h2c on 18002.
 mkdir -p "$work/nginx-b" "$work/nginx-p"

@@ -82,7 +82,7 @@ impl<S: Store> Controller<S> {
                 r.drain_backends = true;
                 r.parent_ref = Some(route_parent(&app.id));
                 let route = Route::Http(r);
-                if let Err(e) = self.check_route_free(&app, &route, &mut txn).await {
+                if let Err(e) = self.check_route_free(&route, &mut txn).await {
                     // Reads are not one snapshot: an app of this name committed since the
                     // name was read holds the route too, and that is the error to give.
                     if self.name_taken(&name).await? {

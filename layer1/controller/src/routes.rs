@@ -119,7 +119,6 @@ impl<S: Store> Controller<S> {
     /// route has no `/` route on its domain to fall back on.
     pub(crate) async fn check_route_free(
         &self,
-        _app: &App,
         route: &Route,
         txn: &mut Txn,
     ) -> Result<(), ControllerError> {
@@ -218,7 +217,7 @@ impl<S: Store> Controller<S> {
             {
                 return Err(conflict(format!("route id {} is taken", route.id())));
             }
-            self.check_route_free(&a, &route, &mut txn).await?;
+            self.check_route_free(&route, &mut txn).await?;
             self.add_route_to(&mut txn, &a, StoredRoute::new(route.clone()), None);
             Ok((txn, route.redacted()))
         })
@@ -272,7 +271,7 @@ impl<S: Store> Controller<S> {
             }
             let mut txn = Txn::default();
             txn.unchanged(&keys::app(&a.id), Some(&at));
-            self.check_route_free(&a, &route, &mut txn).await?;
+            self.check_route_free(&route, &mut txn).await?;
             let stored = StoredRoute {
                 route: route.clone(),
                 created_at: old.value.created_at,
