@@ -173,6 +173,12 @@ impl Client {
         self.0.call(Method::GET, &path, None::<&()>).await
     }
 
+    /// Every app's formations; with `active`, only those that run at least one job.
+    pub async fn all_formations(&self, active: bool) -> Result<Vec<Formation>, ClientError> {
+        let path = if active { "/formations?active=true" } else { "/formations" };
+        self.0.call(Method::GET, path, None::<&()>).await
+    }
+
     /// Removes a formation (its jobs are scaled to none).
     pub async fn delete_formation(&self, app: &str, release: &str) -> Result<(), ClientError> {
         let path = format!("/apps/{}/formations/{}", seg(app), seg(release));
