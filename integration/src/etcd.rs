@@ -17,18 +17,23 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     /// Starts `n` members and waits until the cluster has a leader.
     pub fn start(n: usize) -> Self {
+        Self::start_on(n, "127.0.0.1")
+    }
+
+    /// As [`EtcdCluster::start`], listening on `ip` (an address of this namespace).
+    pub fn start_on(n: usize, ip: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .map(|(i, (_, p))| format!("m{i}=http://{ip}:{p}"))
             .collect();
         let mut members = Vec::new();
         let mut clients = Vec::new();
         for (i, (c, p)) in ports.iter().enumerate() {
-            let client = format!("http://127.0.0.1:{c}");
-            let peer = format!("http://127.0.0.1:{p}");
+            let client = format!("http://{ip}:{c}");
+            let peer = format!("http://{ip}:{p}");
             let child = Command::new("etcd")
                 .args(["--name", &format!("m{i}")])
                 .arg("--data-dir")

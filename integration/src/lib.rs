@@ -7,6 +7,7 @@
 
 pub use flynn_test_macros::root_test;
 
+pub mod cluster;
 pub mod controller;
 pub mod discoverd;
 pub mod etcd;

@@ -37,7 +37,7 @@ pub enum Auth {
 pub struct Registry {
     child: Child,
     dir: tempfile::TempDir,
-    /// `127.0.0.1:PORT`.
+    /// `IP:PORT` (`127.0.0.1:PORT` unless started elsewhere).
     pub addr: String,
 }
 
@@ -49,9 +49,14 @@ impl Registry {
 
     /// Starts a registry with the given authentication.
     pub fn start_with(auth: Auth) -> Self {
+        Self::start_on("127.0.0.1", auth)
+    }
+
+    /// Starts a registry listening on `ip` (an address of this namespace) and a free port.
+    pub fn start_on(ip: &str, auth: Auth) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("{ip}:{port}");
         let auth_yaml = match &auth {
             Auth::None => String::new(),
             Auth::Htpasswd { user, password } => {

@@ -24,3 +24,4 @@ mod runtime_attach;
 mod runtime_hardening;
 mod runtime_jobs;
 mod runtime_network;
+mod scheduler;

@@ -88,8 +88,9 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
             env.insert("PORT".into(), job.to_string());
         }
         env.insert(format!("PORT_{i}"), job.to_string());
+        // A host-network job listens on the host itself: nothing to publish.
         ports.push(PortMap {
-            host: if proc.host_network { job } else { 0 },
+            host: 0,
             job,
             proto: port.proto,
         });
@@ -124,7 +125,7 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
     };
     let mut config = JobConfig::new(p.image, proc.args.clone());
     config.env = env;
-    config.ports = ports;
+    config.ports = if proc.host_network { Vec::new() } else { ports };
     config.resources = resources;
     config.network = if proc.host_network {
         NetworkMode::Host

@@ -175,7 +175,11 @@ impl Client {
 
     /// Every app's formations; with `active`, only those that run at least one job.
     pub async fn all_formations(&self, active: bool) -> Result<Vec<Formation>, ClientError> {
-        let path = if active { "/formations?active=true" } else { "/formations" };
+        let path = if active {
+            "/formations?active=true"
+        } else {
+            "/formations"
+        };
         self.0.call(Method::GET, path, None::<&()>).await
     }
 

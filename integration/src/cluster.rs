@@ -1,0 +1,667 @@
+//! A cluster on one machine, for layer-1 tests: N `flynn-host` daemons, each in network and
+//! mount namespaces of its own (held open by a `sleep` so a daemon can be killed and started
+//! again in them) with its own cgroup parent, joined by a test LAN (a bridge in the test's
+//! namespace, a veth into each host; hosts are `100.99.0.N`, the test is `100.99.0.254`).
+//! A real 3-member etcd and the test registry listen on the test's LAN address. Every host
+//! runs discoverd (on etcd, so all share one state) and a router as jobs; the controller
+//! (on etcd) runs as a job on the first host and a scheduler on each of the first two.
+//!
+//! Call from an `#[root_test(isolated)]` test: the LAN lives in the test's own namespaces.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use host_api::client::Client as HostClient;
+use host_api::{CreateJob, Endpoint, NetworkMode};
+
+use crate::etcd::EtcdCluster;
+use crate::registry::{Auth, Registry};
+use crate::{run_ok, workspace_bin};
+
+/// The test's address on the LAN.
+pub const TEST_IP: Ipv4Addr = Ipv4Addr::new(100, 99, 0, 254);
+/// The port of each host's API on its LAN address.
+pub const HOST_PORT: u16 = 1113;
+/// The controller's port (host network, on the first host).
+pub const CONTROLLER_PORT: u16 = 8081;
+/// Each scheduler's status port (host network).
+pub const SCHEDULER_PORT: u16 = 8082;
+/// Each router's HTTP port (host network).
+pub const ROUTER_HTTP: u16 = 80;
+/// Each router's API port (host network).
+pub const ROUTER_API: u16 = 5000;
+/// The default route domain.
+pub const DOMAIN: &str = "cluster.test";
+/// How many hosts run a scheduler.
+const SCHEDULERS: usize = 2;
+
+/// One host of the cluster.
+#[derive(Debug)]
+pub struct ClusterHost {
+    /// 1-based.
+    pub index: usize,
+    /// Its LAN address.
+    pub ip: Ipv4Addr,
+    /// Its host id (as registered in discoverd).
+    pub id: String,
+    dir: PathBuf,
+    holder: Option<Child>,
+    daemon: Option<Child>,
+    cgroup_parent: String,
+    registry: String,
+}
+
+impl ClusterHost {
+    fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("host.sock")
+    }
+
+    fn holder_pid(&self) -> u32 {
+        self.holder.as_ref().expect("the host's namespaces").id()
+    }
+
+    /// A command run inside this host's network and mount namespaces.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.holder_pid().to_string())
+            .args(["--net", "--mount", "--"])
+            .arg(program)
+            .env("FLYNN_HOST", format!("unix://{}", self.socket().display()))
+            .env_remove("FLYNN_HOST_TOKEN")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs the `flynn-host` CLI against this host; returns its stdout (it must succeed).
+    pub fn cli(&self, args: &[&str]) -> String {
+        run_ok(self.command(workspace_bin("flynn-host")).args(args))
+    }
+
+    /// A client of this host's API (over the unix socket).
+    pub fn client(&self) -> HostClient {
+        HostClient::new(Endpoint::Unix(self.socket()), None)
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Whether the daemon process runs.
+    pub fn running(&self) -> bool {
+        self.daemon.is_some()
+    }
+
+    /// Starts the daemon (again) in the host's namespaces and waits until it answers.
+    pub fn spawn(&mut self, rt: &tokio::runtime::Runtime) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .unwrap();
+        let child = self
+            .command(workspace_bin("flynn-host"))
+            .arg("daemon")
+            .arg("--state")
+            .arg(self.state())
+            .arg("--listen")
+            .arg(format!("unix://{}", self.socket().display()))
+            .arg("--listen")
+            .arg(format!("http://{}:{HOST_PORT}", self.ip))
+            .args(["--discoverd", "http://127.0.0.1:1111"])
+            .args(["--cgroup-parent", &self.cgroup_parent])
+            .args(["--insecure-registry", &self.registry])
+            .args(["--default-memory", "256M"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting flynn-host daemon in the host's namespaces");
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(s) = rt.block_on(self.client().status()) {
+                self.id = s.id;
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "host {} did not answer:\n{}",
+                self.index,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the daemon with SIGKILL; its jobs keep running.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops (SIGSTOP) or continues (SIGCONT) the daemon: a host that hangs, then returns.
+    pub fn freeze(&self, frozen: bool) {
+        let Some(c) = &self.daemon else { return };
+        let sig = if frozen {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+    }
+
+    /// The whole host dies: its daemon, every job, its namespaces and LAN link.
+    pub fn destroy(&mut self) {
+        self.kill_daemon();
+        kill_cgroup_tree(&self.cgroup_parent);
+        if let Some(mut h) = self.holder.take() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("lan{}", self.index)])
+            .output();
+    }
+}
+
+/// Kills every process in cgroup `parent` (all hierarchies) and removes its cgroups.
+fn kill_cgroup_tree(parent: &str) {
+    let roots: Vec<PathBuf> = match std::fs::read_dir("/sys/fs/cgroup") {
+        Ok(d) => {
+            let mut v: Vec<PathBuf> = d.flatten().map(|e| e.path().join(parent)).collect();
+            v.push(Path::new("/sys/fs/cgroup").join(parent));
+            v
+        }
+        Err(_) => Vec::new(),
+    };
+    for _ in 0..50 {
+        let mut any = false;
+        for root in &roots {
+            for procs in walk(root).iter().map(|d| d.join("cgroup.procs")) {
+                for pid in std::fs::read_to_string(&procs).unwrap_or_default().lines() {
+                    if let Ok(pid) = pid.trim().parse::<i32>() {
+                        any = true;
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
+        if !any {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for root in &roots {
+        let mut dirs = walk(root);
+        dirs.reverse();
+        for d in dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// `dir` and every directory below it, parents first.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if !dir.is_dir() {
+        return out;
+    }
+    out.push(dir.to_path_buf());
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(rd) = std::fs::read_dir(&out[i]) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The running cluster; dropping it tears everything down.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    /// The hosts, in order.
+    pub hosts: Vec<ClusterHost>,
+    /// The etcd the controller and every discoverd keep their state in.
+    pub etcd: EtcdCluster,
+    /// The registry hosts pull app images from.
+    pub registry: Registry,
+    /// The controller key (also the key of the schedulers' status API).
+    pub key: String,
+    /// The hosts' API token.
+    pub host_token: String,
+    /// discoverd's platform key.
+    pub discoverd_key: String,
+    /// A busybox image in the registry, by digest (`REGISTRY/test/busybox@sha256:...`).
+    pub image: String,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Cluster {
+    /// Boots `n` hosts and layer 1 on them; returns when every host is registered, the
+    /// controller answers and a scheduler leads.
+    pub fn start(n: usize) -> Self {
+        assert!(
+            n >= SCHEDULERS,
+            "a cluster needs at least {SCHEDULERS} hosts"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        sh(&format!(
+            "ip link add lan0 type bridge && ip addr add {TEST_IP}/24 dev lan0 && ip link set lan0 up"
+        ));
+        let etcd = EtcdCluster::start_on(3, &TEST_IP.to_string());
+        let registry = Registry::start_on(&TEST_IP.to_string(), Auth::None);
+        let tag = crate::image::push_busybox(&registry.addr, dir.path());
+        let image = by_digest(&tag);
+        let mut c = Self {
+            hosts: Vec::new(),
+            etcd,
+            registry,
+            key: crate::random_key(),
+            host_token: crate::random_key(),
+            discoverd_key: crate::random_key(),
+            image,
+            rt: tokio::runtime::Runtime::new().unwrap(),
+            dir,
+        };
+        for i in 1..=n {
+            let h = c.add_host(i);
+            c.hosts.push(h);
+        }
+        c.bootstrap();
+        c
+    }
+
+    fn add_host(&self, index: usize) -> ClusterHost {
+        let dir = self.dir.path().join(format!("host{index}"));
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        // One token and one discoverd key for the whole cluster: the daemon uses the files
+        // it finds.
+        for (file, secret) in [
+            ("token", &self.host_token),
+            ("discoverd.key", &self.discoverd_key),
+        ] {
+            let path = dir.join("state").join(file);
+            std::fs::write(&path, format!("{secret}\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        let holder = Command::new("unshare")
+            .args([
+                "--net",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sleep",
+                "infinity",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let pid = holder.id();
+        // unshare execs sleep only after unsharing: wait for the new namespace.
+        let mine = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() == Some(mine.clone())
+            || std::fs::read_link(format!("/proc/{pid}/exe"))
+                .map(|e| !e.to_string_lossy().contains("sleep"))
+                .unwrap_or(true)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "host {index}'s namespaces did not appear"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ip = Ipv4Addr::new(100, 99, 0, index as u8);
+        sh(&format!(
+            "ip link add lan{index} type veth peer name eth0 netns {pid} && ip link set lan{index} master lan0 up"
+        ));
+        sh(&format!(
+            "nsenter -t {pid} --net -- sh -c 'ip link set lo up && ip addr add {ip}/24 dev eth0 && ip link set eth0 up'"
+        ));
+        let mut h = ClusterHost {
+            index,
+            ip,
+            id: String::new(),
+            dir,
+            holder: Some(holder),
+            daemon: None,
+            cgroup_parent: format!("flynn-test-{}-h{index}", std::process::id()),
+            registry: self.registry.addr.clone(),
+        };
+        h.spawn(&self.rt);
+        h
+    }
+
+    fn bootstrap(&mut self) {
+        let bin_dir = workspace_bin("discoverd").parent().unwrap().to_path_buf();
+        let etcd = self.etcd.endpoints().join(",");
+        for h in &self.hosts {
+            let state = h.state().display().to_string();
+            h.cli(&[
+                "bootstrap",
+                "--state",
+                &state,
+                "--bin-dir",
+                &bin_dir.display().to_string(),
+                "--etcd",
+                &etcd,
+            ]);
+        }
+        self.wait(
+            "every host registered in discoverd",
+            Duration::from_secs(60),
+            |c| {
+                c.block_on(c.discoverd(0).instances("flynn-host"))
+                    .is_ok_and(|i| i.len() == c.hosts.len())
+            },
+        );
+        for name in ["router", "controller", "scheduler"] {
+            let out = self.dir.path().join("images").join(name);
+            let tag = format!("flynn/{name}:test");
+            run_ok(
+                Command::new(workspace_bin("flynn-images"))
+                    .args(["build", name, "--bin-dir"])
+                    .arg(&bin_dir)
+                    .arg("--out")
+                    .arg(&out)
+                    .args(["--tag", &tag]),
+            );
+            let reference: pinkerton::reference::Reference = tag.parse().unwrap();
+            for h in &self.hosts {
+                let store = pinkerton::store::Store::open(h.state().join("pinkerton")).unwrap();
+                pinkerton::import::import(
+                    &store,
+                    &out,
+                    Some(&reference),
+                    &pinkerton::platform::Platform::host(),
+                    pinkerton::pull::DEFAULT_MAX_LAYER_SIZE,
+                    None,
+                )
+                .unwrap();
+            }
+        }
+        self.restart_controller();
+        let controller = self.controller_url();
+        for i in 0..self.hosts.len() {
+            let env = vec![
+                ("ROUTER_HTTP", format!("0.0.0.0:{ROUTER_HTTP}")),
+                ("ROUTER_HTTPS", String::new()),
+                ("ROUTER_API", format!("0.0.0.0:{ROUTER_API}")),
+                ("CONTROLLER_KEY", self.key.clone()),
+                ("ROUTER_ADVERTISE_IP", self.hosts[i].ip.to_string()),
+            ];
+            let args = ["--controller", &controller];
+            self.run_layer1(i, "router", "flynn/router:test", &args, &env, None);
+        }
+        for i in 0..SCHEDULERS {
+            self.start_scheduler(i);
+        }
+        self.wait("a scheduler leads", Duration::from_secs(30), |c| {
+            c.scheduler_leader().is_some()
+        });
+    }
+
+    /// Starts (again) the controller job on the first host; waits until it answers.
+    pub fn restart_controller(&self) {
+        let env = vec![
+            ("AUTH_KEY", self.key.clone()),
+            ("ETCD_ENDPOINTS", self.etcd.endpoints().join(",")),
+            ("DEFAULT_ROUTE_DOMAIN", DOMAIN.to_string()),
+            ("LISTEN", format!("0.0.0.0:{CONTROLLER_PORT}")),
+        ];
+        self.run_layer1(
+            0,
+            "controller",
+            "flynn/controller:test",
+            &[],
+            &env,
+            Some(("controller", CONTROLLER_PORT)),
+        );
+        self.wait("the controller answers", Duration::from_secs(30), |c| {
+            c.block_on(c.controller().apps()).is_ok()
+        });
+    }
+
+    /// Starts (again) the scheduler job of host `i`.
+    pub fn start_scheduler(&self, i: usize) {
+        let ip = self.hosts[i].ip;
+        let env = vec![
+            ("CONTROLLER_URL", self.controller_url()),
+            ("CONTROLLER_KEY", self.key.clone()),
+            ("DISCOVERD_KEY", self.discoverd_key.clone()),
+            ("HOST_TOKEN", self.host_token.clone()),
+            ("LISTEN", format!("{ip}:{SCHEDULER_PORT}")),
+            ("SCHEDULER_ID", format!("scheduler-{}", i + 1)),
+            ("RUST_LOG", "info,scheduler=debug".to_string()),
+        ];
+        self.run_layer1(i, "scheduler", "flynn/scheduler:test", &[], &env, None);
+    }
+
+    fn run_layer1(
+        &self,
+        host: usize,
+        id: &str,
+        image: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+        service: Option<(&str, u16)>,
+    ) {
+        let h = &self.hosts[host];
+        let c = h.client();
+        let jid = crate::jid(id);
+        let _ = self.block_on(c.delete_job(&jid, true));
+        let mut req = CreateJob::new(image, args.iter().map(|a| a.to_string()).collect());
+        req.id = Some(jid);
+        req.config.network = NetworkMode::Host;
+        req.config.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        if let Some((name, port)) = service {
+            req.service = Some(name.parse().unwrap());
+            req.service_port = Some(port);
+        }
+        self.block_on(c.create_job(&req))
+            .unwrap_or_else(|e| panic!("starting {id} on host {}: {e}", h.index));
+    }
+
+    /// The controller's URL (on the first host).
+    pub fn controller_url(&self) -> String {
+        format!("http://{}:{CONTROLLER_PORT}", self.hosts[0].ip)
+    }
+
+    /// A controller client.
+    pub fn controller(&self) -> controller_api::client::Client {
+        controller_api::client::Client::new(self.controller_url().parse().unwrap(), &self.key)
+    }
+
+    /// A discoverd client of host `i`'s discoverd (through its LAN address is not served:
+    /// discoverd listens on every address of the host, so the LAN address works).
+    pub fn discoverd(&self, i: usize) -> discoverd_api::client::Client {
+        let url = format!("http://{}:1111", self.hosts[i].ip);
+        discoverd_api::client::Client::new(url.parse().unwrap())
+    }
+
+    /// The id of the scheduler that leads, if one does.
+    pub fn scheduler_leader(&self) -> Option<String> {
+        let d = self.discoverd(0);
+        self.block_on(d.leader("flynn-scheduler"))
+            .ok()
+            .flatten()
+            .map(|i| i.id)
+    }
+
+    /// A scheduler's `/status`, by host index.
+    pub fn scheduler_status(&self, i: usize) -> Option<serde_json::Value> {
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "5", "-H"])
+            .arg(format!("Authorization: Bearer {}", self.key))
+            .arg(format!(
+                "http://{}:{SCHEDULER_PORT}/status",
+                self.hosts[i].ip
+            ))
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Sends a request for `host` (a domain) to host `i`'s router; returns status and body.
+    pub fn get(&self, i: usize, domain: &str, path: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Host: {domain}"))
+            .arg(format!("http://{}:{ROUTER_HTTP}{path}", self.hosts[i].ip))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// Every job the scheduler runs for app `app_id`, across the hosts that answer within
+    /// a few seconds:
+    /// (host index, job) for jobs that run or start.
+    pub fn app_jobs(&self, app_id: &str) -> Vec<(usize, host_api::Job)> {
+        let mut out = Vec::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            if !h.running() {
+                continue;
+            }
+            let filter = host_api::JobFilter {
+                metadata: vec![("flynn-app-id".into(), app_id.into())],
+                ..Default::default()
+            };
+            // A frozen daemon accepts and never answers: ask with a deadline.
+            let client = h.client();
+            let ask =
+                async { tokio::time::timeout(Duration::from_secs(3), client.jobs(&filter)).await };
+            let Ok(Ok(jobs)) = self.block_on(ask) else {
+                continue;
+            };
+            out.extend(
+                jobs.into_iter()
+                    .filter(|j| !j.state.is_final())
+                    .map(|j| (i, j)),
+            );
+        }
+        out
+    }
+
+    /// Waits up to `limit` for `f`, panicking with `what` and the logs that explain it.
+    pub fn wait(&self, what: &str, limit: Duration, mut f: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !f(self) {
+            if Instant::now() > deadline {
+                // The logs follow: the cluster prints them as it is dropped.
+                panic!("timed out waiting: {what}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The daemons' and layer-1 jobs' logs, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for h in &self.hosts {
+            if !h.running() {
+                continue;
+            }
+            let tail = |t: &str| {
+                t.lines()
+                    .rev()
+                    .take(60)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            s += &format!(
+                "--- host {} ({}) daemon ---\n{}\n",
+                h.index,
+                h.id,
+                tail(&h.log())
+            );
+            for job in ["controller", "scheduler", "router"] {
+                // A frozen daemon never answers: give up after a few seconds.
+                let out = h
+                    .command("timeout")
+                    .arg("5")
+                    .arg(workspace_bin("flynn-host"))
+                    .args(["logs", job])
+                    .output();
+                if let Ok(o) = out {
+                    if o.status.success() {
+                        s += &format!(
+                            "--- host {} {job} ---\n{}\n",
+                            h.index,
+                            tail(&format!(
+                                "{}{}",
+                                String::from_utf8_lossy(&o.stdout),
+                                String::from_utf8_lossy(&o.stderr)
+                            ))
+                        );
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// Runs a future on the cluster's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// The address of host `i`'s router.
+    pub fn router_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::new(self.hosts[i].ip.into(), ROUTER_HTTP)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for h in &mut self.hosts {
+            h.destroy();
+        }
+        let _ = Command::new("ip").args(["link", "del", "lan0"]).output();
+    }
+}
+
+fn sh(script: &str) {
+    run_ok(Command::new("sh").args(["-c", script]));
+}
+
+/// `REGISTRY/NAME:TAG` as `REGISTRY/NAME@sha256:...`, the digest as the registry has it.
+fn by_digest(tag: &str) -> String {
+    let out = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+            .arg(format!("docker://{tag}")),
+    );
+    let name = tag.rsplit_once(':').map(|(n, _)| n).unwrap_or(tag);
+    format!("{name}@{}", out.trim())
+}

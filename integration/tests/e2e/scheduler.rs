@@ -1,0 +1,237 @@
+//! The scheduler on a three-host cluster (integration/src/cluster.rs), one boot for every
+//! phase: `web=3` spreads one job per host and answers through the router; a crashing
+//! process type backs off; the standby scheduler finishes a scale when the leader is killed,
+//! with no duplicate jobs; a destroyed host's job comes back elsewhere; a host that hangs
+//! loses its jobs and, back again, has its strays stopped; the controller survives `kill -9`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use controller_api::{NewApp, NewArtifact, NewRelease, PutFormation};
+use integration::cluster::{Cluster, DOMAIN};
+use integration::root_test;
+
+const WEB: &str = "echo $FLYNN_JOB_ID > /www/index.html; exec httpd -f -p $PORT -h /www";
+
+fn scale(c: &Cluster, app: &str, release: &str, counts: &[(&str, u32)]) {
+    let f = PutFormation {
+        processes: counts
+            .iter()
+            .map(|(k, n)| (k.parse().unwrap(), *n))
+            .collect(),
+        ..PutFormation::default()
+    };
+    c.block_on(c.controller().put_formation(app, release, &f))
+        .unwrap();
+}
+
+/// (host index, job id) of the app's running jobs of `kind`.
+fn running(c: &Cluster, app_id: &str, kind: &str) -> Vec<(usize, String)> {
+    c.app_jobs(app_id)
+        .into_iter()
+        .filter(|(_, j)| {
+            j.state == host_api::JobState::Running
+                && j.config
+                    .metadata
+                    .get("flynn-process-type")
+                    .map(String::as_str)
+                    == Some(kind)
+        })
+        .map(|(i, j)| (i, j.id.to_string()))
+        .collect()
+}
+
+/// The job ids answering through host `via`'s router, over `tries` requests.
+fn phase(what: &str) {
+    eprintln!("=== {what}");
+}
+
+fn answering(c: &Cluster, via: usize, domain: &str, tries: usize) -> BTreeSet<String> {
+    (0..tries)
+        .filter_map(|_| match c.get(via, domain, "/") {
+            (200, body) => Some(body.trim().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[root_test(isolated)]
+fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
+    let mut c = Cluster::start(3);
+    let api = c.controller();
+    let app = c
+        .block_on(api.create_app(&NewApp {
+            name: Some("web".parse().unwrap()),
+            ..NewApp::default()
+        }))
+        .unwrap();
+    let artifact = c
+        .block_on(api.create_artifact(&NewArtifact {
+            kind: Default::default(),
+            uri: c.image.clone(),
+            meta: BTreeMap::new(),
+        }))
+        .unwrap();
+    let processes = serde_json::json!({
+        "web": {
+            "args": ["sh", "-c", WEB],
+            "ports": [{"port": 8080, "proto": "tcp", "service": {"name": "web-web", "create": true}}],
+            "resources": {"memory": {"limit": 67108864}}
+        },
+        "crasher": {"args": ["sh", "-c", "echo crashing; exit 3"], "resources": {"memory": {"limit": 67108864}}}
+    });
+    let release = c
+        .block_on(api.create_release(&NewRelease {
+            app_id: app.id.clone(),
+            artifacts: vec![artifact.id.clone()],
+            env: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
+            meta: BTreeMap::new(),
+            processes: serde_json::from_value(processes).unwrap(),
+        }))
+        .unwrap();
+    let domain = format!("web.{DOMAIN}");
+
+    phase("web=3");
+    // web=3 on three hosts: one each, every one answering through the router.
+    scale(&c, "web", &release.id, &[("web", 3)]);
+    c.wait(
+        "three web jobs, one per host",
+        Duration::from_secs(90),
+        |c| {
+            let r = running(c, &app.id, "web");
+            r.len() == 3 && r.iter().map(|(h, _)| *h).collect::<BTreeSet<_>>().len() == 3
+        },
+    );
+    let jobs: BTreeSet<String> = running(&c, &app.id, "web")
+        .into_iter()
+        .map(|(_, j)| j)
+        .collect();
+    c.wait(
+        "the router reaches all three",
+        Duration::from_secs(30),
+        |c| answering(c, 0, &domain, 30) == jobs,
+    );
+    // The job's environment: the platform's variables over the release's.
+    let (h, id) = running(&c, &app.id, "web")[0].clone();
+    let job = c
+        .block_on(c.hosts[h].client().job(&id.parse().unwrap()))
+        .unwrap();
+    let env = &job.config.config.env;
+    for (k, v) in [
+        ("PORT", "8080"),
+        ("FLYNN_APP_ID", app.id.as_str()),
+        ("FLYNN_APP_NAME", "web"),
+        ("FLYNN_RELEASE_ID", release.id.as_str()),
+        ("FLYNN_PROCESS_TYPE", "web"),
+        ("FLYNN_JOB_ID", id.as_str()),
+        ("GREETING", "hi"),
+    ] {
+        assert_eq!(env.get(k).map(String::as_str), Some(v), "{k} in {env:?}");
+    }
+
+    phase("crash backoff");
+    // A crashing type restarts at once a few times, then waits: the scheduler shows it.
+    scale(&c, "web", &release.id, &[("web", 3), ("crasher", 1)]);
+    let leader = || {
+        let id = c.scheduler_leader().expect("a leader");
+        let i: usize = id.trim_start_matches("scheduler-").parse().unwrap();
+        i - 1
+    };
+    let key = format!("{}/{}/crasher", app.id, release.id);
+    c.wait("the crasher backs off", Duration::from_secs(60), |c| {
+        c.scheduler_status(leader())
+            .and_then(|s| s["crashed"][&key].as_array().cloned())
+            .is_some_and(|r| r.iter().any(|n| n.as_u64() >= Some(6)))
+    });
+    scale(&c, "web", &release.id, &[("web", 3)]);
+
+    phase("leader failover");
+    // The leader dies during a scale: the standby finishes it, with no job twice.
+    let old = leader();
+    scale(&c, "web", &release.id, &[("web", 6)]);
+    c.block_on(
+        c.hosts[old]
+            .client()
+            .delete_job(&integration::jid("scheduler"), true),
+    )
+    .unwrap();
+    c.wait("the standby leads", Duration::from_secs(30), |c| {
+        c.scheduler_leader()
+            .is_some_and(|l| l != format!("scheduler-{}", old + 1))
+    });
+    c.wait("six web jobs", Duration::from_secs(60), |c| {
+        running(c, &app.id, "web").len() == 6
+    });
+    // Settled: still six (nothing started twice to be stopped later), two per host.
+    std::thread::sleep(Duration::from_secs(3));
+    let r = running(&c, &app.id, "web");
+    assert_eq!(r.len(), 6, "{r:?}");
+    assert_eq!(
+        c.app_jobs(&app.id).len(),
+        6,
+        "no extra job is starting either"
+    );
+    for i in 0..3 {
+        assert_eq!(r.iter().filter(|(h, _)| *h == i).count(), 2, "{r:?}");
+    }
+    c.start_scheduler(old);
+    scale(&c, "web", &release.id, &[("web", 3)]);
+    c.wait("back to three", Duration::from_secs(60), |c| {
+        c.app_jobs(&app.id).len() == 3
+    });
+
+    phase("host loss");
+    // Host 3 dies (daemon, jobs, namespaces): its job comes back on another host.
+    c.hosts[2].destroy();
+    c.wait(
+        "three web jobs on the two hosts left",
+        Duration::from_secs(60),
+        |c| {
+            let r = running(c, &app.id, "web");
+            r.len() == 3 && r.iter().all(|(h, _)| *h < 2)
+        },
+    );
+    let jobs: BTreeSet<String> = running(&c, &app.id, "web")
+        .into_iter()
+        .map(|(_, j)| j)
+        .collect();
+    c.wait(
+        "the router reaches the three",
+        Duration::from_secs(30),
+        |c| answering(c, 0, &domain, 30) == jobs,
+    );
+
+    phase("host hangs");
+    // Host 2 hangs: its registration expires and its jobs are replaced on host 1; back
+    // again, its strays are stopped.
+    let strays: Vec<String> = running(&c, &app.id, "web")
+        .into_iter()
+        .filter(|(h, _)| *h == 1)
+        .map(|(_, j)| j)
+        .collect();
+    assert!(!strays.is_empty());
+    c.hosts[1].freeze(true);
+    c.wait("host 1 runs all three", Duration::from_secs(60), |c| {
+        running(c, &app.id, "web")
+            .iter()
+            .filter(|(h, _)| *h == 0)
+            .count()
+            == 3
+    });
+    c.hosts[1].freeze(false);
+    c.wait("the strays are stopped", Duration::from_secs(60), |c| {
+        let r = running(c, &app.id, "web");
+        r.len() == 3 && !r.iter().any(|(_, j)| strays.contains(j))
+    });
+
+    phase("controller restart");
+    // The controller is killed and started again: nothing is lost (its state is in etcd).
+    let controller = integration::jid("controller");
+    let host0 = c.hosts[0].client();
+    c.block_on(host0.delete_job(&controller, true)).unwrap();
+    c.restart_controller();
+    let f = c.block_on(api.formation("web", &release.id)).unwrap();
+    let web = f.processes.iter().find(|(k, _)| k.as_str() == "web");
+    assert_eq!(web.map(|(_, n)| *n), Some(3), "{f:?}");
+    assert_eq!(running(&c, &app.id, "web").len(), 3);
+}
