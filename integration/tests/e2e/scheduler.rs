@@ -111,6 +111,20 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
         Duration::from_secs(30),
         |c| answering(c, 0, &domain, 30) == jobs,
     );
+    // The controller lists them as the scheduler reported them.
+    c.wait(
+        "the controller lists three up web jobs",
+        Duration::from_secs(30),
+        |c| {
+            let listed = c.block_on(c.controller().jobs("web", true)).unwrap();
+            let up: BTreeSet<String> = listed
+                .iter()
+                .filter(|j| j.state == controller_api::JobState::Up && j.kind == "web")
+                .map(|j| j.id.clone())
+                .collect();
+            up == jobs
+        },
+    );
     // The job's environment: the platform's variables over the release's.
     let (h, id) = running(&c, &app.id, "web")[0].clone();
     let job = c
@@ -143,6 +157,30 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
             .and_then(|s| s["crashed"][&key].as_array().cloned())
             .is_some_and(|r| r.iter().any(|n| n.as_u64() >= Some(6)))
     });
+    // The job list and events show the crash loop: ended jobs with their restart counts
+    // and exit status.
+    let listed = c.block_on(api.jobs("web", false)).unwrap();
+    let crashed: Vec<&controller_api::Job> =
+        listed.iter().filter(|j| j.kind == "crasher").collect();
+    assert!(
+        crashed
+            .iter()
+            .any(|j| j.state == controller_api::JobState::Down
+                && j.restarts >= 5
+                && j.exit_status == Some(3)),
+        "{crashed:?}"
+    );
+    let q = controller_api::client::EventQuery {
+        object_types: vec![controller_api::ObjectType::Job],
+        ..Default::default()
+    };
+    let events = c.block_on(api.events(&q)).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.data["type"] == "crasher" && e.data["state"] == "down"),
+        "no job event of the crash"
+    );
     scale(&c, "web", &release.id, &[("web", 3)]);
 
     phase("leader failover");

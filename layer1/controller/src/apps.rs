@@ -211,6 +211,9 @@ impl<S: Store> Controller<S> {
                 txn.deletes.push(key);
                 txn.event(crate::formations::removal_event(&f.value));
             }
+            for (key, _) in self.store.list(&keys::of_app("jobs", &id)).await? {
+                txn.deletes.push(key);
+            }
             let releases = self.store.list(&keys::of_app("app-releases", &id)).await?;
             for (key, _) in &releases {
                 let release = key.rsplit('/').next().unwrap_or_default();

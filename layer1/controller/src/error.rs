@@ -34,6 +34,14 @@ pub enum ControllerError {
         /// The release.
         release: String,
     },
+    /// No such job for this app.
+    #[error("app {app} has no job {id:?}")]
+    NoSuchJob {
+        /// The app.
+        app: String,
+        /// The job id.
+        id: String,
+    },
     /// No such route for this app.
     #[error("app {app} has no {kind} route {id:?}")]
     NoSuchRoute {
@@ -81,6 +89,7 @@ impl From<ControllerError> for ApiError {
             ControllerError::NoSuchArtifact(_) => ErrorCode::NoSuchArtifact,
             ControllerError::NoSuchFormation { .. } => ErrorCode::NoSuchFormation,
             ControllerError::NoSuchRoute { .. } => ErrorCode::NoSuchRoute,
+            ControllerError::NoSuchJob { .. } => ErrorCode::NoSuchJob,
             ControllerError::NoSuchEvent(_) => ErrorCode::NoSuchEvent,
             ControllerError::RouteConflict(_) => ErrorCode::RouteConflict,
             ControllerError::Invalid(_) => ErrorCode::BadRequest,

@@ -30,6 +30,11 @@ pub fn formation(app: &str, release: &str) -> String {
     format!("formations/{app}/{release}")
 }
 
+/// `jobs/APP/ID`: a job as the scheduler reported it.
+pub fn job(app: &str, id: &str) -> String {
+    format!("jobs/{app}/{id}")
+}
+
 /// `routes/APP/ID`: a stored route.
 pub fn route(app: &str, id: &str) -> String {
     format!("routes/{app}/{id}")

@@ -15,6 +15,7 @@ pub mod store;
 
 mod apps;
 mod formations;
+mod jobs;
 mod keys;
 mod names;
 mod releases;

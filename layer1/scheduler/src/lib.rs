@@ -4,7 +4,8 @@
 //! in discoverd and each host's job events ([`hosts`]), and leadership ([`leader`]). One
 //! loop ([`scheduler`]) owns the view; while this scheduler leads, it plans with
 //! [`plan::plan`] (placement, scale up and down, omni, crash restarts with [`backoff`]) and
-//! asks hosts to start ([`spec`] builds the job) and stop jobs.
+//! asks hosts to start ([`spec`] builds the job) and stop jobs, and tells the controller of
+//! every job's state ([`report`]).
 
 pub mod backoff;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod hosts;
 pub mod http;
 pub mod leader;
 pub mod plan;
+pub mod report;
 pub mod scheduler;
 pub mod spec;
 
@@ -56,6 +58,8 @@ pub fn start(config: Config) -> Arc<Mutex<scheduler::Status>> {
         config.advertise,
         tx.clone(),
     ));
-    tokio::spawn(scheduler::Scheduler::new(tx, status.clone()).run(rx));
+    let (reports, reports_rx) = mpsc::unbounded_channel();
+    tokio::spawn(report::run(config.controller.clone(), reports_rx));
+    tokio::spawn(scheduler::Scheduler::new(tx, status.clone(), reports).run(rx));
     status
 }

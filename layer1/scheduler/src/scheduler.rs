@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use crate::formations::Active;
 use crate::hosts::HostUp;
 use crate::plan::{self, Action, Crash, HostView, JobView, Key, Phase, Want};
+use crate::report::Report;
 use crate::{backoff, spec};
+use controller_api::{JobState as Reported, PutJob};
 
 /// How long a stopped job gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -123,6 +125,11 @@ pub struct Scheduler {
     blocked: BTreeMap<Key, u32>,
     timer: Option<tokio::task::JoinHandle<()>>,
     status: Arc<Mutex<Status>>,
+    reports: mpsc::UnboundedSender<Report>,
+    /// What the controller was last told of each job.
+    reported: BTreeMap<JobId, (String, PutJob)>,
+    /// Creations that failed, to report as down.
+    failed: Vec<(JobId, Key, String, u32, String)>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -137,7 +144,11 @@ impl std::fmt::Debug for Scheduler {
 
 impl Scheduler {
     /// A scheduler sending its own follow-ups to `tx` and publishing its view in `status`.
-    pub fn new(tx: mpsc::Sender<Input>, status: Arc<Mutex<Status>>) -> Self {
+    pub fn new(
+        tx: mpsc::Sender<Input>,
+        status: Arc<Mutex<Status>>,
+        reports: mpsc::UnboundedSender<Report>,
+    ) -> Self {
         Self {
             tx,
             leader: false,
@@ -152,6 +163,9 @@ impl Scheduler {
             blocked: BTreeMap::new(),
             timer: None,
             status,
+            reports,
+            reported: BTreeMap::new(),
+            failed: Vec::new(),
         }
     }
 
@@ -164,6 +178,7 @@ impl Scheduler {
             }
             if self.leader {
                 self.reconcile();
+                self.report();
             }
             self.publish();
         }
@@ -269,6 +284,7 @@ impl Scheduler {
                             job = %job, host = %host, app = %c.key.app, r#type = %c.key.kind,
                             error = %e, retry_in = ?delay, "job failed to start"
                         );
+                        self.failed.push((job, c.key.clone(), host, c.restarts, e));
                         self.crash(c.key, restarts, delay);
                     }
                 }
@@ -517,6 +533,87 @@ impl Scheduler {
             }
             let _ = tx.send(Input::Stopped { job: id }).await;
         });
+    }
+
+    /// Tells the controller of every job whose state changed since the last report.
+    fn report(&mut self) {
+        let mut now: BTreeMap<JobId, (String, PutJob)> = BTreeMap::new();
+        for (host, h) in &self.hosts {
+            for j in h.jobs.values() {
+                let Some((key, restarts)) = spec::key_of(&j.config.metadata) else {
+                    continue;
+                };
+                let state = match j.state {
+                    _ if j.state.is_final() => Reported::Down,
+                    _ if self.stopping.contains(&j.id) => Reported::Stopping,
+                    JobState::Running => Reported::Up,
+                    _ => Reported::Starting,
+                };
+                let put = PutJob {
+                    release: key.release,
+                    kind: key.kind,
+                    host_id: host.clone(),
+                    state,
+                    restarts,
+                    exit_status: j.exit.as_ref().and_then(|e| e.code),
+                    host_error: j.error.clone(),
+                };
+                now.insert(j.id.clone(), (key.app, put));
+            }
+        }
+        for (id, c) in &self.creating {
+            now.entry(id.clone()).or_insert_with(|| {
+                let put = PutJob {
+                    release: c.key.release.clone(),
+                    kind: c.key.kind.clone(),
+                    host_id: c.host.clone(),
+                    state: Reported::Starting,
+                    restarts: c.restarts,
+                    exit_status: None,
+                    host_error: None,
+                };
+                (c.key.app.clone(), put)
+            });
+        }
+        for (id, key, host, restarts, error) in self.failed.drain(..) {
+            let put = PutJob {
+                release: key.release,
+                kind: key.kind,
+                host_id: host,
+                state: Reported::Down,
+                restarts,
+                exit_status: None,
+                host_error: Some(error),
+            };
+            now.insert(id, (key.app, put));
+        }
+        // Jobs no host lists any more: their host was lost, or their record deleted.
+        for (id, (app, old)) in &self.reported {
+            if now.contains_key(id) || old.state == Reported::Down {
+                continue;
+            }
+            let mut put = old.clone();
+            put.state = Reported::Down;
+            if !self.hosts.contains_key(&put.host_id) {
+                put.host_error = Some(format!("host {} was lost", put.host_id));
+            }
+            now.insert(id.clone(), (app.clone(), put));
+        }
+        for (id, (app, put)) in &now {
+            if self.reported.get(id).is_some_and(|(_, old)| old == put) {
+                continue;
+            }
+            let _ = self
+                .reports
+                .send((app.clone(), id.to_string(), put.clone()));
+        }
+        // Forget what is down and gone from the hosts.
+        self.reported = now
+            .into_iter()
+            .filter(|(id, (_, p))| {
+                p.state != Reported::Down || self.hosts.values().any(|h| h.jobs.contains_key(id))
+            })
+            .collect();
     }
 
     fn publish(&self) {

@@ -11,7 +11,7 @@ use crate::model::{
     App, AppDeletion, AppRelease, AppUpdate, Artifact, Event, Formation, NewApp, NewArtifact,
     NewRelease, ObjectType, PutFormation, Release,
 };
-use crate::Route;
+use crate::{Job, PutJob, Route};
 
 /// A client of one controller.
 #[derive(Debug, Clone)]
@@ -181,6 +181,25 @@ impl Client {
             "/formations"
         };
         self.0.call(Method::GET, path, None::<&()>).await
+    }
+
+    /// Records a job's state (the scheduler's report).
+    pub async fn put_job(&self, app: &str, id: &str, job: &PutJob) -> Result<Job, ClientError> {
+        let path = format!("/apps/{}/jobs/{}", seg(app), seg(id));
+        self.0.call(Method::PUT, &path, Some(job)).await
+    }
+
+    /// The app's jobs, newest first; with `active`, only those not down.
+    pub async fn jobs(&self, app: &str, active: bool) -> Result<Vec<Job>, ClientError> {
+        let q = if active { "?active=true" } else { "" };
+        let path = format!("/apps/{}/jobs{q}", seg(app));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// One job of the app.
+    pub async fn job(&self, app: &str, id: &str) -> Result<Job, ClientError> {
+        let path = format!("/apps/{}/jobs/{}", seg(app), seg(id));
+        self.0.call(Method::GET, &path, None::<&()>).await
     }
 
     /// Removes a formation (its jobs are scaled to none).

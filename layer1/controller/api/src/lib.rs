@@ -1,11 +1,13 @@
 //! The controller's wire types: what its API reads and writes, and (feature `client`) a typed
 //! client of it. Serde only, so a client links none of the controller's store.
 
+mod job;
 mod model;
 
 #[cfg(feature = "client")]
 pub mod client;
 
+pub use job::{Job, JobState, PutJob, KEPT_DOWN_JOBS};
 pub use model::*;
 pub use router_api::{Certificate, HttpRoute, Route, TcpRoute};
 

@@ -468,6 +468,8 @@ pub enum ObjectType {
     Route,
     /// A route was removed.
     RouteDeletion,
+    /// A job changed state (data: the job).
+    Job,
 }
 
 impl ObjectType {
@@ -482,11 +484,12 @@ impl ObjectType {
             ObjectType::Formation => "formation",
             ObjectType::Route => "route",
             ObjectType::RouteDeletion => "route_deletion",
+            ObjectType::Job => "job",
         }
     }
 
     /// Every object type.
-    pub const ALL: [ObjectType; 8] = [
+    pub const ALL: [ObjectType; 9] = [
         ObjectType::App,
         ObjectType::AppDeletion,
         ObjectType::AppRelease,
@@ -495,6 +498,7 @@ impl ObjectType {
         ObjectType::Formation,
         ObjectType::Route,
         ObjectType::RouteDeletion,
+        ObjectType::Job,
     ];
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use controller_api::{
-    AppRelease, AppUpdate, NewApp, NewArtifact, NewRelease, ObjectType, PutFormation, Route,
+    AppRelease, AppUpdate, NewApp, NewArtifact, NewRelease, ObjectType, PutFormation, PutJob, Route,
 };
 use flynn_http::server::{
     bytes_response, json, no_content, read_json, wants_sse, ApiError, Body, Params, Query, Router,
@@ -203,6 +203,35 @@ pub fn router<S: Store>() -> Router<Shared<S>> {
                     .put_formation(p.get("app"), p.get("release"), put)
                     .await?;
                 Ok(json(StatusCode::OK, &f))
+            },
+        )
+        .route(
+            Method::GET,
+            "/apps/{app}/jobs",
+            |st: Shared<S>, req, p| async move {
+                let active = Query::of(&req).flag("active")?;
+                let j = st.controller.jobs(p.get("app"), active).await?;
+                Ok(json(StatusCode::OK, &j))
+            },
+        )
+        .route(
+            Method::GET,
+            "/apps/{app}/jobs/{id}",
+            |st: Shared<S>, _, p| async move {
+                let j = st.controller.job(p.get("app"), p.get("id")).await?;
+                Ok(json(StatusCode::OK, &j))
+            },
+        )
+        .route(
+            Method::PUT,
+            "/apps/{app}/jobs/{id}",
+            |st: Shared<S>, req, p| async move {
+                let put: PutJob = read_json(req).await?;
+                let j = st
+                    .controller
+                    .put_job(p.get("app"), p.get("id"), put)
+                    .await?;
+                Ok(json(StatusCode::OK, &j))
             },
         )
         .route(

@@ -1,0 +1,106 @@
+//! Scale benchmark on the one-machine test cluster (integration/src/cluster.rs): for each N,
+//! from `web=1` (settled) to `web=N`, the time until N jobs run and every router lists N
+//! backends for the app's service. Run through bench/scale.sh (it provides the namespaces).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use controller_api::{NewApp, NewArtifact, NewRelease, PutFormation};
+use integration::cluster::{Cluster, ROUTER_API};
+
+const WEB: &str = "echo $FLYNN_JOB_ID > /www/index.html; exec httpd -f -p $PORT -h /www";
+
+fn scale(c: &Cluster, release: &str, n: u32) {
+    let f = PutFormation {
+        processes: BTreeMap::from([("web".parse().unwrap(), n)]),
+        ..PutFormation::default()
+    };
+    c.block_on(c.controller().put_formation("bench", release, &f))
+        .unwrap();
+}
+
+fn routed(c: &Cluster) -> Vec<usize> {
+    (0..c.hosts.len())
+        .map(|i| {
+            let url = format!("http://{}:{ROUTER_API}", c.hosts[i].ip);
+            let api = router_api::client::Client::new(url.parse().unwrap());
+            c.block_on(api.backends())
+                .map(|b| b.iter().filter(|b| b.service == "bench-web").count())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// Seconds until `n` jobs run and are routed everywhere.
+fn until_up(c: &Cluster, app: &str, n: usize) -> f64 {
+    let t0 = Instant::now();
+    loop {
+        let running = c
+            .app_jobs(app)
+            .iter()
+            .filter(|(_, j)| j.state == host_api::JobState::Running)
+            .count();
+        if running == n && routed(c).iter().all(|r| *r == n) {
+            return t0.elapsed().as_secs_f64();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "web={n} did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn main() {
+    let counts: Vec<u32> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("counts: N..."))
+        .collect();
+    let counts = if counts.is_empty() {
+        vec![1, 10, 50]
+    } else {
+        counts
+    };
+    let c = Cluster::start(3);
+    let api = c.controller();
+    let app = c
+        .block_on(api.create_app(&NewApp {
+            name: Some("bench".parse().unwrap()),
+            ..NewApp::default()
+        }))
+        .unwrap();
+    let artifact = c
+        .block_on(api.create_artifact(&NewArtifact {
+            kind: Default::default(),
+            uri: c.image.clone(),
+            meta: BTreeMap::new(),
+        }))
+        .unwrap();
+    let processes = serde_json::json!({"web": {
+        "args": ["sh", "-c", WEB],
+        "ports": [{"port": 8080, "proto": "tcp", "service": {"name": "bench-web", "create": true}}],
+        "resources": {"memory": {"limit": 33554432}}
+    }});
+    let release = c
+        .block_on(api.create_release(&NewRelease {
+            app_id: app.id.clone(),
+            artifacts: vec![artifact.id],
+            env: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            processes: serde_json::from_value(processes).unwrap(),
+        }))
+        .unwrap();
+    // The first job also pulls the image onto its host: not part of the measurement.
+    scale(&c, &release.id, 3);
+    until_up(&c, &app.id, 3);
+    for n in counts {
+        scale(&c, &release.id, 1);
+        until_up(&c, &app.id, 1);
+        scale(&c, &release.id, n);
+        let secs = until_up(&c, &app.id, n as usize);
+        println!(
+            "scale web 1=>{n}: {:.0} ms (up and routed on every router)",
+            secs * 1000.0
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! Jobs as the controller records them: the scheduler reports every job it runs for a
+//! formation (where, in what state, how often its slot restarted), so users list them and
+//! follow their events without asking hosts.
+
+use flynn_http::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Placed; its host is setting it up.
+    Starting,
+    /// Running.
+    Up,
+    /// Being stopped.
+    Stopping,
+    /// Ended (exited, failed to start, stopped, or its host was lost).
+    Down,
+}
+
+impl JobState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Starting => "starting",
+            JobState::Up => "up",
+            JobState::Stopping => "stopping",
+            JobState::Down => "down",
+        }
+    }
+}
+
+/// A job of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its id (`HOST-UUID`).
+    pub id: String,
+    /// The app id.
+    pub app: String,
+    /// The release id.
+    pub release: String,
+    /// The process type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The host it runs on.
+    pub host_id: String,
+    /// Its state.
+    pub state: JobState,
+    /// How many times its slot restarted after crashes (0 for a first start).
+    #[serde(default)]
+    pub restarts: u32,
+    /// Its exit status, once it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    /// Why it failed or ended, as its host or the scheduler says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_error: Option<String>,
+    /// When it was first reported.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+/// `PUT /apps/{app}/jobs/{id}`: what the scheduler reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutJob {
+    /// The release id.
+    pub release: String,
+    /// The process type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The host.
+    pub host_id: String,
+    /// The state.
+    pub state: JobState,
+    /// Restarts of its slot.
+    #[serde(default)]
+    pub restarts: u32,
+    /// Exit status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    /// Why it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_error: Option<String>,
+}
+
+/// Ended jobs kept per app (the oldest go first).
+pub const KEPT_DOWN_JOBS: usize = 100;
