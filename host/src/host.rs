@@ -39,7 +39,7 @@ pub(crate) struct Inner {
     transitions: tokio::sync::Mutex<()>,
     pub(crate) id: String,
     pub(crate) started: Instant,
-    pub(crate) registrations: crate::registration::Registrations,
+    pub(crate) registrations: Arc<crate::registration::Registrations>,
 }
 
 /// Why a job is marked failed when its shim vanished without recording an exit.
@@ -141,11 +141,11 @@ impl Host {
                 jobs: Mutex::new(jobs),
                 events: Events::default(),
                 transitions: tokio::sync::Mutex::new(()),
-                registrations: crate::registration::Registrations::new(
+                registrations: Arc::new(crate::registration::Registrations::new(
                     config_discoverd,
                     discoverd_key.as_deref(),
                     host_ip,
-                ),
+                )),
                 id,
                 started: Instant::now(),
             }),
@@ -456,6 +456,14 @@ impl Host {
             Err(e) => return Err(e.into()),
         }
         self.finalize(id).await
+    }
+
+    /// Takes a running job out of discoverd (routers drain it) before it is stopped; it
+    /// stays out until it ends.
+    pub fn deregister(&self, id: &JobId) -> Result<(), HostError> {
+        let job = self.job(id)?;
+        self.inner.registrations.deregister(&job);
+        Ok(())
     }
 
     /// Sends a signal to a running job's init process.

@@ -2,10 +2,10 @@
 //! Each is a [`Heartbeat`] of discoverd's client (so it survives a discoverd restart);
 //! ending it deregisters.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use discoverd_api::client::{Client, Heartbeat};
 use discoverd_api::Registration;
@@ -14,6 +14,10 @@ use host_api::{Job, JobState, NetworkMode, Proto};
 
 /// Registration TTL; heartbeats come every third of it.
 const TTL: Duration = Duration::from_secs(10);
+/// How long a job's service port is tried before the job is left unregistered.
+const CHECK_FOR: Duration = Duration::from_secs(120);
+/// Time between connection attempts of the health check.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
 
 /// The host's registrations, by (service, instance id).
 #[derive(Debug)]
@@ -22,6 +26,14 @@ pub struct Registrations {
     /// The address other jobs and hosts reach this host's published ports at.
     host_ip: IpAddr,
     live: Mutex<HashMap<(String, String), Heartbeat>>,
+    /// Registrations being health-checked.
+    checking: Mutex<HashSet<(String, String)>>,
+    /// Registrations taken out on request: not registered again while the job runs.
+    out: Mutex<HashSet<(String, String)>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Registrations {
@@ -36,6 +48,8 @@ impl Registrations {
             }),
             host_ip,
             live: Mutex::new(HashMap::new()),
+            checking: Mutex::default(),
+            out: Mutex::default(),
         }
     }
 
@@ -74,8 +88,20 @@ impl Registrations {
         });
     }
 
-    /// Registers a job that runs and names a service; deregisters it when it ends.
-    pub fn job_changed(&self, job: &Job) {
+    /// Takes a job's registration out (the scheduler drains it before a stop); it is not
+    /// registered again while the job runs.
+    pub fn deregister(&self, job: &Job) {
+        let Some(service) = &job.config.service else {
+            return;
+        };
+        locked(&self.out).insert((service.to_string(), job.id.to_string()));
+        self.remove(service.as_str(), job.id.as_str());
+    }
+
+    /// Registers a job that runs and names a service once its service port accepts a
+    /// connection (the health check: nothing is needed inside the image); deregisters it
+    /// when it ends.
+    pub fn job_changed(self: &Arc<Self>, job: &Job) {
         let Some(service) = &job.config.service else {
             return;
         };
@@ -96,13 +122,43 @@ impl Registrations {
                     },
                     _ => port,
                 };
-                self.keep(
-                    service.as_str(),
-                    job.id.as_str(),
-                    SocketAddr::new(self.host_ip, host_port),
-                );
+                let key = (service.to_string(), job.id.to_string());
+                if self.lock().contains_key(&key)
+                    || locked(&self.out).contains(&key)
+                    || !locked(&self.checking).insert(key.clone())
+                {
+                    return;
+                }
+                let check = match config.network {
+                    NetworkMode::Host => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+                    _ => match job.ip {
+                        Some(ip) => SocketAddr::new(ip.into(), port),
+                        None => return,
+                    },
+                };
+                let addr = SocketAddr::new(self.host_ip, host_port);
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    while tokio::net::TcpStream::connect(check).await.is_err() {
+                        if started.elapsed() > CHECK_FOR {
+                            tracing::warn!(service = %key.0, job = %key.1, %check, "the job's service port never accepted a connection; not registered");
+                            return;
+                        }
+                        tokio::time::sleep(CHECK_EVERY).await;
+                    }
+                    // Still wanted: neither ended nor taken out meanwhile.
+                    if locked(&me.checking).remove(&key) && !locked(&me.out).contains(&key) {
+                        me.keep(&key.0, &key.1, addr);
+                    }
+                });
             }
-            JobState::Exited | JobState::Failed => self.remove(service.as_str(), job.id.as_str()),
+            JobState::Exited | JobState::Failed => {
+                let key = (service.to_string(), job.id.to_string());
+                locked(&self.checking).remove(&key);
+                locked(&self.out).remove(&key);
+                self.remove(service.as_str(), job.id.as_str())
+            }
             JobState::Starting => {}
         }
     }

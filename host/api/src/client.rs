@@ -83,6 +83,12 @@ impl Client {
         self.0.call_empty(Method::POST, &path, Some(&body)).await
     }
 
+    /// `POST /jobs/{id}/deregister`: takes the job out of discoverd until it ends.
+    pub async fn deregister(&self, id: &JobId) -> Result<(), ClientError> {
+        let path = format!("/jobs/{}/deregister", encode(id.as_str()));
+        self.0.call_empty(Method::POST, &path, None::<&()>).await
+    }
+
     /// `DELETE /jobs/{id}`; with `force`, a running job is killed first.
     pub async fn delete_job(&self, id: &JobId, force: bool) -> Result<(), ClientError> {
         let path = format!("/jobs/{}?force={force}", encode(id.as_str()));

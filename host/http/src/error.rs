@@ -118,6 +118,10 @@ error_codes! {
     NoSuchRoute = "no_such_route", 404;
     /// No event has this id.
     NoSuchEvent = "no_such_event", 404;
+    /// No such deployment (or not of this app).
+    NoSuchDeployment = "no_such_deployment", 404;
+    /// The app has an unfinished deployment already.
+    DeployInProgress = "deploy_in_progress", 409;
     /// A route with this domain and path, or this TCP port, exists; or the route has
     /// dependent routes.
     RouteConflict = "route_conflict", 409;

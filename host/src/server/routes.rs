@@ -45,6 +45,7 @@ pub fn router() -> Router<Host> {
         .route(Method::DELETE, "/jobs/{id}", delete_job)
         .route(Method::POST, "/jobs/{id}/stop", stop_job)
         .route(Method::POST, "/jobs/{id}/signal", signal_job)
+        .route(Method::POST, "/jobs/{id}/deregister", deregister_job)
         .route(Method::GET, "/jobs/{id}/logs", logs)
         .route(
             Method::POST,
@@ -103,6 +104,11 @@ async fn stop_job(h: Host, req: Request<Incoming>, p: Params) -> Answer {
         .seconds("timeout", 0, MAX_GRACE)?
         .unwrap_or(Duration::from_secs(10));
     Ok(json(StatusCode::OK, &h.stop(&job_id(&p)?, grace).await?))
+}
+
+async fn deregister_job(h: Host, _req: Request<Incoming>, p: Params) -> Answer {
+    h.deregister(&job_id(&p)?)?;
+    Ok(no_content())
 }
 
 async fn signal_job(h: Host, req: Request<Incoming>, p: Params) -> Answer {

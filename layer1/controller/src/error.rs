@@ -34,6 +34,12 @@ pub enum ControllerError {
         /// The release.
         release: String,
     },
+    /// No such deployment for this app.
+    #[error("no deployment {0:?} of this app")]
+    NoSuchDeployment(String),
+    /// The app has an unfinished deployment.
+    #[error("cannot create a deployment of {0}: deployment {1} is still in progress; wait for it (GET /apps/{0}/deployments)")]
+    DeployInProgress(String, String),
     /// No such job for this app.
     #[error("app {app} has no job {id:?}")]
     NoSuchJob {
@@ -90,6 +96,8 @@ impl From<ControllerError> for ApiError {
             ControllerError::NoSuchFormation { .. } => ErrorCode::NoSuchFormation,
             ControllerError::NoSuchRoute { .. } => ErrorCode::NoSuchRoute,
             ControllerError::NoSuchJob { .. } => ErrorCode::NoSuchJob,
+            ControllerError::NoSuchDeployment(_) => ErrorCode::NoSuchDeployment,
+            ControllerError::DeployInProgress(..) => ErrorCode::DeployInProgress,
             ControllerError::NoSuchEvent(_) => ErrorCode::NoSuchEvent,
             ControllerError::RouteConflict(_) => ErrorCode::RouteConflict,
             ControllerError::Invalid(_) => ErrorCode::BadRequest,

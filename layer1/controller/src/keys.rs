@@ -35,6 +35,16 @@ pub fn job(app: &str, id: &str) -> String {
     format!("jobs/{app}/{id}")
 }
 
+/// `deployments/APP/ID`.
+pub fn deployment(app: &str, id: &str) -> String {
+    format!("deployments/{app}/{id}")
+}
+
+/// `deploy-active/APP`: the id of the app's unfinished deployment (one at most).
+pub fn deploy_active(app: &str) -> String {
+    format!("deploy-active/{app}")
+}
+
 /// `routes/APP/ID`: a stored route.
 pub fn route(app: &str, id: &str) -> String {
     format!("routes/{app}/{id}")

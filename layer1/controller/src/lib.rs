@@ -14,6 +14,7 @@ pub mod http;
 pub mod store;
 
 mod apps;
+mod deployments;
 mod formations;
 mod jobs;
 mod keys;

@@ -151,12 +151,7 @@ impl<S: Store> Controller<S> {
             let mut txn = Txn::default();
             txn.unchanged(&key, Some(&at))
                 .put_json(key, &a)
-                .event(NewEvent {
-                    app: Some(a.id.clone()),
-                    object_type: ObjectType::AppRelease,
-                    object_id: a.id.clone(),
-                    data: serde_json::to_value(&change).expect("changes serialise"),
-                })
+                .event(crate::deployments::release_event(&a.id, &change))
                 .event(app_event(&a, ObjectType::App));
             Ok((txn, a))
         })

@@ -11,7 +11,7 @@ use crate::model::{
     App, AppDeletion, AppRelease, AppUpdate, Artifact, Event, Formation, NewApp, NewArtifact,
     NewRelease, ObjectType, PutFormation, Release,
 };
-use crate::{Job, PutJob, Route};
+use crate::{Deployment, DeploymentUpdate, Job, NewDeployment, PutJob, Route};
 
 /// A client of one controller.
 #[derive(Debug, Clone)]
@@ -181,6 +181,43 @@ impl Client {
             "/formations"
         };
         self.0.call(Method::GET, path, None::<&()>).await
+    }
+
+    /// Deploys `release` to `app` (`POST /apps/{app}/deploy`).
+    pub async fn deploy(&self, app: &str, release: &str) -> Result<Deployment, ClientError> {
+        let path = format!("/apps/{}/deploy", seg(app));
+        let body = NewDeployment {
+            release: release.to_string(),
+        };
+        self.0.call(Method::POST, &path, Some(&body)).await
+    }
+
+    /// The app's deployments, newest first.
+    pub async fn deployments(&self, app: &str) -> Result<Vec<Deployment>, ClientError> {
+        let path = format!("/apps/{}/deployments", seg(app));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// One deployment of the app.
+    pub async fn deployment(&self, app: &str, id: &str) -> Result<Deployment, ClientError> {
+        let path = format!("/apps/{}/deployments/{}", seg(app), seg(id));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Reports a deployment's progress (the scheduler).
+    pub async fn update_deployment(
+        &self,
+        app: &str,
+        id: &str,
+        update: &DeploymentUpdate,
+    ) -> Result<Deployment, ClientError> {
+        let path = format!("/apps/{}/deployments/{}", seg(app), seg(id));
+        self.0.call(Method::PUT, &path, Some(update)).await
+    }
+
+    /// Every app's unfinished deployments, oldest first.
+    pub async fn active_deployments(&self) -> Result<Vec<Deployment>, ClientError> {
+        self.0.call(Method::GET, "/deployments", None::<&()>).await
     }
 
     /// Records a job's state (the scheduler's report).

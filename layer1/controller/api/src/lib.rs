@@ -1,12 +1,14 @@
 //! The controller's wire types: what its API reads and writes, and (feature `client`) a typed
 //! client of it. Serde only, so a client links none of the controller's store.
 
+mod deployment;
 mod job;
 mod model;
 
 #[cfg(feature = "client")]
 pub mod client;
 
+pub use deployment::{Deployment, DeploymentStatus, DeploymentUpdate, NewDeployment};
 pub use job::{Job, JobState, PutJob, KEPT_DOWN_JOBS};
 pub use model::*;
 pub use router_api::{Certificate, HttpRoute, Route, TcpRoute};

@@ -470,6 +470,8 @@ pub enum ObjectType {
     RouteDeletion,
     /// A job changed state (data: the job).
     Job,
+    /// A deployment was made or changed status (data: the deployment).
+    Deployment,
 }
 
 impl ObjectType {
@@ -485,11 +487,12 @@ impl ObjectType {
             ObjectType::Route => "route",
             ObjectType::RouteDeletion => "route_deletion",
             ObjectType::Job => "job",
+            ObjectType::Deployment => "deployment",
         }
     }
 
     /// Every object type.
-    pub const ALL: [ObjectType; 9] = [
+    pub const ALL: [ObjectType; 10] = [
         ObjectType::App,
         ObjectType::AppDeletion,
         ObjectType::AppRelease,
@@ -499,6 +502,7 @@ impl ObjectType {
         ObjectType::Route,
         ObjectType::RouteDeletion,
         ObjectType::Job,
+        ObjectType::Deployment,
     ];
 }
 

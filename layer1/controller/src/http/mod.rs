@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use controller_api::{
-    AppRelease, AppUpdate, NewApp, NewArtifact, NewRelease, ObjectType, PutFormation, PutJob, Route,
+    AppRelease, AppUpdate, DeploymentUpdate, NewApp, NewDeployment, NewArtifact, NewRelease, ObjectType, PutFormation, PutJob, Route,
 };
 use flynn_http::server::{
     bytes_response, json, no_content, read_json, wants_sse, ApiError, Body, Params, Query, Router,
@@ -205,6 +205,45 @@ pub fn router<S: Store>() -> Router<Shared<S>> {
                 Ok(json(StatusCode::OK, &f))
             },
         )
+        .route(
+            Method::POST,
+            "/apps/{app}/deploy",
+            |st: Shared<S>, req, p| async move {
+                let body: NewDeployment = read_json(req).await?;
+                let d = st.controller.deploy(p.get("app"), &body.release).await?;
+                Ok(json(StatusCode::CREATED, &d))
+            },
+        )
+        .route(
+            Method::GET,
+            "/apps/{app}/deployments",
+            |st: Shared<S>, _, p| async move {
+                Ok(json(StatusCode::OK, &st.controller.deployments(p.get("app")).await?))
+            },
+        )
+        .route(
+            Method::GET,
+            "/apps/{app}/deployments/{id}",
+            |st: Shared<S>, _, p| async move {
+                let d = st.controller.deployment(p.get("app"), p.get("id")).await?;
+                Ok(json(StatusCode::OK, &d))
+            },
+        )
+        .route(
+            Method::PUT,
+            "/apps/{app}/deployments/{id}",
+            |st: Shared<S>, req, p| async move {
+                let u: DeploymentUpdate = read_json(req).await?;
+                let d = st
+                    .controller
+                    .update_deployment(p.get("app"), p.get("id"), u)
+                    .await?;
+                Ok(json(StatusCode::OK, &d))
+            },
+        )
+        .route(Method::GET, "/deployments", |st: Shared<S>, _, _| async move {
+            Ok(json(StatusCode::OK, &st.controller.active_deployments().await?))
+        })
         .route(
             Method::GET,
             "/apps/{app}/jobs",
