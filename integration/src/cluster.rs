@@ -409,6 +409,8 @@ impl Cluster {
                 ("ROUTER_API", format!("0.0.0.0:{ROUTER_API}")),
                 ("CONTROLLER_KEY", self.key.clone()),
                 ("ROUTER_ADVERTISE_IP", self.hosts[i].ip.to_string()),
+                ("DISCOVERD_KEY", self.discoverd_key.clone()),
+                ("FLYNN_JOB_ID", format!("router-{}", i + 1)),
             ];
             let args = ["--controller", &controller];
             self.run_layer1(i, "router", "flynn/router:test", &args, &env, None);
@@ -416,9 +418,15 @@ impl Cluster {
         for i in 0..SCHEDULERS {
             self.start_scheduler(i);
         }
-        self.wait("a scheduler leads", Duration::from_secs(30), |c| {
-            c.scheduler_leader().is_some()
-        });
+        self.wait(
+            "a scheduler leads and every router registered",
+            Duration::from_secs(30),
+            |c| {
+                c.scheduler_leader().is_some()
+                    && c.block_on(c.discoverd(0).instances("router-api"))
+                        .is_ok_and(|i| i.len() == c.hosts.len())
+            },
+        );
     }
 
     /// Starts (again) the controller job on the first host; waits until it answers.

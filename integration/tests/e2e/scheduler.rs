@@ -11,7 +11,8 @@ use controller_api::{NewApp, NewArtifact, NewRelease, PutFormation};
 use integration::cluster::{Cluster, DOMAIN};
 use integration::root_test;
 
-const WEB: &str = "echo $FLYNN_JOB_ID > /www/index.html; exec httpd -f -p $PORT -h /www";
+const WEB: &str =
+    "echo \"$VERSION $FLYNN_JOB_ID\" > /www/index.html; exec httpd -f -p $PORT -h /www";
 
 fn scale(c: &Cluster, app: &str, release: &str, counts: &[(&str, u32)]) {
     let f = PutFormation {
@@ -49,7 +50,7 @@ fn phase(what: &str) {
 fn answering(c: &Cluster, via: usize, domain: &str, tries: usize) -> BTreeSet<String> {
     (0..tries)
         .filter_map(|_| match c.get(via, domain, "/") {
-            (200, body) => Some(body.trim().to_string()),
+            (200, body) => Some(body.split_whitespace().last().unwrap_or("").to_string()),
             _ => None,
         })
         .collect()
@@ -84,12 +85,18 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
         .block_on(api.create_release(&NewRelease {
             app_id: app.id.clone(),
             artifacts: vec![artifact.id.clone()],
-            env: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
+            env: BTreeMap::from([
+                ("GREETING".to_string(), "hi".to_string()),
+                ("VERSION".to_string(), "v1".to_string()),
+            ]),
             meta: BTreeMap::new(),
-            processes: serde_json::from_value(processes).unwrap(),
+            processes: serde_json::from_value(processes.clone()).unwrap(),
         }))
         .unwrap();
     let domain = format!("web.{DOMAIN}");
+    // The first deployment: nothing runs yet, so the release becomes current at once.
+    let first = c.block_on(api.deploy("web", &release.id)).unwrap();
+    assert_eq!(first.status, controller_api::DeploymentStatus::Complete);
 
     phase("web=3");
     // web=3 on three hosts: one each, every one answering through the router.
@@ -142,6 +149,46 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
     ] {
         assert_eq!(env.get(k).map(String::as_str), Some(v), "{k} in {env:?}");
     }
+
+    phase("zero-downtime deploys");
+    let v2 = new_release(&c, &app.id, &artifact.id, "v2", WEB);
+    deploy_under_load(
+        &c,
+        &domain,
+        controller_api::Strategy::OneByOne,
+        &v2,
+        "v1",
+        "v2",
+    );
+    let v3 = new_release(&c, &app.id, &artifact.id, "v3", WEB);
+    deploy_under_load(
+        &c,
+        &domain,
+        controller_api::Strategy::AllAtOnce,
+        &v3,
+        "v2",
+        "v3",
+    );
+    // A release whose web process exits at once rolls back; v3 serves throughout.
+    let broken = new_release(&c, &app.id, &artifact.id, "v4", "echo broken; exit 7");
+    let load = Load::start(&c, &domain);
+    let d = c.block_on(api.deploy("web", &broken)).unwrap();
+    let d = until_deployed(&c, &d.id);
+    let (failures, bodies) = load.stop();
+    assert_eq!(d.status, controller_api::DeploymentStatus::Failed, "{d:?}");
+    let why = d.error.clone().unwrap_or_default();
+    assert!(why.starts_with("web job failed to start: "), "{why}");
+    assert!(why.contains("status 7"), "{why}");
+    assert_eq!(failures, 0, "requests failed during the failed deploy");
+    assert!(bodies.iter().all(|b| b.starts_with("v3 ")), "{bodies:?}");
+    assert_eq!(
+        c.block_on(api.app("web")).unwrap().release.as_deref(),
+        Some(v3.as_str())
+    );
+    let release = c.block_on(api.release(&v3)).unwrap();
+    c.wait("three v3 web jobs", Duration::from_secs(60), |c| {
+        running(c, &app.id, "web").len() == 3
+    });
 
     phase("crash backoff");
     // A crashing type restarts at once a few times, then waits: the scheduler shows it.
@@ -272,4 +319,125 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
     let web = f.processes.iter().find(|(k, _)| k.as_str() == "web");
     assert_eq!(web.map(|(_, n)| *n), Some(3), "{f:?}");
     assert_eq!(running(&c, &app.id, "web").len(), 3);
+}
+
+/// A new release of the app with `VERSION=version` and `web` running `script`.
+fn new_release(c: &Cluster, app: &str, artifact: &str, version: &str, script: &str) -> String {
+    let processes = serde_json::json!({
+        "web": {
+            "args": ["sh", "-c", script],
+            "ports": [{"port": 8080, "proto": "tcp", "service": {"name": "web-web", "create": true}}],
+            "resources": {"memory": {"limit": 67108864}}
+        },
+        "crasher": {"args": ["sh", "-c", "echo crashing; exit 3"], "resources": {"memory": {"limit": 67108864}}}
+    });
+    c.block_on(c.controller().create_release(&NewRelease {
+        app_id: app.to_string(),
+        artifacts: vec![artifact.to_string()],
+        env: BTreeMap::from([("VERSION".to_string(), version.to_string())]),
+        meta: BTreeMap::new(),
+        processes: serde_json::from_value(processes).unwrap(),
+    }))
+    .unwrap()
+    .id
+}
+
+/// Requests through the first host's router without pause, from a thread of their own.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Load {
+    fn start(c: &Cluster, domain: &str) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, addr, domain) = (stop.clone(), c.router_addr(0), domain.to_string());
+        let thread = std::thread::spawn(move || {
+            let (mut failures, mut bodies) = (0, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = std::process::Command::new("curl")
+                    .args(["-s", "--max-time", "10", "-w", "\n%{http_code}", "-H"])
+                    .arg(format!("Host: {domain}"))
+                    .arg(format!("http://{addr}/"))
+                    .output()
+                    .expect("curl");
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                match text.rsplit_once('\n') {
+                    Some((body, "200")) => bodies.push(body.trim().to_string()),
+                    _ => {
+                        failures += 1;
+                        eprintln!("request failed: {text:?}");
+                    }
+                }
+            }
+            (failures, bodies)
+        });
+        Self { stop, thread }
+    }
+
+    /// Failed requests and the bodies of the others, in order.
+    fn stop(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+fn until_deployed(c: &Cluster, id: &str) -> controller_api::Deployment {
+    let mut last = None;
+    c.wait("the deployment ends", Duration::from_secs(180), |c| {
+        let d = c.block_on(c.controller().deployment("web", id)).unwrap();
+        let done = d.status.is_final();
+        last = Some(d);
+        done
+    });
+    last.unwrap()
+}
+
+/// Deploys `release` with `strategy` while requests run: none fails, and the answers move
+/// from `from` to `to` once and for all.
+fn deploy_under_load(
+    c: &Cluster,
+    domain: &str,
+    strategy: controller_api::Strategy,
+    release: &str,
+    from: &str,
+    to: &str,
+) {
+    let api = c.controller();
+    let update = controller_api::AppUpdate {
+        strategy: Some(strategy),
+        ..Default::default()
+    };
+    c.block_on(api.update_app("web", &update)).unwrap();
+    let load = Load::start(c, domain);
+    std::thread::sleep(Duration::from_millis(500));
+    let d = c.block_on(api.deploy("web", release)).unwrap();
+    let d = until_deployed(c, &d.id);
+    std::thread::sleep(Duration::from_millis(500));
+    let (failures, bodies) = load.stop();
+    assert_eq!(
+        d.status,
+        controller_api::DeploymentStatus::Complete,
+        "{d:?}"
+    );
+    assert_eq!(
+        failures, 0,
+        "{strategy:?}: requests failed during the deploy"
+    );
+    let first_new = bodies.iter().position(|b| b.starts_with(&format!("{to} ")));
+    let first_new =
+        first_new.unwrap_or_else(|| panic!("{strategy:?}: no answer from {to}: {bodies:?}"));
+    assert!(
+        bodies[..first_new]
+            .iter()
+            .all(|b| b.starts_with(&format!("{from} "))),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies.last().unwrap().starts_with(&format!("{to} ")),
+        "{bodies:?}"
+    );
+    assert!(bodies.len() > 20, "too few requests ran: {}", bodies.len());
+    let app = c.block_on(api.app("web")).unwrap();
+    assert_eq!(app.release.as_deref(), Some(release));
 }

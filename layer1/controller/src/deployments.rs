@@ -43,13 +43,21 @@ impl<S: Store> Controller<S> {
                 }
                 let active = keys::deploy_active(&a.id);
                 if let Some(d) = self.read::<String>(&active).await? {
-                    return Err(ControllerError::DeployInProgress(a.name.to_string(), d.value));
+                    return Err(ControllerError::DeployInProgress(
+                        a.name.to_string(),
+                        d.value,
+                    ));
                 }
                 let old: Option<Formation> = match &a.release {
-                    Some(old) => self.read(&keys::formation(&a.id, old)).await?.map(|f| f.value),
+                    Some(old) => self
+                        .read(&keys::formation(&a.id, old))
+                        .await?
+                        .map(|f| f.value),
                     None => None,
                 };
-                let runs = old.as_ref().is_some_and(|f| f.processes.values().any(|n| *n > 0));
+                let runs = old
+                    .as_ref()
+                    .is_some_and(|f| f.processes.values().any(|n| *n > 0));
                 let now = Timestamp::now();
                 let mut d = Deployment {
                     id: new_id(),
@@ -58,7 +66,10 @@ impl<S: Store> Controller<S> {
                     new_release: r.id.clone(),
                     strategy: a.strategy,
                     status: DeploymentStatus::Pending,
-                    processes: old.as_ref().map(|f| f.processes.clone()).unwrap_or_default(),
+                    processes: old
+                        .as_ref()
+                        .map(|f| f.processes.clone())
+                        .unwrap_or_default(),
                     tags: old.as_ref().map(|f| f.tags.clone()).unwrap_or_default(),
                     deploy_timeout: a.deploy_timeout,
                     error: None,
@@ -99,7 +110,10 @@ impl<S: Store> Controller<S> {
         update: DeploymentUpdate,
     ) -> Result<Deployment, ControllerError> {
         self.transact(|| async {
-            let Read { value: mut a, at: app_at } = self.find_app(app).await?;
+            let Read {
+                value: mut a,
+                at: app_at,
+            } = self.find_app(app).await?;
             let key = keys::deployment(&a.id, id);
             let Some(Read { value: mut d, at }) = self.read::<Deployment>(&key).await? else {
                 return Err(ControllerError::NoSuchDeployment(id.to_string()));
@@ -157,7 +171,10 @@ impl<S: Store> Controller<S> {
     /// One deployment of the app.
     pub async fn deployment(&self, app: &str, id: &str) -> Result<Deployment, ControllerError> {
         let a = self.app(app).await?;
-        match self.read::<Deployment>(&keys::deployment(&a.id, id)).await? {
+        match self
+            .read::<Deployment>(&keys::deployment(&a.id, id))
+            .await?
+        {
             Some(r) => Ok(r.value),
             None => Err(ControllerError::NoSuchDeployment(id.to_string())),
         }
@@ -169,7 +186,10 @@ impl<S: Store> Controller<S> {
         for (key, _) in self.store.list("deploy-active/").await? {
             let app = key.rsplit('/').next().unwrap_or_default().to_string();
             if let Some(id) = self.read::<String>(&key).await? {
-                if let Some(d) = self.read::<Deployment>(&keys::deployment(&app, &id.value)).await? {
+                if let Some(d) = self
+                    .read::<Deployment>(&keys::deployment(&app, &id.value))
+                    .await?
+                {
                     out.push(d.value);
                 }
             }

@@ -5,9 +5,11 @@
 //! loop ([`scheduler`]) owns the view; while this scheduler leads, it plans with
 //! [`plan::plan`] (placement, scale up and down, omni, crash restarts with [`backoff`]) and
 //! asks hosts to start ([`spec`] builds the job) and stop jobs, and tells the controller of
-//! every job's state ([`report`]).
+//! every job's state ([`report`]). The leader also carries out deployments ([`deploy`]),
+//! waiting on the routers ([`routers`]) for new jobs to be routed and old ones drained.
 
 pub mod backoff;
+pub mod deploy;
 pub mod error;
 pub mod formations;
 pub mod hosts;
@@ -15,6 +17,7 @@ pub mod http;
 pub mod leader;
 pub mod plan;
 pub mod report;
+pub mod routers;
 pub mod scheduler;
 pub mod spec;
 
@@ -60,6 +63,21 @@ pub fn start(config: Config) -> Arc<Mutex<scheduler::Status>> {
     ));
     let (reports, reports_rx) = mpsc::unbounded_channel();
     tokio::spawn(report::run(config.controller.clone(), reports_rx));
-    tokio::spawn(scheduler::Scheduler::new(tx, status.clone(), reports).run(rx));
+    let (leading, leading_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(deploy::run(
+        config.controller.clone(),
+        config.discoverd.clone(),
+        leading_rx,
+    ));
+    tokio::spawn(
+        scheduler::Scheduler::new(
+            tx,
+            status.clone(),
+            reports,
+            config.discoverd.clone(),
+            leading,
+        )
+        .run(rx),
+    );
     status
 }

@@ -126,6 +126,8 @@ pub struct Scheduler {
     timer: Option<tokio::task::JoinHandle<()>>,
     status: Arc<Mutex<Status>>,
     reports: mpsc::UnboundedSender<Report>,
+    discoverd: discoverd_api::client::Client,
+    leading: tokio::sync::watch::Sender<bool>,
     /// What the controller was last told of each job.
     reported: BTreeMap<JobId, (String, PutJob)>,
     /// Creations that failed, to report as down.
@@ -148,6 +150,8 @@ impl Scheduler {
         tx: mpsc::Sender<Input>,
         status: Arc<Mutex<Status>>,
         reports: mpsc::UnboundedSender<Report>,
+        discoverd: discoverd_api::client::Client,
+        leading: tokio::sync::watch::Sender<bool>,
     ) -> Self {
         Self {
             tx,
@@ -164,6 +168,8 @@ impl Scheduler {
             timer: None,
             status,
             reports,
+            discoverd,
+            leading,
             reported: BTreeMap::new(),
             failed: Vec::new(),
         }
@@ -260,6 +266,7 @@ impl Scheduler {
                     tracing::info!(leader = leads, "leadership changed");
                 }
                 self.leader = leads;
+                self.leading.send_replace(leads);
             }
             Input::Created { host, job, result } => {
                 let Some(c) = self.creating.remove(&job) else {
@@ -527,7 +534,13 @@ impl Scheduler {
         }
         tracing::info!(job = %id, host = %host, "stopping job");
         let (client, tx) = (h.client.clone(), self.tx.clone());
+        let service = h.jobs.get(&id).and_then(|j| j.config.service.clone());
+        let discoverd = self.discoverd.clone();
         tokio::spawn(async move {
+            // Routers stop sending it requests and finish those in flight first.
+            if let Some(service) = service {
+                crate::routers::drain(&discoverd, &client, &id, service.as_str()).await;
+            }
             if let Err(e) = client.stop(&id, STOP_GRACE).await {
                 tracing::warn!(job = %id, error = %e, "stopping a job");
             }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use controller_api::{
-    AppRelease, AppUpdate, DeploymentUpdate, NewApp, NewDeployment, NewArtifact, NewRelease, ObjectType, PutFormation, PutJob, Route,
+    AppRelease, AppUpdate, DeploymentUpdate, NewApp, NewArtifact, NewDeployment, NewRelease,
+    ObjectType, PutFormation, PutJob, Route,
 };
 use flynn_http::server::{
     bytes_response, json, no_content, read_json, wants_sse, ApiError, Body, Params, Query, Router,
@@ -218,7 +219,10 @@ pub fn router<S: Store>() -> Router<Shared<S>> {
             Method::GET,
             "/apps/{app}/deployments",
             |st: Shared<S>, _, p| async move {
-                Ok(json(StatusCode::OK, &st.controller.deployments(p.get("app")).await?))
+                Ok(json(
+                    StatusCode::OK,
+                    &st.controller.deployments(p.get("app")).await?,
+                ))
             },
         )
         .route(
@@ -241,9 +245,16 @@ pub fn router<S: Store>() -> Router<Shared<S>> {
                 Ok(json(StatusCode::OK, &d))
             },
         )
-        .route(Method::GET, "/deployments", |st: Shared<S>, _, _| async move {
-            Ok(json(StatusCode::OK, &st.controller.active_deployments().await?))
-        })
+        .route(
+            Method::GET,
+            "/deployments",
+            |st: Shared<S>, _, _| async move {
+                Ok(json(
+                    StatusCode::OK,
+                    &st.controller.active_deployments().await?,
+                ))
+            },
+        )
         .route(
             Method::GET,
             "/apps/{app}/jobs",
