@@ -2,8 +2,9 @@
 # Scale benchmark: boots the three-host test cluster (integration/src/cluster.rs: hosts in
 # namespaces of their own, etcd, discoverd, routers, the controller and two schedulers as
 # jobs) and times `web=1 -> web=N` until N jobs run and every router lists N backends, for
-# each N given (default 1 10 50). Flynn's documentation shows `scale web 1=>3` in about 465 ms;
-# the goal here is 1=>10 in under 1 s. Runs in private namespaces; nothing leaves the machine.
+# each N given (default 1 10 50), then a one-by-one deploy of 10 jobs. Flynn's documentation
+# shows `scale web 1=>3` in about 465 ms; the goal here is 1=>10 in under 1 s. Runs in
+# private namespaces; nothing leaves the machine.
 # Run as root: bench/scale.sh [N...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

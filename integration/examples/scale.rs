@@ -1,6 +1,7 @@
 //! Scale benchmark on the one-machine test cluster (integration/src/cluster.rs): for each N,
 //! from `web=1` (settled) to `web=N`, the time until N jobs run and every router lists N
-//! backends for the app's service. Run through bench/scale.sh (it provides the namespaces).
+//! backends for the app's service; then the time of a one-by-one deploy of ten jobs. Run
+//! through bench/scale.sh (it provides the namespaces).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -51,6 +52,24 @@ fn until_up(c: &Cluster, app: &str, n: usize) -> f64 {
     }
 }
 
+fn release(c: &Cluster, app: &str, artifact: &str, version: &str) -> String {
+    let processes = serde_json::json!({"web": {
+        "args": ["sh", "-c", WEB],
+        "env": {"VERSION": version},
+        "ports": [{"port": 8080, "proto": "tcp", "service": {"name": "bench-web", "create": true}}],
+        "resources": {"memory": {"limit": 33554432}}
+    }});
+    c.block_on(c.controller().create_release(&NewRelease {
+        app_id: app.to_string(),
+        artifacts: vec![artifact.to_string()],
+        env: BTreeMap::new(),
+        meta: BTreeMap::new(),
+        processes: serde_json::from_value(processes).unwrap(),
+    }))
+    .unwrap()
+    .id
+}
+
 fn main() {
     let counts: Vec<u32> = std::env::args()
         .skip(1)
@@ -76,27 +95,15 @@ fn main() {
             meta: BTreeMap::new(),
         }))
         .unwrap();
-    let processes = serde_json::json!({"web": {
-        "args": ["sh", "-c", WEB],
-        "ports": [{"port": 8080, "proto": "tcp", "service": {"name": "bench-web", "create": true}}],
-        "resources": {"memory": {"limit": 33554432}}
-    }});
-    let release = c
-        .block_on(api.create_release(&NewRelease {
-            app_id: app.id.clone(),
-            artifacts: vec![artifact.id],
-            env: BTreeMap::new(),
-            meta: BTreeMap::new(),
-            processes: serde_json::from_value(processes).unwrap(),
-        }))
-        .unwrap();
+    let first = release(&c, &app.id, &artifact.id, "v1");
+    c.block_on(api.deploy("bench", &first)).unwrap();
     // The first job also pulls the image onto its host: not part of the measurement.
-    scale(&c, &release.id, 3);
+    scale(&c, &first, 3);
     until_up(&c, &app.id, 3);
     for n in counts {
-        scale(&c, &release.id, 1);
+        scale(&c, &first, 1);
         until_up(&c, &app.id, 1);
-        scale(&c, &release.id, n);
+        scale(&c, &first, n);
         let secs = until_up(&c, &app.id, n as usize);
         println!(
             "scale web 1=>{n}: {:.0} ms (up and routed on every router)",
