@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use controller_api::{NewApp, NewArtifact, NewRelease, PutFormation};
+use controller_api::{NewRelease, PutFormation};
 use integration::cluster::{Cluster, ROUTER_API};
 
 const WEB: &str = "echo $FLYNN_JOB_ID > /www/index.html; exec httpd -f -p $PORT -h /www";
@@ -82,19 +82,7 @@ fn main() {
     };
     let c = Cluster::start(3);
     let api = c.controller();
-    let app = c
-        .block_on(api.create_app(&NewApp {
-            name: Some("bench".parse().unwrap()),
-            ..NewApp::default()
-        }))
-        .unwrap();
-    let artifact = c
-        .block_on(api.create_artifact(&NewArtifact {
-            kind: Default::default(),
-            uri: c.image.clone(),
-            meta: BTreeMap::new(),
-        }))
-        .unwrap();
+    let (app, artifact) = c.app_with_image("bench");
     let first = release(&c, &app.id, &artifact.id, "v1");
     c.block_on(api.deploy("bench", &first)).unwrap();
     // The first job also pulls the image onto its host: not part of the measurement.

@@ -503,6 +503,25 @@ impl Cluster {
         controller_api::client::Client::new(self.controller_url().parse().unwrap(), &self.key)
     }
 
+    /// A new app called `name` and an artifact of the cluster's busybox image.
+    pub fn app_with_image(&self, name: &str) -> (controller_api::App, controller_api::Artifact) {
+        let api = self.controller();
+        let app = self
+            .block_on(api.create_app(&controller_api::NewApp {
+                name: Some(name.parse().expect("an app name")),
+                ..Default::default()
+            }))
+            .expect("creating the app");
+        let artifact = self
+            .block_on(api.create_artifact(&controller_api::NewArtifact {
+                kind: Default::default(),
+                uri: self.image.clone(),
+                meta: Default::default(),
+            }))
+            .expect("creating the artifact");
+        (app, artifact)
+    }
+
     /// A discoverd client of host `i`'s discoverd (through its LAN address is not served:
     /// discoverd listens on every address of the host, so the LAN address works).
     pub fn discoverd(&self, i: usize) -> discoverd_api::client::Client {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use controller_api::{NewApp, NewArtifact, NewRelease, PutFormation};
+use controller_api::{NewRelease, PutFormation};
 use integration::cluster::{Cluster, DOMAIN};
 use integration::root_test;
 
@@ -60,19 +60,7 @@ fn answering(c: &Cluster, via: usize, domain: &str, tries: usize) -> BTreeSet<St
 fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
     let mut c = Cluster::start(3);
     let api = c.controller();
-    let app = c
-        .block_on(api.create_app(&NewApp {
-            name: Some("web".parse().unwrap()),
-            ..NewApp::default()
-        }))
-        .unwrap();
-    let artifact = c
-        .block_on(api.create_artifact(&NewArtifact {
-            kind: Default::default(),
-            uri: c.image.clone(),
-            meta: BTreeMap::new(),
-        }))
-        .unwrap();
+    let (app, artifact) = c.app_with_image("web");
     let processes = serde_json::json!({
         "web": {
             "args": ["sh", "-c", WEB],

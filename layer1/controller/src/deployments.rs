@@ -4,7 +4,7 @@
 //! in the same commit) or `failed`.
 
 use controller_api::{
-    AppReleaseChange, Deployment, DeploymentStatus, DeploymentUpdate, Formation, ObjectType,
+    App, AppReleaseChange, Deployment, DeploymentStatus, DeploymentUpdate, Formation, ObjectType,
 };
 use flynn_http::Timestamp;
 
@@ -84,14 +84,7 @@ impl<S: Store> Controller<S> {
                 } else {
                     d.status = DeploymentStatus::Complete;
                     d.finished_at = Some(now);
-                    let change = AppReleaseChange {
-                        release: r.id.clone(),
-                        prev_release: a.release.replace(r.id.clone()),
-                    };
-                    a.updated_at = now;
-                    txn.put_json(keys::app(&a.id), &a)
-                        .event(release_event(&a.id, &change))
-                        .event(app_event(&a, ObjectType::App));
+                    make_current(&mut txn, &mut a, &r.id, now);
                 }
                 txn.put_json(keys::deployment(&a.id, &d.id), &d)
                     .event(deployment_event(&d));
@@ -140,14 +133,7 @@ impl<S: Store> Controller<S> {
                 txn.deletes.push(keys::deploy_active(&a.id));
             }
             if d.status == DeploymentStatus::Complete {
-                let change = AppReleaseChange {
-                    release: d.new_release.clone(),
-                    prev_release: a.release.replace(d.new_release.clone()),
-                };
-                a.updated_at = now;
-                txn.put_json(keys::app(&a.id), &a)
-                    .event(release_event(&a.id, &change))
-                    .event(app_event(&a, ObjectType::App));
+                make_current(&mut txn, &mut a, &d.new_release, now);
             }
             txn.put_json(key, &d).event(deployment_event(&d));
             Ok((txn, d))
@@ -197,6 +183,18 @@ impl<S: Store> Controller<S> {
         out.sort_by_key(|d| d.created_at);
         Ok(out)
     }
+}
+
+/// Adds to `txn` what makes `release` the app's current release, with its events.
+fn make_current(txn: &mut Txn, a: &mut App, release: &str, now: Timestamp) {
+    let change = AppReleaseChange {
+        release: release.to_string(),
+        prev_release: a.release.replace(release.to_string()),
+    };
+    a.updated_at = now;
+    txn.put_json(keys::app(&a.id), &*a)
+        .event(release_event(&a.id, &change))
+        .event(app_event(a, ObjectType::App));
 }
 
 /// The `app_release` event of a change of the current release.
