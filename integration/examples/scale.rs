@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use controller_api::{NewRelease, PutFormation};
+use controller_api::{AppUpdate, DeploymentStatus, NewRelease, PutFormation, Strategy};
 use integration::cluster::{Cluster, ROUTER_API};
 
 const WEB: &str = "echo $FLYNN_JOB_ID > /www/index.html; exec httpd -f -p $PORT -h /www";
@@ -98,4 +98,33 @@ fn main() {
             secs * 1000.0
         );
     }
+    // One-by-one deploy of ten jobs: from the request until the deployment is complete (each
+    // new job up and routed by every router, each old one drained and stopped).
+    scale(&c, &first, 10);
+    until_up(&c, &app.id, 10);
+    let update = AppUpdate {
+        strategy: Some(Strategy::OneByOne),
+        ..AppUpdate::default()
+    };
+    c.block_on(api.update_app("bench", &update)).unwrap();
+    let second = release(&c, &app.id, &artifact.id, "v2");
+    let t0 = Instant::now();
+    let d = c.block_on(api.deploy("bench", &second)).unwrap();
+    loop {
+        let d = c.block_on(api.deployment("bench", &d.id)).unwrap();
+        match d.status {
+            DeploymentStatus::Complete => break,
+            DeploymentStatus::Failed => panic!("deploy failed: {:?}", d.error),
+            _ => {}
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "deploy did not end"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!(
+        "deploy one-by-one of 10 jobs: {:.0} ms (complete: every new job up and routed, every old one drained and stopped)",
+        t0.elapsed().as_secs_f64() * 1000.0
+    );
 }

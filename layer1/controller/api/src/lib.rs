@@ -7,6 +7,8 @@ mod model;
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "spec")]
+pub mod spec;
 
 pub use deployment::{Deployment, DeploymentStatus, DeploymentUpdate, NewDeployment};
 pub use job::{Job, JobState, PutJob, KEPT_DOWN_JOBS};

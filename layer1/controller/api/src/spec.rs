@@ -1,0 +1,148 @@
+//! The job a release's process runs as: the host's [`CreateJob`] built from the app, release,
+//! artifact and process type, with the platform's environment and labels. The scheduler
+//! builds formation jobs with it and the controller one-off jobs, so both agree on every
+//! label and variable.
+
+use std::collections::BTreeMap;
+
+use crate::{Limit, ProcessType, Release, DEFAULT_RESOURCES};
+use host_api::{BindMount, CreateJob, JobConfig, JobId, NetworkMode, PortMap};
+
+/// Host job label: the app id (its presence marks a job as the scheduler's).
+pub const LABEL_APP: &str = "flynn-app-id";
+/// Host job label: the app name.
+pub const LABEL_APP_NAME: &str = "flynn-app-name";
+/// Host job label: the release id.
+pub const LABEL_RELEASE: &str = "flynn-release-id";
+/// Host job label: the process type.
+pub const LABEL_TYPE: &str = "flynn-process-type";
+/// Host job label: how many times the job's slot has restarted.
+pub const LABEL_RESTARTS: &str = "flynn-restarts";
+
+/// The first job port of a process type that names none (`5000 + index`, as Flynn did).
+const FIRST_PORT: u16 = 5000;
+
+/// Everything a job of one process type needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Process<'a> {
+    /// The app's name.
+    pub app_name: &'a str,
+    /// The release.
+    pub release: &'a Release,
+    /// The image every job of the release runs (the artifact's URI).
+    pub image: &'a str,
+    /// The process type's name.
+    pub kind: &'a str,
+    /// The process type.
+    pub process: &'a ProcessType,
+}
+
+/// A new job id on `host`: `HOST-UUID`, so a job names where it runs.
+pub fn job_id(host: &str) -> JobId {
+    let id = format!("{host}-{}", uuid::Uuid::new_v4().simple());
+    id.parse().unwrap_or_else(|_| {
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .parse()
+            .expect("32 hex digits are a job id")
+    })
+}
+
+/// The memory a job of `process` reserves on its host: its request, else its limit.
+pub fn memory(process: &ProcessType) -> u64 {
+    let m = process
+        .resources
+        .memory
+        .as_ref()
+        .or(DEFAULT_RESOURCES.memory.as_ref());
+    m.and_then(|l| l.request.or(l.limit)).unwrap_or(0)
+}
+
+/// The host request for job `id` of `p`, restarted `restarts` times.
+pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
+    let proc = p.process;
+    let mut env: BTreeMap<String, String> = p.release.env.clone();
+    env.extend(proc.env.clone());
+    let mut ports = Vec::new();
+    for (i, port) in proc.ports.iter().enumerate() {
+        let job = match port.port {
+            0 => FIRST_PORT + i as u16,
+            n => n,
+        };
+        if i == 0 {
+            env.insert("PORT".into(), job.to_string());
+        }
+        env.insert(format!("PORT_{i}"), job.to_string());
+        // A host-network job listens on the host itself: nothing to publish.
+        ports.push(PortMap {
+            host: 0,
+            job,
+            proto: port.proto,
+        });
+    }
+    for (k, v) in [
+        ("FLYNN_APP_ID", p.release.app_id.as_str()),
+        ("FLYNN_APP_NAME", p.app_name),
+        ("FLYNN_RELEASE_ID", p.release.id.as_str()),
+        ("FLYNN_PROCESS_TYPE", p.kind),
+        ("FLYNN_JOB_ID", id.as_str()),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    // The service: the first port that names one, else the process type's own.
+    let (service, service_port) = match proc
+        .ports
+        .iter()
+        .zip(&ports)
+        .find_map(|(port, map)| port.service.as_ref().map(|s| (s.name.clone(), map.job)))
+    {
+        Some((s, port)) => (Some(s), Some(port)),
+        None => (proc.service.clone(), None),
+    };
+    let limit = |l: &Option<Limit>| l.as_ref().and_then(|l| l.limit);
+    let r = &proc.resources;
+    let resources = host_api::Resources {
+        memory: limit(&r.memory),
+        cpu_millis: limit(&r.cpu),
+        nofile: limit(&r.max_fd),
+        pids: limit(&r.max_procs).map(|n| n as i64),
+        ..Default::default()
+    };
+    let mut config = JobConfig::new(p.image, proc.args.clone());
+    config.env = env;
+    config.ports = if proc.host_network { Vec::new() } else { ports };
+    config.resources = resources;
+    config.network = if proc.host_network {
+        NetworkMode::Host
+    } else {
+        NetworkMode::Bridge
+    };
+    config.mounts = proc
+        .mounts
+        .iter()
+        .map(|m| BindMount {
+            source: m.location.clone(),
+            target: m.target.clone(),
+            readonly: !m.writeable,
+        })
+        .collect();
+    config.net_raw = proc
+        .linux_capabilities
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case("CAP_NET_RAW"));
+    let metadata = BTreeMap::from([
+        (LABEL_APP.to_string(), p.release.app_id.clone()),
+        (LABEL_APP_NAME.to_string(), p.app_name.to_string()),
+        (LABEL_RELEASE.to_string(), p.release.id.clone()),
+        (LABEL_TYPE.to_string(), p.kind.to_string()),
+        (LABEL_RESTARTS.to_string(), restarts.to_string()),
+    ]);
+    CreateJob {
+        id: Some(id.clone()),
+        config,
+        service,
+        service_port,
+        metadata,
+    }
+}
