@@ -96,7 +96,8 @@ impl Host {
         }
         let runtime = Runtime::new(config.state.join("runtime"), store.clone(), &config.shim)?
             .with_network(net)
-            .with_cgroup_parent(&config.cgroup_parent)?;
+            .with_cgroup_parent(&config.cgroup_parent)?
+            .with_init(&config.init);
         let rt = runtime.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || rt.network().ensure()).await? {
             tracing::error!(error = %e, "setting up the job network; bridge-mode jobs will fail");

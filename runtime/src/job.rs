@@ -112,6 +112,9 @@ pub enum JobState {
     Failed,
 }
 
+/// The init jobs run as PID 1 when they ask for one: Debian's static tini (package `tini`).
+pub const DEFAULT_INIT: &str = "/usr/bin/tini-static";
+
 /// Runs jobs from images in a pinkerton store.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -121,6 +124,7 @@ pub struct Runtime {
     volumes: Volumes,
     network: Network,
     cgroup_parent: String,
+    init: PathBuf,
 }
 
 impl Runtime {
@@ -148,7 +152,15 @@ impl Runtime {
             volumes,
             network,
             cgroup_parent: CGROUP_PARENT.into(),
+            init: DEFAULT_INIT.into(),
         })
+    }
+
+    /// The same runtime with another static init binary for jobs that ask for one
+    /// (default [`DEFAULT_INIT`]).
+    pub fn with_init(mut self, path: impl Into<PathBuf>) -> Self {
+        self.init = path.into();
+        self
     }
 
     /// The same runtime with another network configuration.
@@ -346,9 +358,11 @@ impl Runtime {
             &rootfs,
             &cgroup,
             netns.as_deref(),
+            &self.init,
         )?;
         if let Some(process) = oci.process() {
-            let args = process.args().clone().unwrap_or_default();
+            // The program the job runs (behind the init, when it has one).
+            let args = oci::argv(&with_volumes, &config.defaults)?;
             let env = process.env().clone().unwrap_or_default();
             let path = env
                 .iter()

@@ -36,6 +36,9 @@ pub const DEFAULT_CAPS: &[Capability] = &[
     Capability::SysChroot,
 ];
 
+/// Where a job that asks for an init sees it (a read-only bind mount of the host's binary).
+pub const INIT_TARGET: &str = "/dev/init";
+
 /// A job spec that cannot become a runtime spec.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -70,6 +73,9 @@ pub enum SpecError {
         /// Why it cannot be used.
         reason: String,
     },
+    /// The job asks for an init and the host has none.
+    #[error("the job asks for an init, but {0} is not on this host: install Debian's tini package (it provides /usr/bin/tini-static) or start the daemon with --init-binary")]
+    NoInit(String),
     /// Ports are published only in bridge mode.
     #[error("ports can only be published in bridge network mode")]
     PortsNeedBridge,
@@ -162,13 +168,15 @@ pub fn cgroup_mount_points(mountinfo: &str) -> Vec<String> {
 }
 
 /// Builds the runtime spec for `job`, whose merged root filesystem is mounted at `rootfs`;
-/// `netns` is the pinned network namespace to join (bridge mode).
+/// `netns` is the pinned network namespace to join (bridge mode); `init` is the host's static
+/// init binary, mounted and run as PID 1 when the job asks for one.
 pub fn build(
     job: &JobSpec,
     image: &ImageDefaults,
     rootfs: &Path,
     cgroups_path: &str,
     netns: Option<&Path>,
+    init: &Path,
 ) -> Result<Spec, SpecError> {
     if !job.config.ports.is_empty() && job.config.network != NetworkMode::Bridge {
         return Err(SpecError::PortsNeedBridge);
@@ -203,9 +211,16 @@ pub fn build(
                 .build()?,
         );
     }
+    let mut args = argv(job, image)?;
+    if job.config.init {
+        if !init.is_file() {
+            return Err(SpecError::NoInit(init.display().to_string()));
+        }
+        args.splice(0..0, [INIT_TARGET.to_string(), "--".to_string()]);
+    }
     let process = ProcessBuilder::default()
         .terminal(job.config.tty)
-        .args(argv(job, image)?)
+        .args(args)
         .env(environment(job, image, &user.home, &hostname))
         .cwd(PathBuf::from(cwd))
         .user(
@@ -237,6 +252,17 @@ pub fn build(
                 .typ("bind")
                 .source(&m.source)
                 .options(options)
+                .build()?,
+        );
+    }
+
+    if job.config.init {
+        mounts.push(
+            MountBuilder::default()
+                .destination(INIT_TARGET)
+                .typ("bind")
+                .source(init)
+                .options(["bind", "ro", "nosuid", "nodev"].map(String::from).to_vec())
                 .build()?,
         );
     }

@@ -65,6 +65,10 @@ pub struct DaemonArgs {
     /// Seconds a client may take to send a request body before it gets a 408.
     #[arg(long, default_value_t = 30)]
     body_timeout: u64,
+    /// The static init run as PID 1 of jobs that ask for one (`init: true`): it forwards
+    /// signals and reaps orphans (Debian package tini).
+    #[arg(long, default_value = runtime::job::DEFAULT_INIT)]
+    init_binary: PathBuf,
 }
 
 fn size(flag: &str, v: &str) -> anyhow::Result<u64> {
@@ -94,6 +98,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
     config.parallel_starts = args.parallel_starts;
     config.discoverd = args.discoverd;
     config.cgroup_parent = args.cgroup_parent;
+    config.init = args.init_binary;
     let memory = size("default-memory", &args.default_memory)?;
     if memory != 0 && memory < 4 << 20 {
         anyhow::bail!(

@@ -64,6 +64,9 @@ pub struct RunArgs {
     /// Remove the job once it ends.
     #[arg(long)]
     rm: bool,
+    /// Run the command under an init (tini) that forwards signals and reaps orphans.
+    #[arg(long)]
+    init: bool,
     /// Register the job in discoverd under this service name.
     #[arg(long)]
     service: Option<host_api::ServiceName>,
@@ -152,6 +155,7 @@ impl RunArgs {
             user: self.user.clone(),
             tty: self.tty,
             stdin: self.interactive,
+            init: self.init,
             network: self.network.into(),
             ports: self
                 .publish

@@ -37,6 +37,8 @@ pub struct HostConfig {
     pub default_resources: runtime::Resources,
     /// Cap on each job's log on disk, unless the job sets its own.
     pub log_max_bytes: u64,
+    /// The static init binary run as PID 1 of jobs that ask for one (`init: true`).
+    pub init: PathBuf,
 }
 
 /// The file in the state directory holding discoverd's platform key.
@@ -71,6 +73,7 @@ impl HostConfig {
                 ..Default::default()
             },
             log_max_bytes: runtime::log::DEFAULT_MAX_BYTES,
+            init: runtime::job::DEFAULT_INIT.into(),
         }
     }
 }

@@ -203,6 +203,41 @@ fn stop_escalates_and_signals_are_delivered() {
 }
 
 #[root_test(isolated)]
+fn an_init_forwards_stop_signals_reaps_orphans_and_passes_exit_codes() {
+    let j = Jobs::new();
+    // A program with no SIGTERM handler, which as PID 1 would ignore the stop until SIGKILL
+    // after the whole grace: under the init it gets SIGTERM and ends (tini: 128 + 15).
+    let mut spec = j.sh("stubborn", "exec sleep 1000");
+    spec.config.init = true;
+    j.rt.create(&spec).unwrap();
+    let s = j.rt.stop("stubborn", Duration::from_secs(120)).unwrap();
+    assert_eq!((s.code, s.signal), (Some(143), None), "{s:?}");
+    j.rt.delete("stubborn").unwrap();
+
+    // PID 1 is the init; an orphan (the subshell's `sleep` outlives its parent) is reaped by
+    // it, so no zombie is left; the command's exit code is the job's.
+    let script = "tr '\\0' ' ' < /proc/1/cmdline; echo; (sleep 0.2 &); sleep 1; \
+                  echo zombies=$(grep -l '^State:.Z' /proc/[0-9]*/status 2>/dev/null | wc -l); exit 3";
+    let mut spec = j.sh("reaper", script);
+    spec.config.init = true;
+    let (status, lines) = j.run(&spec);
+    assert_eq!(status.code, Some(3), "{status:?} {lines:?}");
+    assert!(lines[0].starts_with("/dev/init -- /bin/sh -c"), "{lines:?}");
+    assert!(lines.contains(&"zombies=0".to_string()), "{lines:?}");
+
+    // A host without the init binary refuses the job and keeps no record of it.
+    let rt = j.rt.clone().with_init("/nonexistent/tini-static");
+    let mut spec = j.sh("noinit", "true");
+    spec.config.init = true;
+    let err = rt.create(&spec).unwrap_err().to_string();
+    assert!(
+        err.contains("/nonexistent/tini-static") && err.contains("tini"),
+        "{err}"
+    );
+    assert!(!rt.list().unwrap().iter().any(|id| id.as_str() == "noinit"));
+}
+
+#[root_test(isolated)]
 fn fast_output_loses_nothing() {
     let j = Jobs::new();
     let (status, lines) = j.run(&j.sh("flood", "seq 1 200000; seq 1 1000 >&2"));

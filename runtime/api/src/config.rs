@@ -59,6 +59,11 @@ pub struct JobConfig {
     /// by default.
     #[serde(default)]
     pub net_raw: bool,
+    /// Run the command under a minimal init as PID 1 (tini, mounted read-only at
+    /// `/dev/init`), which forwards signals to it and reaps orphaned processes, so a program
+    /// that installs no `SIGTERM` handler still stops when asked (PID 1 ignores such signals).
+    #[serde(default)]
+    pub init: bool,
 }
 
 impl JobConfig {

@@ -113,6 +113,8 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
     config.env = env;
     config.ports = if proc.host_network { Vec::new() } else { ports };
     config.resources = resources;
+    // Under an init, a program that installs no SIGTERM handler still stops when drained.
+    config.init = true;
     config.network = if proc.host_network {
         NetworkMode::Host
     } else {
