@@ -436,6 +436,8 @@ impl Cluster {
             ("ETCD_ENDPOINTS", self.etcd.endpoints().join(",")),
             ("DEFAULT_ROUTE_DOMAIN", DOMAIN.to_string()),
             ("LISTEN", format!("0.0.0.0:{CONTROLLER_PORT}")),
+            ("DISCOVERD", "http://127.0.0.1:1111".to_string()),
+            ("HOST_TOKEN", self.host_token.clone()),
         ];
         self.run_layer1(
             0,

@@ -3,7 +3,7 @@
 //! a per-job monitor process (the shim), output logs, and cleanup.
 
 pub mod atomic;
-pub mod attach;
+pub use runtime_api::attach;
 pub mod exec;
 mod hub;
 pub mod job;

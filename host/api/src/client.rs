@@ -121,6 +121,33 @@ impl Client {
         self.0.stream(Method::POST, "/images", Some(&body)).await
     }
 
+    /// `POST /images` followed to its end: `Ok` once the image is stored, the host's
+    /// `pull_failed` error (as [`ClientError::Api`]) if it could not be pulled.
+    pub async fn pull_complete(&self, image: &str) -> Result<(), ClientError> {
+        let mut stream = self.pull(image).await?;
+        loop {
+            match stream.next().await? {
+                Some(PullMessage::Pulled { .. }) => return Ok(()),
+                Some(PullMessage::Error { error }) => {
+                    return Err(ClientError::Api {
+                        status: 502,
+                        body: error,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    return Err(ClientError::Api {
+                        status: 502,
+                        body: flynn_http::ErrorBody::new(
+                            flynn_http::ErrorCode::PullFailed,
+                            format!("the host ended the pull of {image} before it finished"),
+                        ),
+                    })
+                }
+            }
+        }
+    }
+
     /// `GET /images`.
     pub async fn images(&self) -> Result<Vec<Image>, ClientError> {
         self.0.call(Method::GET, "/images", None::<&()>).await

@@ -18,6 +18,7 @@ pub use flynn_http::{Endpoint, ErrorBody, ErrorCode, Proto, Timestamp};
 pub use image::{CreateVolume, Image, PullMessage, PullRequest, Volume};
 pub use job::{CreateJob, Job, JobState, SignalRequest};
 pub use query::{JobFilter, LogOptions};
+pub use runtime_api::attach;
 pub use runtime_api::{
     BindMount, ExitStatus, JobConfig, JobId, JobIdError, LogLine, NetworkMode, PortMap, Resources,
     Stream, VolumeMount,

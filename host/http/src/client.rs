@@ -367,15 +367,31 @@ impl Client {
         path: &str,
         protocol: &str,
     ) -> Result<TokioIo<Upgraded>, ClientError> {
+        let (_, io) = self
+            .upgrade_with(method, path, protocol, None::<&()>)
+            .await?;
+        Ok(io)
+    }
+
+    /// [`Client::upgrade`] with a JSON request body; also returns the `101`'s headers.
+    pub async fn upgrade_with(
+        &self,
+        method: Method,
+        path: &str,
+        protocol: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<(hyper::HeaderMap, TokioIo<Upgraded>), ClientError> {
+        let body = body.map(|b| serde_json::to_vec(b).expect("requests serialise"));
         let headers = [("connection", "Upgrade"), ("upgrade", protocol)];
-        let resp = self.send(method, path, None, &headers).await?;
+        let resp = self.send(method, path, body, &headers).await?;
+        let head = resp.headers().clone();
         let upgraded = hyper::upgrade::on(resp)
             .await
             .map_err(|source| ClientError::Http {
                 service: self.service,
                 source,
             })?;
-        Ok(TokioIo::new(upgraded))
+        Ok((head, TokioIo::new(upgraded)))
     }
 }
 

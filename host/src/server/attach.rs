@@ -4,7 +4,7 @@
 use std::os::fd::AsRawFd;
 
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
@@ -52,12 +52,7 @@ pub(super) async fn attach(
             Err(e) => tracing::debug!(error = %e, "attach upgrade failed"),
         }
     });
-    Ok(Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header("connection", "Upgrade")
-        .header("upgrade", PROTOCOL)
-        .body(http_body_util::BodyExt::boxed(http_body_util::Empty::new()))
-        .expect("valid response"))
+    Ok(flynn_http::server::switching_protocols(PROTOCOL, &[]))
 }
 
 /// Connects to the job's `attach.sock` through its directory's descriptor: the full path may

@@ -4,6 +4,7 @@
 //! `#[root_test(isolated)]`.
 
 mod bootstrap;
+mod cluster_jobs;
 mod controller_api;
 mod controller_etcd;
 mod discoverd_api;

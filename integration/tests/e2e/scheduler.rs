@@ -178,6 +178,9 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
         running(c, &app.id, "web").len() == 3
     });
 
+    phase("one-off jobs, kills and app logs");
+    crate::cluster_jobs::one_off_jobs_kills_and_logs(&c, "web");
+
     phase("crash backoff");
     // A crashing type restarts at once a few times, then waits: the scheduler shows it.
     scale(&c, "web", &release.id, &[("web", 3), ("crasher", 1)]);
@@ -193,17 +196,19 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
             .is_some_and(|r| r.iter().any(|n| n.as_u64() >= Some(6)))
     });
     // The job list and events show the crash loop: ended jobs with their restart counts
-    // and exit status.
-    let listed = c.block_on(api.jobs("web", false)).unwrap();
-    let crashed: Vec<&controller_api::Job> =
-        listed.iter().filter(|j| j.kind == "crasher").collect();
-    assert!(
-        crashed
-            .iter()
-            .any(|j| j.state == controller_api::JobState::Down
-                && j.restarts >= 5
-                && j.exit_status == Some(3)),
-        "{crashed:?}"
+    // and exit status. Reports reach the controller after the scheduler's own state: wait.
+    c.wait(
+        "the crash loop in the job list",
+        Duration::from_secs(60),
+        |c| {
+            let listed = c.block_on(api.jobs("web", false)).unwrap_or_default();
+            listed.iter().any(|j| {
+                j.kind == "crasher"
+                    && j.state == controller_api::JobState::Down
+                    && j.restarts >= 5
+                    && j.exit_status == Some(3)
+            })
+        },
     );
     let q = controller_api::client::EventQuery {
         object_types: vec![controller_api::ObjectType::Job],

@@ -38,6 +38,7 @@ impl Default for Config {
 pub struct Controller<S: Store> {
     pub(crate) store: S,
     pub(crate) config: Config,
+    pub(crate) hosts: Option<crate::hosts::Hosts>,
 }
 
 /// A value read from the store with its version.
@@ -50,7 +51,23 @@ pub(crate) struct Read<T> {
 impl<S: Store> Controller<S> {
     /// A controller over `store`.
     pub fn new(store: S, config: Config) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            hosts: None,
+        }
+    }
+
+    /// The same controller reaching the cluster's hosts through `hosts` (one-off jobs,
+    /// kills, logs); without it those answer 503.
+    pub fn with_hosts(mut self, hosts: crate::hosts::Hosts) -> Self {
+        self.hosts = Some(hosts);
+        self
+    }
+
+    /// How hosts are reached.
+    pub(crate) fn hosts(&self) -> Result<&crate::hosts::Hosts, ControllerError> {
+        self.hosts.as_ref().ok_or(ControllerError::NoHostAccess)
     }
 
     /// The store.

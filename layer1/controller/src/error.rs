@@ -78,6 +78,27 @@ pub enum ControllerError {
     /// A formation for a release without artifacts.
     #[error("release {0} is not deployable: it has no artifact")]
     NotDeployable(String),
+    /// The controller was started without a way to reach hosts.
+    #[error("this controller cannot reach hosts: start it with --discoverd and HOST_TOKEN")]
+    NoHostAccess,
+    /// discoverd lists no host.
+    #[error("no host is registered in discoverd (service flynn-host); start flynn-host with --discoverd")]
+    NoHosts,
+    /// The job's host is not registered any more.
+    #[error("host {0} is not registered in discoverd (it is down or was removed)")]
+    HostGone(String),
+    /// discoverd could not be asked.
+    #[error("asking discoverd for the hosts")]
+    Discoverd(#[source] Box<flynn_http::client::ClientError>),
+    /// A host refused or failed a request.
+    #[error("host {host}")]
+    Host {
+        /// The host id.
+        host: String,
+        /// Its answer.
+        #[source]
+        source: Box<flynn_http::client::ClientError>,
+    },
     /// Commits kept conflicting with other writers.
     #[error("the state kept changing under this request ({0} attempts); retry")]
     Busy(usize),
@@ -104,6 +125,15 @@ impl From<ControllerError> for ApiError {
             ControllerError::HostAccess { .. } => ErrorCode::HostAccessDenied,
             ControllerError::NotDeployable(_) => ErrorCode::NotDeployable,
             ControllerError::Busy(_) => ErrorCode::Conflict,
+            ControllerError::NoHostAccess
+            | ControllerError::NoHosts
+            | ControllerError::HostGone(_)
+            | ControllerError::Discoverd(_) => ErrorCode::Unavailable,
+            // What the host said (a bad command is the caller's; a failed pull, a 502).
+            ControllerError::Host { source, .. } => match &**source {
+                flynn_http::client::ClientError::Api { body, .. } => body.code,
+                _ => ErrorCode::Unavailable,
+            },
         };
         ApiError::new(code, flynn_http::error::message_chain(&e))
     }

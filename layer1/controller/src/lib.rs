@@ -10,7 +10,9 @@ pub mod embedded;
 pub mod error;
 pub mod etcd;
 pub mod events;
+pub mod hosts;
 pub mod http;
+pub mod logs;
 pub mod store;
 
 mod apps;
@@ -21,6 +23,7 @@ mod keys;
 mod names;
 mod releases;
 mod routes;
+mod run;
 mod validate;
 
 pub use controller::{Config, Controller};

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use host_api::client::Client as HostClient;
-use host_api::{HostStatus, Job, JobId, JobState, PullMessage};
+use host_api::{HostStatus, Job, JobId, JobState};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -553,7 +553,14 @@ impl Scheduler {
         let mut now: BTreeMap<JobId, (String, PutJob)> = BTreeMap::new();
         for (host, h) in &self.hosts {
             for j in h.jobs.values() {
-                let Some((key, restarts)) = spec::key_of(&j.config.metadata) else {
+                // Formation jobs, and one-off jobs (the controller started them; their
+                // state comes from here like any other's).
+                let labels = &j.config.metadata;
+                let Some((key, restarts)) = spec::key_of(labels).or_else(|| {
+                    let (app, release) = spec::one_off_of(labels)?;
+                    let kind = String::new();
+                    Some((Key { app, release, kind }, 0))
+                }) else {
                     continue;
                 };
                 let state = match j.state {
@@ -680,21 +687,10 @@ async fn create(
         .unwrap_or_else(|p| p.into_inner())
         .contains(image);
     if !have {
-        let mut stream = client
-            .pull(image)
+        client
+            .pull_complete(image)
             .await
             .map_err(|e| format!("pulling {image}: {e}"))?;
-        loop {
-            match stream.next().await {
-                Ok(Some(PullMessage::Pulled { .. })) => break,
-                Ok(Some(PullMessage::Error { error })) => {
-                    return Err(format!("pulling {image}: {}", error.message))
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => return Err(format!("pulling {image}: the host ended the pull")),
-                Err(e) => return Err(format!("pulling {image}: {e}")),
-            }
-        }
         pulled
             .lock()
             .unwrap_or_else(|p| p.into_inner())

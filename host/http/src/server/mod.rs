@@ -8,7 +8,8 @@ mod router;
 
 pub use request::{bearer, read_json, secret_eq, wants_sse, Query};
 pub use response::{
-    bytes_response, json, ndjson, ndjson_line, no_content, sse, stream_response, ApiError, Body,
+    bytes_response, json, ndjson, ndjson_line, no_content, sse, stream_response,
+    switching_protocols, ApiError, Body,
 };
 pub use router::{Params, RouteList, Router};
 

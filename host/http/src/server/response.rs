@@ -96,6 +96,20 @@ pub fn bytes_response(status: StatusCode, content_type: &str, bytes: Bytes) -> R
         .expect("valid response")
 }
 
+/// A `101 Switching Protocols` to `protocol` (answering `Connection: Upgrade`), with more
+/// headers.
+pub fn switching_protocols(protocol: &str, headers: &[(&str, &str)]) -> Response<Body> {
+    let mut b = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "Upgrade")
+        .header("upgrade", protocol);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::new()).boxed())
+        .expect("valid response")
+}
+
 /// An empty 204 response.
 pub fn no_content() -> Response<Body> {
     Response::builder()

@@ -1,6 +1,6 @@
 //! The typed client of the controller API. Every call sends the key as a bearer token.
 
-use flynn_http::client::{Client as Http, Lines};
+use flynn_http::client::{Client as Http, Lines, Upgraded};
 use flynn_http::Endpoint;
 use hyper::Method;
 
@@ -11,7 +11,23 @@ use crate::model::{
     App, AppDeletion, AppRelease, AppUpdate, Artifact, Event, Formation, NewApp, NewArtifact,
     NewRelease, ObjectType, PutFormation, Release,
 };
-use crate::{Deployment, DeploymentUpdate, Job, NewDeployment, PutJob, Route};
+use crate::{Deployment, DeploymentUpdate, Job, LogMessage, NewDeployment, NewJob, PutJob, Route};
+
+/// The attach protocol's name in `Upgrade` (the host's, passed through).
+pub const ATTACH_PROTOCOL: &str = "flynn-attach";
+
+/// Which lines [`Client::app_log`] asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LogRequest {
+    /// Keep the stream open for new lines.
+    pub follow: bool,
+    /// The last N lines of history.
+    pub lines: Option<u64>,
+    /// Only this job.
+    pub job_id: Option<String>,
+    /// Only this process type (`""`: one-off jobs).
+    pub process_type: Option<String>,
+}
 
 /// A client of one controller.
 #[derive(Debug, Clone)]
@@ -231,6 +247,61 @@ impl Client {
         let q = if active { "?active=true" } else { "" };
         let path = format!("/apps/{}/jobs{q}", seg(app));
         self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `POST /apps/{app}/jobs`: starts a one-off job.
+    pub async fn run_job(&self, app: &str, job: &NewJob) -> Result<Job, ClientError> {
+        let path = format!("/apps/{}/jobs", seg(app));
+        self.0.call(Method::POST, &path, Some(job)).await
+    }
+
+    /// `POST /apps/{app}/jobs` attached: the job's id and the connection speaking the attach
+    /// protocol (stdin, output, resize, exit frames).
+    pub async fn run_attached(
+        &self,
+        app: &str,
+        job: &NewJob,
+    ) -> Result<(String, hyper_util::rt::TokioIo<Upgraded>), ClientError> {
+        let path = format!("/apps/{}/jobs", seg(app));
+        let (head, io) = self
+            .0
+            .upgrade_with(Method::POST, &path, ATTACH_PROTOCOL, Some(job))
+            .await?;
+        let id = head
+            .get("flynn-job-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok((id, io))
+    }
+
+    /// `DELETE /apps/{app}/jobs/{id}`: stops the job.
+    pub async fn kill_job(&self, app: &str, id: &str) -> Result<Job, ClientError> {
+        let path = format!("/apps/{}/jobs/{}", seg(app), seg(id));
+        self.0.call(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// `GET /apps/{app}/log`: the app's lines, merged in time order.
+    pub async fn app_log(
+        &self,
+        app: &str,
+        r: &LogRequest,
+    ) -> Result<Lines<LogMessage>, ClientError> {
+        let mut q = Vec::new();
+        if r.follow {
+            q.push("follow=true".to_string());
+        }
+        if let Some(n) = r.lines {
+            q.push(format!("lines={n}"));
+        }
+        if let Some(j) = &r.job_id {
+            q.push(format!("job_id={}", seg(j)));
+        }
+        if let Some(t) = &r.process_type {
+            q.push(format!("process_type={}", seg(t)));
+        }
+        let path = format!("/apps/{}/log?{}", seg(app), q.join("&"));
+        self.0.stream(Method::GET, &path, None::<&()>).await
     }
 
     /// One job of the app.

@@ -2,8 +2,12 @@
 //! formation (where, in what state, how often its slot restarted), so users list them and
 //! follow their events without asking hosts.
 
+use std::collections::BTreeMap;
+
 use flynn_http::Timestamp;
 use serde::{Deserialize, Serialize};
+
+use crate::Resources;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -88,3 +92,43 @@ pub struct PutJob {
 
 /// Ended jobs kept per app (the oldest go first).
 pub const KEPT_DOWN_JOBS: usize = 100;
+
+/// `POST /apps/{app}/jobs`: a one-off job (`flynn run`), a command of a release on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewJob {
+    /// The release whose image and env it runs with (default: the app's current one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// The command (default: the image's entrypoint and command).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Variables on top of the release's env.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Run on a terminal (for an attached, interactive client).
+    #[serde(default)]
+    pub tty: bool,
+    /// Limits (missing ones: the controller's defaults, 1 GiB of memory and so on).
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// One line of `GET /apps/{app}/log` (NDJSON): a line a job of the app wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogMessage {
+    /// The host the job runs on.
+    pub host_id: String,
+    /// The job.
+    pub job_id: String,
+    /// The line, without its newline.
+    pub msg: String,
+    /// The job's process type (empty for one-off jobs).
+    pub process_type: String,
+    /// Who wrote it: `app`.
+    pub source: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// When the line was written.
+    pub timestamp: Timestamp,
+}

@@ -11,7 +11,7 @@ pub mod client;
 pub mod spec;
 
 pub use deployment::{Deployment, DeploymentStatus, DeploymentUpdate, NewDeployment};
-pub use job::{Job, JobState, PutJob, KEPT_DOWN_JOBS};
+pub use job::{Job, JobState, LogMessage, NewJob, PutJob, KEPT_DOWN_JOBS};
 pub use model::*;
 pub use router_api::{Certificate, HttpRoute, Route, TcpRoute};
 

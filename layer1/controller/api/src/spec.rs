@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::{Limit, ProcessType, Release, DEFAULT_RESOURCES};
 use host_api::{BindMount, CreateJob, JobConfig, JobId, NetworkMode, PortMap};
 
-/// Host job label: the app id (its presence marks a job as the scheduler's).
+/// Host job label: the app id (with a process type, it marks a formation job).
 pub const LABEL_APP: &str = "flynn-app-id";
 /// Host job label: the app name.
 pub const LABEL_APP_NAME: &str = "flynn-app-name";
@@ -16,6 +16,8 @@ pub const LABEL_APP_NAME: &str = "flynn-app-name";
 pub const LABEL_RELEASE: &str = "flynn-release-id";
 /// Host job label: the process type.
 pub const LABEL_TYPE: &str = "flynn-process-type";
+/// Host job label on one-off jobs (`flynn run`): `true`. They carry no process type.
+pub const LABEL_ONE_OFF: &str = "flynn-one-off";
 /// Host job label: how many times the job's slot has restarted.
 pub const LABEL_RESTARTS: &str = "flynn-restarts";
 
@@ -59,6 +61,96 @@ pub fn memory(process: &ProcessType) -> u64 {
     m.and_then(|l| l.request.or(l.limit)).unwrap_or(0)
 }
 
+/// The host's limits for `r` (its `limit`s).
+fn limits(r: &crate::Resources) -> host_api::Resources {
+    let limit = |l: &Option<Limit>| l.as_ref().and_then(|l| l.limit);
+    host_api::Resources {
+        memory: limit(&r.memory),
+        cpu_millis: limit(&r.cpu),
+        nofile: limit(&r.max_fd),
+        pids: limit(&r.max_procs).map(|n| n as i64),
+        ..Default::default()
+    }
+}
+
+/// The platform's variables: which app, release, process type and job this is.
+fn platform_env(
+    env: &mut BTreeMap<String, String>,
+    app_name: &str,
+    release: &Release,
+    kind: &str,
+    id: &JobId,
+) {
+    for (k, v) in [
+        ("FLYNN_APP_ID", release.app_id.as_str()),
+        ("FLYNN_APP_NAME", app_name),
+        ("FLYNN_RELEASE_ID", release.id.as_str()),
+        ("FLYNN_PROCESS_TYPE", kind),
+        ("FLYNN_JOB_ID", id.as_str()),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+}
+
+/// A one-off job of a release (`POST /apps/{app}/jobs`).
+#[derive(Debug, Clone, Copy)]
+pub struct OneOff<'a> {
+    /// The app's name.
+    pub app_name: &'a str,
+    /// The release.
+    pub release: &'a Release,
+    /// The image (the release's artifact URI).
+    pub image: &'a str,
+    /// What was asked for.
+    pub job: &'a crate::NewJob,
+    /// Keep stdin open for an attached client.
+    pub stdin: bool,
+}
+
+/// The host request for one-off job `id`: the release's env with the job's on top, the
+/// platform's variables (`FLYNN_PROCESS_TYPE` empty), no ports, the given limits with the
+/// controller's defaults for the rest, under the init.
+pub fn one_off_job(o: OneOff<'_>, id: &JobId) -> CreateJob {
+    let mut env = o.release.env.clone();
+    env.extend(o.job.env.clone());
+    platform_env(&mut env, o.app_name, o.release, "", id);
+    let mut r = o.job.resources;
+    let d = DEFAULT_RESOURCES;
+    r.memory = r.memory.or(d.memory);
+    r.cpu = r.cpu.or(d.cpu);
+    r.max_fd = r.max_fd.or(d.max_fd);
+    r.max_procs = r.max_procs.or(d.max_procs);
+    let mut config = JobConfig::new(o.image, o.job.args.clone());
+    config.env = env;
+    config.tty = o.job.tty;
+    config.stdin = o.stdin;
+    config.resources = limits(&r);
+    config.init = true;
+    let metadata = BTreeMap::from([
+        (LABEL_APP.to_string(), o.release.app_id.clone()),
+        (LABEL_APP_NAME.to_string(), o.app_name.to_string()),
+        (LABEL_RELEASE.to_string(), o.release.id.clone()),
+        (LABEL_ONE_OFF.to_string(), "true".to_string()),
+    ]);
+    CreateJob {
+        id: Some(id.clone()),
+        config,
+        metadata,
+        ..CreateJob::default()
+    }
+}
+
+/// The app and release of a one-off job, from its labels.
+pub fn one_off_of(labels: &BTreeMap<String, String>) -> Option<(String, String)> {
+    if labels.get(LABEL_ONE_OFF).map(String::as_str) != Some("true") {
+        return None;
+    }
+    Some((
+        labels.get(LABEL_APP)?.clone(),
+        labels.get(LABEL_RELEASE)?.clone(),
+    ))
+}
+
 /// The host request for job `id` of `p`, restarted `restarts` times.
 pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
     let proc = p.process;
@@ -81,15 +173,7 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
             proto: port.proto,
         });
     }
-    for (k, v) in [
-        ("FLYNN_APP_ID", p.release.app_id.as_str()),
-        ("FLYNN_APP_NAME", p.app_name),
-        ("FLYNN_RELEASE_ID", p.release.id.as_str()),
-        ("FLYNN_PROCESS_TYPE", p.kind),
-        ("FLYNN_JOB_ID", id.as_str()),
-    ] {
-        env.insert(k.into(), v.into());
-    }
+    platform_env(&mut env, p.app_name, p.release, p.kind, id);
     // The service: the first port that names one, else the process type's own.
     let (service, service_port) = match proc
         .ports
@@ -100,15 +184,7 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
         Some((s, port)) => (Some(s), Some(port)),
         None => (proc.service.clone(), None),
     };
-    let limit = |l: &Option<Limit>| l.as_ref().and_then(|l| l.limit);
-    let r = &proc.resources;
-    let resources = host_api::Resources {
-        memory: limit(&r.memory),
-        cpu_millis: limit(&r.cpu),
-        nofile: limit(&r.max_fd),
-        pids: limit(&r.max_procs).map(|n| n as i64),
-        ..Default::default()
-    };
+    let resources = limits(&proc.resources);
     let mut config = JobConfig::new(p.image, proc.args.clone());
     config.env = env;
     config.ports = if proc.host_network { Vec::new() } else { ports };

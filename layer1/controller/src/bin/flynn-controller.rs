@@ -37,6 +37,13 @@ struct Args {
     /// Key prefix in etcd.
     #[arg(long, default_value = "/flynn/controller")]
     etcd_prefix: String,
+    /// discoverd's URL, where hosts are found (one-off jobs, kills, logs); none: those
+    /// answer 503.
+    #[arg(long, env = "DISCOVERD")]
+    discoverd: Option<Endpoint>,
+    /// The hosts' API token (what `flynn-host daemon` was given).
+    #[arg(long, env = "HOST_TOKEN", hide_env_values = true)]
+    host_token: Option<String>,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -84,10 +91,12 @@ async fn run<S: Store>(
 ) -> anyhow::Result<()> {
     let http = Listener::bind(&Endpoint::Tcp(args.listen)).await?;
     tracing::info!(addr = %args.listen, "controller API");
-    let state = std::sync::Arc::new(controller::http::State {
-        controller: Controller::new(store, config),
-        keys,
-    });
+    let mut controller = Controller::new(store, config);
+    if let Some(d) = &args.discoverd {
+        let hosts = controller::hosts::Hosts::new(d.clone(), args.host_token.clone());
+        controller = controller.with_hosts(hosts);
+    }
+    let state = std::sync::Arc::new(controller::http::State { controller, keys });
     Server::new(controller::http::router(), state)
         .serve(vec![http], shutdown.wait())
         .await;

@@ -3,6 +3,8 @@
 //! ([`Keys`]); without one the answer is 401 with `WWW-Authenticate: Basic`, so git asks for
 //! credentials.
 
+mod jobs;
+mod log;
 mod stream;
 
 use std::sync::Arc;
@@ -262,6 +264,24 @@ pub fn router<S: Store>() -> Router<Shared<S>> {
                 let active = Query::of(&req).flag("active")?;
                 let j = st.controller.jobs(p.get("app"), active).await?;
                 Ok(json(StatusCode::OK, &j))
+            },
+        )
+        .route(
+            Method::GET,
+            "/apps/{app}/log",
+            |st: Shared<S>, req, p| async move { log::log(st, req, p.get("app")).await },
+        )
+        .route(
+            Method::POST,
+            "/apps/{app}/jobs",
+            |st: Shared<S>, req, p| async move { jobs::run(st, req, p.get("app")).await },
+        )
+        .route(
+            Method::DELETE,
+            "/apps/{app}/jobs/{id}",
+            |st: Shared<S>, _, p| async move {
+                let j = st.controller.kill_job(p.get("app"), p.get("id")).await?;
+                Ok(jobs::killed(&j))
             },
         )
         .route(

@@ -14,7 +14,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::shim::ExitStatus;
+use crate::ExitStatus;
 
 /// Largest payload accepted in one frame.
 pub const MAX_PAYLOAD: usize = 1 << 20;

@@ -1,0 +1,114 @@
+//! One-off jobs (`POST /apps/{app}/jobs`, what `flynn run` and builds use) and kills
+//! (`DELETE /apps/{app}/jobs/{id}`). A one-off job runs a command of a release on a host
+//! picked at random, under the init, with the release's env; the controller records it at
+//! once and the scheduler reports its later states, as it does for every job.
+
+use std::time::Duration;
+
+use controller_api::spec::{self, OneOff};
+use controller_api::{Job, JobState, NewJob, PutJob};
+use host_api::client::Client as HostClient;
+use host_api::JobId;
+
+use crate::controller::Controller;
+use crate::error::ControllerError;
+use crate::store::Store;
+
+/// How long a kill lets the job handle SIGTERM before SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(10);
+
+fn host_error(host: &str) -> impl Fn(flynn_http::client::ClientError) -> ControllerError + '_ {
+    move |e| ControllerError::Host {
+        host: host.to_string(),
+        source: Box::new(e),
+    }
+}
+
+fn job_state(j: &host_api::Job) -> (JobState, Option<i32>, Option<String>) {
+    if j.state.is_final() {
+        let code = j.exit.as_ref().and_then(|e| e.code);
+        (JobState::Down, code, j.error.clone())
+    } else if j.state == host_api::JobState::Running {
+        (JobState::Up, None, None)
+    } else {
+        (JobState::Starting, None, None)
+    }
+}
+
+impl<S: Store> Controller<S> {
+    /// Starts a one-off job of `app` (its current release unless `new` names one); with
+    /// `stdin`, its stdin stays open for a client that attaches. Returns the job as recorded
+    /// and its host, for attaching.
+    pub async fn run_job(
+        &self,
+        app: &str,
+        new: NewJob,
+        stdin: bool,
+    ) -> Result<(Job, HostClient), ControllerError> {
+        let a = self.app(app).await?;
+        let release = match &new.release {
+            Some(id) => self.release_of(&a, id).await?,
+            None => self.app_release(&a.id).await?,
+        };
+        let Some(artifact) = release.artifacts.first() else {
+            return Err(ControllerError::NotDeployable(release.id.clone()));
+        };
+        let image = self.artifact(artifact).await?.uri;
+        let (host, client) = self.hosts()?.any().await?;
+        let id = spec::job_id(&host);
+        let one_off = OneOff {
+            app_name: a.name.as_str(),
+            release: &release,
+            image: &image,
+            job: &new,
+            stdin,
+        };
+        let req = spec::one_off_job(one_off, &id);
+        client
+            .pull_complete(&image)
+            .await
+            .map_err(host_error(&host))?;
+        let created = client.create_job(&req).await.map_err(host_error(&host))?;
+        let (state, exit_status, why) = job_state(&created);
+        tracing::info!(job = %id, host = %host, app = %a.name, "one-off job started");
+        let put = PutJob {
+            release: release.id.clone(),
+            kind: String::new(),
+            host_id: host.clone(),
+            state,
+            restarts: 0,
+            exit_status,
+            host_error: why,
+        };
+        let job = self.put_job(&a.id, id.as_str(), put).await?;
+        Ok((job, client))
+    }
+
+    /// Stops job `id` of `app` on its host (SIGTERM, SIGKILL after [`KILL_GRACE`]) and
+    /// records it down. A formation's job is replaced by the scheduler, as after a crash.
+    pub async fn kill_job(&self, app: &str, id: &str) -> Result<Job, ControllerError> {
+        let job = self.job(app, id).await?;
+        if job.state == JobState::Down {
+            return Ok(job);
+        }
+        let client = self.hosts()?.get(&job.host_id).await?;
+        let host_id: JobId = id
+            .parse()
+            .map_err(|_| ControllerError::Invalid(format!("job id {id:?} is not a host job id")))?;
+        let stopped = client
+            .stop(&host_id, KILL_GRACE)
+            .await
+            .map_err(host_error(&job.host_id))?;
+        let (state, exit_status, why) = job_state(&stopped);
+        let put = PutJob {
+            release: job.release.clone(),
+            kind: job.kind.clone(),
+            host_id: job.host_id.clone(),
+            state,
+            restarts: job.restarts,
+            exit_status,
+            host_error: why,
+        };
+        self.put_job(&job.app, id, put).await
+    }
+}
