@@ -21,6 +21,7 @@ pub struct ControllerProcess {
     etcd: Vec<String>,
     prefix: String,
     domain: Option<String>,
+    discoverd: Option<String>,
     child: Option<Child>,
 }
 
@@ -33,6 +34,20 @@ impl ControllerProcess {
 
     /// Starts one on the etcd cluster at `etcd` under `prefix` (embedded when empty).
     pub fn start_with(domain: Option<&str>, etcd: &[String], prefix: &str) -> Self {
+        Self::launch(domain, etcd, prefix, None)
+    }
+
+    /// Starts one (embedded store) that finds hosts through the discoverd at `discoverd`.
+    pub fn start_with_discoverd(domain: Option<&str>, discoverd: &str) -> Self {
+        Self::launch(domain, &[], "/flynn-test/controller", Some(discoverd))
+    }
+
+    fn launch(
+        domain: Option<&str>,
+        etcd: &[String],
+        prefix: &str,
+        discoverd: Option<&str>,
+    ) -> Self {
         let port = free_port();
         let mut c = Self {
             url: format!("http://127.0.0.1:{port}"),
@@ -42,6 +57,7 @@ impl ControllerProcess {
             etcd: etcd.to_vec(),
             prefix: prefix.to_string(),
             domain: domain.map(str::to_string),
+            discoverd: discoverd.map(str::to_string),
             child: None,
         };
         c.spawn();
@@ -63,6 +79,7 @@ impl ControllerProcess {
             etcd: self.etcd.clone(),
             prefix: self.prefix.clone(),
             domain: self.domain.clone(),
+            discoverd: self.discoverd.clone(),
             child: None,
         };
         c.spawn();
@@ -87,6 +104,9 @@ impl ControllerProcess {
         }
         if let Some(d) = &self.domain {
             cmd.args(["--domain", d]);
+        }
+        if let Some(d) = &self.discoverd {
+            cmd.args(["--discoverd", d]);
         }
         let child = cmd
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])

@@ -85,13 +85,30 @@ impl<S: Store> Controller<S> {
     }
 
     /// Stops job `id` of `app` on its host (SIGTERM, SIGKILL after [`KILL_GRACE`]) and
-    /// records it down. A formation's job is replaced by the scheduler, as after a crash.
+    /// records it down (a job whose host is no longer registered is recorded down as lost).
+    /// A formation's job is replaced by the scheduler, as after a crash.
     pub async fn kill_job(&self, app: &str, id: &str) -> Result<Job, ControllerError> {
         let job = self.job(app, id).await?;
         if job.state == JobState::Down {
             return Ok(job);
         }
-        let client = self.hosts()?.get(&job.host_id).await?;
+        let client = match self.hosts()?.get(&job.host_id).await {
+            Ok(c) => c,
+            // Its host is gone, and the job with it: recorded down.
+            Err(ControllerError::HostGone(host)) => {
+                let put = PutJob {
+                    release: job.release.clone(),
+                    kind: job.kind.clone(),
+                    host_id: job.host_id.clone(),
+                    state: JobState::Down,
+                    restarts: job.restarts,
+                    exit_status: None,
+                    host_error: Some(format!("host {host} was lost")),
+                };
+                return self.put_job(&job.app, id, put).await;
+            }
+            Err(e) => return Err(e),
+        };
         let host_id: JobId = id
             .parse()
             .map_err(|_| ControllerError::Invalid(format!("job id {id:?} is not a host job id")))?;
