@@ -8,6 +8,7 @@ pub mod cli;
 pub mod db;
 pub mod error;
 pub mod events;
+mod health;
 pub mod host;
 mod images;
 pub mod log_stream;

@@ -16,8 +16,6 @@ use host_api::{Job, JobState, NetworkMode, Proto};
 const TTL: Duration = Duration::from_secs(10);
 /// How long a job's service port is tried before the job is left unregistered.
 const CHECK_FOR: Duration = Duration::from_secs(120);
-/// Time between connection attempts of the health check.
-const CHECK_EVERY: Duration = Duration::from_millis(50);
 
 /// The host's registrations, by (service, instance id).
 #[derive(Debug)]
@@ -98,9 +96,8 @@ impl Registrations {
         self.remove(service.as_str(), job.id.as_str());
     }
 
-    /// Registers a job that runs and names a service once its service port accepts a
-    /// connection (the health check: nothing is needed inside the image); deregisters it
-    /// when it ends.
+    /// Registers a job that runs and names a service once it passes its health check
+    /// ([`crate::health`]: a TCP connect, or its HTTP check); deregisters it when it ends.
     pub fn job_changed(self: &Arc<Self>, job: &Job) {
         let Some(service) = &job.config.service else {
             return;
@@ -138,14 +135,24 @@ impl Registrations {
                 };
                 let addr = SocketAddr::new(self.host_ip, host_port);
                 let me = self.clone();
+                let http = job.config.service_check.clone();
+                let every = match http {
+                    Some(_) => crate::health::HTTP_EVERY,
+                    None => crate::health::TCP_EVERY,
+                };
                 tokio::spawn(async move {
                     let started = Instant::now();
-                    while tokio::net::TcpStream::connect(check).await.is_err() {
-                        if started.elapsed() > CHECK_FOR {
-                            tracing::warn!(service = %key.0, job = %key.1, %check, "the job's service port never accepted a connection; not registered");
+                    while !crate::health::passes(check, http.as_ref()).await {
+                        // Ended or taken out meanwhile: stop checking.
+                        if !locked(&me.checking).contains(&key) {
                             return;
                         }
-                        tokio::time::sleep(CHECK_EVERY).await;
+                        if started.elapsed() > CHECK_FOR {
+                            tracing::warn!(service = %key.0, job = %key.1, %check, "the job's service never passed its health check; not registered");
+                            locked(&me.checking).remove(&key);
+                            return;
+                        }
+                        tokio::time::sleep(every).await;
                     }
                     // Still wanted: neither ended nor taken out meanwhile.
                     if locked(&me.checking).remove(&key) && !locked(&me.out).contains(&key) {

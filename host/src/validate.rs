@@ -111,6 +111,21 @@ pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
             return Err(bad("job port 0: use 1 to 65535".into()));
         }
     }
+    if let Some(c) = &req.service_check {
+        if req.service.is_none() {
+            return Err(bad("service_check needs a service".into()));
+        }
+        let printable = c.path.bytes().all(|b| b.is_ascii_graphic());
+        if !c.path.starts_with('/') || !printable || c.path.len() > 1024 {
+            return Err(bad(format!(
+                "service_check path {:?}: use an absolute path such as /health (printable ASCII, no spaces)",
+                c.path
+            )));
+        }
+        if let Some(s) = c.status {
+            range("service_check status", s as u64, 100, 599)?;
+        }
+    }
     if req.service.is_some() {
         let Some(port) = req.service_port.or(req.config.ports.first().map(|p| p.job)) else {
             return Err(bad(

@@ -24,9 +24,35 @@ pub struct CreateJob {
     /// The job port registered for the service (default: the first published job port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_port: Option<u16>,
+    /// How the host decides the service is up before registering it (default: the service
+    /// port accepts a TCP connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_check: Option<HttpCheck>,
     /// Free-form labels, usable as list filters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+}
+
+/// An HTTP health check: `GET path` on the service port must answer `status` (default: any
+/// 2xx or 3xx) before the job is registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    /// The path (and query) to GET; starts with `/`.
+    pub path: String,
+    /// The status that counts as healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+impl HttpCheck {
+    /// True when an answer with `status` passes.
+    pub fn passes(&self, status: u16) -> bool {
+        match self.status {
+            Some(s) => s == status,
+            None => (200..400).contains(&status),
+        }
+    }
 }
 
 impl CreateJob {
@@ -59,6 +85,7 @@ impl<'de> Deserialize<'de> for CreateJob {
         let id = take(&mut map, "id")?;
         let service = take(&mut map, "service")?;
         let service_port = take(&mut map, "service_port")?;
+        let service_check = take(&mut map, "service_check")?;
         let metadata = take(&mut map, "metadata")?.unwrap_or_default();
         let config =
             serde_json::from_value(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
@@ -67,6 +94,7 @@ impl<'de> Deserialize<'de> for CreateJob {
             config,
             service,
             service_port,
+            service_check,
             metadata,
         })
     }

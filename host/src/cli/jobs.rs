@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// Register the job in discoverd under this service name.
     #[arg(long)]
     service: Option<host_api::ServiceName>,
+    /// Register the service only once `GET PATH` on its port answers 2xx or 3xx (default:
+    /// once the port accepts a TCP connection).
+    #[arg(long, value_name = "PATH", requires = "service")]
+    check_http: Option<String>,
     /// Metadata label KEY=VALUE.
     #[arg(short, long = "label", value_name = "K=V")]
     label: Vec<String>,
@@ -186,6 +190,10 @@ impl RunArgs {
             config,
             metadata: key_values(&self.label, "label")?,
             service: self.service.clone(),
+            service_check: self
+                .check_http
+                .clone()
+                .map(|path| host_api::HttpCheck { path, status: None }),
             ..Default::default()
         })
     }

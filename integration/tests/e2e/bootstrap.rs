@@ -132,6 +132,69 @@ fn bootstrap_runs_discoverd_and_jobs_find_each_other() {
     assert!(h.block_on(d.instances("victim-web")).unwrap().is_empty());
     assert_eq!(h.block_on(d.instances("flynn-host")).unwrap().len(), 1);
 
+    // A service with an HTTP check is registered only once `GET /health` passes: while the
+    // file is missing, httpd answers 404 and the job stays out of discoverd.
+    let v = h.ok(&["volume", "create", "checked-www"]);
+    assert_eq!(v.trim(), "checked-www");
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web-2",
+        "--service",
+        "checked",
+        "--check-http",
+        "/health",
+        "-p",
+        "8080",
+        "-v",
+        "checked-www:/www",
+        &h.image,
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
+    ]);
+    let job = h
+        .block_on(h.client().job(&integration::jid("web-2")))
+        .unwrap();
+    let health = format!("http://100.100.0.1:{}/health", job.ports[0].host);
+    let status = || {
+        let out = integration::run(std::process::Command::new("curl").args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            &health,
+        ]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status() != "404" {
+        assert!(Instant::now() < deadline, "web-2 did not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Several check periods (250 ms each) with the check failing.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(h.block_on(d.instances("checked")).unwrap().is_empty());
+    let www = h.state().join("runtime/volumes/checked-www/data");
+    std::fs::write(www.join("health"), "ok\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.block_on(d.instances("checked")).unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "web-2 was not registered once healthy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status(), "200");
+    h.ok(&["rm", "-f", "web-2"]);
+
     h.ok(&["stop", "web-1"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !h.block_on(d.instances("web")).unwrap().is_empty() {

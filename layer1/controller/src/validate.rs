@@ -60,9 +60,17 @@ pub fn process(name: &str, p: &ProcessType, system: bool) -> Result<(), Controll
         }
         if let Some(check) = port.service.as_ref().and_then(|s| s.check.as_ref()) {
             if let Some(path) = &check.path {
-                if !path.starts_with('/') {
+                let printable = path.bytes().all(|b| b.is_ascii_graphic());
+                if !path.starts_with('/') || !printable || path.len() > 1024 {
                     return Err(invalid(format!(
-                        "process type {name}: health check path {path:?} must start with '/'"
+                        "process type {name}: health check path {path:?} must start with '/' and be printable ASCII without spaces"
+                    )));
+                }
+            }
+            if let Some(status) = check.status {
+                if !(100..=599).contains(&status) {
+                    return Err(invalid(format!(
+                        "process type {name}: health check status {status}: use 100 to 599"
                     )));
                 }
             }

@@ -174,15 +174,15 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
         });
     }
     platform_env(&mut env, p.app_name, p.release, p.kind, id);
-    // The service: the first port that names one, else the process type's own.
-    let (service, service_port) = match proc
+    // The service: the first port that names one (with its check), else the process type's.
+    let (service, service_port, service_check) = match proc
         .ports
         .iter()
         .zip(&ports)
-        .find_map(|(port, map)| port.service.as_ref().map(|s| (s.name.clone(), map.job)))
+        .find_map(|(port, map)| port.service.as_ref().map(|s| (s, map.job)))
     {
-        Some((s, port)) => (Some(s), Some(port)),
-        None => (proc.service.clone(), None),
+        Some((s, port)) => (Some(s.name.clone()), Some(port), http_check(s)),
+        None => (proc.service.clone(), None, None),
     };
     let resources = limits(&proc.resources);
     let mut config = JobConfig::new(p.image, proc.args.clone());
@@ -221,6 +221,101 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
         config,
         service,
         service_port,
+        service_check,
         metadata,
+    }
+}
+
+/// The host's HTTP check for a service whose check is `http` (path default `/`); a `tcp`
+/// check is the host's default.
+fn http_check(s: &crate::PortService) -> Option<host_api::HttpCheck> {
+    let c = s.check.as_ref()?;
+    (c.kind == crate::CheckType::Http).then(|| host_api::HttpCheck {
+        path: c.path.clone().unwrap_or_else(|| "/".into()),
+        status: c.status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(processes: serde_json::Value) -> Release {
+        serde_json::from_value(serde_json::json!({
+            "id": "r1", "app_id": "a1", "artifacts": ["i1"], "env": {"A": "1", "B": "1"},
+            "meta": {}, "processes": processes, "created_at": "2026-12-03T00:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn formation_jobs_carry_env_labels_ports_checks_and_the_init() {
+        let r = release(serde_json::json!({"web": {
+            "args": ["serve"], "env": {"B": "2"},
+            "ports": [{"port": 0, "proto": "tcp", "service": {"name": "app-web", "create": true,
+                       "check": {"type": "http", "path": "/ping", "status": 204}}}]
+        }}));
+        let p = &r.processes["web"];
+        let id: JobId = "h1-0123".parse().unwrap();
+        let process = Process {
+            app_name: "app",
+            release: &r,
+            image: "img",
+            kind: "web",
+            process: p,
+        };
+        let job = create_job(process, &id, 3);
+        let env = &job.config.env;
+        assert_eq!((env["A"].as_str(), env["B"].as_str()), ("1", "2"));
+        assert_eq!(env["PORT"], "5000");
+        assert_eq!(env["FLYNN_JOB_ID"], "h1-0123");
+        assert_eq!(env["FLYNN_PROCESS_TYPE"], "web");
+        assert_eq!(job.config.ports[0].job, 5000);
+        assert_eq!(job.service.as_ref().map(|s| s.as_str()), Some("app-web"));
+        assert_eq!(job.service_port, Some(5000));
+        let check = job.service_check.expect("an HTTP check");
+        assert_eq!((check.path.as_str(), check.status), ("/ping", Some(204)));
+        assert!(job.config.init);
+        assert_eq!(job.metadata[LABEL_RESTARTS], "3");
+
+        // A TCP check is the host's default: none is sent.
+        let r = release(serde_json::json!({"web": {
+            "ports": [{"port": 8080, "proto": "tcp", "service": {"name": "app-web", "create": true,
+                       "check": {"type": "tcp"}}}]
+        }}));
+        let process = Process {
+            process: &r.processes["web"],
+            release: &r,
+            ..process
+        };
+        assert!(create_job(process, &id, 0).service_check.is_none());
+    }
+
+    #[test]
+    fn one_off_jobs_are_labelled_and_found_again() {
+        let r = release(serde_json::json!({}));
+        let new = crate::NewJob {
+            args: vec!["sh".into()],
+            env: BTreeMap::from([("B".to_string(), "3".to_string())]),
+            ..crate::NewJob::default()
+        };
+        let id: JobId = "h1-0456".parse().unwrap();
+        let o = OneOff {
+            app_name: "app",
+            release: &r,
+            image: "img",
+            job: &new,
+            stdin: true,
+        };
+        let job = one_off_job(o, &id);
+        assert_eq!(job.config.env["B"], "3");
+        assert_eq!(job.config.env["FLYNN_PROCESS_TYPE"], "");
+        assert!(job.config.stdin && job.config.init && job.service.is_none());
+        assert_eq!(job.config.resources.memory, Some(1 << 30));
+        assert_eq!(
+            one_off_of(&job.metadata),
+            Some(("a1".to_string(), "r1".to_string()))
+        );
+        assert!(one_off_of(&BTreeMap::new()).is_none());
     }
 }
