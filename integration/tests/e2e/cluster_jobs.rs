@@ -1,13 +1,14 @@
 //! One-off jobs, kills and app logs through the controller, on the scheduler test's cluster
 //! (one boot for both): `POST /apps/{app}/jobs` plain and attached (stdin in, output and the
-//! exit code out), `DELETE /apps/{app}/jobs/{id}` (a formation's job is replaced), and
+//! exit code out), scale requests (pending until the jobs match, a newer one cancels a
+//! pending one), `DELETE /apps/{app}/jobs/{id}` (a formation's job is replaced), and
 //! `GET /apps/{app}/log` (history merged in time order, filters, following a job that starts
 //! after the request).
 
 use std::time::Duration;
 
 use controller_api::client::LogRequest;
-use controller_api::{JobState, NewJob};
+use controller_api::{JobState, NewJob, NewScaleRequest, ScaleRequestState};
 use integration::cluster::Cluster;
 use runtime::attach::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -167,6 +168,61 @@ pub fn one_off_jobs_kills_and_logs(c: &Cluster, app: &str) {
             ("followed", later.id.as_str())
         );
     });
+
+    // Scale requests: pending until exactly that many jobs are up, then complete.
+    let release = c.block_on(api.app(app)).unwrap().release.unwrap();
+    let scale = |n: u32| {
+        let new = NewScaleRequest {
+            processes: [("web".parse().unwrap(), n)].into(),
+            ..NewScaleRequest::default()
+        };
+        c.block_on(api.scale(app, &release, &new)).unwrap()
+    };
+    let state = |id: &str| {
+        let all = c.block_on(api.scale_requests(app)).unwrap();
+        all.into_iter().find(|r| r.id == id).map(|r| r.state)
+    };
+    let up_web = || {
+        c.block_on(api.jobs(app, true))
+            .unwrap()
+            .iter()
+            .filter(|j| j.kind == "web" && j.state == JobState::Up)
+            .count()
+    };
+    let four = scale(4);
+    assert_eq!(
+        four.new_processes.values().copied().collect::<Vec<_>>(),
+        [4]
+    );
+    c.wait("web=4 complete", Duration::from_secs(60), |_| {
+        state(&four.id) == Some(ScaleRequestState::Complete)
+    });
+    assert_eq!(up_web(), 4);
+    // A newer request cancels the pending one; the newer one completes.
+    let (five, three) = (scale(5), scale(3));
+    assert_eq!(state(&five.id), Some(ScaleRequestState::Cancelled));
+    c.wait("web=3 complete", Duration::from_secs(90), |_| {
+        state(&three.id) == Some(ScaleRequestState::Complete)
+    });
+    assert_eq!(up_web(), 3);
+    let unknown = NewScaleRequest {
+        processes: [("nosuchtype".parse().unwrap(), 1)].into(),
+        ..NewScaleRequest::default()
+    };
+    let err = c.block_on(api.scale(app, &release, &unknown)).unwrap_err();
+    assert_eq!(err.code().map(|c| c.as_str()), Some("bad_request"), "{err}");
+    let err = c
+        .block_on(api.scale(
+            app,
+            "00000000000000000000000000000000",
+            &NewScaleRequest::default(),
+        ))
+        .unwrap_err();
+    assert_eq!(
+        err.code().map(|c| c.as_str()),
+        Some("no_such_release"),
+        "{err}"
+    );
 
     // A kill stops a web job on its host; the scheduler replaces it.
     let web_jobs = c.block_on(api.jobs(app, true)).unwrap();

@@ -211,9 +211,13 @@ impl<S: Store> Controller<S> {
                 txn.deletes.push(key);
                 txn.event(crate::formations::removal_event(&f.value));
             }
-            for (key, _) in self.store.list(&keys::of_app("jobs", &id)).await? {
-                txn.deletes.push(key);
+            for kind in ["jobs", "scale-requests", "deployments"] {
+                for (key, _) in self.store.list(&keys::of_app(kind, &id)).await? {
+                    txn.deletes.push(key);
+                }
             }
+            txn.deletes.push(keys::scale_pending(&id));
+            txn.deletes.push(keys::deploy_active(&id));
             let releases = self.store.list(&keys::of_app("app-releases", &id)).await?;
             for (key, _) in &releases {
                 let release = key.rsplit('/').next().unwrap_or_default();

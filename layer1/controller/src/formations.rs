@@ -1,7 +1,7 @@
 //! Formations: how many jobs of each process type of a release an app runs, and where. The
 //! scheduler follows their events; it is the only one that acts on them.
 
-use controller_api::{Formation, ObjectType, PutFormation, MAX_PROCESSES};
+use controller_api::{Formation, ObjectType, PutFormation, Release, MAX_PROCESSES};
 use flynn_http::Timestamp;
 
 use crate::controller::{Controller, Read};
@@ -26,6 +26,31 @@ pub(crate) fn removal_event(f: &Formation) -> NewEvent {
     formation_event(&gone)
 }
 
+/// Refuses counts or tags of process types `r` does not have, and counts over
+/// [`MAX_PROCESSES`].
+pub(crate) fn check_formation(r: &Release, put: &PutFormation) -> Result<(), ControllerError> {
+    for t in put.processes.keys().chain(put.tags.keys()) {
+        if !r.processes.contains_key(t) {
+            let have: Vec<&str> = r.processes.keys().map(|k| k.as_str()).collect();
+            return Err(ControllerError::Invalid(format!(
+                "release {} has no process type {t} (it has: {})",
+                r.id,
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            )));
+        }
+    }
+    if let Some((t, n)) = put.processes.iter().find(|(_, n)| **n > MAX_PROCESSES) {
+        return Err(ControllerError::Invalid(format!(
+            "{t}={n}: at most {MAX_PROCESSES} jobs per process type"
+        )));
+    }
+    Ok(())
+}
+
 impl<S: Store> Controller<S> {
     /// Sets the formation of `app`'s `release`: counts and tags of process types the release
     /// has; the release must have an artifact.
@@ -44,25 +69,7 @@ impl<S: Store> Controller<S> {
             if r.artifacts.is_empty() {
                 return Err(ControllerError::NotDeployable(r.id));
             }
-            for t in put.processes.keys().chain(put.tags.keys()) {
-                if !r.processes.contains_key(t) {
-                    let have: Vec<&str> = r.processes.keys().map(|k| k.as_str()).collect();
-                    return Err(ControllerError::Invalid(format!(
-                        "release {} has no process type {t} (it has: {})",
-                        r.id,
-                        if have.is_empty() {
-                            "none".to_string()
-                        } else {
-                            have.join(", ")
-                        }
-                    )));
-                }
-            }
-            if let Some((t, n)) = put.processes.iter().find(|(_, n)| **n > MAX_PROCESSES) {
-                return Err(ControllerError::Invalid(format!(
-                    "{t}={n}: at most {MAX_PROCESSES} jobs per process type"
-                )));
-            }
+            check_formation(&r, &put)?;
             let key = keys::formation(&a.id, &r.id);
             let old = self.read::<Formation>(&key).await?;
             let now = Timestamp::now();

@@ -28,56 +28,60 @@ impl<S: Store> Controller<S> {
                 "job id {id:?}: use 1-64 letters, digits, '_', '.' or '-'"
             )));
         }
-        self.transact(|| async {
-            let Read {
-                value: a,
-                at: app_at,
-            } = self.find_app(app).await?;
-            let key = keys::job(&a.id, id);
-            let old = self.read::<Job>(&key).await?;
-            if let Some(o) = &old {
-                if o.value.state > put.state {
-                    return Ok((Txn::default(), o.value.clone()));
-                }
-            }
-            let now = Timestamp::now();
-            let job = Job {
-                id: id.to_string(),
-                app: a.id.clone(),
-                release: put.release.clone(),
-                kind: put.kind.clone(),
-                host_id: put.host_id.clone(),
-                state: put.state,
-                restarts: put.restarts,
-                exit_status: put.exit_status,
-                host_error: put.host_error.clone(),
-                created_at: old.as_ref().map_or(now, |o| o.value.created_at),
-                updated_at: now,
-            };
-            let mut txn = Txn::default();
-            txn.unchanged(&keys::app(&a.id), Some(&app_at))
-                .unchanged(&key, old.as_ref().map(|o| &o.at));
-            if job.state == JobState::Down {
-                // Keep the newest ended jobs only.
-                let mut down: Vec<Read<Job>> = self
-                    .read_all::<Job>(&keys::of_app("jobs", &a.id))
-                    .await?
-                    .into_iter()
-                    .filter(|j| j.value.state == JobState::Down && j.value.id != job.id)
-                    .collect();
-                if down.len() >= KEPT_DOWN_JOBS {
-                    down.sort_by_key(|j| j.value.updated_at);
-                    for j in &down[..down.len() + 1 - KEPT_DOWN_JOBS] {
-                        let k = keys::job(&a.id, &j.value.id);
-                        txn.unchanged(&k, Some(&j.at));
-                        txn.deletes.push(k);
+        let job = self
+            .transact(|| async {
+                let Read {
+                    value: a,
+                    at: app_at,
+                } = self.find_app(app).await?;
+                let key = keys::job(&a.id, id);
+                let old = self.read::<Job>(&key).await?;
+                if let Some(o) = &old {
+                    if o.value.state > put.state {
+                        return Ok((Txn::default(), o.value.clone()));
                     }
                 }
-            }
-            txn.put_json(key, &job).event(job_event(&job));
-            Ok((txn, job))
-        })
-        .await
+                let now = Timestamp::now();
+                let job = Job {
+                    id: id.to_string(),
+                    app: a.id.clone(),
+                    release: put.release.clone(),
+                    kind: put.kind.clone(),
+                    host_id: put.host_id.clone(),
+                    state: put.state,
+                    restarts: put.restarts,
+                    exit_status: put.exit_status,
+                    host_error: put.host_error.clone(),
+                    created_at: old.as_ref().map_or(now, |o| o.value.created_at),
+                    updated_at: now,
+                };
+                let mut txn = Txn::default();
+                txn.unchanged(&keys::app(&a.id), Some(&app_at))
+                    .unchanged(&key, old.as_ref().map(|o| &o.at));
+                if job.state == JobState::Down {
+                    // Keep the newest ended jobs only.
+                    let mut down: Vec<Read<Job>> = self
+                        .read_all::<Job>(&keys::of_app("jobs", &a.id))
+                        .await?
+                        .into_iter()
+                        .filter(|j| j.value.state == JobState::Down && j.value.id != job.id)
+                        .collect();
+                    if down.len() >= KEPT_DOWN_JOBS {
+                        down.sort_by_key(|j| j.value.updated_at);
+                        for j in &down[..down.len() + 1 - KEPT_DOWN_JOBS] {
+                            let k = keys::job(&a.id, &j.value.id);
+                            txn.unchanged(&k, Some(&j.at));
+                            txn.deletes.push(k);
+                        }
+                    }
+                }
+                txn.put_json(key, &job).event(job_event(&job));
+                Ok((txn, job))
+            })
+            .await?;
+        // The report may finish the app's pending scale request.
+        self.settle_scale(&job.app).await?;
+        Ok(job)
     }
 
     /// The app's jobs, newest first; with `active`, only those not down.

@@ -45,6 +45,16 @@ pub fn deploy_active(app: &str) -> String {
     format!("deploy-active/{app}")
 }
 
+/// `scale-requests/APP/ID`.
+pub fn scale_request(app: &str, id: &str) -> String {
+    format!("scale-requests/{app}/{id}")
+}
+
+/// `scale-pending/APP`: the id of the app's pending scale request (one at most).
+pub fn scale_pending(app: &str) -> String {
+    format!("scale-pending/{app}")
+}
+
 /// `routes/APP/ID`: a stored route.
 pub fn route(app: &str, id: &str) -> String {
     format!("routes/{app}/{id}")

@@ -24,6 +24,7 @@ mod names;
 mod releases;
 mod routes;
 mod run;
+mod scale;
 mod validate;
 
 pub use controller::{Config, Controller};

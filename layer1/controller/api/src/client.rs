@@ -11,7 +11,10 @@ use crate::model::{
     App, AppDeletion, AppRelease, AppUpdate, Artifact, Event, Formation, NewApp, NewArtifact,
     NewRelease, ObjectType, PutFormation, Release,
 };
-use crate::{Deployment, DeploymentUpdate, Job, LogMessage, NewDeployment, NewJob, PutJob, Route};
+use crate::{
+    Deployment, DeploymentUpdate, Job, LogMessage, NewDeployment, NewJob, NewScaleRequest, PutJob,
+    Route, ScaleRequest,
+};
 
 /// The attach protocol's name in `Upgrade` (the host's, passed through).
 pub const ATTACH_PROTOCOL: &str = "flynn-attach";
@@ -246,6 +249,23 @@ impl Client {
     pub async fn jobs(&self, app: &str, active: bool) -> Result<Vec<Job>, ClientError> {
         let q = if active { "?active=true" } else { "" };
         let path = format!("/apps/{}/jobs{q}", seg(app));
+        self.0.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `PUT /apps/{app}/scale/{release}`: changes the counts of the types named.
+    pub async fn scale(
+        &self,
+        app: &str,
+        release: &str,
+        new: &NewScaleRequest,
+    ) -> Result<ScaleRequest, ClientError> {
+        let path = format!("/apps/{}/scale/{}", seg(app), seg(release));
+        self.0.call(Method::PUT, &path, Some(new)).await
+    }
+
+    /// The app's scale requests, newest first.
+    pub async fn scale_requests(&self, app: &str) -> Result<Vec<ScaleRequest>, ClientError> {
+        let path = format!("/apps/{}/scale-requests", seg(app));
         self.0.call(Method::GET, &path, None::<&()>).await
     }
 

@@ -4,6 +4,7 @@
 mod deployment;
 mod job;
 mod model;
+mod scale;
 
 #[cfg(feature = "client")]
 pub mod client;
@@ -14,6 +15,7 @@ pub use deployment::{Deployment, DeploymentStatus, DeploymentUpdate, NewDeployme
 pub use job::{Job, JobState, LogMessage, NewJob, PutJob, KEPT_DOWN_JOBS};
 pub use model::*;
 pub use router_api::{Certificate, HttpRoute, Route, TcpRoute};
+pub use scale::{NewScaleRequest, ScaleRequest, ScaleRequestState};
 
 /// The `parent_ref` the controller gives an app's routes: `controller/apps/APP_ID`.
 pub fn route_parent(app_id: &str) -> String {

@@ -472,6 +472,8 @@ pub enum ObjectType {
     Job,
     /// A deployment was made or changed status (data: the deployment).
     Deployment,
+    /// A scale request was made or changed state (data: the request).
+    ScaleRequest,
 }
 
 impl ObjectType {
@@ -488,11 +490,12 @@ impl ObjectType {
             ObjectType::RouteDeletion => "route_deletion",
             ObjectType::Job => "job",
             ObjectType::Deployment => "deployment",
+            ObjectType::ScaleRequest => "scale_request",
         }
     }
 
     /// Every object type.
-    pub const ALL: [ObjectType; 10] = [
+    pub const ALL: [ObjectType; 11] = [
         ObjectType::App,
         ObjectType::AppDeletion,
         ObjectType::AppRelease,
@@ -503,6 +506,7 @@ impl ObjectType {
         ObjectType::RouteDeletion,
         ObjectType::Job,
         ObjectType::Deployment,
+        ObjectType::ScaleRequest,
     ];
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use controller_api::{
     AppRelease, AppUpdate, DeploymentUpdate, NewApp, NewArtifact, NewDeployment, NewRelease,
-    ObjectType, PutFormation, PutJob, Route,
+    NewScaleRequest, ObjectType, PutFormation, PutJob, Route,
 };
 use flynn_http::server::{
     bytes_response, json, no_content, read_json, wants_sse, ApiError, Body, Params, Query, Router,
@@ -264,6 +264,26 @@ pub fn router<S: Store>() -> Router<Shared<S>> {
                 let active = Query::of(&req).flag("active")?;
                 let j = st.controller.jobs(p.get("app"), active).await?;
                 Ok(json(StatusCode::OK, &j))
+            },
+        )
+        .route(
+            Method::PUT,
+            "/apps/{app}/scale/{release}",
+            |st: Shared<S>, req, p| async move {
+                let new: NewScaleRequest = read_json(req).await?;
+                let r = st
+                    .controller
+                    .scale(p.get("app"), p.get("release"), new)
+                    .await?;
+                Ok(json(StatusCode::OK, &r))
+            },
+        )
+        .route(
+            Method::GET,
+            "/apps/{app}/scale-requests",
+            |st: Shared<S>, _, p| async move {
+                let r = st.controller.scale_requests(p.get("app")).await?;
+                Ok(json(StatusCode::OK, &r))
             },
         )
         .route(
