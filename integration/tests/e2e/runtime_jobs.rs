@@ -216,13 +216,15 @@ fn an_init_forwards_stop_signals_reaps_orphans_and_passes_exit_codes() {
 
     // PID 1 is the init; an orphan (the subshell's `sleep` outlives its parent) is reaped by
     // it, so no zombie is left; the command's exit code is the job's.
-    let script = "tr '\\0' ' ' < /proc/1/cmdline; echo; (sleep 0.2 &); sleep 1; \
+    let script = "tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/1/comm; (sleep 0.2 &); sleep 1; \
                   echo zombies=$(grep -l '^State:.Z' /proc/[0-9]*/status 2>/dev/null | wc -l); exit 3";
     let mut spec = j.sh("reaper", script);
     spec.config.init = true;
     let (status, lines) = j.run(&spec);
     assert_eq!(status.code, Some(3), "{status:?} {lines:?}");
     assert!(lines[0].starts_with("/dev/init -- /bin/sh -c"), "{lines:?}");
+    // What the start waits for (with SIGTERM blocked) before a stop can be sent.
+    assert_eq!(lines[1], "init", "{lines:?}");
     assert!(lines.contains(&"zombies=0".to_string()), "{lines:?}");
 
     // A host without the init binary refuses the job and keeps no record of it.
