@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale benchmark: boots the three-host test cluster (integration/src/cluster.rs: hosts in
+# Scale benchmark: boots the three-host test cluster (integration/src/cluster/: hosts in
 # namespaces of their own, etcd, discoverd, routers, the controller and two schedulers as
 # jobs) and times `web=1 -> web=N` until N jobs run and every router lists N backends, for
 # each N given (default 1 10 50), then a one-by-one deploy of 10 jobs. Flynn's documentation

@@ -1,4 +1,4 @@
-//! Scale benchmark on the one-machine test cluster (integration/src/cluster.rs): for each N,
+//! Scale benchmark on the one-machine test cluster (integration/src/cluster/): for each N,
 //! from `web=1` (settled) to `web=N`, the time until N jobs run and every router lists N
 //! backends for the app's service; then the time of a one-by-one deploy of ten jobs. Run
 //! through bench/scale.sh (it provides the namespaces).

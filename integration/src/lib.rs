@@ -79,6 +79,31 @@ pub fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
+/// The HTTP status curl gets with `args` (at most 10 s; the body is dropped), run behind
+/// `prefix` when it is not empty (e.g. `nsenter -t PID -n`, for a job's view).
+pub fn http_status(prefix: &[&str], args: &[&str]) -> String {
+    let (program, before) = match prefix.split_first() {
+        Some((p, rest)) => (*p, rest),
+        None => ("curl", &[][..]),
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(before);
+    if !prefix.is_empty() {
+        cmd.arg("curl");
+    }
+    cmd.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "10",
+    ])
+    .args(args);
+    String::from_utf8_lossy(&run(&mut cmd).stdout).into_owned()
+}
+
 /// Runs a command that must succeed; returns its stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = run(cmd);

@@ -22,6 +22,7 @@ use crate::volume::{VolumeError, Volumes};
 mod cleanup;
 mod dir;
 mod image_use;
+mod init;
 
 pub use cleanup::shim_alive;
 use cleanup::{kill_cgroup, remove_cgroups};
@@ -110,18 +111,6 @@ pub enum JobState {
     Exited(ExitStatus),
     /// Never started.
     Failed,
-}
-
-/// How long a start waits for a job's init to block signals (see `Runtime::wait_init_ready`).
-const INIT_READY: Duration = Duration::from_secs(5);
-
-/// True when `/proc/PID/status` text shows SIGTERM blocked.
-fn blocks_sigterm(status: &str) -> bool {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigBlk:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        .is_some_and(|m| m & (1 << (libc::SIGTERM - 1)) != 0)
 }
 
 /// The init jobs run as PID 1 when they ask for one: Debian's static tini (package `tini`).
@@ -432,7 +421,7 @@ impl Runtime {
         loop {
             match self.state_in(dir) {
                 JobState::Running(pid) if spec.config.init => {
-                    self.wait_init_ready(dir, pid);
+                    init::wait_ready(pid, || matches!(self.state_in(dir), JobState::Exited(_)));
                     return Ok(pid);
                 }
                 JobState::Running(pid) => return Ok(pid),
@@ -452,26 +441,6 @@ impl Runtime {
                 }
                 JobState::Starting => std::thread::sleep(Duration::from_micros(500)),
             }
-        }
-    }
-
-    /// Waits (at most [`INIT_READY`]) until the job's init runs and blocks SIGTERM. A
-    /// namespace's PID 1 drops signals it neither handles nor blocks, so a stop sent between
-    /// the start and that moment would be lost; once blocked, it waits for the init.
-    fn wait_init_ready(&self, dir: &JobDir, pid: i32) {
-        let deadline = Instant::now() + INIT_READY;
-        loop {
-            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
-                return;
-            };
-            if comm.trim() == "init" && blocks_sigterm(&status) {
-                return;
-            }
-            if Instant::now() > deadline || matches!(self.state_in(dir), JobState::Exited(_)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_micros(200));
         }
     }
 

@@ -33,5 +33,5 @@ pub fn default_endpoint() -> Endpoint {
     Endpoint::Unix(DEFAULT_SOCKET.into())
 }
 
-/// The protocol name of `POST /jobs/{id}/attach`'s upgrade (`Upgrade: flynn-attach`).
-pub const ATTACH_PROTOCOL: &str = "flynn-attach";
+/// The attach protocol's name in `Upgrade` headers.
+pub const ATTACH_PROTOCOL: &str = runtime_api::attach::PROTOCOL;

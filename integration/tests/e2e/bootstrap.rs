@@ -92,26 +92,13 @@ fn bootstrap_runs_discoverd_and_jobs_find_each_other() {
         .pid
         .unwrap();
     // curl in the job's network namespace: where the job's own requests come from.
+    let pid = pid.to_string();
     let from_job = |method: &str, path: &str, body: &str| -> String {
-        let out = integration::run(std::process::Command::new("nsenter").args([
-            "-t",
-            &pid.to_string(),
-            "-n",
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-            "-X",
-            method,
-            "-d",
-            body,
-            &format!("http://100.100.0.1:1111{path}"),
-        ]));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let url = format!("http://100.100.0.1:1111{path}");
+        integration::http_status(
+            &["nsenter", "-t", &pid, "-n"],
+            &["-X", method, "-d", body, &url],
+        )
     };
     let register = from_job(
         "PUT",
@@ -161,19 +148,7 @@ fn bootstrap_runs_discoverd_and_jobs_find_each_other() {
         .block_on(h.client().job(&integration::jid("web-2")))
         .unwrap();
     let health = format!("http://100.100.0.1:{}/health", job.ports[0].host);
-    let status = || {
-        let out = integration::run(std::process::Command::new("curl").args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-            &health,
-        ]));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let status = || integration::http_status(&[], &[&health]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while status() != "404" {
         assert!(Instant::now() < deadline, "web-2 did not answer");

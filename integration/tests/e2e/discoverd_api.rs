@@ -145,25 +145,10 @@ fn registrations_watches_leaders_and_expiry() {
             r#"{"addr":"1.2.3.4:5"}"#,
         ),
     ] {
-        let out = integration::run(std::process::Command::new("curl").args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            method,
-            "-H",
-            &format!("Authorization: Bearer {}", d.key),
-            "-d",
-            body,
-            &format!("{}{path}", d.url),
-        ]));
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "400",
-            "{method} {path} {body}"
-        );
+        let auth = format!("Authorization: Bearer {}", d.key);
+        let url = format!("{}{path}", d.url);
+        let status = integration::http_status(&[], &["-X", method, "-H", &auth, "-d", body, &url]);
+        assert_eq!(status, "400", "{method} {path} {body}");
     }
 }
 

@@ -1,4 +1,4 @@
-//! The scheduler on a three-host cluster (integration/src/cluster.rs), one boot for every
+//! The scheduler on a three-host cluster (integration/src/cluster/), one boot for every
 //! phase: `web=3` spreads one job per host and answers through the router; a crashing
 //! process type backs off; the standby scheduler finishes a scale when the leader is killed,
 //! with no duplicate jobs; a destroyed host's job comes back elsewhere; a host that hangs

@@ -28,7 +28,7 @@ pub(crate) fn removal_event(f: &Formation) -> NewEvent {
 
 /// Refuses counts or tags of process types `r` does not have, and counts over
 /// [`MAX_PROCESSES`].
-pub(crate) fn check_formation(r: &Release, put: &PutFormation) -> Result<(), ControllerError> {
+fn check_formation(r: &Release, put: &PutFormation) -> Result<(), ControllerError> {
     for t in put.processes.keys().chain(put.tags.keys()) {
         if !r.processes.contains_key(t) {
             let have: Vec<&str> = r.processes.keys().map(|k| k.as_str()).collect();
@@ -51,6 +51,16 @@ pub(crate) fn check_formation(r: &Release, put: &PutFormation) -> Result<(), Con
     Ok(())
 }
 
+/// A formation about to be written ([`Controller::prepare_formation`]).
+pub(crate) struct FormationWrite {
+    /// As it was.
+    pub old: Option<Formation>,
+    /// As it will be.
+    pub new: Formation,
+    /// The checks, the write and its event.
+    pub txn: Txn,
+}
+
 impl<S: Store> Controller<S> {
     /// Sets the formation of `app`'s `release`: counts and tags of process types the release
     /// has; the release must have an artifact.
@@ -61,34 +71,58 @@ impl<S: Store> Controller<S> {
         put: PutFormation,
     ) -> Result<Formation, ControllerError> {
         self.transact(|| async {
-            let Read {
-                value: a,
-                at: app_at,
-            } = self.find_app(app).await?;
-            let r = self.release_of(&a, release).await?;
-            if r.artifacts.is_empty() {
-                return Err(ControllerError::NotDeployable(r.id));
-            }
-            check_formation(&r, &put)?;
-            let key = keys::formation(&a.id, &r.id);
-            let old = self.read::<Formation>(&key).await?;
-            let now = Timestamp::now();
-            let f = Formation {
-                app: a.id.clone(),
-                release: r.id.clone(),
-                processes: put.processes.clone(),
-                tags: put.tags.clone(),
-                created_at: old.as_ref().map_or(now, |o| o.value.created_at),
-                updated_at: now,
-            };
-            let mut txn = Txn::default();
-            txn.unchanged(&keys::app(&a.id), Some(&app_at))
-                .unchanged(&key, old.as_ref().map(|o| &o.at))
-                .put_json(key, &f)
-                .event(formation_event(&f));
-            Ok((txn, f))
+            let w = self.prepare_formation(app, release, &put, false).await?;
+            Ok((w.txn, w.new))
         })
         .await
+    }
+
+    /// Checks and prepares setting `app`'s `release` formation from `put` (with `merge`, the
+    /// types `put` leaves out keep their counts and tags): the transaction writes it, with its
+    /// event, if neither the app nor the formation changed meanwhile.
+    pub(crate) async fn prepare_formation(
+        &self,
+        app: &str,
+        release: &str,
+        put: &PutFormation,
+        merge: bool,
+    ) -> Result<FormationWrite, ControllerError> {
+        let Read {
+            value: a,
+            at: app_at,
+        } = self.find_app(app).await?;
+        let r = self.release_of(&a, release).await?;
+        if r.artifacts.is_empty() {
+            return Err(ControllerError::NotDeployable(r.id));
+        }
+        check_formation(&r, put)?;
+        let key = keys::formation(&a.id, &r.id);
+        let old = self.read::<Formation>(&key).await?;
+        let now = Timestamp::now();
+        let (mut processes, mut tags) = match (&old, merge) {
+            (Some(o), true) => (o.value.processes.clone(), o.value.tags.clone()),
+            _ => Default::default(),
+        };
+        processes.extend(put.processes.clone());
+        tags.extend(put.tags.clone());
+        let new = Formation {
+            app: a.id.clone(),
+            release: r.id.clone(),
+            processes,
+            tags,
+            created_at: old.as_ref().map_or(now, |o| o.value.created_at),
+            updated_at: now,
+        };
+        let mut txn = Txn::default();
+        txn.unchanged(&keys::app(&a.id), Some(&app_at))
+            .unchanged(&key, old.as_ref().map(|o| &o.at))
+            .put_json(key, &new)
+            .event(formation_event(&new));
+        Ok(FormationWrite {
+            old: old.map(|o| o.value),
+            new,
+            txn,
+        })
     }
 
     /// The formation of `app`'s `release`.

@@ -75,7 +75,7 @@ impl<S: Store> Controller<S> {
             let mut processes = new.processes.clone();
             for (name, p) in &mut processes {
                 validate::process(name.as_str(), p, app.is_system())?;
-                p.resources = validate::with_defaults(p.resources);
+                p.resources = controller_api::Resources::with_defaults(p.resources);
             }
             let release = Release {
                 id: id.clone(),

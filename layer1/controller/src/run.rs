@@ -24,17 +24,6 @@ fn host_error(host: &str) -> impl Fn(flynn_http::client::ClientError) -> Control
     }
 }
 
-fn job_state(j: &host_api::Job) -> (JobState, Option<i32>, Option<String>) {
-    if j.state.is_final() {
-        let code = j.exit.as_ref().and_then(|e| e.code);
-        (JobState::Down, code, j.error.clone())
-    } else if j.state == host_api::JobState::Running {
-        (JobState::Up, None, None)
-    } else {
-        (JobState::Starting, None, None)
-    }
-}
-
 impl<S: Store> Controller<S> {
     /// Starts a one-off job of `app` (its current release unless `new` names one); with
     /// `stdin`, its stdin stays open for a client that attaches. Returns the job as recorded
@@ -69,17 +58,8 @@ impl<S: Store> Controller<S> {
             .await
             .map_err(host_error(&host))?;
         let created = client.create_job(&req).await.map_err(host_error(&host))?;
-        let (state, exit_status, why) = job_state(&created);
         tracing::info!(job = %id, host = %host, app = %a.name, "one-off job started");
-        let put = PutJob {
-            release: release.id.clone(),
-            kind: String::new(),
-            host_id: host.clone(),
-            state,
-            restarts: 0,
-            exit_status,
-            host_error: why,
-        };
+        let put = spec::report(&created, &release.id, "", &host, 0);
         let job = self.put_job(&a.id, id.as_str(), put).await?;
         Ok((job, client))
     }
@@ -97,13 +77,10 @@ impl<S: Store> Controller<S> {
             // Its host is gone, and the job with it: recorded down.
             Err(ControllerError::HostGone(host)) => {
                 let put = PutJob {
-                    release: job.release.clone(),
-                    kind: job.kind.clone(),
-                    host_id: job.host_id.clone(),
                     state: JobState::Down,
-                    restarts: job.restarts,
                     exit_status: None,
                     host_error: Some(format!("host {host} was lost")),
+                    ..job.report()
                 };
                 return self.put_job(&job.app, id, put).await;
             }
@@ -116,16 +93,13 @@ impl<S: Store> Controller<S> {
             .stop(&host_id, KILL_GRACE)
             .await
             .map_err(host_error(&job.host_id))?;
-        let (state, exit_status, why) = job_state(&stopped);
-        let put = PutJob {
-            release: job.release.clone(),
-            kind: job.kind.clone(),
-            host_id: job.host_id.clone(),
-            state,
-            restarts: job.restarts,
-            exit_status,
-            host_error: why,
-        };
+        let put = spec::report(
+            &stopped,
+            &job.release,
+            &job.kind,
+            &job.host_id,
+            job.restarts,
+        );
         self.put_job(&job.app, id, put).await
     }
 }

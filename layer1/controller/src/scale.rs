@@ -6,14 +6,12 @@
 use std::collections::BTreeMap;
 
 use controller_api::{
-    Formation, Job, JobState, NewScaleRequest, ObjectType, PutFormation, ScaleRequest,
-    ScaleRequestState,
+    Job, JobState, NewScaleRequest, ObjectType, PutFormation, ScaleRequest, ScaleRequestState,
 };
 use flynn_http::Timestamp;
 
 use crate::controller::{new_id, Controller, Read};
 use crate::error::ControllerError;
-use crate::formations::{check_formation, formation_event};
 use crate::keys;
 use crate::store::{NewEvent, Store, Txn};
 
@@ -61,61 +59,33 @@ impl<S: Store> Controller<S> {
     ) -> Result<ScaleRequest, ControllerError> {
         let req = self
             .transact(|| async {
-                let Read {
-                    value: a,
-                    at: app_at,
-                } = self.find_app(app).await?;
-                let r = self.release_of(&a, release).await?;
-                if r.artifacts.is_empty() {
-                    return Err(ControllerError::NotDeployable(r.id));
-                }
                 let asked = PutFormation {
                     processes: new.processes.clone(),
                     tags: new.tags.clone(),
                 };
-                check_formation(&r, &asked)?;
-                let fkey = keys::formation(&a.id, &r.id);
-                let old = self.read::<Formation>(&fkey).await?;
-                let now = Timestamp::now();
-                let (old_processes, old_tags) = old
-                    .as_ref()
-                    .map(|o| (o.value.processes.clone(), o.value.tags.clone()))
-                    .unwrap_or_default();
-                let mut processes = old_processes.clone();
-                processes.extend(new.processes.clone());
-                let mut tags = old_tags.clone();
-                tags.extend(new.tags.clone());
-                let f = Formation {
-                    app: a.id.clone(),
-                    release: r.id.clone(),
-                    processes: processes.clone(),
-                    tags: tags.clone(),
-                    created_at: old.as_ref().map_or(now, |o| o.value.created_at),
-                    updated_at: now,
-                };
+                let w = self.prepare_formation(app, release, &asked, true).await?;
+                let (old_processes, old_tags) =
+                    w.old.map(|o| (o.processes, o.tags)).unwrap_or_default();
+                let now = w.new.updated_at;
                 let req = ScaleRequest {
                     id: new_id(),
-                    app: a.id.clone(),
-                    release: r.id.clone(),
+                    app: w.new.app.clone(),
+                    release: w.new.release.clone(),
                     state: ScaleRequestState::Pending,
                     old_processes,
-                    new_processes: processes,
+                    new_processes: w.new.processes.clone(),
                     old_tags,
-                    new_tags: tags,
+                    new_tags: w.new.tags.clone(),
                     created_at: now,
                     updated_at: now,
                 };
-                let mut txn = Txn::default();
-                txn.unchanged(&keys::app(&a.id), Some(&app_at))
-                    .unchanged(&fkey, old.as_ref().map(|o| &o.at))
-                    .put_json(fkey, &f)
-                    .event(formation_event(&f));
+                let mut txn = w.txn;
                 // The pending request, if any, is cancelled by this one.
-                let pkey = keys::scale_pending(&a.id);
+                let pkey = keys::scale_pending(&req.app);
                 let pending = self.read::<String>(&pkey).await?;
                 txn.unchanged(&pkey, pending.as_ref().map(|p| &p.at));
                 if let Some(p) = &pending {
-                    let key = keys::scale_request(&a.id, &p.value);
+                    let key = keys::scale_request(&req.app, &p.value);
                     if let Some(mut old) = self.read::<ScaleRequest>(&key).await? {
                         old.value.state = ScaleRequestState::Cancelled;
                         old.value.updated_at = now;
@@ -125,7 +95,7 @@ impl<S: Store> Controller<S> {
                     }
                 }
                 txn.put_json(pkey, &req.id)
-                    .put_json(keys::scale_request(&a.id, &req.id), &req)
+                    .put_json(keys::scale_request(&req.app, &req.id), &req)
                     .event(scale_event(&req));
                 Ok((txn, req))
             })

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use controller_api::{ProcessType, Resources, DEFAULT_RESOURCES};
+use controller_api::ProcessType;
 
 use crate::error::ControllerError;
 
@@ -113,33 +113,6 @@ pub fn process(name: &str, p: &ProcessType, system: bool) -> Result<(), Controll
     Ok(())
 }
 
-/// `r` with the defaults where it names nothing; a limit given alone is also the request.
-pub fn with_defaults(r: Resources) -> Resources {
-    fn fill(
-        given: Option<controller_api::Limit>,
-        default: Option<controller_api::Limit>,
-    ) -> Option<controller_api::Limit> {
-        match given {
-            None => default,
-            Some(mut l) => {
-                if l.limit.is_none() {
-                    l.limit = default.and_then(|d| d.limit).max(l.request);
-                }
-                if l.request.is_none() {
-                    l.request = l.limit;
-                }
-                Some(l)
-            }
-        }
-    }
-    Resources {
-        memory: fill(r.memory, DEFAULT_RESOURCES.memory),
-        cpu: fill(r.cpu, DEFAULT_RESOURCES.cpu),
-        max_fd: fill(r.max_fd, DEFAULT_RESOURCES.max_fd),
-        max_procs: fill(r.max_procs, DEFAULT_RESOURCES.max_procs),
-    }
-}
-
 /// An artifact URI: an image pinned by digest, `REGISTRY/NAME@sha256:HEX`.
 pub fn image_uri(uri: &str) -> Result<(), ControllerError> {
     let bad = |why: &str| {
@@ -172,6 +145,7 @@ pub fn image_uri(uri: &str) -> Result<(), ControllerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use controller_api::{Resources, DEFAULT_RESOURCES};
 
     #[test]
     fn image_uris_need_a_registry_and_a_sha256_digest() {
@@ -192,7 +166,7 @@ mod tests {
 
     #[test]
     fn defaults_fill_what_a_process_leaves_out() {
-        let r = with_defaults(Resources {
+        let r = Resources::with_defaults(Resources {
             memory: Some(controller_api::Limit {
                 request: None,
                 limit: Some(256 << 20),

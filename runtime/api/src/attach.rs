@@ -16,6 +16,9 @@ use std::io::{self, Read, Write};
 
 use crate::ExitStatus;
 
+/// The protocol's name in an HTTP `Upgrade` header (the host's and the controller's attach).
+pub const PROTOCOL: &str = "flynn-attach";
+
 /// Largest payload accepted in one frame.
 pub const MAX_PAYLOAD: usize = 1 << 20;
 const HEADER: usize = 5;

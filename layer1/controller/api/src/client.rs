@@ -16,8 +16,7 @@ use crate::{
     Route, ScaleRequest,
 };
 
-/// The attach protocol's name in `Upgrade` (the host's, passed through).
-pub const ATTACH_PROTOCOL: &str = "flynn-attach";
+pub use runtime_api::attach::PROTOCOL as ATTACH_PROTOCOL;
 
 /// Which lines [`Client::app_log`] asks for.
 #[derive(Debug, Clone, Default)]
@@ -288,7 +287,7 @@ impl Client {
             .upgrade_with(Method::POST, &path, ATTACH_PROTOCOL, Some(job))
             .await?;
         let id = head
-            .get("flynn-job-id")
+            .get(crate::JOB_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();

@@ -66,6 +66,21 @@ pub struct Job {
     pub updated_at: Timestamp,
 }
 
+impl Job {
+    /// The record as a report (what `PUT /apps/{app}/jobs/{id}` would have to send).
+    pub fn report(&self) -> PutJob {
+        PutJob {
+            release: self.release.clone(),
+            kind: self.kind.clone(),
+            host_id: self.host_id.clone(),
+            state: self.state,
+            restarts: self.restarts,
+            exit_status: self.exit_status,
+            host_error: self.host_error.clone(),
+        }
+    }
+}
+
 /// `PUT /apps/{app}/jobs/{id}`: what the scheduler reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +104,9 @@ pub struct PutJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_error: Option<String>,
 }
+
+/// The header of an attached `POST /apps/{app}/jobs`'s `101` that names the job.
+pub const JOB_ID_HEADER: &str = "flynn-job-id";
 
 /// Ended jobs kept per app (the oldest go first).
 pub const KEPT_DOWN_JOBS: usize = 100;

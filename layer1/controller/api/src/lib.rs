@@ -12,7 +12,7 @@ pub mod client;
 pub mod spec;
 
 pub use deployment::{Deployment, DeploymentStatus, DeploymentUpdate, NewDeployment};
-pub use job::{Job, JobState, LogMessage, NewJob, PutJob, KEPT_DOWN_JOBS};
+pub use job::{Job, JobState, LogMessage, NewJob, PutJob, JOB_ID_HEADER, KEPT_DOWN_JOBS};
 pub use model::*;
 pub use router_api::{Certificate, HttpRoute, Route, TcpRoute};
 pub use scale::{NewScaleRequest, ScaleRequest, ScaleRequestState};

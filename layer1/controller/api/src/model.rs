@@ -289,6 +289,33 @@ pub struct Resources {
     pub max_procs: Option<Limit>,
 }
 
+impl Resources {
+    /// `r` with [`DEFAULT_RESOURCES`] where it names nothing; a limit given alone is also the
+    /// request, a request given alone gets the default limit (or the request, if higher).
+    pub fn with_defaults(r: Resources) -> Resources {
+        fn fill(given: Option<Limit>, default: Option<Limit>) -> Option<Limit> {
+            match given {
+                None => default,
+                Some(mut l) => {
+                    if l.limit.is_none() {
+                        l.limit = default.and_then(|d| d.limit).max(l.request);
+                    }
+                    if l.request.is_none() {
+                        l.request = l.limit;
+                    }
+                    Some(l)
+                }
+            }
+        }
+        Resources {
+            memory: fill(r.memory, DEFAULT_RESOURCES.memory),
+            cpu: fill(r.cpu, DEFAULT_RESOURCES.cpu),
+            max_fd: fill(r.max_fd, DEFAULT_RESOURCES.max_fd),
+            max_procs: fill(r.max_procs, DEFAULT_RESOURCES.max_procs),
+        }
+    }
+}
+
 /// Defaults every release's processes get: 1 GiB, 1000 milli-CPU, 10,000 files, 1,024 tasks.
 pub const DEFAULT_RESOURCES: Resources = Resources {
     memory: Some(Limit {

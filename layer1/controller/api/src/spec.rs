@@ -114,12 +114,7 @@ pub fn one_off_job(o: OneOff<'_>, id: &JobId) -> CreateJob {
     let mut env = o.release.env.clone();
     env.extend(o.job.env.clone());
     platform_env(&mut env, o.app_name, o.release, "", id);
-    let mut r = o.job.resources;
-    let d = DEFAULT_RESOURCES;
-    r.memory = r.memory.or(d.memory);
-    r.cpu = r.cpu.or(d.cpu);
-    r.max_fd = r.max_fd.or(d.max_fd);
-    r.max_procs = r.max_procs.or(d.max_procs);
+    let r = crate::Resources::with_defaults(o.job.resources);
     let mut config = JobConfig::new(o.image, o.job.args.clone());
     config.env = env;
     config.tty = o.job.tty;
@@ -149,6 +144,32 @@ pub fn one_off_of(labels: &BTreeMap<String, String>) -> Option<(String, String)>
         labels.get(LABEL_APP)?.clone(),
         labels.get(LABEL_RELEASE)?.clone(),
     ))
+}
+
+/// What the controller records of host job `j` (of `release`'s type `kind` on `host`,
+/// restarted `restarts` times): `up` while it runs, `down` with its exit code and error once
+/// it ended, `starting` before.
+pub fn report(
+    j: &host_api::Job,
+    release: &str,
+    kind: &str,
+    host: &str,
+    restarts: u32,
+) -> crate::PutJob {
+    let state = match j.state {
+        _ if j.state.is_final() => crate::JobState::Down,
+        host_api::JobState::Running => crate::JobState::Up,
+        _ => crate::JobState::Starting,
+    };
+    crate::PutJob {
+        release: release.to_string(),
+        kind: kind.to_string(),
+        host_id: host.to_string(),
+        state,
+        restarts,
+        exit_status: j.exit.as_ref().and_then(|e| e.code),
+        host_error: j.error.clone(),
+    }
 }
 
 /// The host request for job `id` of `p`, restarted `restarts` times.

@@ -4,21 +4,19 @@
 //! before the attach was made (`echo hi`) still gives its client its output (from its log)
 //! and its exit.
 
-use controller_api::NewJob;
-use flynn_http::server::{json, read_json, switching_protocols, ApiError, Body};
+use controller_api::{NewJob, JOB_ID_HEADER};
+use flynn_http::server::{json, read_json, switching_protocols, ApiError};
 use host_api::attach::Frame;
 use host_api::client::Client as HostClient;
-use host_api::{JobId, LogOptions, Stream, ATTACH_PROTOCOL};
+use host_api::{EventFilter, JobId, LogOptions, Stream, ATTACH_PROTOCOL};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{Answer, Shared};
 use crate::store::Store;
-
-/// The `101` header naming the job an attached client runs.
-pub const JOB_ID_HEADER: &str = "flynn-job-id";
 
 fn wants_attach(req: &Request<Incoming>) -> bool {
     req.headers()
@@ -63,8 +61,39 @@ pub(super) async fn run<S: Store>(st: Shared<S>, mut req: Request<Incoming>, app
     ))
 }
 
+/// How long a job the host could not attach to may take to be recorded as ended (its process
+/// is gone, its monitor has yet to say so).
+const END_WAIT: Duration = Duration::from_secs(30);
+
+/// The job once the host records it as ended: a job whose process has exited can still read
+/// as running for a moment, so its exit is awaited through the host's events for it.
+async fn ended(host: &HostClient, id: &JobId) -> Option<host_api::Job> {
+    let filter = EventFilter {
+        job: Some(id.clone()),
+        kind: None,
+    };
+    // Subscribed before the look, so an end between the two is not missed.
+    let mut events = host.events(&filter).await.ok()?;
+    let job = host.job(id).await.ok()?;
+    if job.state.is_final() {
+        return Some(job);
+    }
+    tokio::time::timeout(END_WAIT, async {
+        while let Ok(Some(e)) = events.next().await {
+            if let Some(j) = e.job().filter(|j| j.state.is_final()) {
+                return Some(j.clone());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// Sends an ended job's log as output frames, then its exit.
 async fn replay(host: &HostClient, id: &JobId, out: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
+    let job = ended(host, id).await;
     if let Ok(mut lines) = host.logs(id, &LogOptions::default()).await {
         while let Ok(Some(l)) = lines.next().await {
             let mut data = l.line.into_bytes();
@@ -80,17 +109,11 @@ async fn replay(host: &HostClient, id: &JobId, out: &mut (impl AsyncRead + Async
             }
         }
     }
-    let exit = host.job(id).await.ok().and_then(|j| j.exit);
-    let exit = exit.unwrap_or(host_api::ExitStatus {
+    let exit = job.and_then(|j| j.exit).unwrap_or(host_api::ExitStatus {
         code: None,
         signal: None,
         oom_killed: false,
     });
     let _ = out.write_all(&Frame::Exit(exit).encode()).await;
     let _ = out.shutdown().await;
-}
-
-/// `Response<Body>` of the kill.
-pub(super) fn killed(job: &controller_api::Job) -> Response<Body> {
-    json(StatusCode::OK, job)
 }

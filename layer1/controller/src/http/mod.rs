@@ -301,7 +301,7 @@ pub fn router<S: Store>() -> Router<Shared<S>> {
             "/apps/{app}/jobs/{id}",
             |st: Shared<S>, _, p| async move {
                 let j = st.controller.kill_job(p.get("app"), p.get("id")).await?;
-                Ok(jobs::killed(&j))
+                Ok(json(StatusCode::OK, &j))
             },
         )
         .route(

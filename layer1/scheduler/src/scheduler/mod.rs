@@ -17,7 +17,9 @@ use crate::hosts::HostUp;
 use crate::plan::{self, Action, Crash, HostView, JobView, Key, Phase, Want};
 use crate::report::Report;
 use crate::{backoff, spec};
-use controller_api::{JobState as Reported, PutJob};
+
+mod outputs;
+use controller_api::PutJob;
 
 /// How long a stopped job gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -63,10 +65,13 @@ pub enum Input {
         /// The job as created, or why it was not.
         result: Result<Box<Job>, String>,
     },
-    /// A job stop this scheduler asked for ended.
+    /// A job stop this scheduler asked for returned.
     Stopped {
         /// The job.
         job: JobId,
+        /// True when the host answered with the job ended: its end is then ours to handle
+        /// as a stop (not a crash) whenever the host's event of it arrives.
+        ended: bool,
     },
     /// A waiting crash may be ready.
     Tick,
@@ -224,6 +229,7 @@ impl Scheduler {
                     h.jobs.remove(&job.id);
                     self.handled.remove(&job.id);
                     self.strays.remove(&job.id);
+                    self.stopping.remove(&job.id);
                     return;
                 }
                 // Events may trail the listing: never move a job back in its life.
@@ -296,8 +302,14 @@ impl Scheduler {
                     }
                 }
             }
-            Input::Stopped { job } => {
-                self.stopping.remove(&job);
+            // An ended job stays "stopping" until its end is handled, so an exit event that
+            // arrives after this answer is not taken for a crash; a failed stop is forgotten,
+            // so the plan can ask again.
+            Input::Stopped { job, ended } => {
+                let known = self.hosts.values().any(|h| h.jobs.contains_key(&job));
+                if !ended || !known || self.handled.contains(&job) {
+                    self.stopping.remove(&job);
+                }
             }
             Input::Tick => {}
         }
@@ -352,7 +364,7 @@ impl Scheduler {
         }
         for (host, job, key, restarts) in ended {
             self.handled.insert(job.id.clone());
-            let stopped = self.stopping.contains(&job.id) || self.strays.contains(&job.id);
+            let stopped = self.stopping.remove(&job.id) || self.strays.contains(&job.id);
             if !stopped && wants.get(&key).is_some_and(|w| w.count > 0) {
                 let uptime = match (&job.started_at, &job.ended_at) {
                     (Some(s), Some(e)) => (e.as_datetime() - s.as_datetime())
@@ -541,128 +553,15 @@ impl Scheduler {
             if let Some(service) = service {
                 crate::routers::drain(&discoverd, &client, &id, service.as_str()).await;
             }
-            if let Err(e) = client.stop(&id, STOP_GRACE).await {
-                tracing::warn!(job = %id, error = %e, "stopping a job");
-            }
-            let _ = tx.send(Input::Stopped { job: id }).await;
-        });
-    }
-
-    /// Tells the controller of every job whose state changed since the last report.
-    fn report(&mut self) {
-        let mut now: BTreeMap<JobId, (String, PutJob)> = BTreeMap::new();
-        for (host, h) in &self.hosts {
-            for j in h.jobs.values() {
-                // Formation jobs, and one-off jobs (the controller started them; their
-                // state comes from here like any other's).
-                let labels = &j.config.metadata;
-                let Some((key, restarts)) = spec::key_of(labels).or_else(|| {
-                    let (app, release) = spec::one_off_of(labels)?;
-                    let kind = String::new();
-                    Some((Key { app, release, kind }, 0))
-                }) else {
-                    continue;
-                };
-                let state = match j.state {
-                    _ if j.state.is_final() => Reported::Down,
-                    _ if self.stopping.contains(&j.id) => Reported::Stopping,
-                    JobState::Running => Reported::Up,
-                    _ => Reported::Starting,
-                };
-                let put = PutJob {
-                    release: key.release,
-                    kind: key.kind,
-                    host_id: host.clone(),
-                    state,
-                    restarts,
-                    exit_status: j.exit.as_ref().and_then(|e| e.code),
-                    host_error: j.error.clone(),
-                };
-                now.insert(j.id.clone(), (key.app, put));
-            }
-        }
-        for (id, c) in &self.creating {
-            now.entry(id.clone()).or_insert_with(|| {
-                let put = PutJob {
-                    release: c.key.release.clone(),
-                    kind: c.key.kind.clone(),
-                    host_id: c.host.clone(),
-                    state: Reported::Starting,
-                    restarts: c.restarts,
-                    exit_status: None,
-                    host_error: None,
-                };
-                (c.key.app.clone(), put)
-            });
-        }
-        for (id, key, host, restarts, error) in self.failed.drain(..) {
-            let put = PutJob {
-                release: key.release,
-                kind: key.kind,
-                host_id: host,
-                state: Reported::Down,
-                restarts,
-                exit_status: None,
-                host_error: Some(error),
+            let ended = match client.stop(&id, STOP_GRACE).await {
+                Ok(j) => j.state.is_final(),
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "stopping a job");
+                    false
+                }
             };
-            now.insert(id, (key.app, put));
-        }
-        // Jobs no host lists any more: their host was lost, or their record deleted.
-        for (id, (app, old)) in &self.reported {
-            if now.contains_key(id) || old.state == Reported::Down {
-                continue;
-            }
-            let mut put = old.clone();
-            put.state = Reported::Down;
-            if !self.hosts.contains_key(&put.host_id) {
-                put.host_error = Some(format!("host {} was lost", put.host_id));
-            }
-            now.insert(id.clone(), (app.clone(), put));
-        }
-        for (id, (app, put)) in &now {
-            if self.reported.get(id).is_some_and(|(_, old)| old == put) {
-                continue;
-            }
-            let _ = self
-                .reports
-                .send((app.clone(), id.to_string(), put.clone()));
-        }
-        // Forget what is down and gone from the hosts.
-        self.reported = now
-            .into_iter()
-            .filter(|(id, (_, p))| {
-                p.state != Reported::Down || self.hosts.values().any(|h| h.jobs.contains_key(id))
-            })
-            .collect();
-    }
-
-    fn publish(&self) {
-        let mut s = Status {
-            leader: self.leader,
-            ..Status::default()
-        };
-        for (id, h) in &self.hosts {
-            let jobs = h
-                .jobs
-                .values()
-                .filter(|j| spec::key_of(&j.config.metadata).is_some())
-                .map(|j| (j.id.to_string(), j.state.to_string()))
-                .collect();
-            s.hosts.insert(id.clone(), jobs);
-        }
-        for (k, w) in self.wants() {
-            s.formations.insert(key_name(&k), w.count);
-        }
-        for (k, list) in &self.crashes {
-            s.crashed
-                .insert(key_name(k), list.iter().map(|c| c.restarts).collect());
-        }
-        for (k, n) in &self.blocked {
-            s.blocked.insert(key_name(k), *n);
-        }
-        let mut cur = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        s.id = std::mem::take(&mut cur.id);
-        *cur = s;
+            let _ = tx.send(Input::Stopped { job: id, ended }).await;
+        });
     }
 }
 

@@ -9,12 +9,14 @@
 //! Call from an `#[root_test(isolated)]` test: the LAN lives in the test's own namespaces.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use host_api::client::Client as HostClient;
-use host_api::{CreateJob, Endpoint, NetworkMode};
+use host_api::{CreateJob, NetworkMode};
+
+mod host;
+
+pub use host::ClusterHost;
 
 use crate::etcd::EtcdCluster;
 use crate::registry::{Auth, Registry};
@@ -36,202 +38,6 @@ pub const ROUTER_API: u16 = 5000;
 pub const DOMAIN: &str = "cluster.test";
 /// How many hosts run a scheduler.
 const SCHEDULERS: usize = 2;
-
-/// One host of the cluster.
-#[derive(Debug)]
-pub struct ClusterHost {
-    /// 1-based.
-    pub index: usize,
-    /// Its LAN address.
-    pub ip: Ipv4Addr,
-    /// Its host id (as registered in discoverd).
-    pub id: String,
-    dir: PathBuf,
-    holder: Option<Child>,
-    daemon: Option<Child>,
-    cgroup_parent: String,
-    registry: String,
-}
-
-impl ClusterHost {
-    fn state(&self) -> PathBuf {
-        self.dir.join("state")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("host.sock")
-    }
-
-    fn holder_pid(&self) -> u32 {
-        self.holder.as_ref().expect("the host's namespaces").id()
-    }
-
-    /// A command run inside this host's network and mount namespaces.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg("-t")
-            .arg(self.holder_pid().to_string())
-            .args(["--net", "--mount", "--"])
-            .arg(program)
-            .env("FLYNN_HOST", format!("unix://{}", self.socket().display()))
-            .env_remove("FLYNN_HOST_TOKEN")
-            .stdin(Stdio::null());
-        c
-    }
-
-    /// Runs the `flynn-host` CLI against this host; returns its stdout (it must succeed).
-    pub fn cli(&self, args: &[&str]) -> String {
-        run_ok(self.command(workspace_bin("flynn-host")).args(args))
-    }
-
-    /// A client of this host's API (over the unix socket).
-    pub fn client(&self) -> HostClient {
-        HostClient::new(Endpoint::Unix(self.socket()), None)
-    }
-
-    /// The daemon's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    /// Whether the daemon process runs.
-    pub fn running(&self) -> bool {
-        self.daemon.is_some()
-    }
-
-    /// Starts the daemon (again) in the host's namespaces and waits until it answers.
-    pub fn spawn(&mut self, rt: &tokio::runtime::Runtime) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("daemon.log"))
-            .unwrap();
-        let child = self
-            .command(workspace_bin("flynn-host"))
-            .arg("daemon")
-            .arg("--state")
-            .arg(self.state())
-            .arg("--listen")
-            .arg(format!("unix://{}", self.socket().display()))
-            .arg("--listen")
-            .arg(format!("http://{}:{HOST_PORT}", self.ip))
-            .args(["--discoverd", "http://127.0.0.1:1111"])
-            .args(["--cgroup-parent", &self.cgroup_parent])
-            .args(["--insecure-registry", &self.registry])
-            .args(["--default-memory", "256M"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting flynn-host daemon in the host's namespaces");
-        self.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(s) = rt.block_on(self.client().status()) {
-                self.id = s.id;
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "host {} did not answer:\n{}",
-                self.index,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the daemon with SIGKILL; its jobs keep running.
-    pub fn kill_daemon(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Stops (SIGSTOP) or continues (SIGCONT) the daemon: a host that hangs, then returns.
-    pub fn freeze(&self, frozen: bool) {
-        let Some(c) = &self.daemon else { return };
-        let sig = if frozen {
-            nix::sys::signal::Signal::SIGSTOP
-        } else {
-            nix::sys::signal::Signal::SIGCONT
-        };
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
-    }
-
-    /// The whole host dies: its daemon, every job, its namespaces and LAN link.
-    pub fn destroy(&mut self) {
-        self.kill_daemon();
-        kill_cgroup_tree(&self.cgroup_parent);
-        if let Some(mut h) = self.holder.take() {
-            let _ = h.kill();
-            let _ = h.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &format!("lan{}", self.index)])
-            .output();
-    }
-}
-
-/// Kills every process in cgroup `parent` (all hierarchies) and removes its cgroups.
-fn kill_cgroup_tree(parent: &str) {
-    let roots: Vec<PathBuf> = match std::fs::read_dir("/sys/fs/cgroup") {
-        Ok(d) => {
-            let mut v: Vec<PathBuf> = d.flatten().map(|e| e.path().join(parent)).collect();
-            v.push(Path::new("/sys/fs/cgroup").join(parent));
-            v
-        }
-        Err(_) => Vec::new(),
-    };
-    for _ in 0..50 {
-        let mut any = false;
-        for root in &roots {
-            for procs in walk(root).iter().map(|d| d.join("cgroup.procs")) {
-                for pid in std::fs::read_to_string(&procs).unwrap_or_default().lines() {
-                    if let Ok(pid) = pid.trim().parse::<i32>() {
-                        any = true;
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-            }
-        }
-        if !any {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for root in &roots {
-        let mut dirs = walk(root);
-        dirs.reverse();
-        for d in dirs {
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-/// `dir` and every directory below it, parents first.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if !dir.is_dir() {
-        return out;
-    }
-    out.push(dir.to_path_buf());
-    let mut i = 0;
-    while i < out.len() {
-        if let Ok(rd) = std::fs::read_dir(&out[i]) {
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    out.push(e.path());
-                }
-            }
-        }
-        i += 1;
-    }
-    out
-}
 
 /// The running cluster; dropping it tears everything down.
 #[derive(Debug)]
@@ -263,8 +69,11 @@ impl Cluster {
             "a cluster needs at least {SCHEDULERS} hosts"
         );
         let dir = tempfile::tempdir().unwrap();
+        // The bridge's MAC is set, not inherited: a bridge without one takes the lowest MAC
+        // of its ports, so destroying a host could change it and leave the other hosts' ARP
+        // entries for the test's address (etcd, the registry) stale for tens of seconds.
         sh(&format!(
-            "ip link add lan0 type bridge && ip addr add {TEST_IP}/24 dev lan0 && ip link set lan0 up"
+            "ip link add lan0 address 02:00:64:63:00:fe type bridge && ip addr add {TEST_IP}/24 dev lan0 && ip link set lan0 up"
         ));
         let etcd = EtcdCluster::start_on(3, &TEST_IP.to_string());
         let registry = Registry::start_on(&TEST_IP.to_string(), Auth::None);
@@ -631,6 +440,33 @@ impl Cluster {
                 h.id,
                 tail(&h.log())
             );
+            // What the host runs and what its router routes to: most failures are a
+            // difference between the two.
+            let ps = h
+                .command("timeout")
+                .arg("5")
+                .arg(workspace_bin("flynn-host"))
+                .arg("ps")
+                .output();
+            if let Ok(o) = ps {
+                s += &format!(
+                    "--- host {} jobs ---\n{}\n",
+                    h.index,
+                    String::from_utf8_lossy(&o.stdout)
+                );
+            }
+            let backends = h
+                .command("curl")
+                .args(["-sS", "-m", "5"])
+                .arg(format!("http://{}:{ROUTER_API}/backends", h.ip))
+                .output();
+            if let Ok(o) = backends {
+                s += &format!(
+                    "--- host {} router backends ---\n{}\n",
+                    h.index,
+                    String::from_utf8_lossy(&o.stdout)
+                );
+            }
             for job in ["controller", "scheduler", "router"] {
                 // A frozen daemon never answers: give up after a few seconds.
                 let out = h
