@@ -1,10 +1,10 @@
 //! `import`: loading a `docker save` archive or an OCI image layout (directory or tar).
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use crate::archive::{self, at, Archive};
 
 use crate::config::{ConfigError, ImageConfig};
 use crate::digest::Digest;
@@ -92,22 +92,6 @@ pub enum ImportError {
     },
 }
 
-fn at(path: &Path) -> impl FnOnce(io::Error) -> ImportError + '_ {
-    move |source| ImportError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct SaveEntry {
-    config: String,
-    #[serde(default)]
-    repo_tags: Option<Vec<String>>,
-    layers: Vec<String>,
-}
-
 /// Imports every image in `input` (an archive file or a directory), or only the one named
 /// `reference` (an OCI layout's `org.opencontainers.image.ref.name`); `tag` names the image
 /// instead of the name the archive carries, and is refused when more than one image would get
@@ -122,15 +106,13 @@ pub fn import(
 ) -> Result<Vec<ImageRecord>, ImportError> {
     store.sweep_tmp()?;
     let _lock = store.lock_shared()?;
-    let meta = fs::metadata(input).map_err(at(input))?;
-    let extracted;
-    let dir = if meta.is_dir() {
-        input.to_path_buf()
-    } else {
-        extracted = store.temp_dir()?;
-        extract(input, extracted.path())?;
-        extracted.path().to_path_buf()
-    };
+    let extracted = std::cell::OnceCell::new();
+    let archive = Archive::open(input, || {
+        let tmp = store.temp_dir()?;
+        let dir = tmp.path().to_path_buf();
+        let _ = extracted.set(tmp);
+        Ok(dir)
+    })?;
     let stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().to_ascii_lowercase())
@@ -138,97 +120,27 @@ pub fn import(
         .unwrap_or_else(|| "imported".into());
     let importer = Importer {
         store,
-        dir: &dir,
+        archive: &archive,
         max_layer_size,
     };
-    if dir.join("manifest.json").is_file() {
+    if archive.is_docker_save() {
         importer.docker_save(tag)
-    } else if dir.join("index.json").is_file() {
+    } else if archive.is_oci_layout() {
         importer.oci_layout(tag, platform, &stem, reference)
     } else {
         Err(ImportError::UnknownFormat(input.to_path_buf()))
     }
 }
 
-/// Extracts a (possibly compressed) tar of regular files and directories into `dest`.
-fn extract(file: &Path, dest: &Path) -> Result<(), ImportError> {
-    let mut f = BufReader::new(File::open(file).map_err(at(file))?);
-    let head = io::BufRead::fill_buf(&mut f).map_err(at(file))?.to_vec();
-    let reader: Box<dyn Read> = match Compression::sniff(&head) {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(f).map_err(at(file))?),
-        Compression::None => Box::new(f),
-    };
-    let not_tar = |source| ImportError::NotAnArchive {
-        path: file.to_path_buf(),
-        source,
-    };
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(not_tar)? {
-        let mut entry = entry.map_err(not_tar)?;
-        let kind = entry.header().entry_type();
-        if !(kind.is_file() || kind.is_dir()) {
-            continue; // old docker save archives carry symlinks between layer dirs; unused here
-        }
-        let name = entry.path().map_err(at(file))?.into_owned();
-        let rel = crate::unpack::clean(&name)
-            .map_err(|_| ImportError::Escape(name.display().to_string()))?;
-        let Some(rel) = rel else { continue };
-        let out = dest.join(rel);
-        if kind.is_dir() {
-            fs::create_dir_all(&out).map_err(at(&out))?;
-        } else {
-            if let Some(p) = out.parent() {
-                fs::create_dir_all(p).map_err(at(p))?;
-            }
-            let mut o = File::create(&out).map_err(at(&out))?;
-            io::copy(&mut entry, &mut o).map_err(at(&out))?;
-        }
-    }
-    Ok(())
-}
-
 struct Importer<'a> {
     store: &'a Store,
-    dir: &'a Path,
+    archive: &'a Archive,
     max_layer_size: u64,
 }
 
 impl Importer<'_> {
-    fn path(&self, rel: &str) -> Result<PathBuf, ImportError> {
-        let clean = crate::unpack::clean(Path::new(rel))
-            .ok()
-            .flatten()
-            .ok_or_else(|| ImportError::Escape(rel.to_string()))?;
-        Ok(self.dir.join(clean))
-    }
-
-    fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.dir.join("blobs/sha256").join(d.hex())
-    }
-
-    fn read_verified(&self, d: &Digest) -> Result<Vec<u8>, ImportError> {
-        let path = self.blob_path(d);
-        let bytes = fs::read(&path).map_err(at(&path))?;
-        let actual = Digest::of(&bytes);
-        if &actual != d {
-            return Err(ImportError::DigestMismatch {
-                path,
-                expected: d.clone(),
-                actual,
-            });
-        }
-        Ok(bytes)
-    }
-
     fn docker_save(&self, tag: Option<&Reference>) -> Result<Vec<ImageRecord>, ImportError> {
-        let mpath = self.dir.join("manifest.json");
-        let bytes = fs::read(&mpath).map_err(at(&mpath))?;
-        let entries: Vec<SaveEntry> =
-            serde_json::from_slice(&bytes).map_err(|source| ImportError::Json {
-                path: mpath.clone(),
-                source,
-            })?;
+        let entries = self.archive.save_entries()?;
         if tag.is_some() && entries.len() > 1 {
             let names: Vec<String> = entries
                 .iter()
@@ -241,7 +153,7 @@ impl Importer<'_> {
         }
         let mut records = Vec::new();
         for e in entries {
-            let cpath = self.path(&e.config)?;
+            let cpath = self.archive.path(&e.config)?;
             let config_bytes = fs::read(&cpath).map_err(at(&cpath))?;
             let config = ImageConfig::parse(&config_bytes)?;
             if config.diff_ids.len() != e.layers.len() {
@@ -253,7 +165,7 @@ impl Importer<'_> {
             }
             let mut layers = Vec::new();
             for (rel, diff_id) in e.layers.iter().zip(&config.diff_ids) {
-                let path = self.path(rel)?;
+                let path = self.archive.path(rel)?;
                 let expected = Expected {
                     blob: None,
                     diff_id: diff_id.clone(),
@@ -281,49 +193,22 @@ impl Importer<'_> {
         stem: &str,
         reference: Option<&str>,
     ) -> Result<Vec<ImageRecord>, ImportError> {
-        let ipath = self.dir.join("index.json");
-        let bytes = fs::read(&ipath).map_err(at(&ipath))?;
-        let Manifest::Index(index) = manifest::parse(&bytes, Some(manifest::OCI_INDEX))? else {
-            return Err(ImportError::UnknownFormat(ipath));
-        };
-        let ref_name = |d: &oci_spec::image::Descriptor| {
-            d.annotations()
-                .as_ref()
-                .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned())
-        };
-        let names = || {
-            let n: Vec<String> = index.manifests().iter().filter_map(ref_name).collect();
-            if n.is_empty() {
-                "none".to_string()
-            } else {
-                n.join(", ")
-            }
-        };
-        let chosen: Vec<&oci_spec::image::Descriptor> = index
-            .manifests()
-            .iter()
-            .filter(|d| reference.is_none_or(|r| ref_name(d).as_deref() == Some(r)))
-            .collect();
-        if let (Some(wanted), true) = (reference, chosen.is_empty()) {
-            return Err(ImportError::NoSuchRef {
-                wanted: wanted.into(),
-                names: names(),
-            });
-        }
+        let index = self.archive.index()?;
+        let chosen = archive::choose(&index, reference)?;
         if tag.is_some() && chosen.len() > 1 {
             return Err(ImportError::TagForMany {
                 count: chosen.len(),
-                names: names(),
+                names: archive::ref_names(&index),
             });
         }
         let mut records = Vec::new();
         for desc in chosen {
-            let ref_name = ref_name(desc);
+            let ref_name = archive::ref_name(desc);
             let mut blob = BlobRef::from_descriptor(desc)?;
-            let mut doc = self.read_verified(&blob.digest)?;
+            let mut doc = self.archive.read_verified(&blob.digest)?;
             if let Manifest::Index(inner) = manifest::parse(&doc, Some(&blob.media_type))? {
                 blob = self.pick_platform(&inner, platform)?;
-                doc = self.read_verified(&blob.digest)?;
+                doc = self.archive.read_verified(&blob.digest)?;
             }
             let Manifest::Image(m) = manifest::parse(&doc, Some(&blob.media_type))? else {
                 return Err(
@@ -331,7 +216,7 @@ impl Importer<'_> {
                 );
             };
             let config_ref = BlobRef::from_descriptor(m.config())?;
-            let config_bytes = self.read_verified(&config_ref.digest)?;
+            let config_bytes = self.archive.read_verified(&config_ref.digest)?;
             let config = ImageConfig::parse(&config_bytes)?;
             if config.diff_ids.len() != m.layers().len() {
                 return Err(ManifestError::LayerCount {
@@ -348,7 +233,11 @@ impl Importer<'_> {
                     blob: Some((b.digest.clone(), b.size)),
                     diff_id: diff_id.clone(),
                 };
-                layers.push((self.blob_path(&b.digest), Some(compression), expected));
+                layers.push((
+                    self.archive.blob_path(&b.digest),
+                    Some(compression),
+                    expected,
+                ));
             }
             self.ingest(layers)?;
             let name = match (tag, ref_name) {
@@ -378,11 +267,13 @@ impl Importer<'_> {
         let mut seen = Vec::new();
         for d in index.manifests() {
             let blob = BlobRef::from_descriptor(d)?;
-            let doc = self.read_verified(&blob.digest)?;
+            let doc = self.archive.read_verified(&blob.digest)?;
             let Manifest::Image(m) = manifest::parse(&doc, Some(&blob.media_type))? else {
                 continue;
             };
-            let config = self.read_verified(&BlobRef::from_descriptor(m.config())?.digest)?;
+            let config = self
+                .archive
+                .read_verified(&BlobRef::from_descriptor(m.config())?.digest)?;
             let config = ImageConfig::parse(&config)?;
             if platform.matches(&config.platform) {
                 return Ok(blob);

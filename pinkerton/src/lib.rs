@@ -2,6 +2,7 @@
 //! content-addressed store of blobs and unpacked layers, safe layer unpack in overlayfs form,
 //! rootfs flattening, and `docker save` / OCI layout import.
 
+pub(crate) mod archive;
 pub mod config;
 pub mod digest;
 pub mod import;
@@ -10,6 +11,7 @@ pub mod manifest;
 pub mod platform;
 pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;

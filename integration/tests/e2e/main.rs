@@ -18,6 +18,7 @@ mod pinkerton_auth;
 mod pinkerton_errors;
 mod pinkerton_import;
 mod pinkerton_pull;
+mod pinkerton_push;
 mod router;
 mod router_jobs;
 mod router_wire;

@@ -1,6 +1,9 @@
 //! A Docker Registry HTTP API v2 / OCI distribution client for one repository.
 
 pub mod auth;
+mod upload;
+
+pub use upload::UploadStart;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -104,6 +107,9 @@ pub fn is_insecure(registry: &str, insecure: &[String]) -> bool {
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Makes a request anew (it is sent again after authenticating).
+type Build<'a> = &'a (dyn Fn() -> reqwest::RequestBuilder + Send + Sync);
+
 #[derive(Debug, Default)]
 enum AuthState {
     #[default]
@@ -121,6 +127,8 @@ pub struct Registry {
     repository: String,
     credentials: Option<Credentials>,
     auth: Mutex<AuthState>,
+    /// The actions asked of a token server without a challenge scope: `pull` or `pull,push`.
+    actions: &'static str,
 }
 
 /// A fetched manifest document.
@@ -210,6 +218,15 @@ impl Registry {
             repository: reference.repository().to_string(),
             credentials,
             auth: Mutex::new(AuthState::None),
+            actions: "pull",
+        })
+    }
+
+    /// A client for pushing to `reference`'s repository.
+    pub fn for_push(reference: &Reference, opts: &RegistryOptions) -> Result<Self, RegistryError> {
+        Ok(Self {
+            actions: "pull,push",
+            ..Self::new(reference, opts)?
         })
     }
 
@@ -221,11 +238,8 @@ impl Registry {
         }
     }
 
-    async fn send_once(&self, url: &str, accept: Option<&str>) -> Result<Response, RegistryError> {
-        let mut req = self.http.get(url);
-        if let Some(a) = accept {
-            req = req.header(ACCEPT, a);
-        }
+    async fn send_once(&self, build: Build<'_>, url: &str) -> Result<Response, RegistryError> {
+        let mut req = build();
         match &*self.auth.lock().await {
             AuthState::None => {}
             AuthState::Basic(h) => req = req.header(AUTHORIZATION, h),
@@ -237,17 +251,13 @@ impl Registry {
         })
     }
 
-    /// GET with the challenge flow: on 401, authenticate as the registry asks and retry once.
-    async fn get(
-        &self,
-        url: &str,
-        accept: Option<&str>,
-        what: &str,
-    ) -> Result<Response, RegistryError> {
-        let mut resp = self.send_once(url, accept).await?;
+    /// Sends a request with the challenge flow: on 401, authenticates as the registry asks
+    /// and sends it again (`build` makes it anew). Any other status is the caller's.
+    async fn send(&self, build: Build<'_>, url: &str) -> Result<Response, RegistryError> {
+        let mut resp = self.send_once(build, url).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             self.authenticate(resp.headers()).await?;
-            resp = self.send_once(url, accept).await?;
+            resp = self.send_once(build, url).await?;
             if resp.status() == StatusCode::UNAUTHORIZED {
                 let msg = error_message(&resp.bytes().await.unwrap_or_default());
                 return Err(self.unauthorized(if self.credentials.is_some() {
@@ -257,12 +267,14 @@ impl Registry {
                 }));
             }
         }
+        Ok(resp)
+    }
+
+    /// The error for a response whose status is not what was expected.
+    async fn status_error(&self, resp: Response, url: &str, what: &str) -> RegistryError {
         let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
         let message = error_message(&resp.bytes().await.unwrap_or_default());
-        Err(match status {
+        match status {
             StatusCode::NOT_FOUND => RegistryError::NotFound {
                 what: what.to_string(),
                 registry: self.registry.clone(),
@@ -274,7 +286,28 @@ impl Registry {
                 url: url.to_string(),
                 message,
             },
-        })
+        }
+    }
+
+    /// GET with the challenge flow; a status other than 2xx is an error.
+    async fn get(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        what: &str,
+    ) -> Result<Response, RegistryError> {
+        let build = || {
+            let req = self.http.get(url);
+            match accept {
+                Some(a) => req.header(ACCEPT, a),
+                None => req,
+            }
+        };
+        let resp = self.send(&build, url).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(self.status_error(resp, url, what).await)
     }
 
     async fn authenticate(&self, headers: &HeaderMap) -> Result<(), RegistryError> {
@@ -311,12 +344,20 @@ impl Registry {
         if !(realm.starts_with("https://") || realm.starts_with("http://")) {
             return Err(fail("the challenge has no http(s) realm".into()));
         }
-        let own_scope = format!("repository:{}:pull", self.repository);
+        let own_scope = format!("repository:{}:{}", self.repository, self.actions);
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Some(s) = c.params.get("service") {
             query.push(("service", s.clone()));
         }
-        query.push(("scope", c.params.get("scope").cloned().unwrap_or(own_scope)));
+        // A challenge may name several scopes, space-separated (a mount reads a second
+        // repository); the token endpoint takes each as its own parameter.
+        let scopes = c.params.get("scope").cloned().unwrap_or(own_scope);
+        query.extend(
+            scopes
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(|s| ("scope", s.to_string())),
+        );
         let mut req = self.http.get(&realm).query(&query);
         if let Some(creds) = &self.credentials {
             req = req.basic_auth(&creds.username, Some(&creds.password));

@@ -41,6 +41,33 @@ pub enum Cmd {
         #[arg(long, default_value_t = 4)]
         parallel: usize,
     },
+    /// Upload an OCI image layout (directory or tar) or a `docker save` archive to a
+    /// registry, as `docker push` does; prints the pushed image by digest.
+    Push {
+        /// The layout directory or archive file.
+        input: PathBuf,
+        /// Where to: `registry/name[:tag]`, or `...@sha256:...` to insist on a digest.
+        target: Reference,
+        /// Push only the image of an OCI layout with this name
+        /// (`org.opencontainers.image.ref.name`, as in skopeo's `oci:DIR:NAME`).
+        #[arg(long = "ref", value_name = "NAME")]
+        reference: Option<String>,
+        /// Registry (`host[:port]`) to reach over plain HTTP; repeatable.
+        #[arg(long = "insecure-registry")]
+        insecure: Vec<String>,
+        /// Credentials `USER:PASSWORD` (default: ~/.docker/config.json `auths`).
+        #[arg(long, value_parser = |s: &str| Credentials::parse(s).ok_or("expected USER:PASSWORD"))]
+        creds: Option<Credentials>,
+        /// Blobs larger than this are uploaded in chunks of this size (e.g. 32M).
+        #[arg(long, value_parser = |s: &str| parse_size(s).filter(|n| *n > 0).ok_or("expected a size like 512K or 32M"))]
+        chunk_size: Option<u64>,
+        /// A repository of the same registry to mount blobs from; repeatable.
+        #[arg(long = "mount-from", value_name = "REPOSITORY")]
+        mount_from: Vec<String>,
+        /// Blobs pushed at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
     /// Load a `docker save` archive or an OCI image layout (directory or tar).
     Import {
         /// The archive or layout directory.

@@ -8,6 +8,7 @@ use cli::{Cli, Cmd};
 use pinkerton::platform::Platform;
 use pinkerton::progress::{human_size, stderr_progress};
 use pinkerton::pull::{PullOptions, DEFAULT_MAX_LAYER_SIZE};
+use pinkerton::push::{BlobAction, BlobPushed, PushOptions, DEFAULT_CHUNK_SIZE};
 use pinkerton::registry::RegistryOptions;
 use pinkerton::store::Store;
 
@@ -45,9 +46,49 @@ async fn run() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // A push reads its input, not the store.
+    let cmd = match cli.cmd {
+        Cmd::Push {
+            input,
+            target,
+            reference,
+            insecure,
+            creds,
+            chunk_size,
+            mount_from,
+            parallel,
+        } => {
+            let opts = PushOptions {
+                registry: RegistryOptions {
+                    insecure,
+                    credentials: creds,
+                    docker_config: None,
+                },
+                chunk_size: chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+                mount_from,
+                reference,
+                parallel,
+            };
+            let report = |b: &BlobPushed| {
+                let what = match &b.action {
+                    BlobAction::Exists => "already there".to_string(),
+                    BlobAction::Mounted(from) => format!("mounted from {from}"),
+                    BlobAction::Uploaded(1) => "pushed".to_string(),
+                    BlobAction::Uploaded(n) => format!("pushed in {} chunks", n - 1),
+                };
+                eprintln!("{}: {what} ({})", b.digest.short(), human_size(b.size));
+            };
+            let done = pinkerton::push::push(&input, &target, &opts, &report).await?;
+            eprintln!("{}: digest: {}", target.manifest_selector(), done.digest);
+            println!("{}", done.pinned);
+            return Ok(());
+        }
+        cmd => cmd,
+    };
     let store = Store::open(&cli.store)
         .with_context(|| format!("opening the store at {}", cli.store.display()))?;
-    match cli.cmd {
+    match cmd {
+        Cmd::Push { .. } => unreachable!("a push returns before the store is opened"),
         Cmd::Pull {
             reference,
             platform,
