@@ -23,6 +23,7 @@ impl Host {
         let opts = PullOptions {
             registry: RegistryOptions {
                 insecure: self.inner.config.insecure_registries.clone(),
+                docker_config: self.inner.config.registry_auth.clone(),
                 ..Default::default()
             },
             ..Default::default()

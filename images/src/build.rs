@@ -139,14 +139,19 @@ pub fn tree(recipe: &Recipe, inputs: &Inputs) -> Result<Tree, BuildError> {
             }
         }
     }
-    for b in &recipe.binaries {
-        let path = inputs.bin_dir.join(b);
-        let data = if recipe.strip {
+    let workspace = recipe
+        .binaries
+        .iter()
+        .map(|b| (inputs.bin_dir.join(b), recipe.strip));
+    let host = recipe.host_binaries.iter().map(|p| (p.clone(), false));
+    for (path, strip) in workspace.chain(host) {
+        let data = if strip {
             stripped(&path)?
         } else {
             read(&path)?
         };
-        t.insert(format!("/bin/{b}"), file(data, 0o755));
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        t.insert(format!("/bin/{name}"), file(data, 0o755));
         for lib in elf::shared_libraries(&path)? {
             // Libraries go where the loader found them, as regular files.
             t.insert(lib.display().to_string(), file(read(&lib)?, 0o755));

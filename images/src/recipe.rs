@@ -83,6 +83,11 @@ pub struct Recipe {
     /// Workspace binaries to put in `/bin`, with the shared libraries they load.
     #[serde(default)]
     pub binaries: Vec<String>,
+    /// Programs of the build host (absolute paths, e.g. Debian's `/usr/bin/docker-registry`)
+    /// to put in `/bin` under their file names, with the shared libraries they load; copied
+    /// as installed.
+    #[serde(default)]
+    pub host_binaries: Vec<PathBuf>,
     /// Strip debug information from the binaries (default true; needs binutils' `strip`).
     #[serde(default = "yes")]
     pub strip: bool,
@@ -144,6 +149,14 @@ impl Recipe {
         for b in &self.binaries {
             if b.is_empty() || b.contains('/') {
                 return Err(format!("binary {b:?} must be a plain file name"));
+            }
+        }
+        for b in &self.host_binaries {
+            if !b.is_absolute() || b.file_name().is_none() {
+                return Err(format!(
+                    "host binary {} must be an absolute path to a program",
+                    b.display()
+                ));
             }
         }
         for f in &self.files {

@@ -31,6 +31,10 @@ pub struct DaemonArgs {
     /// A registry (HOST[:PORT]) to pull from over plain HTTP; repeatable.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// A Docker config file (`{"auths": {"HOST:PORT": {"auth": BASE64(USER:PASS)}}}`) with
+    /// the credentials pulls use, e.g. the cluster registry's.
+    #[arg(long, value_name = "FILE")]
+    registry_auth: Option<PathBuf>,
     /// The flynn-shim binary (default: next to this one).
     #[arg(long)]
     shim: Option<PathBuf>,
@@ -95,6 +99,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
         config.tags.insert(k.into(), v.into());
     }
     config.insecure_registries = args.insecure_registries;
+    if let Some(path) = &args.registry_auth {
+        std::fs::File::open(path)
+            .with_context(|| format!("--registry-auth {}: cannot read it", path.display()))?;
+    }
+    config.registry_auth = args.registry_auth;
     config.parallel_starts = args.parallel_starts;
     config.discoverd = args.discoverd;
     config.cgroup_parent = args.cgroup_parent;

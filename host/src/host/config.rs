@@ -22,6 +22,9 @@ pub struct HostConfig {
     pub tags: BTreeMap<String, String>,
     /// Registries pulled from over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
+    /// A Docker config file (`auths`) with the credentials pulls use (the cluster
+    /// registry's); without one, root's `~/.docker/config.json` if present.
+    pub registry_auth: Option<PathBuf>,
     /// The job network.
     pub network: NetConfig,
     /// Job starts run at once; more wait.
@@ -61,6 +64,7 @@ impl HostConfig {
             shim: shim.into(),
             tags: BTreeMap::new(),
             insecure_registries: Vec::new(),
+            registry_auth: None,
             network: NetConfig::default(),
             parallel_starts: 8,
             discoverd: None,

@@ -5,6 +5,7 @@
 
 mod bootstrap;
 mod cluster_jobs;
+mod cluster_registry;
 mod controller_api;
 mod controller_etcd;
 mod discoverd_api;
