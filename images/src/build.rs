@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::elf::{self, ElfError};
-use crate::layout::{self, Content, Entry, ImageSettings, LayoutError, Tree, Written};
+use crate::layout::{self, Content, Entry, ImageSettings, Layer, LayoutError, Tree, Written};
 use crate::recipe::{Base, Recipe};
 
 /// A build that failed.
@@ -28,10 +28,16 @@ pub enum BuildError {
     /// `strip` failed on a binary.
     #[error("strip --strip-debug failed on {0}")]
     Strip(PathBuf),
+    /// The Debian base could not be made.
+    #[error(transparent)]
+    Debian(#[from] crate::debian::DebianError),
     /// The busybox base needs busybox-static.
     #[error("the busybox base needs {0} (Debian package busybox-static)")]
     NoBusybox(PathBuf),
 }
+
+/// Where Debian bases are cached by default.
+pub const DEFAULT_CACHE: &str = "/var/cache/flynn/images";
 
 /// Where a build takes its inputs from.
 #[derive(Debug, Clone)]
@@ -40,6 +46,10 @@ pub struct Inputs {
     pub bin_dir: PathBuf,
     /// The static busybox for the busybox base.
     pub busybox: PathBuf,
+    /// Where Debian bases are cached.
+    pub cache: PathBuf,
+    /// The Debian mirror Debian bases come from.
+    pub debian_mirror: String,
 }
 
 impl Default for Inputs {
@@ -47,6 +57,8 @@ impl Default for Inputs {
         Self {
             bin_dir: "target/release".into(),
             busybox: "/bin/busybox".into(),
+            cache: DEFAULT_CACHE.into(),
+            debian_mirror: crate::debian::DEFAULT_MIRROR.into(),
         }
     }
 }
@@ -88,9 +100,8 @@ fn stripped(path: &Path) -> Result<Vec<u8>, BuildError> {
     read(&out)
 }
 
-/// The image's file tree.
-pub fn tree(recipe: &Recipe, inputs: &Inputs) -> Result<Tree, BuildError> {
-    let mut t = Tree::new();
+/// `/etc/passwd`, `/etc/group`, `/tmp` and `/root` for bases that have none.
+fn minimal_etc(t: &mut Tree) {
     t.insert(
         "/etc/passwd".into(),
         file(
@@ -117,6 +128,14 @@ pub fn tree(recipe: &Recipe, inputs: &Inputs) -> Result<Tree, BuildError> {
             mode: 0o700,
         },
     );
+}
+
+/// The image's file tree.
+pub fn tree(recipe: &Recipe, inputs: &Inputs) -> Result<Tree, BuildError> {
+    let mut t = Tree::new();
+    if recipe.base != Base::Debian {
+        minimal_etc(&mut t);
+    }
     if recipe.base == Base::Busybox {
         if !inputs.busybox.is_file() {
             return Err(BuildError::NoBusybox(inputs.busybox.clone()));
@@ -151,6 +170,12 @@ pub fn tree(recipe: &Recipe, inputs: &Inputs) -> Result<Tree, BuildError> {
             read(&path)?
         };
         let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if recipe.base == Base::Debian {
+            // Debian's /bin and /lib are symlinks into /usr (merged /usr): a layer holding
+            // them as directories would hide the base's. The base has the libraries.
+            t.insert(format!("/usr/local/bin/{name}"), file(data, 0o755));
+            continue;
+        }
         t.insert(format!("/bin/{name}"), file(data, 0o755));
         for lib in elf::shared_libraries(&path)? {
             // Libraries go where the loader found them, as regular files.
@@ -175,9 +200,23 @@ pub fn build(
     tag: &str,
 ) -> Result<Written, BuildError> {
     let t = tree(recipe, inputs)?;
+    let base = match &recipe.debian {
+        Some(d) => Some(d.tar(&inputs.debian_mirror, &inputs.cache)?),
+        None => None,
+    };
+    let mut layers = Vec::new();
+    if let Some(b) = &base {
+        layers.push(Layer::TarFile(b));
+    }
+    if !t.is_empty() {
+        layers.push(Layer::Tree(&t));
+    }
     let mut env: Vec<String> = Vec::new();
     if !recipe.env.contains_key("PATH") {
-        env.push("PATH=/bin".into());
+        env.push(match recipe.base {
+            Base::Debian => "PATH=/usr/local/bin:/usr/bin:/bin".into(),
+            _ => "PATH=/bin".into(),
+        });
     }
     env.extend(recipe.env.iter().map(|(k, v)| format!("{k}={v}")));
     let settings = ImageSettings {
@@ -187,5 +226,5 @@ pub fn build(
         ports: recipe.ports.clone(),
         created_by: format!("flynn-images build {}", recipe.name),
     };
-    Ok(layout::write(out, &t, &settings, tag)?)
+    Ok(layout::write(out, &layers, &settings, tag)?)
 }

@@ -105,6 +105,15 @@ pub struct ImageSettings {
     pub created_by: String,
 }
 
+/// One layer of an image.
+#[derive(Debug, Clone, Copy)]
+pub enum Layer<'a> {
+    /// A file tree, written as a tar with fixed metadata.
+    Tree(&'a Tree),
+    /// An uncompressed tar on disk (a Debian base), gzipped as it is read.
+    TarFile(&'a Path),
+}
+
 /// The digests of a written image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -112,15 +121,86 @@ pub struct Written {
     pub manifest: String,
     /// The config digest (the image id).
     pub config: String,
-    /// The layer's uncompressed digest.
-    pub diff_id: String,
+    /// The layers' uncompressed digests, base first.
+    pub diff_ids: Vec<String>,
 }
 
-/// Writes a one-layer image of `tree` into the OCI layout at `dir` (created, or replaced if
-/// it holds a layout), tagged `tag` (`org.opencontainers.image.ref.name`).
+/// A layer written into the blobs directory: its blob digest and size, its diff_id.
+struct LayerBlob {
+    digest: String,
+    size: u64,
+    diff_id: String,
+}
+
+/// A writer that hashes and counts what passes through.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Gzips `layer` into `blobs` (without a timestamp), hashing both sides on the way.
+fn write_layer(blobs: &Path, layer: Layer<'_>) -> std::io::Result<LayerBlob> {
+    let tmp = blobs.join("layer.partial");
+    let file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let out = Hashing {
+        inner: file,
+        hash: Sha256::new(),
+        len: 0,
+    };
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(out, flate2::Compression::default());
+    let mut diff = Sha256::new();
+    match layer {
+        Layer::Tree(tree) => {
+            let tar = layer_tar(tree)?;
+            diff.update(&tar);
+            gz.write_all(&tar)?;
+        }
+        Layer::TarFile(path) => {
+            let mut f = std::fs::File::open(path)?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = std::io::Read::read(&mut f, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                diff.update(&buf[..n]);
+                gz.write_all(&buf[..n])?;
+            }
+        }
+    }
+    let mut out = gz.finish()?;
+    out.flush()?;
+    let digest = format!("sha256:{}", hex::encode(out.hash.finalize()));
+    std::fs::rename(&tmp, blobs.join(digest.trim_start_matches("sha256:")))?;
+    Ok(LayerBlob {
+        digest,
+        size: out.len,
+        diff_id: format!("sha256:{}", hex::encode(diff.finalize())),
+    })
+}
+
+/// Writes an image of `layers` (base first) into the OCI layout at `dir` (created, or
+/// replaced if it holds a layout), tagged `tag` (`org.opencontainers.image.ref.name`).
 pub fn write(
     dir: &Path,
-    tree: &Tree,
+    layers: &[Layer<'_>],
     settings: &ImageSettings,
     tag: &str,
 ) -> Result<Written, LayoutError> {
@@ -128,14 +208,17 @@ pub fn write(
         path: dir.to_path_buf(),
         source,
     };
-    let tar = layer_tar(tree).map_err(err)?;
-    let diff_id = sha256(&tar);
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::new(), flate2::Compression::default());
-    gz.write_all(&tar).map_err(err)?;
-    let layer = gz.finish().map_err(err)?;
+    // Written beside the destination, then swapped in: a reader never sees half a layout.
+    let tmp = dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let blobs = tmp.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).map_err(err)?;
+    let written: Vec<LayerBlob> = layers
+        .iter()
+        .map(|l| write_layer(&blobs, *l))
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    let diff_ids: Vec<String> = written.iter().map(|l| l.diff_id.clone()).collect();
     let ports: serde_json::Map<String, serde_json::Value> = settings
         .ports
         .iter()
@@ -150,20 +233,28 @@ pub fn write(
     if !ports.is_empty() {
         cfg["ExposedPorts"] = ports.into();
     }
+    let history: Vec<serde_json::Value> = written
+        .iter()
+        .map(|_| serde_json::json!({"created": "1970-01-01T00:00:00Z", "created_by": settings.created_by}))
+        .collect();
     let config = serde_json::json!({
         "architecture": pinkerton::platform::Platform::host().architecture,
         "os": "linux",
         "created": "1970-01-01T00:00:00Z",
         "config": cfg,
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": "1970-01-01T00:00:00Z", "created_by": settings.created_by}],
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": history,
     });
     let config = serde_json::to_vec(&config).expect("json");
+    let layer_descs: Vec<serde_json::Value> = written
+        .iter()
+        .map(|l| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l.digest, "size": l.size}))
+        .collect();
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&layer), "size": layer.len()}],
+        "layers": layer_descs,
     });
     let manifest = serde_json::to_vec(&manifest).expect("json");
     let index = serde_json::json!({
@@ -176,12 +267,7 @@ pub fn write(
             "annotations": {"org.opencontainers.image.ref.name": tag},
         }],
     });
-    // Written beside the destination, then swapped in: a reader never sees half a layout.
-    let tmp = dir.with_extension("tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    let blobs = tmp.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).map_err(err)?;
-    for blob in [&layer, &config, &manifest] {
+    for blob in [&config, &manifest] {
         let d = sha256(blob);
         std::fs::write(blobs.join(d.trim_start_matches("sha256:")), blob).map_err(err)?;
     }
@@ -198,7 +284,7 @@ pub fn write(
     Ok(Written {
         manifest: sha256(&manifest),
         config: sha256(&config),
-        diff_id,
+        diff_ids,
     })
 }
 
@@ -228,10 +314,10 @@ mod tests {
             ..Default::default()
         };
         let t = tempfile::tempdir().unwrap();
-        let a = write(&t.path().join("a"), &tree, &settings, "x").unwrap();
-        let b = write(&t.path().join("b"), &tree, &settings, "x").unwrap();
+        let a = write(&t.path().join("a"), &[Layer::Tree(&tree)], &settings, "x").unwrap();
+        let b = write(&t.path().join("b"), &[Layer::Tree(&tree)], &settings, "x").unwrap();
         assert_eq!(a, b);
-        let again = write(&t.path().join("a"), &tree, &settings, "x").unwrap();
+        let again = write(&t.path().join("a"), &[Layer::Tree(&tree)], &settings, "x").unwrap();
         assert_eq!(a, again);
         let names: Vec<String> = tar::Archive::new(layer_tar(&tree).unwrap().as_slice())
             .entries()

@@ -4,6 +4,7 @@
 //! into pinkerton's store.
 
 pub mod build;
+pub mod debian;
 pub mod elf;
 pub mod layout;
 pub mod recipe;

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! name = "flynn/host-cli"            # the image name
-//! base = "busybox"                   # "busybox" (busybox-static applets) or "scratch"
+//! base = "busybox"                   # "busybox" (busybox-static applets), "scratch" or "debian"
 //! binaries = ["flynn-host"]          # from the workspace's build directory, into /bin
 //! strip = true                       # drop their debug information (the default)
 //! entrypoint = ["/bin/flynn-host"]
@@ -13,6 +13,9 @@
 //! source = "images/files/motd"
 //! target = "/etc/motd"
 //! mode = 0o644
+//! [debian]                           # with base = "debian": a Debian root filesystem layer
+//! suite = "bookworm"
+//! packages = ["python3"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -57,6 +60,9 @@ pub enum Base {
     Scratch,
     /// `/bin/busybox` (busybox-static) with a link per applet: a shell and tools for debugging.
     Busybox,
+    /// A Debian root filesystem made by mmdebstrap (the recipe's `[debian]` table), as the
+    /// image's first layer; the recipe's own files are a second layer.
+    Debian,
 }
 
 /// An extra file.
@@ -80,6 +86,9 @@ pub struct Recipe {
     pub name: String,
     /// What it starts from.
     pub base: Base,
+    /// The Debian base, with `base = "debian"`.
+    #[serde(default)]
+    pub debian: Option<crate::debian::DebianBase>,
     /// Workspace binaries to put in `/bin`, with the shared libraries they load.
     #[serde(default)]
     pub binaries: Vec<String>,
@@ -175,6 +184,12 @@ impl Recipe {
                 return Err(format!("port {p:?}: use PORT/tcp or PORT/udp"));
             }
         }
+        match (&self.base, &self.debian) {
+            (Base::Debian, None) => return Err("base \"debian\" needs a [debian] table".into()),
+            (Base::Debian, Some(d)) => d.check()?,
+            (_, Some(_)) => return Err("a [debian] table needs base = \"debian\"".into()),
+            _ => {}
+        }
         if self.entrypoint.is_empty() && self.cmd.is_empty() {
             return Err("give an entrypoint or a cmd".into());
         }
@@ -207,6 +222,9 @@ mod tests {
             "name = \"x\"\nbase = \"scratch\"\ncmd = [\"x\"]\nports = [\"http\"]\n",
             "name = \"x\"\nbase = \"scratch\"\ncmd = [\"x\"]\nbinaries = [\"../x\"]\n",
             "name = \"x\"\nbase = \"scratch\"\ncmd = [\"x\"]\nunknown = 1\n",
+            "name = \"x\"\nbase = \"debian\"\ncmd = [\"x\"]\n",
+            "name = \"x\"\nbase = \"scratch\"\ncmd = [\"x\"]\n[debian]\nsuite = \"bookworm\"\n",
+            "name = \"x\"\nbase = \"debian\"\ncmd = [\"x\"]\n[debian]\nsuite = \"bookworm\"\npackages = [\"-x\"]\n",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -15,6 +15,7 @@ mod host_hardening;
 mod host_restart;
 mod host_schemathesis;
 mod images_build;
+mod images_stack;
 mod pinkerton_auth;
 mod pinkerton_errors;
 mod pinkerton_import;
