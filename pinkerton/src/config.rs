@@ -17,6 +17,9 @@ pub enum ConfigError {
     /// A diff_id is not a sha256 digest.
     #[error("image config has a diff_id that is not a sha256 digest: {0:?}")]
     DiffId(String),
+    /// The config lacks what an operation needs.
+    #[error("unusable image config: {0}")]
+    Invalid(String),
 }
 
 /// What a job started from the image gets unless its spec says otherwise.

@@ -2,6 +2,7 @@
 //! content-addressed store of blobs and unpacked layers, safe layer unpack in overlayfs form,
 //! rootfs flattening, and `docker save` / OCI layout import.
 
+pub mod append;
 pub(crate) mod archive;
 pub mod config;
 pub mod digest;

@@ -251,7 +251,7 @@ fn verify(what: &str, expected: &Digest, bytes: &[u8]) -> Result<(), PullError> 
 }
 
 /// Fetches the manifest, following an index to the wanted platform; verifies digests.
-async fn resolve(
+pub(crate) async fn resolve(
     registry: &Registry,
     reference: &Reference,
     platform: &Platform,

@@ -56,6 +56,27 @@ pub enum PushError {
     /// An index names a manifest the layout does not hold (copied for one platform only).
     #[error("the index names manifest {0}, which the layout does not hold; copy the image with all its platforms (skopeo copy --all) or push one platform's layout")]
     MissingManifest(Digest),
+    /// A blob that had to come from another repository could not be mounted.
+    #[error(
+        "the registry could not mount blob {digest} from {from}; is the base image still there?"
+    )]
+    NotMounted {
+        /// The blob.
+        digest: Digest,
+        /// The repositories tried.
+        from: String,
+    },
+    /// A base image must be in the target's registry, whose blobs are mounted.
+    #[error("the base {base} is in another registry than {target}; copy it there first (pinkerton push, or skopeo copy)")]
+    OtherRegistry {
+        /// The base.
+        base: String,
+        /// The target.
+        target: String,
+    },
+    /// The base could not be read.
+    #[error(transparent)]
+    Pull(#[from] crate::pull::PullError),
     /// The target names a digest other than the manifest's.
     #[error("the target names digest {wanted}, but the manifest pushed is {actual}")]
     WrongDigest {
@@ -126,11 +147,11 @@ pub struct PushReport {
     pub blobs: Vec<BlobPushed>,
 }
 
-/// A blob to push: where its bytes are and what they must be.
-struct Blob {
-    path: PathBuf,
-    digest: Digest,
-    size: u64,
+/// A blob to push: where its bytes are (none: it must be mounted) and what they must be.
+pub(crate) struct Blob {
+    pub path: Option<PathBuf>,
+    pub digest: Digest,
+    pub size: u64,
 }
 
 /// A manifest to push after its blobs: under its digest, or under the target's tag.
@@ -273,7 +294,7 @@ fn image_blobs(
             continue;
         }
         out.push(Blob {
-            path: archive.blob_path(&r.digest),
+            path: Some(archive.blob_path(&r.digest)),
             digest: r.digest,
             size: r.size,
         });
@@ -312,7 +333,7 @@ fn from_docker_save(archive: &Archive, work: &Path, input: &Path) -> Result<Plan
     let config_path = work.join("config.json");
     std::fs::write(&config_path, &config_bytes).map_err(at(&config_path))?;
     let mut blobs = vec![Blob {
-        path: config_path,
+        path: Some(config_path),
         digest: config_digest.clone(),
         size: config_bytes.len() as u64,
     }];
@@ -320,13 +341,21 @@ fn from_docker_save(archive: &Archive, work: &Path, input: &Path) -> Result<Plan
     for (i, (rel, diff_id)) in e.layers.iter().zip(&config.diff_ids).enumerate() {
         let src = archive.path(rel)?;
         let out = work.join(format!("layer-{i}.tar.gz"));
-        let (digest, size) = gzip_layer(&src, &out, diff_id)?;
+        let (digest, size, actual) = gzip_layer(&src, &out)?;
+        if &actual != diff_id {
+            return Err(ImportError::DigestMismatch {
+                path: src,
+                expected: diff_id.clone(),
+                actual,
+            }
+            .into());
+        }
         layers.push(
             json!({"mediaType": DOCKER_LAYER_GZIP, "size": size, "digest": digest.to_string()}),
         );
         if !blobs.iter().any(|b| b.digest == digest) {
             blobs.push(Blob {
-                path: out,
+                path: Some(out),
                 digest,
                 size,
             });
@@ -349,9 +378,9 @@ fn from_docker_save(archive: &Archive, work: &Path, input: &Path) -> Result<Plan
     ))
 }
 
-/// Gzips the layer tar `src` (itself possibly compressed) into `out`, checking its content
-/// against `diff_id`; returns the digest and size of what was written.
-fn gzip_layer(src: &Path, out: &Path, diff_id: &Digest) -> Result<(Digest, u64), PushError> {
+/// Gzips the layer tar `src` (itself possibly compressed) into `out`; returns the digest and
+/// size of what was written and the digest of the tar (its diff_id).
+pub(crate) fn gzip_layer(src: &Path, out: &Path) -> Result<(Digest, u64, Digest), PushError> {
     let mut input = BufReader::new(std::fs::File::open(src).map_err(at(src))?);
     let head = io::BufRead::fill_buf(&mut input).map_err(at(src))?.to_vec();
     let mut reader: Box<dyn Read> = match Compression::sniff(&head) {
@@ -378,17 +407,8 @@ fn gzip_layer(src: &Path, out: &Path, diff_id: &Digest) -> Result<(Digest, u64),
     }
     let mut hashed = gz.finish().map_err(at(out))?;
     hashed.inner.flush().map_err(at(out))?;
-    let actual = diff.finish();
-    if &actual != diff_id {
-        return Err(ImportError::DigestMismatch {
-            path: src.to_path_buf(),
-            expected: diff_id.clone(),
-            actual,
-        }
-        .into());
-    }
     let size = hashed.hasher.len();
-    Ok((hashed.hasher.finish(), size))
+    Ok((hashed.hasher.finish(), size, diff.finish()))
 }
 
 struct HashingWriter<W> {
@@ -409,7 +429,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// Skips, mounts or uploads one blob.
-async fn push_blob(
+pub(crate) async fn push_blob(
     registry: &Registry,
     b: &Blob,
     opts: &PushOptions,
@@ -428,6 +448,15 @@ async fn push_blob(
             }
         }
     }
+    let Some(path) = &b.path else {
+        if let Some(s) = &session {
+            registry.cancel_upload(s).await;
+        }
+        return Err(PushError::NotMounted {
+            digest: b.digest.clone(),
+            from: opts.mount_from.join(", "),
+        });
+    };
     let session = match session {
         Some(s) => s,
         None => match registry.start_upload(None).await? {
@@ -435,7 +464,7 @@ async fn push_blob(
             UploadStart::Mounted => return Ok(BlobAction::Exists),
         },
     };
-    match upload(registry, b, session.clone(), opts.chunk_size.max(1)).await {
+    match upload(registry, b, path, session.clone(), opts.chunk_size.max(1)).await {
         Ok(requests) => Ok(BlobAction::Uploaded(requests)),
         Err(e) => {
             registry.cancel_upload(&session).await;
@@ -449,10 +478,11 @@ async fn push_blob(
 async fn upload(
     registry: &Registry,
     b: &Blob,
+    path: &Path,
     mut session: reqwest::Url,
     chunk: u64,
 ) -> Result<usize, PushError> {
-    let mut file = tokio::fs::File::open(&b.path).await.map_err(at(&b.path))?;
+    let mut file = tokio::fs::File::open(path).await.map_err(at(path))?;
     let mut hasher = Hasher::new();
     let mut requests = 0;
     let mut offset = 0u64;
@@ -463,7 +493,7 @@ async fn upload(
             .take(chunk)
             .read_to_end(&mut buf)
             .await
-            .map_err(at(&b.path))?;
+            .map_err(at(path))?;
         hasher.update(&buf);
         let data = Bytes::from(buf);
         let end = data.len() < chunk as usize || hasher.len() >= b.size;
@@ -487,7 +517,7 @@ async fn upload(
     let actual = hasher.finish();
     if actual != b.digest || size != b.size {
         return Err(ImportError::DigestMismatch {
-            path: b.path.clone(),
+            path: path.to_path_buf(),
             expected: b.digest.clone(),
             actual,
         }

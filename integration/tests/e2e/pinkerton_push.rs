@@ -375,3 +375,110 @@ fn pushes_authenticate_with_basic_and_token_auth() {
     let q = Pinkerton::new();
     q.ok(&["pull", "--creds", "bob:builder", &other]);
 }
+
+#[root_test]
+fn append_puts_a_layer_on_a_base_without_downloading_it() {
+    let reg = Registry::start();
+    let p = Pinkerton::new();
+    let dir = p.scratch().join("layout");
+    let mut l = OciLayout::new(&dir);
+    l.add_image(
+        "base",
+        &layers(),
+        json!({"Env": ["PATH=/bin", "PORT=1"], "Cmd": ["sh"]}),
+    );
+    let base = format!("{}/flynn/stack:v1", reg.addr);
+    push(&p, &[dir.to_str().unwrap(), &base]);
+    let gets = reg.blob_gets();
+
+    // The layer: /app with a file, as a build leaves it.
+    let app = p.scratch().join("app");
+    fs::create_dir_all(app.join("app")).unwrap();
+    fs::write(app.join("app/hello.txt"), "hello from the slug\n").unwrap();
+    let tar = p.scratch().join("slug.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&app)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("app"),
+    );
+
+    let target = format!("{}/apps/web:v3", reg.addr);
+    let out = p.run(&[
+        "append",
+        "--base",
+        &base,
+        "--layer",
+        tar.to_str().unwrap(),
+        "--env",
+        "PORT=5000",
+        "--cmd",
+        r#"["start","web"]"#,
+        "--label",
+        "git.commit=abc123",
+        &target,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("mounted from flynn/stack").count(), 2, "{err}");
+    assert_eq!(
+        err.matches(": pushed (").count(),
+        2,
+        "the layer and the config: {err}"
+    );
+    assert_eq!(
+        reg.blob_gets(),
+        gets + 1,
+        "only the base's config was read: {}",
+        reg.log()
+    );
+
+    let raw: Value = serde_json::from_slice(&raw_manifest(&target)).unwrap();
+    assert_eq!(raw["layers"].as_array().unwrap().len(), 3);
+    let inspect = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
+    let inspect: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(inspect["Labels"]["git.commit"], "abc123");
+    assert_eq!(inspect["Env"], json!(["PATH=/bin", "PORT=5000"]));
+    p.ok(&["pull", &target]);
+    let rootfs = p.scratch().join("rootfs");
+    p.ok(&["rootfs", &target, rootfs.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(rootfs.join("app/hello.txt")).unwrap(),
+        "hello from the slug\n"
+    );
+    assert!(rootfs.join("bin/busybox").is_file(), "the base is under it");
+
+    // A base elsewhere, or missing, pushes nothing.
+    let err = p.fails(&[
+        "append",
+        "--base",
+        "127.0.0.1:1/x/y:z",
+        "--layer",
+        tar.to_str().unwrap(),
+        &target,
+    ]);
+    assert!(err.contains("another registry"), "{err}");
+    let missing = format!("{}/apps/missing:v1", reg.addr);
+    let err = p.fails(&[
+        "append",
+        "--base",
+        &format!("{}/flynn/none:v1", reg.addr),
+        "--layer",
+        tar.to_str().unwrap(),
+        &missing,
+    ]);
+    assert!(err.contains("not found"), "{err}");
+    let out = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{missing}"),
+    ]);
+    assert!(!out.status.success());
+}

@@ -68,6 +68,39 @@ pub enum Cmd {
         #[arg(long, default_value_t = 4)]
         parallel: usize,
     },
+    /// Push a base image of a registry plus one layer as a new image of the same registry,
+    /// without downloading the base (its layers are mounted); prints it by digest.
+    Append {
+        /// The base, e.g. `REGISTRY/flynn/stack-run:latest`.
+        #[arg(long)]
+        base: Reference,
+        /// The layer: a tar (uncompressed, gzip or zstd).
+        #[arg(long)]
+        layer: PathBuf,
+        /// Where to: `REGISTRY/name[:tag]`, in the base's registry.
+        target: Reference,
+        /// Set `K=V` in the image's environment; repeatable.
+        #[arg(long = "env", value_name = "K=V")]
+        env: Vec<String>,
+        /// The entrypoint, as a JSON array.
+        #[arg(long, value_parser = json_args)]
+        entrypoint: Option<JsonArgs>,
+        /// The cmd, as a JSON array.
+        #[arg(long = "cmd", value_parser = json_args)]
+        image_cmd: Option<JsonArgs>,
+        /// Set a label `K=V`; repeatable.
+        #[arg(long = "label", value_name = "K=V")]
+        labels: Vec<String>,
+        /// Platform to pick from a multi-platform base (`os/arch[/variant]`).
+        #[arg(long)]
+        platform: Option<Platform>,
+        /// Registry (`host[:port]`) to reach over plain HTTP; repeatable.
+        #[arg(long = "insecure-registry")]
+        insecure: Vec<String>,
+        /// Credentials `USER:PASSWORD` (default: ~/.docker/config.json `auths`).
+        #[arg(long, value_parser = |s: &str| Credentials::parse(s).ok_or("expected USER:PASSWORD"))]
+        creds: Option<Credentials>,
+    },
     /// Load a `docker save` archive or an OCI image layout (directory or tar).
     Import {
         /// The archive or layout directory.
@@ -109,4 +142,14 @@ pub enum Cmd {
     },
     /// Delete layers and blobs that no image references, and leftover temporary files.
     Gc,
+}
+
+/// An argv given as a JSON array.
+#[derive(Debug, Clone)]
+pub struct JsonArgs(pub Vec<String>);
+
+fn json_args(s: &str) -> Result<JsonArgs, String> {
+    serde_json::from_str(s)
+        .map(JsonArgs)
+        .map_err(|_| "expected a JSON array of strings, e.g. [\"start\",\"web\"]".into())
 }

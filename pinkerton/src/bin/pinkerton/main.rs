@@ -69,16 +69,59 @@ async fn run() -> Result<()> {
                 reference,
                 parallel,
             };
-            let report = |b: &BlobPushed| {
-                let what = match &b.action {
-                    BlobAction::Exists => "already there".to_string(),
-                    BlobAction::Mounted(from) => format!("mounted from {from}"),
-                    BlobAction::Uploaded(1) => "pushed".to_string(),
-                    BlobAction::Uploaded(n) => format!("pushed in {} chunks", n - 1),
-                };
-                eprintln!("{}: {what} ({})", b.digest.short(), human_size(b.size));
+            let done = pinkerton::push::push(&input, &target, &opts, &report_blob).await?;
+            eprintln!("{}: digest: {}", target.manifest_selector(), done.digest);
+            println!("{}", done.pinned);
+            return Ok(());
+        }
+        Cmd::Append {
+            base,
+            layer,
+            target,
+            env,
+            entrypoint,
+            image_cmd,
+            labels,
+            platform,
+            insecure,
+            creds,
+        } => {
+            let mut label_map = std::collections::BTreeMap::new();
+            for l in labels {
+                let (k, v) = l
+                    .split_once('=')
+                    .with_context(|| format!("--label {l:?}: use KEY=VALUE"))?;
+                label_map.insert(k.to_string(), v.to_string());
+            }
+            if let Some(bad) = env.iter().find(|e| !e.contains('=')) {
+                anyhow::bail!("--env {bad:?}: use KEY=VALUE");
+            }
+            let changes = pinkerton::append::ConfigChanges {
+                env,
+                entrypoint: entrypoint.map(|a| a.0),
+                cmd: image_cmd.map(|a| a.0),
+                labels: label_map,
+                created_by: format!("pinkerton append {}", layer.display()),
+                ..Default::default()
             };
-            let done = pinkerton::push::push(&input, &target, &opts, &report).await?;
+            let opts = PushOptions {
+                registry: RegistryOptions {
+                    insecure,
+                    credentials: creds,
+                    docker_config: None,
+                },
+                ..Default::default()
+            };
+            let done = pinkerton::append::append(
+                &base,
+                &layer,
+                &target,
+                &changes,
+                &platform.unwrap_or_else(Platform::host),
+                &opts,
+                &report_blob,
+            )
+            .await?;
             eprintln!("{}: digest: {}", target.manifest_selector(), done.digest);
             println!("{}", done.pinned);
             return Ok(());
@@ -88,7 +131,9 @@ async fn run() -> Result<()> {
     let store = Store::open(&cli.store)
         .with_context(|| format!("opening the store at {}", cli.store.display()))?;
     match cmd {
-        Cmd::Push { .. } => unreachable!("a push returns before the store is opened"),
+        Cmd::Push { .. } | Cmd::Append { .. } => {
+            unreachable!("pushes return before the store is opened")
+        }
         Cmd::Pull {
             reference,
             platform,
@@ -188,4 +233,15 @@ async fn run() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line per blob of a push.
+fn report_blob(b: &BlobPushed) {
+    let what = match &b.action {
+        BlobAction::Exists => "already there".to_string(),
+        BlobAction::Mounted(from) => format!("mounted from {from}"),
+        BlobAction::Uploaded(1) => "pushed".to_string(),
+        BlobAction::Uploaded(n) => format!("pushed in {} chunks", n - 1),
+    };
+    eprintln!("{}: {what} ({})", b.digest.short(), human_size(b.size));
 }
