@@ -100,6 +100,38 @@ fn stripped(path: &Path) -> Result<Vec<u8>, BuildError> {
     read(&out)
 }
 
+/// The regular files under `dir`, by path relative to it, sorted.
+fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>, BuildError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|source| BuildError::Read {
+            path: d.clone(),
+            source,
+        })?;
+        for e in entries {
+            let path = e
+                .map_err(|source| BuildError::Read {
+                    path: d.clone(),
+                    source,
+                })?
+                .path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.is_file() {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                out.push((rel, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// `/etc/passwd`, `/etc/group`, `/tmp` and `/root` for bases that have none.
 fn minimal_etc(t: &mut Tree) {
     t.insert(
@@ -184,6 +216,23 @@ pub fn tree(recipe: &Recipe, inputs: &Inputs) -> Result<Tree, BuildError> {
     }
     for f in &recipe.files {
         let source = recipe.dir.join(&f.source);
+        if source.is_dir() {
+            // A directory: its files, with their own permission bits unless `mode` is given.
+            for (rel, path) in files_under(&source)? {
+                let mode = match f.mode {
+                    Some(m) => m,
+                    None => std::fs::metadata(&path)
+                        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+                        .map_err(|source| BuildError::Read {
+                            path: path.clone(),
+                            source,
+                        })?,
+                };
+                let target = format!("{}/{rel}", f.target.trim_end_matches('/'));
+                t.insert(target, file(read(&path)?, mode));
+            }
+            continue;
+        }
         t.insert(
             f.target.clone(),
             file(read(&source)?, f.mode.unwrap_or(0o644)),

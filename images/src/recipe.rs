@@ -69,11 +69,12 @@ pub enum Base {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
-    /// Path on the build host (relative ones from the recipe's directory).
+    /// Path on the build host (relative ones from the recipe's directory); a directory
+    /// brings every file under it, below `target`.
     pub source: PathBuf,
     /// Absolute path in the image.
     pub target: String,
-    /// Permission bits (default 0o644).
+    /// Permission bits (default 0o644; for a directory's files, their own).
     #[serde(default)]
     pub mode: Option<u32>,
 }

@@ -455,6 +455,19 @@ impl Cluster {
                     String::from_utf8_lossy(&o.stdout)
                 );
             }
+            // The published-port rules: a port whose rule points at a job that is gone shows
+            // here before the live one.
+            if let Ok(o) = h
+                .command("iptables")
+                .args(["-w", "-t", "nat", "-S", "FLYNN-DNAT"])
+                .output()
+            {
+                s += &format!(
+                    "--- host {} port rules ---\n{}\n",
+                    h.index,
+                    String::from_utf8_lossy(&o.stdout)
+                );
+            }
             let backends = h
                 .command("curl")
                 .args(["-sS", "-m", "5"])

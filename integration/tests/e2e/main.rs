@@ -29,3 +29,4 @@ mod runtime_hardening;
 mod runtime_jobs;
 mod runtime_network;
 mod scheduler;
+mod slugbuilder;
