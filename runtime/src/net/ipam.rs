@@ -28,6 +28,11 @@ pub struct Lease {
 struct LeaseFile {
     /// The last address handed out, so addresses are not reused at once.
     last: Option<Ipv4Addr>,
+    /// The last automatic host port handed out per protocol, for the same reason: a port
+    /// given back and handed out again at once can still have connection-tracking entries
+    /// (and any rule a failed cleanup left) that lead to the job that had it.
+    #[serde(default)]
+    last_ports: BTreeMap<String, u16>,
     leases: BTreeMap<String, Lease>,
 }
 
@@ -153,10 +158,18 @@ impl Ipam {
                     }
                     *want
                 } else {
-                    AUTO_PORTS
-                        .clone()
+                    let (lo, hi) = (*AUTO_PORTS.start(), *AUTO_PORTS.end());
+                    let start =
+                        db.last_ports
+                            .get(proto)
+                            .map_or(lo, |l| if *l >= hi { lo } else { l + 1 });
+                    let size = u32::from(hi - lo) + 1;
+                    let p = (0..size)
+                        .map(|i| lo + ((u32::from(start - lo) + i) % size) as u16)
                         .find(|p| !host_busy(*p) && !taken.contains(&(proto.clone(), *p)))
-                        .ok_or(NetError::Exhausted)?
+                        .ok_or(NetError::Exhausted)?;
+                    db.last_ports.insert(proto.clone(), p);
+                    p
                 };
                 taken.insert((proto.clone(), port));
                 got.push(port);
@@ -255,6 +268,12 @@ mod tests {
         // All or none.
         let bad = [("tcp".to_string(), 0), ("tcp".to_string(), 8080)];
         assert!(ipam.allocate_ports("f", &bad, busy).is_err());
+        // Given back, an automatic port is not handed out again at once.
+        ipam.release("c").unwrap();
+        assert_eq!(
+            ipam.allocate_ports("g", &one("tcp", 0), none).unwrap(),
+            [30004]
+        );
         assert!(ipam
             .leases()
             .unwrap()
