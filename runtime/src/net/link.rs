@@ -194,13 +194,18 @@ pub async fn job_veths(h: &Handle, bridge: &str) -> Result<Vec<String>, NetError
 
 /// Deletes link `name` (and so its veth peer); missing is fine.
 pub async fn delete(h: &Handle, name: &str) -> Result<(), NetError> {
-    match index(h, name).await? {
-        Some(i) => h
-            .link()
-            .del(i)
-            .execute()
-            .await
-            .map_err(nl("deleting the veth")),
-        None => Ok(()),
+    let Some(i) = index(h, name).await? else {
+        return Ok(());
+    };
+    match h.link().del(i).execute().await {
+        Ok(()) => Ok(()),
+        // Gone between the lookup and the delete: the kernel destroys a pair with the
+        // namespace holding its other end, on its own schedule.
+        Err(rtnetlink::Error::NetlinkError(m))
+            if m.to_io().raw_os_error() == Some(libc::ENODEV) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(nl("deleting the veth")(e)),
     }
 }
