@@ -376,3 +376,29 @@ pub fn push_busybox(registry: &str, scratch: &std::path::Path) -> String {
     layout.push("bb", &image, &[]);
     image
 }
+
+/// Where the stack tests find the Debian bases `script/test` fetched (`flynn-images fetch`).
+pub const STACK_CACHE: &str = "/var/cache/flynn-test/images";
+
+/// Builds the workspace recipe `recipe` with `flynn-images` into the layout `out`, tagged
+/// `flynn/RECIPE:test`, and into the pinkerton store `store` when given; returns the
+/// manifest digest it printed.
+pub fn build_recipe(recipe: &str, out: &Path, store: Option<&Path>) -> String {
+    let bin = crate::workspace_bin("flynn-images");
+    let mut cmd = Command::new(&bin);
+    cmd.args(["build", recipe, "--bin-dir"])
+        .arg(bin.parent().unwrap())
+        .arg("--out")
+        .arg(out)
+        .args([
+            "--cache",
+            STACK_CACHE,
+            "--tag",
+            &format!("flynn/{recipe}:test"),
+        ]);
+    if let Some(s) = store {
+        cmd.arg("--store").arg(s);
+    }
+    let printed = run_ok(&mut cmd);
+    printed.split_whitespace().nth(1).unwrap().to_string()
+}

@@ -2,31 +2,9 @@
 //! (cached under /var/cache/flynn-test/images), reproducibly, and run by flynn-host: the run
 //! stack's runtimes through flynn-runner, the build stack's toolchains.
 
-use std::process::Command;
-
 use integration::host::HostDaemon;
-use integration::{root_test, run_ok, workspace_bin};
-
-const CACHE: &str = "/var/cache/flynn-test/images";
-
-/// Builds `recipe` into `out`; returns the manifest digest flynn-images printed.
-fn build(recipe: &str, out: &std::path::Path, store: Option<&std::path::Path>) -> String {
-    let bin_dir = workspace_bin("flynn-images")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let mut cmd = Command::new(workspace_bin("flynn-images"));
-    cmd.args(["build", recipe, "--bin-dir"])
-        .arg(&bin_dir)
-        .arg("--out")
-        .arg(out)
-        .args(["--cache", CACHE, "--tag", &format!("flynn/{recipe}:test")]);
-    if let Some(s) = store {
-        cmd.arg("--store").arg(s);
-    }
-    let printed = run_ok(&mut cmd);
-    printed.split_whitespace().nth(1).unwrap().to_string()
-}
+use integration::image::build_recipe;
+use integration::root_test;
 
 #[root_test(isolated)]
 fn stacks_build_from_debian_packages_reproducibly_and_run() {
@@ -34,8 +12,8 @@ fn stacks_build_from_debian_packages_reproducibly_and_run() {
     let t = tempfile::tempdir().unwrap();
     let store = h.state().join("pinkerton");
 
-    let a = build("stack-run", &t.path().join("run-a"), None);
-    let b = build("stack-run", &t.path().join("run-b"), Some(&store));
+    let a = build_recipe("stack-run", &t.path().join("run-a"), None);
+    let b = build_recipe("stack-run", &t.path().join("run-b"), Some(&store));
     assert!(a.starts_with("sha256:"), "{a}");
     assert_eq!(a, b, "two builds of the run stack differ");
 
@@ -64,7 +42,7 @@ fn stacks_build_from_debian_packages_reproducibly_and_run() {
         + &String::from_utf8_lossy(&no_procfile.stderr);
     assert!(err.contains("no /app/Procfile"), "{err}");
 
-    build("stack-build", &t.path().join("build"), Some(&store));
+    build_recipe("stack-build", &t.path().join("build"), Some(&store));
     let out = h.ok(&[
         "run",
         "--rm",

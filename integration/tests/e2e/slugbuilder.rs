@@ -8,27 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration::host::HostDaemon;
+use integration::image::build_recipe;
 use integration::pinkerton::Pinkerton;
-use integration::{root_test, run_ok, workspace_bin};
-
-const CACHE: &str = "/var/cache/flynn-test/images";
-
-fn build_image(recipe: &str, out: &Path, store: Option<&Path>) {
-    let bin_dir = workspace_bin("flynn-images")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let mut cmd = Command::new(workspace_bin("flynn-images"));
-    cmd.args(["build", recipe, "--bin-dir"])
-        .arg(&bin_dir)
-        .arg("--out")
-        .arg(out)
-        .args(["--cache", CACHE, "--tag", &format!("flynn/{recipe}:test")]);
-    if let Some(s) = store {
-        cmd.arg("--store").arg(s);
-    }
-    run_ok(&mut cmd);
-}
+use integration::{root_test, run_ok};
 
 /// Writes `files` into a fresh directory and tars it.
 fn app_tar(dir: &Path, name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
@@ -154,8 +136,8 @@ fn builds_apps_with_buildpacks_into_images_on_the_run_stack() {
     h.ok(&["volume", "create", "buildpack-src"]);
     let t = tempfile::tempdir().unwrap();
     let store = h.state().join("pinkerton");
-    build_image("stack-build", &t.path().join("build"), Some(&store));
-    build_image("stack-run", &t.path().join("run"), None);
+    build_recipe("stack-build", &t.path().join("build"), Some(&store));
+    build_recipe("stack-run", &t.path().join("run"), None);
     let p = Pinkerton::new();
     p.ok(&[
         "push",
