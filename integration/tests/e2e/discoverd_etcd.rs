@@ -31,7 +31,8 @@ fn two_discoverds_share_state_through_etcd_and_survive_its_leader() {
             watch.next().await.unwrap().unwrap().kind(),
             EventKind::Current
         );
-        let ttl = Duration::from_secs(30);
+        // Long enough that "one" and "two" outlive the whole test on a busy machine.
+        let ttl = Duration::from_secs(300);
         ca.register("web", "one", &reg("100.100.0.2:80"), ttl)
             .await
             .unwrap();
@@ -86,11 +87,14 @@ fn two_discoverds_share_state_through_etcd_and_survive_its_leader() {
         )
         .await
         .unwrap();
-        eventually("short to expire", async || {
-            let l = cb.instances("web").await.ok()?;
-            (!l.iter().any(|i| i.id == "short")).then_some(())
-        })
-        .await;
+        // Each discoverd follows etcd with its own watch: wait until both have seen the expiry.
+        for c in [&ca, &cb] {
+            eventually("short to expire", async || {
+                let l = c.instances("web").await.ok()?;
+                (!l.iter().any(|i| i.id == "short")).then_some(())
+            })
+            .await;
+        }
     });
 
     let leader = etcd.leader().expect("an etcd leader");
@@ -105,7 +109,7 @@ fn two_discoverds_share_state_through_etcd_and_survive_its_leader() {
                 "web",
                 "three",
                 &reg("100.100.0.5:80"),
-                Duration::from_secs(30),
+                Duration::from_secs(300),
             )
             .await
             .ok()
