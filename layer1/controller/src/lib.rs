@@ -4,7 +4,6 @@
 //! embedded redb file for one host ([`embedded`]) or etcd for a cluster ([`etcd`]). The wire
 //! types and the client are in `controller-api`.
 
-pub mod auth;
 pub mod controller;
 pub mod embedded;
 pub mod error;

@@ -1,14 +1,15 @@
-//! Who may use the API: one of the configured keys, sent as a bearer token
-//! (`Authorization: Bearer KEY`) or as the password of HTTP Basic auth (any user name, as git
-//! sends it). Several keys may be valid at once, so a key can be rotated without downtime.
+//! API keys (the controller's, which gitreceive accepts too): one of the configured keys,
+//! sent as a bearer token (`Authorization: Bearer KEY`) or as the password of HTTP Basic auth
+//! (any user name, as git sends it). Several keys may be valid at once, so a key can be
+//! rotated without downtime.
 
 use base64::Engine;
-use ring::digest::{digest, SHA256};
+use sha2::{Digest, Sha256};
 
 /// Shortest key accepted.
 pub const MIN_KEY_LEN: usize = 32;
 
-/// The keys a controller accepts.
+/// The keys a service accepts.
 #[derive(Clone)]
 pub struct Keys(Vec<String>);
 
@@ -32,8 +33,7 @@ pub enum KeyError {
 /// The SHA-256 of `s` in hex: every digest has the same length, so comparing digests takes
 /// the same time whatever key was sent.
 fn hash(s: &str) -> String {
-    digest(&SHA256, s.as_bytes())
-        .as_ref()
+    Sha256::digest(s.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -62,7 +62,25 @@ impl Keys {
         let h = hash(given.trim());
         self.0
             .iter()
-            .fold(false, |ok, k| flynn_http::server::secret_eq(&h, k) | ok)
+            .fold(false, |ok, k| super::secret_eq(&h, k) | ok)
+    }
+
+    /// Passes a request that carries one of the keys; otherwise the 401 to answer, with
+    /// `WWW-Authenticate: Basic` so git and curl ask for a password.
+    pub fn check<B>(&self, req: &hyper::Request<B>) -> Result<(), super::ApiError> {
+        let key = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(Self::from_header);
+        if key.is_some_and(|k| self.accepts(&k)) {
+            return Ok(());
+        }
+        Err(super::ApiError::new(
+            crate::ErrorCode::Unauthorized,
+            "this needs a controller key: Authorization: Bearer KEY, or KEY as the Basic password",
+        )
+        .with_header("www-authenticate", "Basic realm=\"flynn\""))
     }
 
     /// The key an `Authorization` header value carries (Bearer, or Basic's password).

@@ -2,6 +2,7 @@
 //! clients, limits on slow or many clients and on bodies, one hyper connection task per
 //! client, HTTP upgrades, and graceful shutdown. Requests go to a [`Router`].
 
+pub mod keys;
 mod request;
 mod response;
 mod router;

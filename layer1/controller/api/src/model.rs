@@ -65,6 +65,15 @@ pub enum Strategy {
     OneByOne,
 }
 
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Strategy::AllAtOnce => "all-at-once",
+            Strategy::OneByOne => "one-by-one",
+        })
+    }
+}
+
 /// The default deploy timeout, in seconds.
 pub const DEFAULT_DEPLOY_TIMEOUT: u32 = 120;
 

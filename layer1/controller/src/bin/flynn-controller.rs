@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use controller::{auth::Keys, store::Store, Config, Controller};
+use controller::{store::Store, Config, Controller};
+use flynn_http::server::keys::Keys;
 use flynn_http::server::{Listener, Server};
 use flynn_http::service::Shutdown;
 use flynn_http::Endpoint;

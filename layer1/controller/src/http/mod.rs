@@ -17,14 +17,13 @@ use controller_api::{
 use flynn_http::server::{
     bytes_response, json, no_content, read_json, wants_sse, ApiError, Body, Params, Query, Router,
 };
-use flynn_http::ErrorCode;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::auth::Keys;
 use crate::controller::{new_id, Controller};
 use crate::events::{EventFilter, MAX_COUNT};
 use crate::store::Store;
+use flynn_http::server::keys::Keys;
 
 /// The API description served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -42,19 +41,7 @@ type Shared<S> = Arc<State<S>>;
 type Answer = Result<Response<Body>, ApiError>;
 
 fn authorize<S: Store>(st: &Shared<S>, req: &Request<Incoming>) -> Result<(), ApiError> {
-    let key = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(Keys::from_header);
-    if key.is_some_and(|k| st.keys.accepts(&k)) {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        ErrorCode::Unauthorized,
-        "this needs a controller key: Authorization: Bearer KEY, or KEY as the Basic password",
-    )
-    .with_header("www-authenticate", "Basic realm=\"flynn\""))
+    st.keys.check(req)
 }
 
 /// The routes.
