@@ -29,7 +29,8 @@ pub struct ClusterHost {
 }
 
 impl ClusterHost {
-    pub(super) fn state(&self) -> PathBuf {
+    /// The daemon's state directory (its image store and job state).
+    pub fn state(&self) -> PathBuf {
         self.dir.join("state")
     }
 

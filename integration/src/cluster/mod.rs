@@ -36,6 +36,8 @@ pub const ROUTER_HTTP: u16 = 80;
 pub const ROUTER_API: u16 = 5000;
 /// The default route domain.
 pub const DOMAIN: &str = "cluster.test";
+/// gitreceive's port (host network, on the first host).
+pub const GITRECEIVE_PORT: u16 = 8083;
 /// How many hosts run a scheduler.
 const SCHEDULERS: usize = 2;
 
@@ -302,6 +304,56 @@ impl Cluster {
         }
         self.block_on(c.create_job(&req))
             .unwrap_or_else(|e| panic!("starting {id} on host {}: {e}", h.index));
+    }
+
+    /// Starts gitreceive as a job on the first host (its repositories on a volume, its
+    /// builds on that host with `build_image` from the host's store and `stack_image` from
+    /// the cluster registry), registered as `gitreceive`, and routes `git.DOMAIN` to it.
+    /// `build_image` and `flynn/gitreceive:test` must be in the first host's store.
+    pub fn start_gitreceive(&self, build_image: &str, stack_image: &str) {
+        let h = &self.hosts[0];
+        let _ = self.block_on(h.client().create_volume("gitreceive-data"));
+        let env = vec![
+            ("CONTROLLER_URL", self.controller_url()),
+            ("CONTROLLER_KEY", self.key.clone()),
+            ("HOST_URL", format!("http://{}:{HOST_PORT}", h.ip)),
+            ("HOST_TOKEN", self.host_token.clone()),
+            ("REGISTRY", self.registry.addr.clone()),
+            ("REGISTRY_INSECURE", "true".into()),
+            ("BUILD_IMAGE", build_image.into()),
+            ("STACK_IMAGE", stack_image.into()),
+            ("LISTEN", format!("0.0.0.0:{GITRECEIVE_PORT}")),
+            ("DATA_DIR", "/data".into()),
+        ];
+        let mut req = CreateJob::new("flynn/gitreceive:test", Vec::new());
+        req.id = Some(crate::jid("gitreceive"));
+        req.config.network = NetworkMode::Host;
+        req.config.env = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        req.config.volumes.push(host_api::VolumeMount {
+            name: "gitreceive-data".into(),
+            target: "/data".into(),
+            readonly: false,
+        });
+        req.service = Some("gitreceive".parse().unwrap());
+        req.service_port = Some(GITRECEIVE_PORT);
+        self.block_on(h.client().create_job(&req))
+            .unwrap_or_else(|e| panic!("starting gitreceive: {e}"));
+        let api = self.controller();
+        let app = self
+            .block_on(api.create_app(&controller_api::NewApp {
+                name: Some("gitreceive".parse().unwrap()),
+                meta: Some([("flynn-system-app".to_string(), "true".to_string())].into()),
+                ..Default::default()
+            }))
+            .expect("the gitreceive app");
+        let route = router_api::HttpRoute::new("", format!("git.{DOMAIN}"), "gitreceive");
+        self.block_on(api.create_route(&app.id, &router_api::Route::Http(route)))
+            .expect("the git route");
+        self.wait(
+            "gitreceive answers through the router",
+            Duration::from_secs(60),
+            |c| c.get(0, &format!("git.{DOMAIN}"), "/none.git/info/refs").0 == 401,
+        );
     }
 
     /// The controller's URL (on the first host).

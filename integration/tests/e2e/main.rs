@@ -10,6 +10,7 @@ mod controller_api;
 mod controller_etcd;
 mod discoverd_api;
 mod discoverd_etcd;
+mod git_push;
 mod host_api;
 mod host_hardening;
 mod host_restart;
