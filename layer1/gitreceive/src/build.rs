@@ -45,6 +45,15 @@ pub struct Build<'a> {
     pub rev: &'a str,
     /// The app's env (its current release's), which buildpacks read from ENV_DIR.
     pub env: BTreeMap<String, String>,
+    /// The memory limit in bytes: the app's `slugbuilder` process limit, else `BUILD_MEMORY`.
+    pub memory: Option<u64>,
+}
+
+impl Build<'_> {
+    /// The memory limit the build job gets.
+    fn memory(&self, s: &Settings) -> u64 {
+        self.memory.unwrap_or(s.build_memory)
+    }
 }
 
 /// The host job that runs `build`.
@@ -70,7 +79,7 @@ fn job_request(s: &Settings, b: &Build<'_>) -> CreateJob {
             .insert("SLUGBUILDER_REGISTRY_CREDS".into(), c.clone());
     }
     req.config.stdin = true;
-    req.config.resources.memory = Some(s.build_memory);
+    req.config.resources.memory = Some(b.memory(s));
     req.config.volumes.push(host_api::VolumeMount {
         name: cache_volume(b.app_id),
         target: "/cache".into(),
@@ -120,7 +129,7 @@ pub async fn run(
     }
     .map_err(GitReceiveError::Host)?;
     let outcome = tokio::select! {
-        r = follow(s, &host, &job.id, tree, line) => r,
+        r = follow(b.memory(s), &host, &job.id, tree, line) => r,
         _ = cancel.wait() => Err(GitReceiveError::BuildFailed(
             "the push was cancelled: build stopped".into(),
         )),
@@ -131,7 +140,7 @@ pub async fn run(
 
 /// Feeds `tree` to the build job `id` and reads its output until it exits.
 async fn follow(
-    s: &Settings,
+    memory: u64,
     host: &host_api::client::Client,
     id: &JobId,
     mut tree: impl AsyncRead + Unpin + Send + 'static,
@@ -198,15 +207,17 @@ async fn follow(
     }
     match (status.code, result) {
         (Some(0), Some(r)) => Ok(r),
+        // The kernel may have killed a process of the build rather than the builder.
+        _ if status.oom_killed => Err(GitReceiveError::BuildFailed(format!(
+            "the build ran out of memory (its limit is {} MiB): raise the app's slugbuilder \
+             memory limit (flynn limit set slugbuilder memory=...)",
+            memory >> 20
+        ))),
         (Some(0), None) => Err(GitReceiveError::BuildFailed(
             "the build job ended without naming an image".into(),
         )),
         (Some(c), _) => Err(GitReceiveError::BuildFailed(format!(
             "the build failed (exit status {c})"
-        ))),
-        (None, _) if status.oom_killed => Err(GitReceiveError::BuildFailed(format!(
-            "the build ran out of memory (limit {} MiB): raise BUILD_MEMORY",
-            s.build_memory >> 20
         ))),
         (None, _) => Err(GitReceiveError::BuildFailed(format!(
             "the build was killed by signal {}",

@@ -111,15 +111,16 @@ pub async fn run(
     let updates = parse_updates(input);
     let update = deploy_update(&updates, &deploy_branches(&app))?;
     let rev = update.new.clone();
-    let env = match &app.release {
-        Some(r) => {
-            api.release(r)
-                .await
-                .map_err(GitReceiveError::Controller)?
-                .env
-        }
-        None => Default::default(),
+    let current = match &app.release {
+        Some(r) => Some(api.release(r).await.map_err(GitReceiveError::Controller)?),
+        None => None,
     };
+    let env = current.as_ref().map(|r| r.env.clone()).unwrap_or_default();
+    let memory = current
+        .as_ref()
+        .and_then(|r| r.processes.get(release::BUILD_PROCESS))
+        .and_then(|p| p.resources.memory)
+        .and_then(|m| m.limit);
     say(&format!("-----> Building {}...", app.name));
     // The commit's tree, as a tar: the objects are in the repository (quarantined until the
     // hook passes, which git's environment lets this process read).
@@ -141,6 +142,7 @@ pub async fn run(
         app_name: app.name.as_str(),
         rev: &rev,
         env,
+        memory,
     };
     let built = build::run(s, &b, tree, say, cancel).await;
     let archived = archive.wait_with_output().await;

@@ -18,6 +18,10 @@ use crate::error::GitReceiveError;
 /// The port web processes listen on (`$PORT`).
 pub const WEB_PORT: u16 = 8080;
 
+/// The process type whose resources set the app's build limits; kept from release to
+/// release, never scaled.
+pub const BUILD_PROCESS: &str = "slugbuilder";
+
 /// How often deploy progress is polled.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -32,7 +36,8 @@ fn is_web(name: &str) -> bool {
 
 /// The processes of a release of `built`: each runs `flynn-runner start TYPE` (the run
 /// stack's entry point); web types get a port, the service `APP-TYPE` and a TCP check. What
-/// the previous release had for a type (env, resources, a port changed by the user) is kept.
+/// the previous release had for a type (env, resources, a port changed by the user) is kept,
+/// and so is its [`BUILD_PROCESS`] type.
 pub fn processes(
     app: &str,
     built: &BuildResult,
@@ -63,6 +68,9 @@ pub fn processes(
             }];
         }
         out.insert(name, p);
+    }
+    if let Some((name, p)) = previous.and_then(|r| r.processes.get_key_value(BUILD_PROCESS)) {
+        out.entry(name.clone()).or_insert_with(|| p.clone());
     }
     Ok(out)
 }
