@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod controller;
 pub mod discoverd;
 pub mod etcd;
+pub mod git;
 pub mod harness;
 pub mod host;
 pub mod image;

@@ -9,6 +9,7 @@
 //! Call from an `#[root_test(isolated)]` test: the LAN lives in the test's own namespaces.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ mod host;
 pub use host::ClusterHost;
 
 use crate::etcd::EtcdCluster;
+use crate::image::build_recipe;
 use crate::registry::{Auth, Registry};
 use crate::{run_ok, workspace_bin};
 
@@ -306,12 +308,24 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("starting {id} on host {}: {e}", h.index));
     }
 
-    /// Starts gitreceive as a job on the first host (its repositories on a volume, its
-    /// builds on that host with `build_image` from the host's store and `stack_image` from
-    /// the cluster registry), registered as `gitreceive`, and routes `git.DOMAIN` to it.
-    /// `build_image` and `flynn/gitreceive:test` must be in the first host's store.
-    pub fn start_gitreceive(&self, build_image: &str, stack_image: &str) {
+    /// Builds the stacks and gitreceive (`images/` recipes, in `scratch`), then starts
+    /// gitreceive as a job on the first host (its repositories on a volume, its builds on that
+    /// host with the build stack from the host's store and the run stack from the registry),
+    /// registered as `gitreceive`, and routes `git.DOMAIN` to it.
+    pub fn start_gitreceive(&self, scratch: &Path) {
         let h = &self.hosts[0];
+        let store = h.state().join("pinkerton");
+        build_recipe("stack-build", &scratch.join("build"), Some(&store));
+        build_recipe("stack-run", &scratch.join("run"), None);
+        build_recipe("gitreceive", &scratch.join("gitreceive"), Some(&store));
+        let stack_image = "flynn/stack-run:test";
+        crate::pinkerton::Pinkerton::new().ok(&[
+            "push",
+            "--insecure-registry",
+            &self.registry.addr,
+            scratch.join("run").to_str().unwrap(),
+            &format!("{}/{stack_image}", self.registry.addr),
+        ]);
         let _ = self.block_on(h.client().create_volume("gitreceive-data"));
         let env = vec![
             ("CONTROLLER_URL", self.controller_url()),
@@ -320,7 +334,7 @@ impl Cluster {
             ("HOST_TOKEN", self.host_token.clone()),
             ("REGISTRY", self.registry.addr.clone()),
             ("REGISTRY_INSECURE", "true".into()),
-            ("BUILD_IMAGE", build_image.into()),
+            ("BUILD_IMAGE", "flynn/stack-build:test".into()),
             ("STACK_IMAGE", stack_image.into()),
             ("LISTEN", format!("0.0.0.0:{GITRECEIVE_PORT}")),
             ("DATA_DIR", "/data".into()),

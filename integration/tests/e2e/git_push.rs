@@ -4,88 +4,17 @@
 //! and deploys it; the app then answers through the router. Bad pushes say why in the push
 //! output and change no release.
 
-use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use integration::cluster::{Cluster, DOMAIN};
-use integration::image::build_recipe;
-use integration::pinkerton::Pinkerton;
+use integration::cluster::{Cluster, DOMAIN, TEST_IP};
+use integration::git::AppRepo;
 use integration::{root_test, run_ok};
 
 fn phase(what: &str) {
     eprintln!("=== {what}");
-}
-
-/// A local repository of an app, pushing to the cluster's gitreceive.
-struct App {
-    dir: PathBuf,
-    /// HOME for git: no user or system configuration (credential helpers) applies.
-    home: PathBuf,
-    remote: String,
-}
-
-impl App {
-    fn new(root: &Path, name: &str, key: &str) -> Self {
-        let dir = root.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let app = Self {
-            dir,
-            home: root.to_path_buf(),
-            remote: format!("http://flynn:{key}@git.{DOMAIN}/{name}.git"),
-        };
-        app.git(&["init", "-q", "-b", "main"]);
-        app
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        run_ok(self.cmd().args(args))
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("git");
-        c.current_dir(&self.dir)
-            .env("HOME", &self.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.test")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.test")
-            .args([
-                "-c",
-                &format!("http.curloptResolve=git.{DOMAIN}:80:100.99.0.1"),
-            ]);
-        c
-    }
-
-    /// Writes files and commits them.
-    fn commit(&self, files: &[(&str, &str)], message: &str) {
-        for (path, body) in files {
-            let p = self.dir.join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, body).unwrap();
-        }
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "-m", message]);
-    }
-
-    /// `git push REMOTE REFSPEC`: whether it succeeded, and everything it printed.
-    fn push_to(&self, remote: &str, refspec: &str) -> (bool, String) {
-        let out = self
-            .cmd()
-            .args(["push", "--progress", remote, refspec])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        eprintln!("--- git push {refspec}\n{text}");
-        (out.status.success(), text)
-    }
-
-    fn push(&self, refspec: &str) -> (bool, String) {
-        self.push_to(&self.remote.clone(), refspec)
-    }
 }
 
 const PY_APP: &str = "import http.server, os\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(open('message.txt').read().encode())\nhttp.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n";
@@ -109,20 +38,9 @@ fn git_push_builds_releases_and_deploys_through_the_router() {
     let c = Cluster::start(3);
     let t = tempfile::tempdir().unwrap();
     phase("stacks and gitreceive");
-    let store = c.hosts[0].state().join("pinkerton");
-    build_recipe("stack-build", &t.path().join("build"), Some(&store));
-    build_recipe("stack-run", &t.path().join("run"), None);
-    build_recipe("gitreceive", &t.path().join("gitreceive"), Some(&store));
-    Pinkerton::new().ok(&[
-        "push",
-        "--insecure-registry",
-        &c.registry.addr,
-        t.path().join("run").to_str().unwrap(),
-        &format!("{}/flynn/stack-run:test", c.registry.addr),
-    ]);
-    c.start_gitreceive("flynn/stack-build:test", "flynn/stack-run:test");
+    c.start_gitreceive(t.path());
     let api = c.controller();
-    for name in ["py", "site"] {
+    for name in ["py", "site", "big"] {
         c.block_on(api.create_app(&controller_api::NewApp {
             name: Some(name.parse().unwrap()),
             ..Default::default()
@@ -131,7 +49,7 @@ fn git_push_builds_releases_and_deploys_through_the_router() {
     }
 
     phase("first push of a Python app: built, released, scaled to web=1, routed");
-    let py = App::new(t.path(), "py", &c.key);
+    let py = repo(&c, t.path(), "py");
     py.commit(
         &[
             ("requirements.txt", "# no dependencies\n"),
@@ -212,7 +130,7 @@ fn git_push_builds_releases_and_deploys_through_the_router() {
     assert_eq!(current_release(&c, "py").as_deref(), Some(v2.as_str()));
 
     phase("a static site, and a clone of what was pushed");
-    let site = App::new(t.path(), "site", &c.key);
+    let site = repo(&c, t.path(), "site");
     site.commit(&[("index.html", "<h1>static</h1>\n")], "site");
     let (ok, out) = site.push("main");
     assert!(ok && out.contains("Static site app detected"), "{out}");
@@ -224,10 +142,210 @@ fn git_push_builds_releases_and_deploys_through_the_router() {
         "<h1>static</h1>\n"
     );
     // Build jobs are removed once they end.
+    assert!(build_jobs(&c, "py").is_empty());
+
+    custom_buildpack_limits_and_cancel(&c, t.path());
+
+    phase("a 50 MB repository");
+    let big = repo(&c, t.path(), "big");
+    let mut noise = vec![0u8; 50 << 20];
+    let mut f = std::fs::File::open("/dev/urandom").unwrap();
+    std::io::Read::read_exact(&mut f, &mut noise).unwrap();
+    std::fs::write(big.dir.join("noise.bin"), &noise).unwrap();
+    big.commit(&[("index.html", "big\n")], "big");
+    let (ok, out) = big.push("main");
+    assert!(ok && out.contains("Static site app detected"), "{out}");
+    wait_for_body(&c, "big", "big\n");
+    let served = Command::new("curl")
+        .args(["-sf", "--max-time", "60", "-H", &format!("Host: big.{DOMAIN}")])
+        .arg(format!("http://{}/noise.bin", c.hosts[1].ip))
+        .output()
+        .unwrap();
+    assert!(served.status.success(), "{served:?}");
+    assert!(served.stdout == noise, "the 50 MB file comes back as pushed");
+}
+
+/// A process group (`git daemon` runs `git-daemon` as a child) killed when the test is done
+/// with it.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let pgid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+/// A repository of app `name` under `root` that pushes through the first host's router.
+fn repo(c: &Cluster, root: &Path, name: &str) -> AppRepo {
+    AppRepo::new(root, name, &c.key, c.hosts[0].ip)
+}
+
+/// The build jobs of app `name` on the build host.
+fn build_jobs(c: &Cluster, name: &str) -> Vec<host_api::Job> {
     let filter = host_api::JobFilter {
-        metadata: vec![("flynn-gitreceive-app".into(), "py".into())],
+        metadata: vec![("flynn-gitreceive-app".into(), name.into())],
         ..Default::default()
     };
-    let left = c.block_on(c.hosts[0].client().jobs(&filter)).unwrap();
-    assert!(left.is_empty(), "{left:?}");
+    c.block_on(c.hosts[0].client().jobs(&filter)).unwrap()
+}
+
+/// Makes a release of `app` with `env` (over its current one, whose processes it keeps, with
+/// the build memory limit `build_memory`) its current release.
+fn set_env(c: &Cluster, app: &str, env: &[(&str, &str)], build_memory: u64) {
+    let api = c.controller();
+    let current = current_release(c, app).map(|r| c.block_on(api.release(&r)).unwrap());
+    let mut processes = current.map(|r| r.processes).unwrap_or_default();
+    let mut builder = controller_api::ProcessType::default();
+    builder.resources.memory = Some(controller_api::Limit {
+        request: None,
+        limit: Some(build_memory),
+    });
+    processes.insert("slugbuilder".parse().unwrap(), builder);
+    let release = c
+        .block_on(
+            api.create_release(&controller_api::NewRelease {
+                app_id: app.into(),
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                processes,
+                artifacts: Vec::new(),
+                meta: Default::default(),
+            }),
+        )
+        .unwrap();
+    c.block_on(api.set_app_release(app, &release.id)).unwrap();
+}
+
+/// A buildpack in a git repository that `git daemon` serves on the test address: its
+/// compile reads the app's env from ENV_DIR (GREETING becomes the page; HOG allocates 1 GiB;
+/// SLOW waits).
+fn custom_buildpack_limits_and_cancel(c: &Cluster, root: &Path) {
+    phase("BUILDPACK_URL from git, ENV_DIR, the build memory limit, a cancelled push");
+    let bp = repo(c, &root.join("buildpacks"), "custom");
+    let compile = "#!/bin/sh\nset -e\necho \"-----> custom buildpack: $(cat \"$3/GREETING\")\"\n\
+        if [ -f \"$3/HOG\" ]; then python3 -c 'x = b\"x\" * (1 << 30)'; fi\n\
+        if [ -f \"$3/SLOW\" ]; then echo '-----> waiting'; sleep 600; fi\n\
+        cp \"$3/GREETING\" \"$1/index.html\"\n";
+    let release = "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: python3 -m http.server $PORT\\n'\n";
+    bp.commit(
+        &[
+            ("bin/detect", "#!/bin/sh\necho Custom\n"),
+            ("bin/compile", compile),
+            ("bin/release", release),
+        ],
+        "buildpack",
+    );
+    bp.git(&[
+        "update-index",
+        "--chmod=+x",
+        "bin/detect",
+        "bin/compile",
+        "bin/release",
+    ]);
+    bp.git(&["commit", "-q", "-m", "executable"]);
+    let port = integration::free_port();
+    let _daemon = Killed(
+        Command::new("git")
+            .process_group(0)
+            .args(["daemon", "--reuseaddr", "--export-all"])
+            .arg(format!("--base-path={}", root.join("buildpacks").display()))
+            .arg(format!("--listen={TEST_IP}"))
+            .arg(format!("--port={port}"))
+            .spawn()
+            .expect("git daemon"),
+    );
+    c.wait("git daemon", Duration::from_secs(30), |_| {
+        std::net::TcpStream::connect((TEST_IP, port)).is_ok()
+    });
+    let url = format!("git://{TEST_IP}:{port}/custom");
+    let api = c.controller();
+    c.block_on(api.create_app(&controller_api::NewApp {
+        name: Some("custom".parse().unwrap()),
+        ..Default::default()
+    }))
+    .unwrap();
+    let app = repo(c, root, "custom");
+    app.commit(&[("README", "custom\n")], "custom");
+    let limit = 128 << 20;
+
+    // A build that needs more memory than the app's limit.
+    set_env(
+        c,
+        "custom",
+        &[("BUILDPACK_URL", &url), ("GREETING", "hog"), ("HOG", "1")],
+        limit,
+    );
+    let before = current_release(c, "custom");
+    let (ok, out) = app.push("main");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("the build ran out of memory (its limit is 128 MiB)"),
+        "{out}"
+    );
+    assert_eq!(current_release(c, "custom"), before);
+
+    // Ctrl-C during the build stops the build job.
+    set_env(
+        c,
+        "custom",
+        &[("BUILDPACK_URL", &url), ("GREETING", "slow"), ("SLOW", "1")],
+        limit,
+    );
+    let before = current_release(c, "custom");
+    let mut push = app
+        .cmd()
+        .args(["push", "--progress", &app.remote, "main"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    for l in std::io::BufRead::lines(std::io::BufReader::new(push.stderr.take().unwrap())) {
+        let l = l.unwrap();
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.contains("-----> waiting") {
+            break;
+        }
+    }
+    assert!(seen.contains("-----> waiting"), "{seen}");
+    assert_eq!(build_jobs(c, "custom").len(), 1);
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(push.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(!push.wait().unwrap().success());
+    c.wait(
+        "the cancelled build job to go",
+        Duration::from_secs(60),
+        |c| build_jobs(c, "custom").is_empty(),
+    );
+    assert_eq!(current_release(c, "custom"), before);
+
+    // The buildpack from git, the app's env through ENV_DIR; the limit stays with the app.
+    set_env(
+        c,
+        "custom",
+        &[("BUILDPACK_URL", &url), ("GREETING", "from env")],
+        limit,
+    );
+    let (ok, out) = app.push("main");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("remote: -----> custom buildpack: from env"),
+        "{out}"
+    );
+    wait_for_body(c, "custom", "from env");
+    let r = c
+        .block_on(api.release(&current_release(c, "custom").unwrap()))
+        .unwrap();
+    assert_eq!(r.env["GREETING"], "from env");
+    let builder = &r.processes["slugbuilder"];
+    assert_eq!(builder.resources.memory.unwrap().limit, Some(limit));
 }

@@ -1,0 +1,144 @@
+//! git push benchmark on the one-machine test cluster (integration/src/cluster/): for a
+//! static site and a Python app with no dependencies, the time from `git push` to the new
+//! release answering through a router, cold (a new app, an empty build cache; the stacks are
+//! built and on the build host already) and warm (a one-line change). Each stage is timed
+//! from the push output as it arrives: receive (until the build starts), build (until the
+//! image is compressed), image push, deploy (until the push ends), first routed response.
+//! Run through bench/push.sh (it provides the namespaces).
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use integration::cluster::{Cluster, DOMAIN};
+use integration::git::AppRepo;
+
+const PY_APP: &str = "import http.server, os\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(open('message.txt', 'rb').read())\nhttp.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n";
+
+/// When each stage of one push ended, in seconds from the start of the push.
+#[derive(Debug, Default)]
+struct Stages {
+    received: Option<f64>,
+    built: Option<f64>,
+    pushed: Option<f64>,
+    deployed: f64,
+    routed: f64,
+}
+
+/// The markers in the push output that end the receive, build and image push stages.
+const MARKERS: [&str; 3] = [
+    "-----> Building ",
+    "-----> Compressing and pushing the image",
+    "Image: ",
+];
+
+/// Pushes `repo`, timing the stages until `body` answers for `app` through host 2's router.
+fn push(c: &Cluster, repo: &AppRepo, app: &str, body: &str) -> Stages {
+    let t0 = Instant::now();
+    let mut child = repo
+        .cmd()
+        .args(["push", "--progress", &repo.remote, "main"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("git push");
+    let mut err = child.stderr.take().unwrap();
+    let mut seen = [None; 3];
+    let mut text = String::new();
+    let mut line = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = err.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            if b != b'\n' && b != b'\r' {
+                line.push(b);
+                continue;
+            }
+            let l = String::from_utf8_lossy(&line).into_owned();
+            for (i, m) in MARKERS.iter().enumerate() {
+                if seen[i].is_none() && l.contains(m) {
+                    seen[i] = Some(t0.elapsed().as_secs_f64());
+                }
+            }
+            text.push_str(&l);
+            text.push('\n');
+            line.clear();
+        }
+    }
+    assert!(child.wait().unwrap().success(), "the push failed:\n{text}");
+    let deployed = t0.elapsed().as_secs_f64();
+    let domain = format!("{app}.{DOMAIN}");
+    while c.get(1, &domain, "/") != (200, body.to_string()) {
+        assert!(t0.elapsed() < Duration::from_secs(300), "{app} never served {body:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Stages {
+        received: seen[0],
+        built: seen[1],
+        pushed: seen[2],
+        deployed,
+        routed: t0.elapsed().as_secs_f64(),
+    }
+}
+
+fn report(what: &str, s: &Stages, goal: f64) {
+    let step = |from: Option<f64>, to: Option<f64>| match (from, to) {
+        (Some(a), Some(b)) => format!("{:.2}", b - a),
+        _ => "?".into(),
+    };
+    println!(
+        "{what}: {:.2} s to serving ({:.2}x of the {goal:.0} s goal); receive {} build {} image push {} deploy {} first routed response {:.2}",
+        s.routed,
+        s.routed / goal,
+        step(Some(0.0), s.received),
+        step(s.received, s.built),
+        step(s.built, s.pushed),
+        step(s.pushed, Some(s.deployed)),
+        s.routed - s.deployed,
+    );
+}
+
+fn main() {
+    let c = Cluster::start(3);
+    let scratch = tempfile::tempdir().unwrap();
+    c.start_gitreceive(scratch.path());
+    let api = c.controller();
+    type Kind = (&'static str, fn(&str) -> Vec<(&'static str, String)>, &'static str);
+    let kinds: [Kind; 2] = [
+        ("static", |v| vec![("index.html", format!("{v}\n"))], "index.html"),
+        (
+            "python",
+            |v| {
+                vec![
+                    ("requirements.txt", "# no dependencies\n".into()),
+                    ("app.py", PY_APP.into()),
+                    ("message.txt", format!("{v}\n")),
+                ]
+            },
+            "message.txt",
+        ),
+    ];
+    for (kind, files, changed) in kinds {
+        let app = format!("bench-{kind}");
+        c.block_on(api.create_app(&controller_api::NewApp {
+            name: Some(app.parse().unwrap()),
+            ..Default::default()
+        }))
+        .unwrap();
+        let repo = AppRepo::new(scratch.path(), &app, &c.key, c.hosts[0].ip);
+        let first = files("v1");
+        let refs: Vec<(&str, &str)> = first.iter().map(|(p, b)| (*p, b.as_str())).collect();
+        repo.commit(&refs, "v1");
+        let cold = push(&c, &repo, &app, "v1\n");
+        report(&format!("{kind} cold"), &cold, 20.0);
+        for round in 2..=4 {
+            let v = format!("v{round}");
+            repo.commit(&[(changed, &format!("{v}\n"))], &v);
+            let warm = push(&c, &repo, &app, &format!("{v}\n"));
+            report(&format!("{kind} warm {}", round - 1), &warm, 5.0);
+        }
+    }
+}
