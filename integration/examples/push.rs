@@ -72,7 +72,10 @@ fn push(c: &Cluster, repo: &AppRepo, app: &str, body: &str) -> Stages {
     let deployed = t0.elapsed().as_secs_f64();
     let domain = format!("{app}.{DOMAIN}");
     while c.get(1, &domain, "/") != (200, body.to_string()) {
-        assert!(t0.elapsed() < Duration::from_secs(300), "{app} never served {body:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "{app} never served {body:?}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     Stages {
@@ -106,9 +109,17 @@ fn main() {
     let scratch = tempfile::tempdir().unwrap();
     c.start_gitreceive(scratch.path());
     let api = c.controller();
-    type Kind = (&'static str, fn(&str) -> Vec<(&'static str, String)>, &'static str);
+    type Kind = (
+        &'static str,
+        fn(&str) -> Vec<(&'static str, String)>,
+        &'static str,
+    );
     let kinds: [Kind; 2] = [
-        ("static", |v| vec![("index.html", format!("{v}\n"))], "index.html"),
+        (
+            "static",
+            |v| vec![("index.html", format!("{v}\n"))],
+            "index.html",
+        ),
         (
             "python",
             |v| {

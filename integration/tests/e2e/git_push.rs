@@ -157,12 +157,21 @@ fn git_push_builds_releases_and_deploys_through_the_router() {
     assert!(ok && out.contains("Static site app detected"), "{out}");
     wait_for_body(&c, "big", "big\n");
     let served = Command::new("curl")
-        .args(["-sf", "--max-time", "60", "-H", &format!("Host: big.{DOMAIN}")])
+        .args([
+            "-sf",
+            "--max-time",
+            "60",
+            "-H",
+            &format!("Host: big.{DOMAIN}"),
+        ])
         .arg(format!("http://{}/noise.bin", c.hosts[1].ip))
         .output()
         .unwrap();
     assert!(served.status.success(), "{served:?}");
-    assert!(served.stdout == noise, "the 50 MB file comes back as pushed");
+    assert!(
+        served.stdout == noise,
+        "the 50 MB file comes back as pushed"
+    );
 }
 
 /// A process group (`git daemon` runs `git-daemon` as a child) killed when the test is done
