@@ -32,8 +32,39 @@ const MARKERS: [&str; 3] = [
     "Image: ",
 ];
 
+/// With `PUSH_BENCH_EVENTS` set: the controller's events for `app` since `since`, each with
+/// its time from the start of the push (where the deploy's time goes).
+fn print_events(c: &Cluster, app: &str, since: std::time::SystemTime) {
+    if std::env::var_os("PUSH_BENCH_EVENTS").is_none() {
+        return;
+    }
+    let q = controller_api::client::EventQuery {
+        app: Some(app.into()),
+        ..Default::default()
+    };
+    let start = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut events = c.block_on(c.controller().events(&q)).unwrap();
+    events.sort_by_key(|e| e.id);
+    for e in events {
+        let at = e.created_at.as_datetime().timestamp_millis() - start;
+        if at < 0 {
+            continue;
+        }
+        let what = ["state", "status", "host_id", "type"]
+            .iter()
+            .filter_map(|k| e.data.get(*k).and_then(|v| v.as_str()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!("    +{at:>5} ms {:?} {what}", e.object_type);
+    }
+}
+
 /// Pushes `repo`, timing the stages until `body` answers for `app` through host 2's router.
 fn push(c: &Cluster, repo: &AppRepo, app: &str, body: &str) -> Stages {
+    let wall = std::time::SystemTime::now();
     let t0 = Instant::now();
     let mut child = repo
         .cmd()
@@ -78,6 +109,7 @@ fn push(c: &Cluster, repo: &AppRepo, app: &str, body: &str) -> Stages {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    print_events(c, app, wall);
     Stages {
         received: seen[0],
         built: seen[1],

@@ -17,7 +17,7 @@ fn phase(what: &str) {
     eprintln!("=== {what}");
 }
 
-const PY_APP: &str = "import http.server, os\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(open('message.txt').read().encode())\nhttp.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n";
+const PY_APP: &str = "import http.server, os, hello\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(open('message.txt').read().encode())\nhttp.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n";
 
 /// What the app answers through host `via`'s router, waiting up to a minute for `want`.
 fn wait_for_body(c: &Cluster, app: &str, want: &str) {
@@ -50,9 +50,11 @@ fn git_push_builds_releases_and_deploys_through_the_router() {
 
     phase("first push of a Python app: built, released, scaled to web=1, routed");
     let py = repo(&c, t.path(), "py");
+    // Its one requirement comes from a wheel it vendors: the build has no package index.
+    vendor_wheel(&py.dir.join("vendor"));
     py.commit(
         &[
-            ("requirements.txt", "# no dependencies\n"),
+            ("requirements.txt", "hello==1.0\n"),
             ("app.py", PY_APP),
             ("message.txt", "hello v1\n"),
         ],
@@ -63,6 +65,8 @@ fn git_push_builds_releases_and_deploys_through_the_router() {
     for line in [
         "remote: -----> Building py...",
         "remote: -----> Python app detected",
+        "remote: -----> Installing requirements with pip",
+        "Successfully installed hello-1.0",
         "remote: -----> Creating release...",
         "remote: =====> Scaling initial release to web=1",
         "remote: =====> Initial web job started",
@@ -85,6 +89,10 @@ fn git_push_builds_releases_and_deploys_through_the_router() {
     assert!(
         out.contains("Writing objects: 100% (3/3)"),
         "a second push sends the commit, its tree and the changed file only:\n{out}"
+    );
+    assert!(
+        out.contains("remote: -----> Reusing the virtualenv of the last build"),
+        "the build cache holds the installed requirements:\n{out}"
     );
     assert!(out.contains("remote: -----> Deploying release"), "{out}");
     wait_for_body(&c, "py", "hello v2\n");
@@ -184,6 +192,25 @@ impl Drop for Killed {
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.0.wait();
     }
+}
+
+/// Writes `hello-1.0-py3-none-any.whl` (a module `hello`) into `dir`.
+fn vendor_wheel(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let script = r#"
+import sys, zipfile
+files = {
+    "hello/__init__.py": "GREETING = 'hello'\n",
+    "hello-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: hello\nVersion: 1.0\n",
+    "hello-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = "".join(f"{n},,\n" for n in files) + "hello-1.0.dist-info/RECORD,,\n"
+with zipfile.ZipFile(sys.argv[1] + "/hello-1.0-py3-none-any.whl", "w") as z:
+    for n, body in files.items():
+        z.writestr(n, body)
+    z.writestr("hello-1.0.dist-info/RECORD", record)
+"#;
+    run_ok(Command::new("python3").args(["-c", script]).arg(dir));
 }
 
 /// A repository of app `name` under `root` that pushes through the first host's router.
