@@ -9,17 +9,27 @@ use std::time::{Duration, Instant};
 /// How long a start waits for the init to block signals.
 const READY_WITHIN: Duration = Duration::from_secs(5);
 
-/// True when `/proc/PID/status` text shows SIGTERM blocked.
-fn blocks_sigterm(status: &str) -> bool {
+/// The signal mask in `/proc/PID/status` line `field` (`SigBlk:`, `SigIgn:`).
+fn mask(status: &str, field: &str) -> u64 {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        .is_some_and(|m| m & (1 << (libc::SIGTERM - 1)) != 0)
+        .unwrap_or(0)
 }
 
-/// Waits (at most [`READY_WITHIN`]) until process `pid` is the init (`comm` `init`) with
-/// SIGTERM blocked, or is gone, or `exited` says the job ended.
+/// True when `/proc/PID/status` text shows the init ready for SIGTERM: blocked, or SIGTTIN
+/// ignored. tini blocks the signals it collects and then ignores SIGTTIN; while it sleeps in
+/// `sigtimedwait` the kernel shows the collected signals unblocked, so SigBlk alone is seen
+/// only in the moments between two waits (a start waited its whole bound when it missed them).
+fn ready_for_sigterm(status: &str) -> bool {
+    let bit = |sig: i32| 1u64 << (sig - 1);
+    mask(status, "SigBlk:") & bit(libc::SIGTERM) != 0
+        || mask(status, "SigIgn:") & bit(libc::SIGTTIN) != 0
+}
+
+/// Waits (at most [`READY_WITHIN`]) until process `pid` is the init (`comm` `init`) ready for
+/// SIGTERM, or is gone, or `exited` says the job ended.
 pub(super) fn wait_ready(pid: i32, exited: impl Fn() -> bool) {
     let deadline = Instant::now() + READY_WITHIN;
     loop {
@@ -27,12 +37,33 @@ pub(super) fn wait_ready(pid: i32, exited: impl Fn() -> bool) {
         let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
             return;
         };
-        if comm.trim() == "init" && blocks_sigterm(&status) {
+        if comm.trim() == "init" && ready_for_sigterm(&status) {
             return;
         }
         if Instant::now() > deadline || exited() {
             return;
         }
         std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_when_sigterm_is_blocked_or_sigttin_ignored() {
+        // tini between two waits, and asleep in sigtimedwait (as /proc showed it).
+        assert!(ready_for_sigterm(
+            "SigBlk:\tfffffffe7ffbfeff\nSigIgn:\t0000000180300000\n"
+        ));
+        assert!(ready_for_sigterm(
+            "SigBlk:\t0000000000000000\nSigIgn:\t0000000180300000\n"
+        ));
+        // Not yet configured: nothing blocked or ignored.
+        assert!(!ready_for_sigterm(
+            "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+        ));
+        assert!(!ready_for_sigterm(""));
     }
 }
