@@ -33,7 +33,8 @@ pub struct BootstrapOptions {
     /// etcd endpoints for discoverd's state (so the discoverds of several hosts share it);
     /// empty keeps its state on a volume.
     pub etcd: Vec<String>,
-    /// Resolvers discoverd forwards names outside its zone to (`IP`s).
+    /// Resolvers discoverd forwards names outside its zone to (`IP`s); none: it refuses
+    /// those names at once.
     pub upstream: Vec<String>,
     /// How long to wait for discoverd to answer.
     pub wait: Duration,
@@ -140,6 +141,9 @@ fn discoverd_job(opts: &BootstrapOptions, gateway: Ipv4Addr, key: &std::path::Pa
     ];
     for r in &opts.upstream {
         args.extend(["--dns-upstream".into(), format!("{r}:53")]);
+    }
+    if opts.upstream.is_empty() {
+        args.push("--no-dns-upstream".into());
     }
     if !opts.etcd.is_empty() {
         args.extend(["--etcd".into(), opts.etcd.join(",")]);

@@ -26,6 +26,14 @@ pub struct BootstrapArgs {
     /// several hosts share it; without them discoverd keeps its state on a volume.
     #[arg(long, value_delimiter = ',')]
     etcd: Vec<String>,
+    /// Resolvers (IPs) discoverd forwards names outside its zone to (default: the
+    /// nameservers of /etc/resolv.conf).
+    #[arg(long = "dns-upstream")]
+    dns_upstream: Vec<String>,
+    /// Forward no names: discoverd refuses names outside its zone at once (hosts with no
+    /// resolver their jobs may use).
+    #[arg(long, conflicts_with = "dns_upstream")]
+    no_dns_upstream: bool,
 }
 
 /// Builds the discoverd image, starts discoverd and waits until it answers.
@@ -42,7 +50,13 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
         bin_dir,
         http_port: args.http_port,
         etcd: args.etcd,
-        upstream: resolv_conf_nameservers(),
+        upstream: if args.no_dns_upstream {
+            Vec::new()
+        } else if args.dns_upstream.is_empty() {
+            resolv_conf_nameservers()
+        } else {
+            args.dns_upstream
+        },
         wait: Duration::from_secs(20),
     };
     let port = opts.http_port;

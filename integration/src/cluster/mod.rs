@@ -178,6 +178,9 @@ impl Cluster {
                 &bin_dir.display().to_string(),
                 "--etcd",
                 &etcd,
+                // Names outside the cluster are refused at once: no test query leaves the
+                // machine, and none waits on a resolver the namespaces cannot reach.
+                "--no-dns-upstream",
             ]);
         }
         self.wait(

@@ -24,6 +24,10 @@ struct Args {
     /// Resolvers for names outside the zone (default: the nameservers of /etc/resolv.conf).
     #[arg(long = "dns-upstream")]
     upstream: Vec<SocketAddr>,
+    /// Refuse names outside the zone at once instead of forwarding them (a cluster with no
+    /// resolver to reach: a query waits for no upstream).
+    #[arg(long, conflicts_with = "upstream")]
+    no_dns_upstream: bool,
     /// Where the embedded store keeps its file.
     #[arg(long, default_value = "/var/lib/flynn/discoverd")]
     data: PathBuf,
@@ -88,7 +92,9 @@ async fn run<S: discoverd::store::Store>(
             .await
             .with_context(|| format!("listening for DNS on {}", args.dns))?;
         tracing::info!(addr = %dns.local_addr()?, "DNS");
-        let upstream = if args.upstream.is_empty() {
+        let upstream = if args.no_dns_upstream {
+            Vec::new()
+        } else if args.upstream.is_empty() {
             resolv_conf()
         } else {
             args.upstream
