@@ -32,6 +32,10 @@ const MARKERS: [&str; 3] = [
     "Image: ",
 ];
 
+fn start_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
 /// With `PUSH_BENCH_EVENTS` set: the controller's events for `app` since `since`, each with
 /// its time from the start of the push (where the deploy's time goes).
 fn print_events(c: &Cluster, app: &str, since: std::time::SystemTime) {
@@ -42,10 +46,7 @@ fn print_events(c: &Cluster, app: &str, since: std::time::SystemTime) {
         app: Some(app.into()),
         ..Default::default()
     };
-    let start = since
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let start = start_ms(since);
     let mut events = c.block_on(c.controller().events(&q)).unwrap();
     events.sort_by_key(|e| e.id);
     for e in events {
@@ -110,6 +111,20 @@ fn push(c: &Cluster, repo: &AppRepo, app: &str, body: &str) -> Stages {
         std::thread::sleep(Duration::from_millis(5));
     }
     print_events(c, app, wall);
+    if std::env::var_os("PUSH_BENCH_EVENTS").is_some() {
+        let id = c.block_on(c.controller().app(app)).unwrap().id;
+        for (i, j) in c.app_jobs(&id) {
+            let created = j.created_at.as_datetime().timestamp_millis();
+            let started = j
+                .started_at
+                .map(|t| t.as_datetime().timestamp_millis() - created);
+            println!(
+                "    host {i} job {}: created +{} ms, started {started:?} ms after",
+                j.id,
+                created - start_ms(wall),
+            );
+        }
+    }
     Stages {
         received: seen[0],
         built: seen[1],
