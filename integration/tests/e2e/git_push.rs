@@ -152,6 +152,44 @@ fn git_push_builds_releases_and_deploys_through_the_router() {
     // Build jobs are removed once they end.
     assert!(build_jobs(&c, "py").is_empty());
 
+    phase("the other built-in kinds: Node.js, Go, Procfile only");
+    deploy_new_app(
+        &c,
+        t.path(),
+        "node",
+        &[
+            ("package.json", r#"{"name":"n","version":"1.0.0","scripts":{"start":"node server.js"}}"#),
+            ("server.js", "require('http').createServer((q,s)=>s.end('node app\\n')).listen(process.env.PORT)\n"),
+        ],
+        "Node.js app detected",
+        "node app\n",
+    );
+    deploy_new_app(
+        &c,
+        t.path(),
+        "goapp",
+        &[
+            ("go.mod", "module example.com/hello\n\ngo 1.19\n"),
+            ("main.go", "package main\nimport (\"fmt\"; \"net/http\"; \"os\")\nfunc main() {\n http.HandleFunc(\"/\", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, \"go app\") })\n http.ListenAndServe(\":\"+os.Getenv(\"PORT\"), nil)\n}\n"),
+        ],
+        "Go app detected",
+        "go app\n",
+    );
+    deploy_new_app(
+        &c,
+        t.path(),
+        "procfile",
+        &[
+            (
+                "Procfile",
+                "web: cd site && exec python3 -m http.server $PORT\n",
+            ),
+            ("site/index.html", "procfile app\n"),
+        ],
+        "Procfile app detected",
+        "procfile app\n",
+    );
+
     custom_buildpack_limits_and_cancel(&c, t.path());
 
     phase("a 50 MB repository");
@@ -211,6 +249,31 @@ with zipfile.ZipFile(sys.argv[1] + "/hello-1.0-py3-none-any.whl", "w") as z:
     z.writestr("hello-1.0.dist-info/RECORD", record)
 "#;
     run_ok(Command::new("python3").args(["-c", script]).arg(dir));
+}
+
+/// Creates app `name`, pushes `files` to it, and checks the build output names `detected`
+/// and the app answers `body` through the router.
+fn deploy_new_app(
+    c: &Cluster,
+    root: &Path,
+    name: &str,
+    files: &[(&str, &str)],
+    detected: &str,
+    body: &str,
+) {
+    c.block_on(c.controller().create_app(&controller_api::NewApp {
+        name: Some(name.parse().unwrap()),
+        ..Default::default()
+    }))
+    .unwrap();
+    let app = repo(c, root, name);
+    app.commit(files, name);
+    let (ok, out) = app.push("main");
+    assert!(
+        ok && out.contains(&format!("remote: -----> {detected}")),
+        "{out}"
+    );
+    wait_for_body(c, name, body);
 }
 
 /// A repository of app `name` under `root` that pushes through the first host's router.
