@@ -355,11 +355,14 @@ impl Load {
                     .output()
                     .expect("curl");
                 let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                // A body cut short still has its 200 status: curl's exit code tells.
                 match text.rsplit_once('\n') {
-                    Some((body, "200")) => bodies.push(body.trim().to_string()),
+                    Some((body, "200")) if out.status.success() => {
+                        bodies.push(body.trim().to_string())
+                    }
                     _ => {
                         failures += 1;
-                        eprintln!("request failed: {text:?}");
+                        eprintln!("request failed ({}): {text:?}", out.status);
                     }
                 }
             }

@@ -72,13 +72,17 @@ impl Backend {
 
     /// Requests and connections in flight to it.
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight.load(Ordering::SeqCst)
     }
 
-    /// Counts a request or connection until the guard drops.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+    /// Counts a request or connection until the guard drops; `None` once the backend left
+    /// discoverd (it may have been chosen just before). Count first, then look: a backend
+    /// marked down either sees this request in flight or this request sees it down, never
+    /// neither, so no request starts on a backend already reported drained.
+    pub fn begin(self: &Arc<Self>) -> Option<InFlight> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let flight = InFlight(self.clone());
+        (!self.down.load(Ordering::SeqCst)).then_some(flight)
     }
 
     /// Takes it out of the choice for [`EJECT_FOR`] (a connect failed).
@@ -108,7 +112,7 @@ impl Backend {
     }
 
     fn mark_down(&self) {
-        self.down.store(true, Ordering::Release);
+        self.down.store(true, Ordering::SeqCst);
         self.gone.notify_waiters();
         self.pool.clear();
         self.events
@@ -138,7 +142,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.maybe_drained();
         }
     }
@@ -445,7 +449,7 @@ mod tests {
         d.up(&instance("web", "b", 2));
         let s = d.service("web");
         let a = s.find("127.0.0.1:1".parse().unwrap()).unwrap();
-        let _busy: Vec<InFlight> = (0..3).map(|_| a.begin()).collect();
+        let _busy: Vec<InFlight> = (0..3).map(|_| a.begin().unwrap()).collect();
         for _ in 0..50 {
             assert_eq!(s.pick(false, &[]).unwrap().id, "b");
         }
@@ -479,9 +483,10 @@ mod tests {
         d.up(&instance("web", "a", 1));
         let s = d.service("web");
         let a = s.pick(false, &[]).unwrap();
-        let req = a.begin();
+        let req = a.begin().expect("a live backend");
         d.down("web", "a");
         assert!(s.pick(false, &[]).is_none(), "no new requests");
+        assert!(a.begin().is_none(), "chosen before it left: refused after");
         let kinds = |rx: &mut tokio::sync::broadcast::Receiver<_>| {
             let mut k = Vec::new();
             while let Ok(e) = rx.try_recv() {

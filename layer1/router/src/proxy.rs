@@ -264,6 +264,8 @@ impl Proxy {
         let mut req = Request::from_parts(parts, body);
         let mut tried: Vec<SocketAddr> = Vec::with_capacity(MAX_ATTEMPTS);
         let mut attempts = 0;
+        // Backends chosen that left discoverd before the request began: not failures.
+        let mut gone = 0;
         let service = &entry.service;
         let (mut resp, flight, reuse) = loop {
             attempts += 1;
@@ -273,7 +275,7 @@ impl Proxy {
                 .or_else(|| service.pick(route.leader, &tried))
             {
                 Some(b) if attempts <= MAX_ATTEMPTS => b,
-                _ if tried.is_empty() => {
+                _ if tried.len() == gone => {
                     let o =
                         Outcome::local(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
                     return (o, request_id);
@@ -284,7 +286,10 @@ impl Proxy {
                 }
             };
             tried.push(backend.addr);
-            let flight = backend.begin();
+            let Some(flight) = backend.begin() else {
+                gone += 1;
+                continue;
+            };
             match self.send(&backend, req, route.http2).await {
                 Sent::Response(resp, reuse) => break (resp, flight, reuse),
                 Sent::NoConnection(back, e) => {

@@ -125,15 +125,19 @@ impl TcpRoutes {
         };
         let route = &entry.route;
         let mut tried = Vec::new();
-        let (backend, mut upstream) = loop {
+        let (flight, mut upstream) = loop {
             let Some(backend) = entry.service.pick(route.leader, &tried) else {
                 self.metrics.tcp_connection(&route.id, 503);
                 tracing::debug!(route = %route.id, "no backend for a TCP connection");
                 return;
             };
             tried.push(backend.addr);
+            // Counted before the dial, so a backend that leaves meanwhile waits for it.
+            let Some(flight) = backend.begin() else {
+                continue;
+            };
             match dial(backend.addr, self.connect_timeout).await {
-                Ok(s) => break (backend, s),
+                Ok(s) => break (flight, s),
                 Err(e) => {
                     tracing::warn!(route = %route.id, error = %e, "backend connect failed");
                     backend.eject();
@@ -145,7 +149,7 @@ impl TcpRoutes {
             }
         };
         self.metrics.tcp_connection(&route.id, 0);
-        let flight = backend.begin();
+        let backend = flight.backend().clone();
         if route.send_proxy_protocol {
             let header = proxy_protocol::v2_header(client, local);
             if upstream.write_all(&header).await.is_err() {

@@ -23,15 +23,29 @@ pub type Watch = Lines<Event>;
 #[derive(Debug)]
 pub struct Heartbeat {
     task: tokio::task::JoinHandle<()>,
+    quit: Option<tokio::sync::oneshot::Sender<()>>,
     client: Client,
     service: String,
     id: String,
 }
 
+/// How long [`Heartbeat::stop`] lets a heartbeat already sent finish before it deregisters.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
 impl Heartbeat {
-    /// Stops heartbeating and deregisters.
-    pub async fn stop(self) -> Result<(), ClientError> {
-        self.task.abort();
+    /// Stops heartbeating and deregisters. A heartbeat already on its way is let finish
+    /// first: cut off, discoverd could still apply it after the deregistration and bring
+    /// the instance back until its TTL ran out.
+    pub async fn stop(mut self) -> Result<(), ClientError> {
+        if let Some(quit) = self.quit.take() {
+            let _ = quit.send(());
+        }
+        if tokio::time::timeout(STOP_WAIT, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
         self.client.deregister(&self.service, &self.id).await
     }
 }
@@ -98,16 +112,21 @@ impl Client {
         ttl: Duration,
     ) -> Heartbeat {
         let (c, s, i) = (self.clone(), service.to_string(), id.to_string());
+        let (quit, mut quit_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             loop {
                 if let Err(e) = c.register(&s, &i, &reg, ttl).await {
                     tracing::warn!(service = %s, id = %i, error = %e, "heartbeat failed");
                 }
-                tokio::time::sleep(ttl / 3).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(ttl / 3) => {}
+                    _ = &mut quit_rx => return,
+                }
             }
         });
         Heartbeat {
             task,
+            quit: Some(quit),
             client: self.clone(),
             service: service.into(),
             id: id.into(),
