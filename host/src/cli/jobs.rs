@@ -323,7 +323,7 @@ pub async fn ps(c: &Client, args: PsArgs) -> anyhow::Result<i32> {
                     j.id.to_string(),
                     j.config.config.image.clone(),
                     j.config.config.args.join(" ").chars().take(30).collect(),
-                    table::ago(&j.created_at),
+                    table::ago(j.created_at.as_datetime()),
                     describe(j),
                     j.ip.map(|ip| ip.to_string()).unwrap_or_default(),
                     ports.join(", "),

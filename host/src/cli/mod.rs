@@ -8,8 +8,9 @@ mod events;
 mod images;
 mod jobs;
 mod status;
-mod table;
 mod volumes;
+
+use flynn_term::table;
 
 use std::path::PathBuf;
 
