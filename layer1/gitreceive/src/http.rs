@@ -181,8 +181,10 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(pgid) = self.0 {
             tracing::info!(pgid, "client went away: stopping its git process group");
-            // SAFETY: killpg only sends a signal; the group is one this server made.
-            unsafe { libc::killpg(pgid, libc::SIGTERM) };
+            let group = nix::unistd::Pid::from_raw(pgid);
+            if let Err(e) = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM) {
+                tracing::warn!(pgid, error = %e, "stopping a git process group");
+            }
         }
     }
 }
