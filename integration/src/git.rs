@@ -22,6 +22,25 @@ pub struct AppRepo {
     router: Ipv4Addr,
 }
 
+/// git in `dir` for a user whose HOME is `home` (only their global configuration applies): a
+/// fixed identity, no prompts, `git.DOMAIN` resolved to `router`.
+pub fn git_command(dir: &Path, home: &Path, router: Ipv4Addr) -> Command {
+    let mut c = Command::new("git");
+    c.current_dir(dir)
+        .env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.test")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.test")
+        .args([
+            "-c",
+            &format!("http.curloptResolve=git.{DOMAIN}:80:{router}"),
+        ]);
+    c
+}
+
 impl AppRepo {
     /// A new repository `root/name` (branch `main`) for app `name`, pushing with `key`
     /// through the router on `router`.
@@ -46,20 +65,7 @@ impl AppRepo {
     /// A git command in the repository: a fixed identity, no prompts, `git.DOMAIN` at the
     /// router.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new("git");
-        c.current_dir(&self.dir)
-            .env("HOME", &self.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.test")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.test")
-            .args([
-                "-c",
-                &format!("http.curloptResolve=git.{DOMAIN}:80:{}", self.router),
-            ]);
-        c
+        git_command(&self.dir, &self.home, self.router)
     }
 
     /// Writes files and commits them.

@@ -90,6 +90,7 @@ pub struct Client {
     service: &'static str,
     endpoint: Endpoint,
     token: Option<String>,
+    host: Option<String>,
     idle: Arc<Mutex<Vec<(Sender, Instant)>>>,
 }
 
@@ -108,6 +109,7 @@ impl Client {
             service,
             endpoint,
             token: None,
+            host: None,
             idle: Arc::default(),
         }
     }
@@ -115,6 +117,13 @@ impl Client {
     /// The same client sending `Authorization: Bearer TOKEN` with every request.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into().trim().to_string());
+        self
+    }
+
+    /// The same client sending `Host: HOST` (a name a router routes on) instead of the
+    /// endpoint's address.
+    pub fn with_host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
         self
     }
 
@@ -203,9 +212,10 @@ impl Client {
         body: Option<Bytes>,
         headers: &[(&str, &str)],
     ) -> Request<Full<Bytes>> {
-        let host = match &self.endpoint {
-            Endpoint::Unix(_) => self.service.to_string(),
-            Endpoint::Tcp(a) => a.to_string(),
+        let host = match (&self.host, &self.endpoint) {
+            (Some(h), _) => h.clone(),
+            (None, Endpoint::Unix(_)) => self.service.to_string(),
+            (None, Endpoint::Tcp(a)) => a.to_string(),
         };
         let mut b = Request::builder()
             .method(method)

@@ -190,6 +190,9 @@ fn git_push_builds_releases_and_deploys_through_the_router() {
         "procfile app\n",
     );
 
+    phase("the flynn CLI walkthrough");
+    crate::cli::walkthrough(&c, t.path());
+
     custom_buildpack_limits_and_cancel(&c, t.path());
 
     phase("a 50 MB repository");

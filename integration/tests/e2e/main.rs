@@ -4,6 +4,7 @@
 //! `#[root_test(isolated)]`.
 
 mod bootstrap;
+mod cli;
 mod cluster_jobs;
 mod cluster_registry;
 mod controller_api;

@@ -92,6 +92,11 @@ impl Client {
         Self(Http::new("controller", endpoint).with_token(key))
     }
 
+    /// The same client naming `host` in the Host header (a controller behind a router).
+    pub fn with_host(self, host: impl Into<String>) -> Self {
+        Self(self.0.with_host(host))
+    }
+
     /// The underlying HTTP client (for requests this client has no method for).
     pub fn http(&self) -> &Http {
         &self.0
