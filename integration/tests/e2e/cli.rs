@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use integration::cluster::{Cluster, DOMAIN};
+use integration::image::{Compression, Layer, OciLayout};
 use integration::workspace_bin;
 
 /// A user: a HOME of their own (~/.flynnrc, ~/.gitconfig) and a working directory.
@@ -91,6 +92,8 @@ pub fn walkthrough(c: &Cluster, root: &Path) {
             &controller,
             "--git-url",
             &git_url,
+            "--image-url",
+            &format!("http://{}", c.registry.addr),
             "test",
             DOMAIN,
             &c.key,
@@ -394,6 +397,46 @@ pub fn walkthrough(c: &Cluster, root: &Path) {
         .find(|l| l.contains("hello.example.test"))
         .unwrap();
     assert!(line.contains(" true "), "sticky now: {routes}");
+
+    // docker push without Docker: an OCI layout of a small web image, pushed to the
+    // cluster registry and released; the new app's web type is the image's own command.
+    let layout_dir = root.join("web-image");
+    let mut layout = OciLayout::new(&layout_dir);
+    let layer = Layer::new()
+        .busybox_root()
+        .dir("www", 0o755)
+        .file("www/index.html", b"from an image\n", 0o644)
+        .build(Compression::Gzip);
+    layout.add_image(
+        "web",
+        &[layer],
+        serde_json::json!({"Cmd": ["httpd", "-f", "-p", "8080", "-h", "/www"], "Env": ["PATH=/bin"]}),
+    );
+    assert_eq!(user.ok(&nowhere, &["create", "img"]).trim(), "Created img");
+    let out = user.ok(
+        &nowhere,
+        &["-a", "img", "docker", "push", layout_dir.to_str().unwrap()],
+    );
+    assert!(
+        out.contains(&format!("Pushed {}/img@sha256:", c.registry.addr)),
+        "{out}"
+    );
+    assert!(out.contains(": uploaded ("), "{out}");
+    assert!(out.contains("Created release "), "{out}");
+    user.ok(&nowhere, &["-a", "img", "scale", "web=1"]);
+    c.wait("the pushed image answers", Duration::from_secs(60), |c| {
+        c.get(1, &format!("img.{DOMAIN}"), "/") == (200, "from an image\n".to_string())
+    });
+    let out = user.ok(
+        &nowhere,
+        &["-a", "img", "docker", "push", layout_dir.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("already in the registry"),
+        "a second push sends nothing: {out}"
+    );
+    let e = user.fails(&nowhere, &["-a", "img", "docker", "push", "/nonexistent"]);
+    assert!(e.contains("pushing the image"), "{e}");
 
     // Removing the route, then the app (and its remote).
     assert!(user

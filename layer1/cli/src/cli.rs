@@ -177,6 +177,12 @@ pub enum Command {
         #[command(flatten)]
         json: Json,
     },
+    /// Images without Docker.
+    Docker {
+        /// What to do.
+        #[command(subcommand)]
+        command: DockerCommand,
+    },
     /// The git credential helper (git runs it: flynn cluster add configures it).
     #[command(name = "git-credentials")]
     GitCredentials {
@@ -209,6 +215,9 @@ pub enum ClusterCommand {
         /// Where git pushes go (default http://git.DOMAIN).
         #[arg(long)]
         git_url: Option<String>,
+        /// The cluster registry for flynn docker push (http://HOST:PORT for plain HTTP).
+        #[arg(long)]
+        image_url: Option<String>,
         /// Leave the git configuration alone.
         #[arg(long)]
         no_git: bool,
@@ -230,6 +239,20 @@ pub enum ClusterCommand {
     /// Show or set the default cluster.
     Default {
         /// The new default.
+        name: Option<String>,
+    },
+}
+
+/// `flynn docker ...`.
+#[derive(Debug, Subcommand)]
+pub enum DockerCommand {
+    /// Push an image (a `docker save` archive, an OCI layout or OCI archive) to the cluster
+    /// registry and deploy it as the app's new release.
+    Push {
+        /// The archive file or layout directory.
+        image: std::path::PathBuf,
+        /// In a layout of several images, the one to push (its ref name).
+        #[arg(long)]
         name: Option<String>,
     },
 }

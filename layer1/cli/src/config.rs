@@ -29,6 +29,10 @@ pub struct Cluster {
     /// Where `git push` goes: `GitURL/APP.git`.
     #[serde(rename = "GitURL", default, skip_serializing_if = "String::is_empty")]
     pub git_url: String,
+    /// The cluster registry `flynn docker push` pushes to: `http://HOST:PORT` (plain HTTP)
+    /// or `https://HOST[:PORT]`.
+    #[serde(rename = "ImageURL", default, skip_serializing_if = "String::is_empty")]
+    pub image_url: String,
 }
 
 /// The whole file.
@@ -157,6 +161,7 @@ mod tests {
             tls_pin: String::new(),
             controller_url: "http://10.0.0.1:8081".into(),
             git_url: "http://git.example.test".into(),
+            image_url: String::new(),
         }
     }
 

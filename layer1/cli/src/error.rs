@@ -39,6 +39,9 @@ pub enum CliError {
     /// The controller refused the request or could not be reached.
     #[error("{0}")]
     Api(#[from] ClientError),
+    /// An image push failed.
+    #[error("pushing the image: {0}")]
+    Image(#[source] Box<pinkerton::push::PushError>),
     /// git failed.
     #[error("git {args}: {message}")]
     Git {

@@ -148,6 +148,7 @@ mod tests {
             tls_pin: String::new(),
             controller_url: "http://10.0.0.1:8081".into(),
             git_url: "http://git.example.test/".into(),
+            image_url: String::new(),
         }
     }
 

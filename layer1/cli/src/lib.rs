@@ -185,6 +185,9 @@ async fn dispatch(ctx: &mut Ctx, command: cli::Command) -> Result<i32, CliError>
         C::Release { command, json } => cmd::release::run(ctx, command, json.json).await.map(|_| 0),
         C::Deployment { json } => cmd::release::deployments(ctx, json.json).await.map(|_| 0),
         C::Route { command, json } => cmd::route::run(ctx, command, json.json).await.map(|_| 0),
+        C::Docker {
+            command: cli::DockerCommand::Push { image, name },
+        } => cmd::docker::push(ctx, &image, name).await.map(|_| 0),
         C::GitCredentials { operation } => {
             let out = git::credentials(&operation, std::io::stdin().lock(), &ctx.config)?;
             print!("{out}");

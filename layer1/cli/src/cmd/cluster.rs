@@ -46,6 +46,7 @@ pub fn run(ctx: &mut Ctx, command: Option<ClusterCommand>, json: bool) -> Result
             default,
             controller_url,
             git_url,
+            image_url,
             no_git,
             tls_pin,
             name,
@@ -59,6 +60,7 @@ pub fn run(ctx: &mut Ctx, command: Option<ClusterCommand>, json: bool) -> Result
                 controller_url: controller_url
                     .unwrap_or_else(|| format!("http://controller.{domain}")),
                 git_url: git_url.unwrap_or_else(|| format!("http://git.{domain}")),
+                image_url: image_url.unwrap_or_default(),
             };
             ctx.config.add(c.clone(), force, default)?;
             crate::controller(&c)?;

@@ -6,28 +6,13 @@ use controller_api::{Limit, ProcessTypeName, Resources};
 use crate::error::CliError;
 use crate::Ctx;
 
-/// `512MB`, `1GiB`, `64K` or plain bytes, as bytes (decimal and binary suffixes both count
-/// in powers of 1024, as Flynn's did).
+/// `512MB`, `1GiB`, `64K` or plain bytes, as bytes (powers of 1024, as Flynn's were).
 pub fn parse_size(s: &str) -> Result<u64, CliError> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| CliError::usage(format!("{s:?} is not a size like 512MB")))?;
-    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => {
-            return Err(CliError::usage(format!(
-                "{s:?}: unknown unit {unit:?} (use K, M or G)"
-            )))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| CliError::usage(format!("{s:?} is too large")))
+    pinkerton::progress::parse_size(s).ok_or_else(|| {
+        CliError::usage(format!(
+            "{s:?} is not a size like 512MB (units: K, M, G, T)"
+        ))
+    })
 }
 
 /// A count like `12k` or `300`.
@@ -136,7 +121,7 @@ mod tests {
         assert!(parse_size("12XB")
             .unwrap_err()
             .to_string()
-            .contains("unknown unit"));
+            .contains("is not a size like 512MB"));
         assert!(parse_size("lots").is_err());
         let mut r = Resources::default();
         let pairs = [

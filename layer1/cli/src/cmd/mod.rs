@@ -2,6 +2,7 @@
 
 pub mod apps;
 pub mod cluster;
+pub mod docker;
 pub mod env;
 pub mod jobs;
 pub mod limit;
