@@ -450,4 +450,56 @@ fn custom_buildpack_limits_and_cancel(c: &Cluster, root: &Path) {
     assert_eq!(r.env["GREETING"], "from env");
     let builder = &r.processes["slugbuilder"];
     assert_eq!(builder.resources.memory.unwrap().limit, Some(limit));
+
+    // The same buildpack as a tarball over HTTP, in one top directory as archives of a
+    // repository have it.
+    let www = root.join("tarballs");
+    std::fs::create_dir_all(&www).unwrap();
+    let tarball = www.join("custom.tgz");
+    bp.git(&[
+        "archive",
+        "--format=tar.gz",
+        "--prefix=custom-main/",
+        "-o",
+        tarball.to_str().unwrap(),
+        "HEAD",
+    ]);
+    let http_port = integration::free_port();
+    let _http = Killed(
+        Command::new("python3")
+            .process_group(0)
+            .current_dir(&www)
+            .args(["-m", "http.server", "--bind"])
+            .arg(TEST_IP.to_string())
+            .arg(http_port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server"),
+    );
+    c.wait("the tarball server", Duration::from_secs(30), |_| {
+        std::net::TcpStream::connect((TEST_IP, http_port)).is_ok()
+    });
+    let tarball_url = format!("http://{TEST_IP}:{http_port}/custom.tgz");
+    set_env(
+        c,
+        "custom",
+        &[
+            ("BUILDPACK_URL", &tarball_url),
+            ("GREETING", "from a tarball"),
+        ],
+        limit,
+    );
+    app.commit(&[("README", "tarball\n")], "tarball");
+    let (ok, out) = app.push("main");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("remote: -----> Fetching buildpack {tarball_url}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("remote: -----> custom buildpack: from a tarball"),
+        "{out}"
+    );
+    wait_for_body(c, "custom", "from a tarball");
 }

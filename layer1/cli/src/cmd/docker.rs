@@ -110,16 +110,14 @@ pub async fn push(ctx: &Ctx, image: &Path, name: Option<String>) -> Result<(), C
             first_processes(app.name.as_str())?,
         ),
     };
-    let r = api
-        .create_release(&NewRelease {
-            app_id: app.id.clone(),
-            artifacts: vec![artifact.id],
-            env,
-            meta,
-            processes,
-        })
-        .await?;
-    println!("Created release {}.", r.id);
+    let new = NewRelease {
+        app_id: app.id.clone(),
+        artifacts: vec![artifact.id],
+        env,
+        meta,
+        processes,
+    };
+    let r = super::release::create(&api, &new).await?;
     super::release::deploy(&api, &app.id, &r).await
 }
 

@@ -104,8 +104,7 @@ pub async fn run(
         meta: next.meta,
         processes: next.processes,
     };
-    let r = api.create_release(&new).await?;
-    println!("Created release {}.", r.id);
+    let r = super::release::create(&api, &new).await?;
     super::release::deploy(&api, &app.id, &r).await
 }
 

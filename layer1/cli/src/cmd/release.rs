@@ -70,7 +70,12 @@ pub async fn create_like(
         meta: base.map(|b| b.meta.clone()).unwrap_or_default(),
         processes: base.map(|b| b.processes.clone()).unwrap_or_default(),
     };
-    let r = api.create_release(&new).await?;
+    create(api, &new).await
+}
+
+/// Creates `new` and says so.
+pub async fn create(api: &Client, new: &NewRelease) -> Result<Release, CliError> {
+    let r = api.create_release(new).await?;
     println!("Created release {}.", r.id);
     Ok(r)
 }
