@@ -69,10 +69,7 @@ pub async fn info(ctx: &Ctx, json: bool) -> Result<(), CliError> {
     println!("Git URL:  {git_url}");
     println!("Web URL:  {web_url}");
     println!("Release:  {}", app.release.as_deref().unwrap_or("(none)"));
-    let strategy = serde_json::to_value(app.strategy)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
+    let strategy = super::wire_name(app.strategy);
     println!("Strategy: {strategy}");
     Ok(())
 }

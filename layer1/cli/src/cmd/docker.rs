@@ -98,12 +98,9 @@ pub async fn push(ctx: &Ctx, image: &Path, name: Option<String>) -> Result<(), C
             meta: Default::default(),
         })
         .await?;
-    let current = match &app.release {
-        Some(id) => Some(api.release(id).await?),
-        None => None,
-    };
-    let (env, meta, processes) = match current {
-        Some(r) => (r.env, r.meta, r.processes),
+    let current = super::release::current(&api, &app).await?;
+    let (env, meta, processes) = match &current {
+        Some(r) => (r.env.clone(), r.meta.clone(), r.processes.clone()),
         None => (
             Default::default(),
             Default::default(),
@@ -118,7 +115,7 @@ pub async fn push(ctx: &Ctx, image: &Path, name: Option<String>) -> Result<(), C
         processes,
     };
     let r = super::release::create(&api, &new).await?;
-    super::release::deploy(&api, &app.id, &r).await
+    super::release::deploy(&api, &app.id, current.as_ref(), &r).await
 }
 
 #[cfg(test)]

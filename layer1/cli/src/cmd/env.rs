@@ -39,10 +39,7 @@ pub async fn env(ctx: &Ctx, command: Option<EnvCommand>) -> Result<(), CliError>
     let app_name = ctx.app()?;
     let api = ctx.api()?;
     let app = api.app(&app_name).await?;
-    let current = match &app.release {
-        Some(id) => Some(api.release(id).await?),
-        None => None,
-    };
+    let current = super::release::current(&api, &app).await?;
     let mut env: BTreeMap<String, String> =
         current.as_ref().map(|r| r.env.clone()).unwrap_or_default();
     match command {
@@ -66,7 +63,7 @@ pub async fn env(ctx: &Ctx, command: Option<EnvCommand>) -> Result<(), CliError>
         )?,
     }
     let r = super::release::create_like(&api, &app.id, current.as_ref(), env).await?;
-    super::release::deploy(&api, &app.id, &r).await
+    super::release::deploy(&api, &app.id, current.as_ref(), &r).await
 }
 
 /// Runs `flynn meta [COMMAND]`.

@@ -105,7 +105,7 @@ pub async fn run(
         processes: next.processes,
     };
     let r = super::release::create(&api, &new).await?;
-    super::release::deploy(&api, &app.id, &r).await
+    super::release::deploy(&api, &app.id, Some(&current), &r).await
 }
 
 #[cfg(test)]

@@ -25,6 +25,14 @@ pub fn print_json<T: Serialize>(v: &T) {
     );
 }
 
+/// The name a value has on the wire (`one-by-one`, `complete`), for enums shown to people.
+pub fn wire_name<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 /// Asks "QUESTION [y/N]" on a terminal; true for yes. Without a terminal, asks for `-y`.
 pub fn confirm(question: &str) -> Result<bool, CliError> {
     if !std::io::stdin().is_terminal() {

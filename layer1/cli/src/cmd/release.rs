@@ -4,22 +4,30 @@
 use std::time::{Duration, Instant};
 
 use controller_api::client::Client;
-use controller_api::{DeploymentStatus, NewRelease, Release};
+use controller_api::{App, DeploymentStatus, NewRelease, Release};
 
 use crate::cli::ReleaseCommand;
 use crate::error::CliError;
 use crate::Ctx;
 
-/// Makes `release` the app's: deployed when the app runs a release with an image (waiting
-/// for the deploy to finish), else simply set as current.
-pub async fn deploy(api: &Client, app: &str, release: &Release) -> Result<(), CliError> {
-    let a = api.app(app).await?;
-    let current = match &a.release {
+/// The app's current release, if it has one.
+pub async fn current(api: &Client, app: &App) -> Result<Option<Release>, CliError> {
+    Ok(match &app.release {
         Some(id) => Some(api.release(id).await?),
         None => None,
-    };
+    })
+}
+
+/// Makes `release` the app's in place of `current`: deployed when the app runs a release
+/// with an image (waiting for the deploy to finish), else simply set as current.
+pub async fn deploy(
+    api: &Client,
+    app: &str,
+    current: Option<&Release>,
+    release: &Release,
+) -> Result<(), CliError> {
     let deployable =
-        !release.artifacts.is_empty() && current.as_ref().is_some_and(|c| !c.artifacts.is_empty());
+        !release.artifacts.is_empty() && current.is_some_and(|c| !c.artifacts.is_empty());
     if !deployable {
         api.set_app_release(app, &release.id).await?;
         return Ok(());
@@ -154,7 +162,10 @@ pub async fn run(ctx: &Ctx, command: Option<ReleaseCommand>, json: bool) -> Resu
                 }
             };
             println!("Rolling back to release {}.", target.id);
-            deploy(&api, &app.id, &target).await?;
+            let current = releases
+                .iter()
+                .find(|r| app.release.as_ref() == Some(&r.id));
+            deploy(&api, &app.id, current, &target).await?;
         }
     }
     Ok(())
@@ -171,10 +182,7 @@ pub async fn deployments(ctx: &Ctx, json: bool) -> Result<(), CliError> {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|d| {
-            let status = serde_json::to_value(d.status)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let status = super::wire_name(d.status);
             let took = d
                 .finished_at
                 .as_ref()
