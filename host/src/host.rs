@@ -18,7 +18,10 @@ use host_api::Timestamp;
 use host_api::{CreateJob, Job, JobState};
 
 mod config;
-pub use config::{HostConfig, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS, DISCOVERD_KEY_FILE};
+pub use config::{
+    HostConfig, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS, DISCOVERD_KEY_FILE,
+    REGISTRY_AUTH_FILE,
+};
 
 /// The daemon's core, cheap to clone.
 #[derive(Debug, Clone)]

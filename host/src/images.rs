@@ -7,7 +7,7 @@ use pinkerton::store::ImageRecord;
 use tokio::sync::mpsc;
 
 use crate::error::HostError;
-use crate::host::Host;
+use crate::host::{Host, REGISTRY_AUTH_FILE};
 use host_api::{ErrorBody, ErrorCode, Image, ImageAction, PullMessage, Timestamp};
 
 impl Host {
@@ -20,10 +20,24 @@ impl Host {
 
     /// Pulls `reference`, sending progress and then `Pulled` or `Error` into `tx`.
     pub async fn pull(&self, reference: Reference, tx: mpsc::Sender<PullMessage>) {
+        let config = &self.inner.config;
+        // A registry on this host's job gateway (the cluster registry that bootstrap runs as a
+        // job) is reached over plain HTTP, as a loopback one is: its traffic never leaves
+        // the machine.
+        let mut insecure = config.insecure_registries.clone();
+        insecure.push(self.runtime().network().gateway().to_string());
+        // Credentials: the operator's file, else the one bootstrap writes (read at each pull,
+        // so a cluster bootstrapped after the daemon started needs no restart), else the
+        // Docker default.
+        let written = config.state.join(REGISTRY_AUTH_FILE);
+        let docker_config = config
+            .registry_auth
+            .clone()
+            .or_else(|| written.exists().then_some(written));
         let opts = PullOptions {
             registry: RegistryOptions {
-                insecure: self.inner.config.insecure_registries.clone(),
-                docker_config: self.inner.config.registry_auth.clone(),
+                insecure,
+                docker_config,
                 ..Default::default()
             },
             ..Default::default()

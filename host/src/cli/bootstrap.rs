@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Args;
 
 use super::DEFAULT_STATE;
-use crate::bootstrap::{bootstrap, resolv_conf_nameservers, BootstrapOptions, DISCOVERD_JOB};
+use crate::bootstrap::{
+    bootstrap, layer1, resolv_conf_nameservers, BootstrapOptions, Layer1Options, DISCOVERD_JOB,
+};
 use host_api::client::Client;
 
 /// `bootstrap`.
@@ -34,9 +36,22 @@ pub struct BootstrapArgs {
     /// resolver their jobs may use).
     #[arg(long, conflicts_with = "dns_upstream")]
     no_dns_upstream: bool,
+    /// Bring up all of layer 1 on this host for this domain (apps are `APP.DOMAIN`, the
+    /// controller `controller.DOMAIN`, git `git.DOMAIN`): the cluster registry, the router,
+    /// the controller, the scheduler and gitreceive. Without it only discoverd is started.
+    #[arg(long)]
+    domain: Option<String>,
+    /// Where the Debian bases of the stack images are cached (made from the Debian mirror
+    /// when missing, which takes minutes).
+    #[arg(long, default_value = images::build::DEFAULT_CACHE)]
+    image_cache: PathBuf,
+    /// How long each service may take to answer once started.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    wait: Duration,
 }
 
-/// Builds the discoverd image, starts discoverd and waits until it answers.
+/// Builds the discoverd image, starts discoverd and waits until it answers; with a domain,
+/// then the rest of layer 1, printing the line that adds the cluster to `flynn`.
 pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
     let bin_dir = match args.bin_dir {
         Some(d) => d,
@@ -46,8 +61,8 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
             .to_path_buf(),
     };
     let opts = BootstrapOptions {
-        state: args.state,
-        bin_dir,
+        state: args.state.clone(),
+        bin_dir: bin_dir.clone(),
         http_port: args.http_port,
         etcd: args.etcd,
         upstream: if args.no_dns_upstream {
@@ -67,10 +82,35 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
         crate::bootstrap::DISCOVERD_IMAGE,
         done.manifest
     );
-    if !done.started {
-        eprintln!("discoverd already runs (job {DISCOVERD_JOB})");
-        return Ok(0);
+    if done.started {
+        eprintln!(
+            "discoverd: started as job {DISCOVERD_JOB}: http://{gateway}:{port} , DNS {gateway}:53"
+        );
+    } else {
+        eprintln!("discoverd: already runs (job {DISCOVERD_JOB})");
     }
-    println!("discoverd runs as job {DISCOVERD_JOB}: http://{gateway}:{port} , DNS {gateway}:53");
+    let Some(domain) = args.domain else {
+        return Ok(0);
+    };
+    let domain = domain.trim_matches('.').to_ascii_lowercase();
+    let opts = Layer1Options {
+        state: args.state,
+        bin_dir,
+        image_cache: args.image_cache,
+        domain,
+        discoverd_port: port,
+        wait: args.wait,
+    };
+    let up = layer1(c, &opts, &|line| eprintln!("{line}")).await?;
+    if up.changed || done.started {
+        eprintln!("layer 1 is up on this host.");
+    } else {
+        eprintln!("layer 1 already runs on this host: nothing changed.");
+    }
+    eprintln!(
+        "Point *.{} at this host (DNS, or /etc/hosts for controller.{0} and git.{0}), then add the cluster with:",
+        up.domain
+    );
+    println!("{}", up.cluster_add());
     Ok(0)
 }

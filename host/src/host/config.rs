@@ -23,7 +23,8 @@ pub struct HostConfig {
     /// Registries pulled from over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
     /// A Docker config file (`auths`) with the credentials pulls use (the cluster
-    /// registry's); without one, root's `~/.docker/config.json` if present.
+    /// registry's); without one, `STATE/registry-auth.json` if bootstrap wrote it, else
+    /// root's `~/.docker/config.json` if present.
     pub registry_auth: Option<PathBuf>,
     /// The job network.
     pub network: NetConfig,
@@ -43,6 +44,11 @@ pub struct HostConfig {
     /// The static init binary run as PID 1 of jobs that ask for one (`init: true`).
     pub init: PathBuf,
 }
+
+/// The file in the state directory with the cluster registry's credentials (Docker config
+/// format) that `flynn-host bootstrap` writes; pulls use it unless `--registry-auth` names
+/// another file.
+pub const REGISTRY_AUTH_FILE: &str = "registry-auth.json";
 
 /// The file in the state directory holding discoverd's platform key.
 pub const DISCOVERD_KEY_FILE: &str = "discoverd.key";

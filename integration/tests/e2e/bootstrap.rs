@@ -15,14 +15,19 @@ fn bootstrap_runs_discoverd_and_jobs_find_each_other() {
         .unwrap()
         .to_path_buf();
     let state = h.state().display().to_string();
-    let out = h.ok(&[
+    let out = h.run(&[
         "bootstrap",
         "--state",
         &state,
         "--bin-dir",
         &bin_dir.display().to_string(),
     ]);
-    assert!(out.contains("discoverd runs as job discoverd"), "{out}");
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{progress}");
+    assert!(
+        progress.contains("discoverd: started as job discoverd"),
+        "{progress}"
+    );
     let ps = h.ok(&["ps"]);
     assert!(ps.contains("flynn/discoverd:latest"), "{ps}");
     let d = discoverd::Client::new("http://127.0.0.1:1111".parse().unwrap());

@@ -14,13 +14,16 @@ use integration::image::{Compression, Layer, OciLayout};
 use integration::workspace_bin;
 
 /// A user: a HOME of their own (~/.flynnrc, ~/.gitconfig) and a working directory.
-struct User {
-    home: PathBuf,
-    router: std::net::Ipv4Addr,
+pub struct User {
+    /// Their HOME.
+    pub home: PathBuf,
+    /// The router `git.DOMAIN` resolves to for git.
+    pub router: std::net::Ipv4Addr,
 }
 
 impl User {
-    fn flynn(&self, dir: &Path, args: &[&str]) -> Output {
+    /// `flynn ARGS` in `dir`: its output, echoed for failure messages.
+    pub fn flynn(&self, dir: &Path, args: &[&str]) -> Output {
         let out = Command::new(workspace_bin("flynn"))
             .current_dir(dir)
             .env("HOME", &self.home)
@@ -39,7 +42,7 @@ impl User {
     }
 
     /// `flynn ARGS` in `dir` that must succeed: its stdout.
-    fn ok(&self, dir: &Path, args: &[&str]) -> String {
+    pub fn ok(&self, dir: &Path, args: &[&str]) -> String {
         let out = self.flynn(dir, args);
         assert!(out.status.success(), "flynn {args:?} failed: {out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -54,7 +57,7 @@ impl User {
 
     /// git in `dir` with the user's global configuration (the credential helper) only;
     /// `git.DOMAIN` resolves to a router.
-    fn git(&self, dir: &Path, args: &[&str]) -> Output {
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Output {
         integration::git::git_command(dir, &self.home, self.router)
             .args(args)
             .output()
@@ -62,7 +65,8 @@ impl User {
     }
 }
 
-const APP: &str = "import http.server, os\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers()\n        self.wfile.write(('Hello from Flynn on port %s from job %s\\n' % (os.environ['PORT'], os.environ.get('FLYNN_JOB_ID', '?'))).encode())\nhttp.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n";
+/// The example app: answers with its port and job id.
+pub const APP: &str = "import http.server, os\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers()\n        self.wfile.write(('Hello from Flynn on port %s from job %s\\n' % (os.environ['PORT'], os.environ.get('FLYNN_JOB_ID', '?'))).encode())\nhttp.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n";
 
 /// The walkthrough and every command, on a cluster that runs gitreceive.
 pub fn walkthrough(c: &Cluster, root: &Path) {

@@ -18,6 +18,7 @@ mod host_restart;
 mod host_schemathesis;
 mod images_build;
 mod images_stack;
+mod one_host;
 mod pinkerton_auth;
 mod pinkerton_errors;
 mod pinkerton_import;

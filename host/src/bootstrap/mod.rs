@@ -1,10 +1,18 @@
 //! Bootstrapping layer 1 on a host: builds the images it needs from this workspace's binaries
 //! (the `images/` recipes) straight into the host's image store, and starts discoverd as an
 //! ordinary job (host network, state on a volume, DNS on the bridge gateway, the platform
-//! key as a read-only file). The CLI's `bootstrap` and a controller both call [`bootstrap`].
+//! key as a read-only file). The CLI's `bootstrap` and a controller both call [`bootstrap`];
+//! with a domain, [`layer1()`] then brings up the rest of layer 1 on the host.
+
+mod layer1;
+
+pub use layer1::{
+    layer1, Layer1, Layer1Options, CLUSTER_KEY_FILE, CONTROLLER_PORT, GITRECEIVE_PORT,
+    REGISTRY_PORT, ROUTER_API_PORT, ROUTER_HTTP_PORT, SCHEDULER_PORT, SYSTEM_APPS,
+};
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use host_api::client::{Client, ClientError};
@@ -54,23 +62,26 @@ pub struct Bootstrapped {
 /// Bootstrapping that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
-    /// The discoverd recipe could not be read.
-    #[error("reading the discoverd image recipe")]
-    Recipe(#[source] images::recipe::RecipeError),
-    /// The image could not be built.
-    #[error("building {DISCOVERD_IMAGE}")]
-    Build(#[source] images::BuildError),
+    /// An image recipe could not be read.
+    #[error("reading the image recipe {0}")]
+    Recipe(String, #[source] images::recipe::RecipeError),
+    /// An image could not be built.
+    #[error("building image {0}")]
+    Build(String, #[source] images::BuildError),
     /// The host's image store could not be opened.
     #[error("opening the host's image store under {0}")]
     Store(PathBuf, #[source] pinkerton::store::StoreError),
-    /// The image could not be imported into the store.
-    #[error("importing {DISCOVERD_IMAGE} into the host's store")]
-    Import(#[source] pinkerton::import::ImportError),
-    /// The platform key file could not be read or made.
-    #[error("reading or creating the platform key {0}")]
+    /// An image could not be imported into the store.
+    #[error("importing image {0} into the host's store")]
+    Import(String, #[source] Box<pinkerton::import::ImportError>),
+    /// An image could not be pushed to the cluster registry.
+    #[error("pushing {0} to the cluster registry")]
+    Push(String, #[source] Box<pinkerton::push::PushError>),
+    /// A key file could not be read or made.
+    #[error("reading or creating {0}")]
     Key(PathBuf, #[source] std::io::Error),
-    /// The daemon refused or failed a request.
-    #[error("asking the host daemon")]
+    /// The daemon or the controller refused or failed a request.
+    #[error("asking the host daemon or the controller")]
     Host(#[from] ClientError),
     /// discoverd did not come up.
     #[error("discoverd did not answer on 127.0.0.1:{port} within {} s; see the log of job {DISCOVERD_JOB}", .wait.as_secs())]
@@ -80,6 +91,29 @@ pub enum BootstrapError {
         /// How long it was waited for.
         wait: Duration,
     },
+    /// A layer-1 service did not come up.
+    #[error("timed out after {} s waiting: {what}; see flynn-host ps and flynn-host logs JOB", .wait.as_secs())]
+    NotReady {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        wait: Duration,
+    },
+    /// A layer-1 job ended while bootstrap waited for it.
+    #[error("job {job} {state} before it answered{}{}", if .error.is_empty() { String::new() } else { format!(": {}", .error) }, if .log.is_empty() { String::new() } else { format!("; its log ends:\n{}", .log) })]
+    JobEnded {
+        /// The job.
+        job: String,
+        /// Its state.
+        state: String,
+        /// The host's error, if any.
+        error: String,
+        /// The end of its log.
+        log: String,
+    },
+    /// The daemon has no TCP API in discoverd, where gitreceive would start build jobs.
+    #[error("this host registered no TCP API in discoverd: start flynn-host daemon with --listen http://ADDR:1113 and --discoverd")]
+    NoHostApi,
     /// A blocking task died.
     #[error("a build task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -100,21 +134,46 @@ fn discoverd_id() -> JobId {
     DISCOVERD_JOB.parse().expect("a valid job id")
 }
 
-/// Builds the discoverd image into the host's store (blocking).
-fn build_image(opts: &BootstrapOptions) -> Result<String, BootstrapError> {
-    let recipe = images::Recipe::load(&images::recipes_dir().join("discoverd.toml"))
-        .map_err(BootstrapError::Recipe)?;
-    let out = opts.state.join("images/discoverd");
+/// The host's image store.
+fn open_store(state: &Path) -> Result<pinkerton::store::Store, BootstrapError> {
+    let dir = state.join("pinkerton");
+    pinkerton::store::Store::open(&dir).map_err(|e| BootstrapError::Store(dir, e))
+}
+
+/// Builds image `flynn/RECIPE:latest` into an OCI layout under `STATE/images/RECIPE`
+/// (blocking); returns the layout and the manifest digest.
+fn build_layout(
+    state: &Path,
+    bin_dir: &Path,
+    cache: &Path,
+    recipe: &str,
+) -> Result<(PathBuf, String), BootstrapError> {
+    let file = images::recipes_dir().join(format!("{recipe}.toml"));
+    let r = images::Recipe::load(&file).map_err(|e| BootstrapError::Recipe(recipe.into(), e))?;
+    let out = state.join("images").join(recipe);
     let inputs = images::Inputs {
-        bin_dir: opts.bin_dir.clone(),
+        bin_dir: bin_dir.to_path_buf(),
+        cache: cache.to_path_buf(),
         ..Default::default()
     };
+    let tag = format!("flynn/{recipe}:latest");
     let written =
-        images::build(&recipe, &inputs, &out, DISCOVERD_IMAGE).map_err(BootstrapError::Build)?;
-    let store_dir = opts.state.join("pinkerton");
-    let store = pinkerton::store::Store::open(&store_dir)
-        .map_err(|e| BootstrapError::Store(store_dir, e))?;
-    let tag = DISCOVERD_IMAGE.parse().expect("a valid reference");
+        images::build(&r, &inputs, &out, &tag).map_err(|e| BootstrapError::Build(tag, e))?;
+    Ok((out, written.manifest.to_string()))
+}
+
+/// Builds image `flynn/RECIPE:latest` into the host's store (blocking); returns its manifest
+/// digest.
+fn build_into_store(
+    state: &Path,
+    bin_dir: &Path,
+    cache: &Path,
+    recipe: &str,
+) -> Result<String, BootstrapError> {
+    let (out, manifest) = build_layout(state, bin_dir, cache, recipe)?;
+    let store = open_store(state)?;
+    let name = format!("flynn/{recipe}:latest");
+    let tag = name.parse().expect("a valid reference");
     pinkerton::import::import(
         &store,
         &out,
@@ -123,8 +182,8 @@ fn build_image(opts: &BootstrapOptions) -> Result<String, BootstrapError> {
         pinkerton::pull::DEFAULT_MAX_LAYER_SIZE,
         None,
     )
-    .map_err(BootstrapError::Import)?;
-    Ok(written.manifest.to_string())
+    .map_err(|e| BootstrapError::Import(name, Box::new(e)))?;
+    Ok(manifest)
 }
 
 /// The job discoverd runs as.
@@ -173,7 +232,15 @@ fn discoverd_job(opts: &BootstrapOptions, gateway: Ipv4Addr, key: &std::path::Pa
 /// Builds the discoverd image, starts discoverd unless it runs, and waits until it answers.
 pub async fn bootstrap(c: &Client, opts: BootstrapOptions) -> Result<Bootstrapped, BootstrapError> {
     let o = opts.clone();
-    let manifest = tokio::task::spawn_blocking(move || build_image(&o)).await??;
+    let manifest = tokio::task::spawn_blocking(move || {
+        build_into_store(
+            &o.state,
+            &o.bin_dir,
+            images::build::DEFAULT_CACHE.as_ref(),
+            "discoverd",
+        )
+    })
+    .await??;
     let gateway = c.status().await?.gateway;
     let id = discoverd_id();
     match c.job(&id).await {

@@ -1,0 +1,563 @@
+//! All of layer 1 on one host, after discoverd: the cluster registry, the router, the
+//! controller, the scheduler and gitreceive, each an ordinary job started in that order once
+//! the one before answers, and each recorded as a system app in the controller. Every step
+//! first looks at what runs: a second run starts nothing and says so, and a run cut short
+//! (a `kill -9` half way) is completed by the next.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use controller_api::{NewApp, SYSTEM_APP};
+use host_api::client::Client;
+use host_api::{CreateJob, ErrorCode, JobId, JobState, NetworkMode, PortMap, VolumeMount};
+use router_api::{HttpRoute, Route};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::BootstrapError;
+use crate::host::{DISCOVERD_KEY_FILE, REGISTRY_AUTH_FILE};
+
+/// The cluster registry's port on the host (published from its job, reached on the job
+/// gateway by hosts and build jobs alike).
+pub const REGISTRY_PORT: u16 = 5001;
+/// The router's HTTP port (host network).
+pub const ROUTER_HTTP_PORT: u16 = 80;
+/// The router's API port (host network).
+pub const ROUTER_API_PORT: u16 = 5000;
+/// The controller's port (host network; users reach it as `controller.DOMAIN`).
+pub const CONTROLLER_PORT: u16 = 8081;
+/// The scheduler's status port (host network, loopback).
+pub const SCHEDULER_PORT: u16 = 8082;
+/// gitreceive's port (host network; users reach it as `git.DOMAIN`).
+pub const GITRECEIVE_PORT: u16 = 8083;
+/// The file in the state directory holding the cluster key (the controller's key, and the
+/// registry password of user `flynn`).
+pub const CLUSTER_KEY_FILE: &str = "cluster.key";
+/// The system apps bootstrap records, in start order.
+pub const SYSTEM_APPS: [&str; 6] = [
+    "discoverd",
+    "registry",
+    "router",
+    "controller",
+    "scheduler",
+    "gitreceive",
+];
+
+/// How to bring up layer 1.
+#[derive(Debug, Clone)]
+pub struct Layer1Options {
+    /// The daemon's state directory.
+    pub state: PathBuf,
+    /// Where the workspace binaries are.
+    pub bin_dir: PathBuf,
+    /// Where Debian bases of the stack images are cached.
+    pub image_cache: PathBuf,
+    /// The cluster's domain: apps are `APP.DOMAIN`, the controller `controller.DOMAIN` and
+    /// git `git.DOMAIN`.
+    pub domain: String,
+    /// discoverd's HTTP port on the host.
+    pub discoverd_port: u16,
+    /// How long each service may take to answer once started.
+    pub wait: Duration,
+}
+
+/// What a user needs to reach the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer1 {
+    /// The cluster's domain.
+    pub domain: String,
+    /// The cluster key.
+    pub key: String,
+    /// The cluster registry (`HOST:PORT`).
+    pub registry: String,
+    /// False when everything ran already and nothing was started or created.
+    pub changed: bool,
+}
+
+impl Layer1 {
+    /// The line that adds this cluster to a user's `flynn` configuration.
+    pub fn cluster_add(&self) -> String {
+        format!(
+            "flynn cluster add --image-url http://{} default {} {}",
+            self.registry, self.domain, self.key
+        )
+    }
+}
+
+/// Brings up layer 1 after discoverd; `progress` hears one line per step.
+pub async fn layer1(
+    c: &Client,
+    opts: &Layer1Options,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Layer1, BootstrapError> {
+    let secret = |file: &str| {
+        let path = opts.state.join(file);
+        crate::secret::load_or_create(&path).map_err(|e| BootstrapError::Key(path, e))
+    };
+    let key = secret(CLUSTER_KEY_FILE)?;
+    let host_token = secret("token")?;
+    let discoverd_key = secret(DISCOVERD_KEY_FILE)?;
+    let status = c.status().await?;
+    let gateway = status.gateway;
+    let registry = format!("{gateway}:{REGISTRY_PORT}");
+    let mut changed = false;
+    let b = Boot {
+        c,
+        opts,
+        progress,
+        key: &key,
+    };
+
+    // Pulls of the cluster registry's images authenticate with the cluster key.
+    write_registry_auth(&opts.state, &registry, &key)?;
+
+    // The registry.
+    if !b.runs("registry").await? {
+        b.image("registry").await?;
+        b.volume("registry-data").await?;
+        let mut req = job("registry", &[("AUTH_KEY", &key), ("DATA_DIR", "/data")]);
+        req.config.network = NetworkMode::Bridge;
+        req.config.ports = vec![PortMap {
+            host: REGISTRY_PORT,
+            job: 5000,
+            proto: Default::default(),
+        }];
+        req.config.volumes = vec![volume("registry-data")];
+        b.start(req).await?;
+        changed = true;
+    }
+    let addr = SocketAddr::from((gateway, REGISTRY_PORT));
+    b.until(
+        &format!("the registry answers on {registry}"),
+        "registry",
+        || async { http_status(addr, &registry, "/v2/").await == Some(401) },
+    )
+    .await?;
+
+    // The router: routes from the controller (which comes next), backends from discoverd.
+    if !b.runs("router").await? {
+        b.image("router").await?;
+        let controller = format!("http://127.0.0.1:{CONTROLLER_PORT}");
+        let mut req = job(
+            "router",
+            &[
+                ("ROUTER_HTTP", &format!("0.0.0.0:{ROUTER_HTTP_PORT}")),
+                ("ROUTER_HTTPS", ""),
+                ("ROUTER_API", &format!("0.0.0.0:{ROUTER_API_PORT}")),
+                ("CONTROLLER_KEY", &key),
+                ("DISCOVERD_KEY", &discoverd_key),
+                ("FLYNN_JOB_ID", &format!("router-{}", status.id)),
+            ],
+        );
+        // Arguments, not the image's (a routes file).
+        req.config.args = vec!["--controller".into(), controller];
+        b.start(req).await?;
+        changed = true;
+    }
+    let api = SocketAddr::from((Ipv4Addr::LOCALHOST, ROUTER_API_PORT));
+    b.until("the router's API answers", "router", || async {
+        tokio::net::TcpStream::connect(api).await.is_ok()
+    })
+    .await?;
+
+    // The controller, its state on a volume.
+    if !b.runs("controller").await? {
+        b.image("controller").await?;
+        b.volume("controller-data").await?;
+        let mut req = job(
+            "controller",
+            &[
+                ("AUTH_KEY", &key),
+                ("DEFAULT_ROUTE_DOMAIN", &opts.domain),
+                ("LISTEN", &format!("0.0.0.0:{CONTROLLER_PORT}")),
+                ("DISCOVERD", &b.discoverd_url()),
+                ("HOST_TOKEN", &host_token),
+            ],
+        );
+        req.config.args = vec!["--data".into(), "/data".into()];
+        req.config.volumes = vec![volume("controller-data")];
+        req.service = Some("controller".parse().expect("a service name"));
+        req.service_port = Some(CONTROLLER_PORT);
+        b.start(req).await?;
+        changed = true;
+    }
+    let controller = controller_api::client::Client::new(
+        flynn_http::Endpoint::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, CONTROLLER_PORT))),
+        &key,
+    );
+    b.until("the controller answers", "controller", || async {
+        controller.apps().await.is_ok()
+    })
+    .await?;
+    changed |= system_apps(&controller, &opts.domain, progress).await?;
+
+    // The scheduler: one per cluster leads.
+    if !b.runs("scheduler").await? {
+        b.image("scheduler").await?;
+        let req = job(
+            "scheduler",
+            &[
+                (
+                    "CONTROLLER_URL",
+                    &format!("http://127.0.0.1:{CONTROLLER_PORT}"),
+                ),
+                ("CONTROLLER_KEY", &key),
+                ("DISCOVERD_KEY", &discoverd_key),
+                ("HOST_TOKEN", &host_token),
+                ("LISTEN", &format!("127.0.0.1:{SCHEDULER_PORT}")),
+                ("SCHEDULER_ID", &format!("scheduler-{}", status.id)),
+            ],
+        );
+        b.start(req).await?;
+        changed = true;
+    }
+    let discoverd = b.discoverd();
+    b.until("a scheduler leads", "scheduler", || async {
+        matches!(discoverd.leader("flynn-scheduler").await, Ok(Some(_)))
+    })
+    .await?;
+
+    // gitreceive: builds on this host with the build stack, on the run stack in the registry.
+    if !b.runs("gitreceive").await? {
+        b.image("stack-build").await?;
+        b.push_stack_run(&registry).await?;
+        b.image("gitreceive").await?;
+        b.volume("gitreceive-data").await?;
+        let host_url = b.host_url(&discoverd, &status.id).await?;
+        let mut req = job(
+            "gitreceive",
+            &[
+                (
+                    "CONTROLLER_URL",
+                    &format!("http://127.0.0.1:{CONTROLLER_PORT}"),
+                ),
+                ("CONTROLLER_KEY", &key),
+                ("HOST_URL", &host_url),
+                ("HOST_TOKEN", &host_token),
+                ("REGISTRY", &registry),
+                ("REGISTRY_CREDS", &format!("flynn:{key}")),
+                ("REGISTRY_INSECURE", "true"),
+                ("BUILD_IMAGE", &image_tag("stack-build")),
+                ("STACK_IMAGE", "flynn/stack-run:latest"),
+                ("LISTEN", &format!("0.0.0.0:{GITRECEIVE_PORT}")),
+                ("DATA_DIR", "/data"),
+            ],
+        );
+        req.config.volumes = vec![volume("gitreceive-data")];
+        req.service = Some("gitreceive".parse().expect("a service name"));
+        req.service_port = Some(GITRECEIVE_PORT);
+        b.start(req).await?;
+        changed = true;
+    }
+    let router = SocketAddr::from((Ipv4Addr::LOCALHOST, ROUTER_HTTP_PORT));
+    for (name, path, want) in [
+        ("controller", "/apps", 401),
+        ("git", "/none.git/info/refs", 401),
+    ] {
+        let host = format!("{name}.{}", opts.domain);
+        b.until(
+            &format!("the router serves {host}"),
+            "gitreceive",
+            || async { http_status(router, &host, path).await == Some(want) },
+        )
+        .await?;
+    }
+    Ok(Layer1 {
+        domain: opts.domain.clone(),
+        key,
+        registry,
+        changed,
+    })
+}
+
+/// One bootstrap run's context.
+struct Boot<'a> {
+    c: &'a Client,
+    opts: &'a Layer1Options,
+    progress: &'a (dyn Fn(&str) + Sync),
+    key: &'a str,
+}
+
+impl Boot<'_> {
+    /// True when job `id` runs; a job of that id in any other state is removed.
+    async fn runs(&self, id: &str) -> Result<bool, BootstrapError> {
+        let jid: JobId = id.parse().expect("a valid job id");
+        match self.c.job(&jid).await {
+            Ok(j) if j.state == JobState::Running => {
+                (self.progress)(&format!("{id}: already runs"));
+                Ok(true)
+            }
+            Ok(j) => {
+                (self.progress)(&format!("{id}: job was {}, starting it again", j.state));
+                self.c.delete_job(&jid, true).await?;
+                Ok(false)
+            }
+            Err(e) if e.code() == Some(ErrorCode::NoSuchJob) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Makes image `flynn/NAME:latest` from its recipe into the host's store, unless there.
+    async fn image(&self, recipe: &str) -> Result<(), BootstrapError> {
+        let tag = image_tag(recipe);
+        let store = super::open_store(&self.opts.state)?;
+        let present = store
+            .images()
+            .map_err(|e| BootstrapError::Store(store.root().to_path_buf(), e))?
+            .iter()
+            .any(|i| i.name == tag);
+        if present {
+            return Ok(());
+        }
+        (self.progress)(&format!("{recipe}: building image {tag}"));
+        let (opts, name) = (self.opts.clone(), recipe.to_string());
+        let manifest = tokio::task::spawn_blocking(move || {
+            super::build_into_store(&opts.state, &opts.bin_dir, &opts.image_cache, &name)
+        })
+        .await??;
+        (self.progress)(&format!("{recipe}: built {manifest}"));
+        Ok(())
+    }
+
+    /// Builds the run stack and pushes it to the cluster registry (blobs it has are skipped).
+    async fn push_stack_run(&self, registry: &str) -> Result<(), BootstrapError> {
+        (self.progress)("stack-run: building the run stack");
+        let opts = self.opts.clone();
+        let (out, _) = tokio::task::spawn_blocking(move || {
+            super::build_layout(&opts.state, &opts.bin_dir, &opts.image_cache, "stack-run")
+        })
+        .await??;
+        let target: pinkerton::reference::Reference = format!("{registry}/flynn/stack-run:latest")
+            .parse()
+            .expect("a valid reference");
+        let push = pinkerton::push::PushOptions {
+            registry: pinkerton::registry::RegistryOptions {
+                insecure: vec![registry.to_string()],
+                credentials: Some(pinkerton::registry::Credentials {
+                    username: "flynn".into(),
+                    password: self.key.to_string(),
+                }),
+                docker_config: None,
+            },
+            ..Default::default()
+        };
+        let report = pinkerton::push::push(&out, &target, &push, &|_| {})
+            .await
+            .map_err(|e| BootstrapError::Push(target.to_string(), Box::new(e)))?;
+        (self.progress)(&format!("stack-run: pushed {}", report.pinned));
+        Ok(())
+    }
+
+    /// Creates volume `name` unless it exists.
+    async fn volume(&self, name: &str) -> Result<(), BootstrapError> {
+        match self.c.create_volume(name).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(ErrorCode::VolumeExists) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn start(&self, req: CreateJob) -> Result<(), BootstrapError> {
+        let id = req.id.clone().expect("layer-1 jobs have ids");
+        self.c.create_job(&req).await?;
+        (self.progress)(&format!("{id}: started"));
+        Ok(())
+    }
+
+    /// Waits until `ready` holds, at most the configured wait; fails at once, with the end
+    /// of its log, when layer-1 job `job` ends meanwhile.
+    async fn until<F, Fut>(&self, what: &str, job: &str, mut ready: F) -> Result<(), BootstrapError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + self.opts.wait;
+        let id: JobId = job.parse().expect("a valid job id");
+        while !ready().await {
+            let j = self.c.job(&id).await?;
+            if j.state.is_final() {
+                return Err(BootstrapError::JobEnded {
+                    job: job.to_string(),
+                    state: j.state.to_string(),
+                    error: j.error.unwrap_or_default(),
+                    log: self.log_tail(&id).await,
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(BootstrapError::NotReady {
+                    what: what.to_string(),
+                    wait: self.opts.wait,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (self.progress)(&format!("ok: {what}"));
+        Ok(())
+    }
+
+    /// The last lines job `id` printed.
+    async fn log_tail(&self, id: &JobId) -> String {
+        let opts = host_api::LogOptions {
+            tail: Some(20),
+            ..Default::default()
+        };
+        let mut lines = Vec::new();
+        if let Ok(mut logs) = self.c.logs(id, &opts).await {
+            while let Ok(Some(l)) = logs.next().await {
+                lines.push(l.line);
+            }
+        }
+        lines.join("\n")
+    }
+
+    fn discoverd_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.opts.discoverd_port)
+    }
+
+    fn discoverd(&self) -> discoverd_api::client::Client {
+        discoverd_api::client::Client::new(self.discoverd_url().parse().expect("a valid URL"))
+    }
+
+    /// This host's API as it registered in discoverd (where build jobs are started).
+    async fn host_url(
+        &self,
+        d: &discoverd_api::client::Client,
+        host_id: &str,
+    ) -> Result<String, BootstrapError> {
+        let found = d
+            .instances("flynn-host")
+            .await
+            .ok()
+            .and_then(|all| all.into_iter().find(|i| i.id == host_id));
+        match found {
+            Some(i) => Ok(format!("http://{}", i.addr)),
+            None => Err(BootstrapError::NoHostApi),
+        }
+    }
+}
+
+/// `flynn/NAME:latest`, as the store records it.
+fn image_tag(recipe: &str) -> String {
+    let r: pinkerton::reference::Reference = format!("flynn/{recipe}:latest")
+        .parse()
+        .expect("a valid reference");
+    r.to_string()
+}
+
+/// A host-network layer-1 job of image `flynn/ID:latest`.
+fn job(id: &str, env: &[(&str, &str)]) -> CreateJob {
+    let mut req = CreateJob::new(image_tag(id), Vec::new());
+    req.id = Some(id.parse().expect("a valid job id"));
+    req.config.network = NetworkMode::Host;
+    req.config.env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    req.metadata.insert("flynn.layer".into(), "1".into());
+    req
+}
+
+fn volume(name: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        target: "/data".into(),
+        readonly: false,
+    }
+}
+
+/// Records each layer-1 service as a system app, and the routes of the controller and git;
+/// returns whether anything was created.
+async fn system_apps(
+    api: &controller_api::client::Client,
+    domain: &str,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<bool, BootstrapError> {
+    let mut changed = false;
+    let have: Vec<String> = api
+        .apps()
+        .await?
+        .into_iter()
+        .map(|a| a.name.to_string())
+        .collect();
+    for name in SYSTEM_APPS {
+        if have.iter().any(|h| h == name) {
+            continue;
+        }
+        api.create_app(&NewApp {
+            name: Some(name.parse().expect("a valid app name")),
+            meta: Some([(SYSTEM_APP.to_string(), "true".to_string())].into()),
+            ..Default::default()
+        })
+        .await?;
+        progress(&format!("app {name}: created (system app)"));
+        changed = true;
+    }
+    let routes = api.routes().await?;
+    for (app, host, service) in [
+        ("controller", format!("controller.{domain}"), "controller"),
+        ("gitreceive", format!("git.{domain}"), "gitreceive"),
+    ] {
+        let exists = routes
+            .iter()
+            .any(|r| matches!(r, Route::Http(h) if h.domain == host));
+        if exists {
+            continue;
+        }
+        let route = Route::Http(HttpRoute::new("", host.clone(), service));
+        api.create_route(app, &route).await?;
+        progress(&format!("route {host}: created ({service})"));
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// Writes the cluster registry's credentials where the daemon's pulls read them (mode 0600,
+/// replaced whole).
+fn write_registry_auth(state: &Path, registry: &str, key: &str) -> Result<(), BootstrapError> {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("flynn:{key}"));
+    let doc = serde_json::json!({"auths": {registry: {"auth": auth}}});
+    let path = state.join(REGISTRY_AUTH_FILE);
+    let text = serde_json::to_string_pretty(&doc).expect("JSON");
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| BootstrapError::Key(path.clone(), e))
+}
+
+/// The status code of `GET path` with `Host: host` at `addr`, or `None` when nothing answers.
+async fn http_status(addr: SocketAddr, host: &str, path: &str) -> Option<u16> {
+    let ask = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut head = [0u8; 64];
+        let mut n = 0;
+        while n < 12 {
+            match s.read(&mut head[n..]).await.ok()? {
+                0 => return None,
+                m => n += m,
+            }
+        }
+        let line = std::str::from_utf8(&head[..n]).ok()?;
+        line.split(' ').nth(1)?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(5), ask)
+        .await
+        .ok()
+        .flatten()
+}

@@ -1,0 +1,207 @@
+//! A one-host cluster made by `flynn-host bootstrap --domain`: a run killed half way is
+//! completed by the next, a third run changes nothing; then the walkthrough through the
+//! printed `flynn cluster add` line, the real `flynn` binary and the Debian git client, with
+//! the cluster's names in /etc/hosts (this test's own mount namespace) as an operator would
+//! have them in DNS: create an app, git push, scale web=3, add a route, three jobs answer.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration::host::HostDaemon;
+use integration::image::STACK_CACHE;
+use integration::root_test;
+
+use crate::cli::{User, APP};
+
+const DOMAIN: &str = "one.test";
+
+/// `curl -H 'Host: HOST' http://127.0.0.1/`: status and body.
+fn get(host: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Host: {host}"))
+        .arg("http://127.0.0.1/")
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Makes `controller.DOMAIN`, `git.DOMAIN` and the app's names resolve to this host, in this
+/// test's mount namespace only.
+fn hosts_file(root: &Path) {
+    let hosts = root.join("hosts");
+    let names = ["controller", "git", "hello"]
+        .map(|n| format!("{n}.{DOMAIN}"))
+        .join(" ");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1 localhost\n127.0.0.1 {names} www.hello.test\n"),
+    )
+    .unwrap();
+    integration::run_ok(
+        Command::new("mount")
+            .arg("--bind")
+            .arg(&hosts)
+            .arg("/etc/hosts"),
+    );
+}
+
+#[root_test(isolated)]
+fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
+    let h = HostDaemon::start_with(&["--discoverd", "http://127.0.0.1:1111"]);
+    let root = tempfile::tempdir().unwrap();
+    let bin_dir = integration::workspace_bin("flynn-host")
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let state = h.state().display().to_string();
+    let args = [
+        "bootstrap",
+        "--state",
+        &state,
+        "--bin-dir",
+        &bin_dir,
+        "--domain",
+        DOMAIN,
+        "--image-cache",
+        STACK_CACHE,
+        "--no-dns-upstream",
+        "--wait",
+        "300s",
+    ];
+
+    // A run killed (SIGKILL) once the router started.
+    let mut child = h
+        .cli()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen += &line;
+        seen.push('\n');
+        if line == "router: started" {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen.contains("registry: started"), "{seen}");
+
+    // The next run completes it.
+    let out = h.run(&args);
+    let progress = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{progress}");
+    for step in [
+        "discoverd: already runs",
+        "registry: already runs",
+        "controller: started",
+        "app router: created (system app)",
+        "route controller.one.test: created (controller)",
+        "scheduler: started",
+        "gitreceive: started",
+        "ok: the router serves git.one.test",
+        "layer 1 is up on this host.",
+    ] {
+        assert!(progress.contains(step), "{step:?} in:\n{progress}");
+    }
+    let add = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        add.starts_with("flynn cluster add --image-url http://100.100.0.1:5001 default one.test "),
+        "{add}"
+    );
+
+    // Once more: nothing changes, the same line.
+    let again = h.run(&args);
+    let progress = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert!(again.status.success(), "{progress}");
+    assert!(
+        progress.contains("layer 1 already runs on this host: nothing changed."),
+        "{progress}"
+    );
+    assert!(!progress.contains("started"), "{progress}");
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), add);
+
+    // The walkthrough.
+    hosts_file(root.path());
+    let home = root.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let user = User {
+        home,
+        router: std::net::Ipv4Addr::LOCALHOST,
+    };
+    let add_args: Vec<&str> = add.split_whitespace().skip(1).collect();
+    let out = user.ok(root.path(), &add_args);
+    assert!(out.contains("Cluster \"default\" added."), "{out}");
+    let apps = user.ok(root.path(), &["apps"]);
+    for system in [
+        "discoverd",
+        "registry",
+        "router",
+        "controller",
+        "scheduler",
+        "gitreceive",
+    ] {
+        assert!(apps.contains(system), "{system} in {apps}");
+    }
+
+    let dir = root.path().join("hello");
+    std::fs::create_dir_all(&dir).unwrap();
+    let git = |args: &[&str]| {
+        let out = user.git(&dir, args);
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "git {args:?}: {text}");
+        text
+    };
+    git(&["init", "-q", "-b", "main"]);
+    assert_eq!(user.ok(&dir, &["create", "hello"]).trim(), "Created hello");
+    std::fs::write(dir.join("app.py"), APP).unwrap();
+    std::fs::write(dir.join("Procfile"), "web: exec python3 app.py\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "hello"]);
+    let pushed = git(&["push", "flynn", "main"]);
+    assert!(
+        pushed.contains("remote: =====> Application deployed"),
+        "{pushed}"
+    );
+
+    let out = user.ok(&dir, &["scale", "web=3"]);
+    assert!(out.contains("scale completed in "), "{out}");
+    let out = user.ok(&dir, &["route", "add", "http", "www.hello.test"]);
+    assert!(out.starts_with("http/"), "{out}");
+    for host in [format!("hello.{DOMAIN}"), "www.hello.test".to_string()] {
+        let mut bodies = BTreeSet::new();
+        wait(
+            &format!("three jobs answering {host}"),
+            Duration::from_secs(60),
+            || {
+                let (status, body) = get(&host);
+                if status == 200 {
+                    assert!(
+                        body.starts_with("Hello from Flynn on port 8080 from job "),
+                        "{body}"
+                    );
+                    bodies.insert(body);
+                }
+                bodies.len() == 3
+            },
+        );
+    }
+}
