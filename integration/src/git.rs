@@ -29,6 +29,10 @@ pub fn git_command(dir: &Path, home: &Path, router: Ipv4Addr) -> Command {
     c.current_dir(dir)
         .env("HOME", home)
         .env("GIT_CONFIG_NOSYSTEM", "1")
+        // A CA bundle named in the environment would override the cluster CA that
+        // `flynn cluster add` configures for the git URL.
+        .env_remove("GIT_SSL_CAINFO")
+        .env_remove("GIT_SSL_CAPATH")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_AUTHOR_NAME", "t")
         .env("GIT_AUTHOR_EMAIL", "t@example.test")

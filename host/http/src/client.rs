@@ -37,6 +37,17 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS handshake failed (a certificate that does not match, no TLS there).
+    #[error("TLS with {service} at {endpoint} failed")]
+    Tls {
+        /// The service's name.
+        service: &'static str,
+        /// Where.
+        endpoint: Endpoint,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// HTTP failed mid-way.
     #[error("talking to {service}")]
     Http {
@@ -91,7 +102,24 @@ pub struct Client {
     endpoint: Endpoint,
     token: Option<String>,
     host: Option<String>,
+    #[cfg(feature = "tls")]
+    tls: Option<Tls>,
     idle: Arc<Mutex<Vec<(Sender, Instant)>>>,
+}
+
+/// HTTPS: the config (its verifier) and the name the server's certificate must hold.
+#[cfg(feature = "tls")]
+#[derive(Clone)]
+struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+#[cfg(feature = "tls")]
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("name", &self.name).finish()
+    }
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -110,8 +138,27 @@ impl Client {
             endpoint,
             token: None,
             host: None,
+            #[cfg(feature = "tls")]
+            tls: None,
             idle: Arc::default(),
         }
+    }
+
+    /// The same client speaking HTTPS with `config`, checking that the server's certificate
+    /// is for `name` (also sent as SNI).
+    #[cfg(feature = "tls")]
+    pub fn with_tls(
+        mut self,
+        config: rustls::ClientConfig,
+        name: &str,
+    ) -> Result<Self, crate::tls::NameError> {
+        let name = rustls::pki_types::ServerName::try_from(name.to_string())
+            .map_err(|_| crate::tls::NameError(name.to_string()))?;
+        self.tls = Some(Tls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            name,
+        });
+        Ok(self)
     }
 
     /// The same client sending `Authorization: Bearer TOKEN` with every request.
@@ -130,6 +177,13 @@ impl Client {
     /// Where the service is.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// `GET path`'s body as text (a PEM file, a plain answer).
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let resp = self.send(Method::GET, path, None, &[]).await?;
+        let bytes = self.collect(resp).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Sends a request on a connection of its own and returns the response; error statuses
@@ -249,6 +303,19 @@ impl Client {
             Endpoint::Tcp(a) => {
                 let s = TcpStream::connect(a).await.map_err(connect_err)?;
                 let _ = s.set_nodelay(true);
+                #[cfg(feature = "tls")]
+                if let Some(tls) = &self.tls {
+                    let s = tls
+                        .connector
+                        .connect(tls.name.clone(), s)
+                        .await
+                        .map_err(|source| ClientError::Tls {
+                            service: self.service,
+                            endpoint: self.endpoint.clone(),
+                            source,
+                        })?;
+                    return self.handshake(s).await;
+                }
                 self.handshake(s).await
             }
         }

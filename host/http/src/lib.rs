@@ -22,6 +22,8 @@ pub mod client;
 pub mod server;
 #[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{ErrorBody, ErrorCode};

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use controller_api::{NewApp, SYSTEM_APP};
 use host_api::client::Client;
-use host_api::{CreateJob, ErrorCode, JobId, JobState, NetworkMode, PortMap, VolumeMount};
+use host_api::{
+    BindMount, CreateJob, ErrorCode, JobId, JobState, NetworkMode, PortMap, VolumeMount,
+};
 use router_api::{HttpRoute, Route};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,6 +24,8 @@ use crate::host::{DISCOVERD_KEY_FILE, REGISTRY_AUTH_FILE};
 pub const REGISTRY_PORT: u16 = 5001;
 /// The router's HTTP port (host network).
 pub const ROUTER_HTTP_PORT: u16 = 80;
+/// The router's HTTPS port (host network).
+pub const ROUTER_HTTPS_PORT: u16 = 443;
 /// The router's API port (host network).
 pub const ROUTER_API_PORT: u16 = 5000;
 /// The controller's port (host network; users reach it as `controller.DOMAIN`).
@@ -59,6 +63,8 @@ pub struct Layer1Options {
     pub discoverd_port: u16,
     /// How long each service may take to answer once started.
     pub wait: Duration,
+    /// The operator's certificate for `DOMAIN` and `*.DOMAIN`, instead of a cluster CA.
+    pub tls: super::OwnCert,
 }
 
 /// What a user needs to reach the cluster.
@@ -70,6 +76,8 @@ pub struct Layer1 {
     pub key: String,
     /// The cluster registry (`HOST:PORT`).
     pub registry: String,
+    /// The pin of the cluster CA (none: the operator's certificate, from a public CA).
+    pub pin: Option<String>,
     /// False when everything ran already and nothing was started or created.
     pub changed: bool,
 }
@@ -77,8 +85,12 @@ pub struct Layer1 {
 impl Layer1 {
     /// The line that adds this cluster to a user's `flynn` configuration.
     pub fn cluster_add(&self) -> String {
+        let pin = match &self.pin {
+            Some(p) => format!("-p {p} "),
+            None => String::new(),
+        };
         format!(
-            "flynn cluster add --image-url http://{} default {} {}",
+            "flynn cluster add {pin}--image-url http://{} default {} {}",
             self.registry, self.domain, self.key
         )
     }
@@ -110,6 +122,7 @@ pub async fn layer1(
 
     // Pulls of the cluster registry's images authenticate with the cluster key.
     write_registry_auth(&opts.state, &registry, &key)?;
+    let tls = super::tls::ensure(&opts.state, &opts.domain, &opts.tls)?;
 
     // The registry.
     if !b.runs("registry").await? {
@@ -142,7 +155,9 @@ pub async fn layer1(
             "router",
             &[
                 ("ROUTER_HTTP", &format!("0.0.0.0:{ROUTER_HTTP_PORT}")),
-                ("ROUTER_HTTPS", ""),
+                ("ROUTER_HTTPS", &format!("0.0.0.0:{ROUTER_HTTPS_PORT}")),
+                ("TLS_CERT_FILE", "/etc/flynn/tls/cert.pem"),
+                ("TLS_KEY_FILE", "/etc/flynn/tls/cert.key"),
                 ("ROUTER_API", &format!("0.0.0.0:{ROUTER_API_PORT}")),
                 ("CONTROLLER_KEY", &key),
                 ("DISCOVERD_KEY", &discoverd_key),
@@ -151,6 +166,10 @@ pub async fn layer1(
         );
         // Arguments, not the image's (a routes file).
         req.config.args = vec!["--controller".into(), controller];
+        req.config.mounts = vec![
+            read_only(&tls.cert, "/etc/flynn/tls/cert.pem"),
+            read_only(&tls.key, "/etc/flynn/tls/cert.key"),
+        ];
         b.start(req).await?;
         changed = true;
     }
@@ -176,6 +195,12 @@ pub async fn layer1(
         );
         req.config.args = vec!["--data".into(), "/data".into()];
         req.config.volumes = vec![volume("controller-data")];
+        if let Some(ca) = &tls.ca {
+            req.config.mounts = vec![read_only(ca, "/etc/flynn/ca.pem")];
+            req.config
+                .env
+                .insert("CA_CERT_FILE".into(), "/etc/flynn/ca.pem".into());
+        }
         req.service = Some("controller".parse().expect("a service name"));
         req.service_port = Some(CONTROLLER_PORT);
         b.start(req).await?;
@@ -262,10 +287,16 @@ pub async fn layer1(
         )
         .await?;
     }
+    let https = SocketAddr::from((Ipv4Addr::LOCALHOST, ROUTER_HTTPS_PORT));
+    b.until("the router serves HTTPS", "router", || async {
+        tokio::net::TcpStream::connect(https).await.is_ok()
+    })
+    .await?;
     Ok(Layer1 {
         domain: opts.domain.clone(),
         key,
         registry,
+        pin: tls.pin,
         changed,
     })
 }
@@ -455,6 +486,14 @@ fn job(id: &str, env: &[(&str, &str)]) -> CreateJob {
         .collect();
     req.metadata.insert("flynn.layer".into(), "1".into());
     req
+}
+
+fn read_only(source: &Path, target: &str) -> BindMount {
+    BindMount {
+        source: source.display().to_string(),
+        target: target.into(),
+        readonly: true,
+    }
 }
 
 fn volume(name: &str) -> VolumeMount {

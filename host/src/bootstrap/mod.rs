@@ -5,11 +5,14 @@
 //! with a domain, [`layer1()`] then brings up the rest of layer 1 on the host.
 
 mod layer1;
+mod tls;
 
 pub use layer1::{
     layer1, Layer1, Layer1Options, CLUSTER_KEY_FILE, CONTROLLER_PORT, GITRECEIVE_PORT,
-    REGISTRY_PORT, ROUTER_API_PORT, ROUTER_HTTP_PORT, SCHEDULER_PORT, SYSTEM_APPS,
+    REGISTRY_PORT, ROUTER_API_PORT, ROUTER_HTTPS_PORT, ROUTER_HTTP_PORT, SCHEDULER_PORT,
+    SYSTEM_APPS,
 };
+pub use tls::{ClusterTls, OwnCert, TLS_DIR};
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -99,6 +102,9 @@ pub enum BootstrapError {
         /// How long.
         wait: Duration,
     },
+    /// The cluster's certificate could not be made or read.
+    #[error("the cluster's TLS certificate: {0}")]
+    Tls(String),
     /// A layer-1 job ended while bootstrap waited for it.
     #[error("job {job} {state} before it answered{}{}", if .error.is_empty() { String::new() } else { format!(": {}", .error) }, if .log.is_empty() { String::new() } else { format!("; its log ends:\n{}", .log) })]
     JobEnded {

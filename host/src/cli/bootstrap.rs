@@ -48,6 +48,13 @@ pub struct BootstrapArgs {
     /// How long each service may take to answer once started.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     wait: Duration,
+    /// The operator's certificate chain (PEM) for DOMAIN and *.DOMAIN, instead of a cluster
+    /// CA made at the first bootstrap.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Its key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Builds the discoverd image, starts discoverd and waits until it answers; with a domain,
@@ -100,6 +107,10 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
         domain,
         discoverd_port: port,
         wait: args.wait,
+        tls: crate::bootstrap::OwnCert {
+            cert: args.tls_cert,
+            key: args.tls_key,
+        },
     };
     let up = layer1(c, &opts, &|line| eprintln!("{line}")).await?;
     if up.changed || done.started {

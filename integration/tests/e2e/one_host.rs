@@ -123,8 +123,9 @@ fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
         assert!(progress.contains(step), "{step:?} in:\n{progress}");
     }
     let add = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(add.starts_with("flynn cluster add -p "), "{add}");
     assert!(
-        add.starts_with("flynn cluster add --image-url http://100.100.0.1:5001 default one.test "),
+        add.contains(" --image-url http://100.100.0.1:5001 default one.test "),
         "{add}"
     );
 
@@ -148,8 +149,22 @@ fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
         router: std::net::Ipv4Addr::LOCALHOST,
     };
     let add_args: Vec<&str> = add.split_whitespace().skip(1).collect();
+    // A pin of another certificate: refused, nothing written.
+    let mut wrong = add_args.clone();
+    let other = flynn_http_pin(b"another certificate");
+    wrong[3] = &other;
+    let out = user.flynn(root.path(), &wrong);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("check the pin"), "{e}");
+    assert!(!user.home.join(".flynnrc").exists());
     let out = user.ok(root.path(), &add_args);
     assert!(out.contains("Cluster \"default\" added."), "{out}");
+    // The CLI talks to https://controller.DOMAIN, and git trusts the cluster CA.
+    let rc = std::fs::read_to_string(user.home.join(".flynnrc")).unwrap();
+    assert!(rc.contains("https://controller.one.test"), "{rc}");
+    let ca = user.home.join(".flynn/ca-certs/default.pem");
+    let gitconfig = std::fs::read_to_string(user.home.join(".gitconfig")).unwrap();
+    assert!(gitconfig.contains(&ca.display().to_string()), "{gitconfig}");
     let apps = user.ok(root.path(), &["apps"]);
     for system in [
         "discoverd",
@@ -186,6 +201,19 @@ fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
     assert!(out.contains("scale completed in "), "{out}");
     let out = user.ok(&dir, &["route", "add", "http", "www.hello.test"]);
     assert!(out.starts_with("http/"), "{out}");
+    // HTTPS with the cluster's certificate for the app's default route.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "--cacert"])
+        .arg(&ca)
+        .arg(format!("https://hello.{DOMAIN}/"))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && body.starts_with("Hello from Flynn"),
+        "{body}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for host in [format!("hello.{DOMAIN}"), "www.hello.test".to_string()] {
         let mut bodies = BTreeSet::new();
         wait(
@@ -204,4 +232,11 @@ fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
             },
         );
     }
+}
+
+/// The pin of `der` as `flynn cluster add -p` takes it.
+fn flynn_http_pin(der: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(der))
 }

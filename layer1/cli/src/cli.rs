@@ -209,10 +209,10 @@ pub enum ClusterCommand {
         /// Make it the default.
         #[arg(short = 'd', long)]
         default: bool,
-        /// The controller (default http://controller.DOMAIN).
+        /// The controller (default https://controller.DOMAIN).
         #[arg(long)]
         controller_url: Option<String>,
-        /// Where git pushes go (default http://git.DOMAIN).
+        /// Where git pushes go (default https://git.DOMAIN).
         #[arg(long)]
         git_url: Option<String>,
         /// The cluster registry for flynn docker push (http://HOST:PORT for plain HTTP).
@@ -221,7 +221,7 @@ pub enum ClusterCommand {
         /// Leave the git configuration alone.
         #[arg(long)]
         no_git: bool,
-        /// The controller certificate's pin (base64 SHA-256).
+        /// The pin of the cluster CA (base64 SHA-256 of its DER form), as bootstrap prints it.
         #[arg(short = 'p', long)]
         tls_pin: Option<String>,
         /// Its name here.

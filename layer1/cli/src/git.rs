@@ -75,9 +75,9 @@ pub fn remove_remote(dir: &Path, remote: &str, url: &str) -> Result<bool, CliErr
     }
 }
 
-/// Makes git ask `flynn git-credentials` for the credentials of `c`'s git URL (in the
-/// user's global git configuration).
-pub fn configure(c: &Cluster) -> Result<(), CliError> {
+/// Makes git ask `flynn git-credentials` for the credentials of `c`'s git URL, and trust the
+/// cluster CA in file `ca` for it (in the user's global git configuration).
+pub fn configure(c: &Cluster, ca: Option<&Path>) -> Result<(), CliError> {
     if c.git_url.is_empty() {
         return Ok(());
     }
@@ -88,6 +88,14 @@ pub fn configure(c: &Cluster) -> Result<(), CliError> {
         Path::new("/"),
         &["config", "--global", "--replace-all", &key, &helper],
     )?;
+    if let Some(ca) = ca {
+        let key = format!("http.{}/.sslCAInfo", c.git_url.trim_end_matches('/'));
+        let ca = ca.display().to_string();
+        git(
+            Path::new("/"),
+            &["config", "--global", "--replace-all", &key, &ca],
+        )?;
+    }
     Ok(())
 }
 
@@ -96,8 +104,13 @@ pub fn unconfigure(c: &Cluster) {
     if c.git_url.is_empty() {
         return;
     }
-    let key = format!("credential.{}.helper", c.git_url.trim_end_matches('/'));
-    let _ = git(Path::new("/"), &["config", "--global", "--unset-all", &key]);
+    let url = c.git_url.trim_end_matches('/');
+    for key in [
+        format!("credential.{url}.helper"),
+        format!("http.{url}/.sslCAInfo"),
+    ] {
+        let _ = git(Path::new("/"), &["config", "--global", "--unset-all", &key]);
+    }
 }
 
 /// The git credential helper protocol: for `get`, reads `key=value` lines and answers with

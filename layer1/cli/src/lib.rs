@@ -84,23 +84,55 @@ pub fn domain_of(git_url: &str) -> String {
     host.strip_prefix("git.").unwrap_or(host).to_string()
 }
 
-/// A client of cluster `c`'s controller: `http://ADDR:PORT`, or `http://NAME[:PORT]`
-/// resolved here and named in the Host header (a controller behind a router).
+/// A client of cluster `c`'s controller (see [`http`]).
 pub fn controller(c: &Cluster) -> Result<Client, CliError> {
-    let url = c.controller_url.trim_end_matches('/');
-    let Some(rest) = url.strip_prefix("http://") else {
+    Ok(Client::from_http(
+        http(c, "controller", &c.controller_url)?.with_token(&c.key),
+    ))
+}
+
+/// An HTTP client of `url` (`http://` or `https://`, a name or an address) of cluster `c`:
+/// names are resolved here and sent as the Host (and TLS server) name, and HTTPS trusts the
+/// CA of the cluster's pin, or the system's CAs when it has none.
+pub fn http(
+    c: &Cluster,
+    service: &'static str,
+    url: &str,
+) -> Result<flynn_http::client::Client, CliError> {
+    let url = url.trim_end_matches('/');
+    let (rest, tls, default_port) = if let Some(r) = url.strip_prefix("https://") {
+        (r, true, 443)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (r, false, 80)
+    } else {
         return Err(CliError::usage(format!(
-            "controller URL {url:?} of cluster {:?}: only http:// URLs are supported; run flynn cluster add -f with --controller-url http://HOST:PORT",
+            "{service} URL {url:?} of cluster {:?}: use http:// or https://; run flynn cluster add -f with the right URL",
             c.name
         )));
     };
-    if let Ok(e) = url.parse::<Endpoint>() {
-        return Ok(Client::new(e, &c.key));
-    }
-    let with_port = if rest.contains(':') {
-        rest.to_string()
-    } else {
-        format!("{rest}:80")
+    let bad_url = || {
+        CliError::usage(format!(
+            "{service} URL {url:?} of cluster {:?}: not HOST or HOST:PORT after the scheme",
+            c.name
+        ))
+    };
+    let (name, port) = match rest.strip_prefix('[') {
+        Some(v6) => {
+            let (name, after) = v6.split_once(']').ok_or_else(bad_url)?;
+            match after.strip_prefix(':') {
+                Some(p) => (name, p.parse::<u16>().map_err(|_| bad_url())?),
+                None if after.is_empty() => (name, default_port),
+                None => return Err(bad_url()),
+            }
+        }
+        None => match rest.split_once(':') {
+            Some((name, p)) => (name, p.parse::<u16>().map_err(|_| bad_url())?),
+            None => (rest, default_port),
+        },
+    };
+    let with_port = match name.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{name}]:{port}"),
+        Err(_) => format!("{name}:{port}"),
     };
     let addr = with_port
         .to_socket_addrs()
@@ -108,11 +140,25 @@ pub fn controller(c: &Cluster) -> Result<Client, CliError> {
         .and_then(|mut a| a.next())
         .ok_or_else(|| {
             CliError::usage(format!(
-                "cannot resolve the controller of cluster {:?} ({url}): check the name, or use --controller-url http://ADDR:PORT",
+                "cannot resolve the {service} of cluster {:?} ({url}): check the name, or run flynn cluster add -f with its URL",
                 c.name
             ))
         })?;
-    Ok(Client::new(Endpoint::Tcp(addr), &c.key).with_host(rest))
+    let mut client = flynn_http::client::Client::new(service, Endpoint::Tcp(addr));
+    if name.parse::<std::net::IpAddr>().is_err() {
+        client = client.with_host(rest);
+    }
+    if tls {
+        let config = if c.tls_pin.is_empty() {
+            flynn_http::tls::system()
+        } else {
+            flynn_http::tls::pinned(&c.tls_pin).map_err(|e| CliError::usage(e.to_string()))?
+        };
+        client = client
+            .with_tls(config, name)
+            .map_err(|e| CliError::usage(e.to_string()))?;
+    }
+    Ok(client)
 }
 
 /// Runs a command line; returns the process's exit code.
@@ -134,7 +180,7 @@ async fn dispatch(ctx: &mut Ctx, command: cli::Command) -> Result<i32, CliError>
     use cli::Command as C;
     let ctx = &mut *ctx;
     match command {
-        C::Cluster { command, json } => cmd::cluster::run(ctx, command, json.json).map(|_| 0),
+        C::Cluster { command, json } => cmd::cluster::run(ctx, command, json.json).await.map(|_| 0),
         C::Create { name, no_remote } => cmd::apps::create(ctx, name, no_remote).await.map(|_| 0),
         C::Apps { json } => cmd::apps::list(ctx, json.json).await.map(|_| 0),
         C::Info { json } => cmd::apps::info(ctx, json.json).await.map(|_| 0),

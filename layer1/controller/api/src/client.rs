@@ -92,6 +92,12 @@ impl Client {
         Self(Http::new("controller", endpoint).with_token(key))
     }
 
+    /// A client over `http`, an HTTP client set up by the caller (HTTPS, a Host name); it
+    /// should carry the key as its token.
+    pub fn from_http(http: Http) -> Self {
+        Self(http)
+    }
+
     /// The same client naming `host` in the Host header (a controller behind a router).
     pub fn with_host(self, host: impl Into<String>) -> Self {
         Self(self.0.with_host(host))

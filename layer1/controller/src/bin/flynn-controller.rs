@@ -42,6 +42,9 @@ struct Args {
     /// answer 503.
     #[arg(long, env = "DISCOVERD")]
     discoverd: Option<Endpoint>,
+    /// The cluster CA certificate (PEM file) served at `/ca-cert`, for clients that pin it.
+    #[arg(long, env = "CA_CERT_FILE")]
+    ca_cert: Option<PathBuf>,
     /// The hosts' API token (what `flynn-host daemon` was given).
     #[arg(long, env = "HOST_TOKEN", hide_env_values = true)]
     host_token: Option<String>,
@@ -97,7 +100,17 @@ async fn run<S: Store>(
         let hosts = controller::hosts::Hosts::new(d.clone(), args.host_token.clone());
         controller = controller.with_hosts(hosts);
     }
-    let state = std::sync::Arc::new(controller::http::State { controller, keys });
+    let ca_cert = match &args.ca_cert {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
+        None => None,
+    };
+    let state = std::sync::Arc::new(controller::http::State {
+        controller,
+        keys,
+        ca_cert,
+    });
     Server::new(controller::http::router(), state)
         .serve(vec![http], shutdown.wait())
         .await;

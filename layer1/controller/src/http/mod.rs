@@ -1,5 +1,5 @@
 //! The controller's HTTP edge: each route is one [`Controller`] call. `openapi.json` lists the
-//! same routes (a test checks). Every route but `/ping` and `/openapi.json` needs a key
+//! same routes (a test checks). Every route but `/ping`, `/ca-cert` and `/openapi.json` needs a key
 //! ([`Keys`]); without one the answer is 401 with `WWW-Authenticate: Basic`, so git asks for
 //! credentials.
 
@@ -35,6 +35,8 @@ pub struct State<S: Store> {
     pub controller: Controller<S>,
     /// The keys requests must carry.
     pub keys: Keys,
+    /// The cluster CA certificate (PEM) served at `/ca-cert`, when the cluster has one.
+    pub ca_cert: Option<String>,
 }
 
 type Shared<S> = Arc<State<S>>;
@@ -51,6 +53,19 @@ pub fn router<S: Store>() -> Router<Shared<S>> {
         .guard(authorize::<S>)
         .public_route(Method::GET, "/ping", |_, _, _| async {
             Ok(json(StatusCode::OK, &"ok"))
+        })
+        .public_route(Method::GET, "/ca-cert", |st: Shared<S>, _, _| async move {
+            match &st.ca_cert {
+                Some(pem) => Ok(bytes_response(
+                    StatusCode::OK,
+                    "application/x-pem-file",
+                    Bytes::from(pem.clone()),
+                )),
+                None => Err(ApiError::new(
+                    flynn_http::ErrorCode::NotFound,
+                    "this cluster has no CA of its own: its certificates come from a public CA",
+                )),
+            }
         })
         .public_route(Method::GET, "/openapi.json", |_, _, _| async {
             Ok(bytes_response(
