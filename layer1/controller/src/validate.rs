@@ -89,6 +89,15 @@ pub fn process(name: &str, p: &ProcessType, system: bool) -> Result<(), Controll
             what,
         });
     }
+    // Jobs get the default capability set; the host can add CAP_NET_RAW and nothing else, so
+    // asking for another is refused rather than silently left out.
+    for c in &p.linux_capabilities {
+        if !c.eq_ignore_ascii_case("CAP_NET_RAW") {
+            return Err(invalid(format!(
+                "process type {name}: linux_capabilities {c:?}: hosts can grant CAP_NET_RAW only (the rest of the default set is always there)"
+            )));
+        }
+    }
     for (what, l) in [
         ("memory", p.resources.memory),
         ("cpu", p.resources.cpu),
@@ -162,6 +171,18 @@ mod tests {
         );
         assert!(image_uri("127.0.0.1:5000/web@sha256:abc").is_err());
         assert!(image_uri(&format!("127.0.0.1:5000/web@sha512:{d}")).is_err());
+    }
+
+    #[test]
+    fn capabilities_beyond_net_raw_are_refused() {
+        let mut p = ProcessType {
+            linux_capabilities: vec!["cap_net_raw".into()],
+            ..Default::default()
+        };
+        assert!(process("web", &p, true).is_ok());
+        p.linux_capabilities.push("CAP_SYS_ADMIN".into());
+        let e = process("web", &p, true).unwrap_err().to_string();
+        assert!(e.contains("hosts can grant CAP_NET_RAW only"), "{e}");
     }
 
     #[test]
