@@ -65,6 +65,7 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
         "web": {
             "args": ["sh", "-c", WEB],
             "ports": [{"port": 8080, "proto": "tcp", "service": {"name": "web-web", "create": true}}],
+            "volumes": [{"path": "/data", "delete_on_stop": true}],
             "resources": {"memory": {"limit": 67108864}}
         },
         "crasher": {"args": ["sh", "-c", "echo crashing; exit 3"], "resources": {"memory": {"limit": 67108864}}}
@@ -137,6 +138,23 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
     ] {
         assert_eq!(env.get(k).map(String::as_str), Some(v), "{k} in {env:?}");
     }
+    // A volume of its own, made on its host before it started.
+    let volume = format!("{id}-v0");
+    let mounted: Vec<(&str, &str)> = job
+        .config
+        .config
+        .volumes
+        .iter()
+        .map(|v| (v.name.as_str(), v.target.as_str()))
+        .collect();
+    assert_eq!(mounted, [(volume.as_str(), "/data")]);
+    let has_volume = |c: &Cluster| {
+        c.block_on(c.hosts[h].client().volumes())
+            .unwrap()
+            .iter()
+            .any(|v| v.name == volume)
+    };
+    assert!(has_volume(&c), "{volume} on host {h}");
 
     phase("zero-downtime deploys");
     let v2 = new_release(&c, &app.id, &artifact.id, "v2", WEB);
@@ -177,6 +195,13 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
     c.wait("three v3 web jobs", Duration::from_secs(60), |c| {
         running(c, &app.id, "web").len() == 3
     });
+
+    // The v1 jobs are gone, and with them their delete_on_stop volumes.
+    c.wait(
+        "the first web job's volume deleted",
+        Duration::from_secs(30),
+        |c| !has_volume(c),
+    );
 
     phase("one-off jobs, kills and app logs");
     crate::cluster_jobs::one_off_jobs_kills_and_logs(&c, "web");
@@ -320,6 +345,7 @@ fn new_release(c: &Cluster, app: &str, artifact: &str, version: &str, script: &s
         "web": {
             "args": ["sh", "-c", script],
             "ports": [{"port": 8080, "proto": "tcp", "service": {"name": "web-web", "create": true}}],
+            "volumes": [{"path": "/data", "delete_on_stop": true}],
             "resources": {"memory": {"limit": 67108864}}
         },
         "crasher": {"args": ["sh", "-c", "echo crashing; exit 3"], "resources": {"memory": {"limit": 67108864}}}

@@ -20,6 +20,27 @@ pub const LABEL_TYPE: &str = "flynn-process-type";
 pub const LABEL_ONE_OFF: &str = "flynn-one-off";
 /// Host job label: how many times the job's slot has restarted.
 pub const LABEL_RESTARTS: &str = "flynn-restarts";
+/// Host job label: the job's volumes (comma-separated names) to delete once it is gone (the
+/// release's `delete_on_stop` volumes).
+pub const LABEL_DELETE_VOLUMES: &str = "flynn-delete-volumes";
+
+/// The name of volume `index` of job `id`: each job gets volumes of its own.
+pub fn volume_name(id: &JobId, index: usize) -> String {
+    format!("{id}-v{index}")
+}
+
+/// The volumes to delete once the job with `labels` is gone.
+pub fn volumes_to_delete(labels: &BTreeMap<String, String>) -> Vec<String> {
+    labels
+        .get(LABEL_DELETE_VOLUMES)
+        .map(|v| {
+            v.split(',')
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// The first job port of a process type that names none (`5000 + index`, as Flynn did).
 const FIRST_PORT: u16 = 5000;
@@ -230,13 +251,29 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
         .linux_capabilities
         .iter()
         .any(|c| c.eq_ignore_ascii_case("CAP_NET_RAW"));
-    let metadata = BTreeMap::from([
+    let mut metadata = BTreeMap::from([
         (LABEL_APP.to_string(), p.release.app_id.clone()),
         (LABEL_APP_NAME.to_string(), p.app_name.to_string()),
         (LABEL_RELEASE.to_string(), p.release.id.clone()),
         (LABEL_TYPE.to_string(), p.kind.to_string()),
         (LABEL_RESTARTS.to_string(), restarts.to_string()),
     ]);
+    // Volumes of the job's own, created on the host before the job.
+    let mut delete = Vec::new();
+    for (i, v) in proc.volumes.iter().enumerate() {
+        let name = volume_name(id, i);
+        if v.delete_on_stop {
+            delete.push(name.clone());
+        }
+        config.volumes.push(host_api::VolumeMount {
+            name,
+            target: v.path.clone(),
+            readonly: false,
+        });
+    }
+    if !delete.is_empty() {
+        metadata.insert(LABEL_DELETE_VOLUMES.into(), delete.join(","));
+    }
     CreateJob {
         id: Some(id.clone()),
         config,
@@ -310,6 +347,31 @@ mod tests {
             ..process
         };
         assert!(create_job(process, &id, 0).service_check.is_none());
+    }
+
+    #[test]
+    fn each_job_gets_volumes_of_its_own() {
+        let r = release(serde_json::json!({"db": {
+            "volumes": [{"path": "/data", "delete_on_stop": true}, {"path": "/keep"}]
+        }}));
+        let id: JobId = "h1-0789".parse().unwrap();
+        let process = Process {
+            app_name: "app",
+            release: &r,
+            image: "img",
+            kind: "db",
+            process: &r.processes["db"],
+        };
+        let job = create_job(process, &id, 0);
+        let mounts: Vec<(&str, &str)> = job
+            .config
+            .volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.target.as_str()))
+            .collect();
+        assert_eq!(mounts, [("h1-0789-v0", "/data"), ("h1-0789-v1", "/keep")]);
+        assert_eq!(volumes_to_delete(&job.metadata), ["h1-0789-v0"]);
+        assert!(volumes_to_delete(&BTreeMap::new()).is_empty());
     }
 
     #[test]

@@ -385,6 +385,12 @@ impl Scheduler {
             tokio::spawn(async move {
                 if let Err(e) = client.delete_job(&job.id, true).await {
                     tracing::warn!(job = %job.id, error = %e, "deleting an ended job's record");
+                    return;
+                }
+                for v in spec::volumes_to_delete(&job.config.metadata) {
+                    if let Err(e) = client.delete_volume(&v).await {
+                        tracing::warn!(job = %job.id, volume = %v, error = %e, "deleting a job's volume");
+                    }
                 }
             });
         }
@@ -594,6 +600,13 @@ async fn create(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(image.clone());
+    }
+    for v in &req.config.volumes {
+        match client.create_volume(&v.name).await {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(host_api::ErrorCode::VolumeExists) => {}
+            Err(e) => return Err(format!("creating volume {}: {e}", v.name)),
+        }
     }
     client.create_job(req).await.map_err(|e| e.to_string())
 }
