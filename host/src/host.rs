@@ -43,7 +43,13 @@ pub(crate) struct Inner {
     pub(crate) id: String,
     pub(crate) started: Instant,
     pub(crate) registrations: Arc<crate::registration::Registrations>,
+    /// Why jobs being stopped by the host itself fail (a missed start timeout), by id:
+    /// their end records this reason.
+    failing: Mutex<BTreeMap<JobId, String>>,
 }
+
+/// How long a job that missed its start timeout gets between SIGTERM and SIGKILL.
+const UNHEALTHY_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a job is marked failed when its shim vanished without recording an exit.
 const ABANDONED: &str = "the job's monitor process ended without recording an exit \
@@ -152,8 +158,25 @@ impl Host {
                 )),
                 id,
                 started: Instant::now(),
+                failing: Mutex::default(),
             }),
         };
+        // Jobs that miss their health check's start timeout are stopped, failed with why.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+        host.inner.registrations.on_unhealthy(tx);
+        let weak = Arc::downgrade(&host.inner);
+        tokio::spawn(async move {
+            while let Some((id, reason)) = rx.recv().await {
+                let (Some(inner), Ok(id)) = (weak.upgrade(), id.parse::<JobId>()) else {
+                    continue;
+                };
+                let host = Host { inner };
+                lock(&host.inner.failing).insert(id.clone(), reason);
+                if let Err(e) = host.stop(&id, UNHEALTHY_GRACE).await {
+                    tracing::warn!(job = %id, error = %e, "stopping a job that failed its start timeout");
+                }
+            }
+        });
         host.adopt().await?;
         host.prune_network().await;
         if let Some(addr) = host.inner.config.advertise {
@@ -442,6 +465,10 @@ impl Host {
         job.state = state;
         job.exit = exit;
         job.error = error;
+        if let Some(reason) = lock(&self.inner.failing).remove(id) {
+            job.state = JobState::Failed;
+            job.error = Some(reason);
+        }
         job.ended_at = Some(Timestamp::now());
         self.save(job)
     }

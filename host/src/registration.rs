@@ -28,6 +28,9 @@ pub struct Registrations {
     checking: Mutex<HashSet<(String, String)>>,
     /// Registrations taken out on request: not registered again while the job runs.
     out: Mutex<HashSet<(String, String)>>,
+    /// Where jobs that never passed their check within their start timeout are reported
+    /// (job id, reason): the host stops them.
+    unhealthy: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -48,7 +51,30 @@ impl Registrations {
             live: Mutex::new(HashMap::new()),
             checking: Mutex::default(),
             out: Mutex::default(),
+            unhealthy: Mutex::default(),
         }
+    }
+
+    /// Reports jobs that miss their start timeout to `tx`.
+    pub fn on_unhealthy(&self, tx: tokio::sync::mpsc::UnboundedSender<(String, String)>) {
+        *locked(&self.unhealthy) = Some(tx);
+    }
+
+    /// Whether `key` is still to be registered: checked, and not taken out.
+    fn wanted(&self, key: &(String, String)) -> bool {
+        locked(&self.checking).contains(key) && !locked(&self.out).contains(key)
+    }
+
+    /// Registers `key` at `addr` if it is still wanted, atomically with respect to the job
+    /// ending (which takes it out of `checking`) or being taken out (`out`).
+    fn keep_if_wanted(&self, key: &(String, String), addr: SocketAddr) -> bool {
+        let checking = locked(&self.checking);
+        let out = locked(&self.out);
+        if !checking.contains(key) || out.contains(key) {
+            return false;
+        }
+        self.keep(&key.0, &key.1, addr);
+        true
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), Heartbeat>> {
@@ -136,28 +162,9 @@ impl Registrations {
                 let addr = SocketAddr::new(self.host_ip, host_port);
                 let me = self.clone();
                 let http = job.config.service_check.clone();
-                let every = match http {
-                    Some(_) => crate::health::HTTP_EVERY,
-                    None => crate::health::TCP_EVERY,
-                };
+                let timing = job.config.service_check_timing;
                 tokio::spawn(async move {
-                    let started = Instant::now();
-                    while !crate::health::passes(check, http.as_ref()).await {
-                        // Ended or taken out meanwhile: stop checking.
-                        if !locked(&me.checking).contains(&key) {
-                            return;
-                        }
-                        if started.elapsed() > CHECK_FOR {
-                            tracing::warn!(service = %key.0, job = %key.1, %check, "the job's service never passed its health check; not registered");
-                            locked(&me.checking).remove(&key);
-                            return;
-                        }
-                        tokio::time::sleep(every).await;
-                    }
-                    // Still wanted: neither ended nor taken out meanwhile.
-                    if locked(&me.checking).remove(&key) && !locked(&me.out).contains(&key) {
-                        me.keep(&key.0, &key.1, addr);
-                    }
+                    me.check(key, check, addr, http, timing).await;
                 });
             }
             JobState::Exited | JobState::Failed => {
@@ -167,6 +174,108 @@ impl Registrations {
                 self.remove(service.as_str(), job.id.as_str())
             }
             JobState::Starting => {}
+        }
+    }
+
+    /// Health-checks `key` at `check` until it passes (`threshold` times in a row), then
+    /// registers it at `addr`; with an interval, keeps checking: `threshold` failures in a
+    /// row take it out, as many passes bring it back. Ends when the job ends or is taken out.
+    async fn check(
+        self: Arc<Self>,
+        key: (String, String),
+        check: SocketAddr,
+        addr: SocketAddr,
+        http: Option<host_api::HttpCheck>,
+        timing: Option<host_api::CheckTiming>,
+    ) {
+        let every = match http {
+            Some(_) => crate::health::HTTP_EVERY,
+            None => crate::health::TCP_EVERY,
+        };
+        let threshold = timing.map_or(1, |t| t.threshold.max(1));
+        let start_timeout = timing
+            .and_then(|t| t.start_timeout_ms)
+            .map(Duration::from_millis);
+        let started = Instant::now();
+        let mut passes = 0;
+        loop {
+            // Ended or taken out meanwhile: stop checking.
+            if !self.wanted(&key) {
+                locked(&self.checking).remove(&key);
+                return;
+            }
+            if crate::health::passes(check, http.as_ref()).await {
+                passes += 1;
+                if passes >= threshold {
+                    break;
+                }
+            } else {
+                passes = 0;
+            }
+            match start_timeout {
+                Some(limit) if started.elapsed() > limit => {
+                    let reason = format!(
+                        "its service {} did not pass its health check within {} s",
+                        key.0,
+                        limit.as_secs_f64()
+                    );
+                    tracing::warn!(service = %key.0, job = %key.1, %check, "{reason}; stopping it");
+                    locked(&self.checking).remove(&key);
+                    if let Some(tx) = locked(&self.unhealthy).as_ref() {
+                        let _ = tx.send((key.1.clone(), reason));
+                    }
+                    return;
+                }
+                None if started.elapsed() > CHECK_FOR => {
+                    tracing::warn!(service = %key.0, job = %key.1, %check, "the job's service never passed its health check; not registered");
+                    locked(&self.checking).remove(&key);
+                    return;
+                }
+                _ => {}
+            }
+            tokio::time::sleep(every).await;
+        }
+        if !self.keep_if_wanted(&key, addr) {
+            locked(&self.checking).remove(&key);
+            return;
+        }
+        let interval = match timing {
+            Some(t) if t.interval_ms > 0 => Duration::from_millis(t.interval_ms),
+            _ => {
+                locked(&self.checking).remove(&key);
+                return;
+            }
+        };
+        // Registered; `checking` keeps the key while this runs, so the job is not checked
+        // twice.
+        let (mut up, mut streak) = (true, 0);
+        loop {
+            tokio::time::sleep(interval).await;
+            if !self.wanted(&key) {
+                locked(&self.checking).remove(&key);
+                return;
+            }
+            let ok = crate::health::passes(check, http.as_ref()).await;
+            if ok == up {
+                streak = 0;
+                continue;
+            }
+            streak += 1;
+            if streak < threshold {
+                continue;
+            }
+            (up, streak) = (ok, 0);
+            if up {
+                // Unless the job ended or was taken out during the check.
+                if !self.keep_if_wanted(&key, addr) {
+                    locked(&self.checking).remove(&key);
+                    return;
+                }
+                tracing::info!(service = %key.0, job = %key.1, "passes its health check again; registered");
+            } else {
+                tracing::warn!(service = %key.0, job = %key.1, %check, failures = threshold, "failed its health check; deregistered until it passes again");
+                self.remove(&key.0, &key.1);
+            }
         }
     }
 }

@@ -126,6 +126,23 @@ pub fn job_request(req: &CreateJob) -> Result<(), HostError> {
             range("service_check status", s as u64, 100, 599)?;
         }
     }
+    if let Some(t) = &req.service_check_timing {
+        if req.service.is_none() {
+            return Err(bad("service_check_timing needs a service".into()));
+        }
+        if t.interval_ms != 0 {
+            range(
+                "service_check_timing interval_ms",
+                t.interval_ms,
+                100,
+                3_600_000,
+            )?;
+        }
+        range("service_check_timing threshold", t.threshold.into(), 1, 100)?;
+        if let Some(ms) = t.start_timeout_ms {
+            range("service_check_timing start_timeout_ms", ms, 100, 86_400_000)?;
+        }
+    }
     if req.service.is_some() {
         let Some(port) = req.service_port.or(req.config.ports.first().map(|p| p.job)) else {
             return Err(bad(

@@ -28,6 +28,10 @@ pub struct CreateJob {
     /// port accepts a TCP connection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_check: Option<HttpCheck>,
+    /// How often and how strictly the check runs (default: until it first passes, then
+    /// never again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_check_timing: Option<CheckTiming>,
     /// Free-form labels, usable as list filters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
@@ -43,6 +47,29 @@ pub struct HttpCheck {
     /// The status that counts as healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+}
+
+/// The timing of a service's health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckTiming {
+    /// Milliseconds between checks once the job is registered: a registered job failing
+    /// `threshold` checks in a row is deregistered (routers stop sending it requests) until it
+    /// passes `threshold` in a row again.
+    pub interval_ms: u64,
+    /// Passes (before the job is registered) or failures (before it is taken out) needed in
+    /// a row; at least 1.
+    #[serde(default = "one")]
+    pub threshold: u32,
+    /// Milliseconds a new job may take to pass `threshold` checks in a row; after that the
+    /// host stops it and it ends `failed` with the reason. None: it is left running,
+    /// unregistered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timeout_ms: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl HttpCheck {
@@ -86,6 +113,7 @@ impl<'de> Deserialize<'de> for CreateJob {
         let service = take(&mut map, "service")?;
         let service_port = take(&mut map, "service_port")?;
         let service_check = take(&mut map, "service_check")?;
+        let service_check_timing = take(&mut map, "service_check_timing")?;
         let metadata = take(&mut map, "metadata")?.unwrap_or_default();
         let config =
             serde_json::from_value(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
@@ -95,6 +123,7 @@ impl<'de> Deserialize<'de> for CreateJob {
             service,
             service_port,
             service_check,
+            service_check_timing,
             metadata,
         })
     }

@@ -173,6 +173,81 @@ fn bootstrap_runs_discoverd_and_jobs_find_each_other() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(status(), "200");
+
+    // With a timing, the check goes on: two failures in a row take the job out of discoverd
+    // while it runs, two passes bring it back; web-2 (no timing) stays registered.
+    let timed = |id: &str, path: &str, start_timeout_ms: Option<u64>| {
+        let mut req = host_api::CreateJob::new(
+            h.image.clone(),
+            ["httpd", "-f", "-p", "8080", "-h", "/www"]
+                .map(String::from)
+                .to_vec(),
+        );
+        req.id = Some(integration::jid(id));
+        req.config.ports = vec![host_api::PortMap {
+            host: 0,
+            job: 8080,
+            proto: Default::default(),
+        }];
+        req.config.volumes = vec![host_api::VolumeMount {
+            name: "checked-www".into(),
+            target: "/www".into(),
+            readonly: true,
+        }];
+        req.service = Some("timed".parse().unwrap());
+        req.service_check = Some(host_api::HttpCheck {
+            path: path.into(),
+            status: None,
+        });
+        req.service_check_timing = Some(host_api::CheckTiming {
+            interval_ms: 200,
+            threshold: 2,
+            start_timeout_ms,
+        });
+        h.block_on(h.client().create_job(&req)).unwrap();
+    };
+    let registered = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while h.block_on(d.instances("timed")).unwrap().len() != n {
+            assert!(Instant::now() < deadline, "never {n} instances of timed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    timed("web-3", "/health", Some(20_000));
+    registered(1);
+    std::fs::remove_file(www.join("health")).unwrap();
+    registered(0);
+    assert_eq!(
+        h.block_on(h.client().job(&integration::jid("web-3")))
+            .unwrap()
+            .state,
+        host_api::JobState::Running
+    );
+    assert_eq!(h.block_on(d.instances("checked")).unwrap().len(), 1);
+    std::fs::write(www.join("health"), "ok\n").unwrap();
+    registered(1);
+
+    // A job that does not pass within its start timeout is stopped, failed with why.
+    timed("web-4", "/never", Some(1_500));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ended = loop {
+        let j = h
+            .block_on(h.client().job(&integration::jid("web-4")))
+            .unwrap();
+        if j.state.is_final() {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "web-4 still runs: {j:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ended.state, host_api::JobState::Failed, "{ended:?}");
+    let why = ended.error.unwrap_or_default();
+    assert!(
+        why.contains("its service timed did not pass its health check within 1.5 s"),
+        "{why}"
+    );
+    assert_eq!(h.block_on(d.instances("timed")).unwrap().len(), 1);
+    h.ok(&["rm", "-f", "web-3", "web-4"]);
     h.ok(&["rm", "-f", "web-2"]);
 
     h.ok(&["stop", "web-1"]);

@@ -217,14 +217,19 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
     }
     platform_env(&mut env, p.app_name, p.release, p.kind, id);
     // The service: the first port that names one (with its check), else the process type's.
-    let (service, service_port, service_check) = match proc
+    let (service, service_port, service_check, service_check_timing) = match proc
         .ports
         .iter()
         .zip(&ports)
         .find_map(|(port, map)| port.service.as_ref().map(|s| (s, map.job)))
     {
-        Some((s, port)) => (Some(s.name.clone()), Some(port), http_check(s)),
-        None => (proc.service.clone(), None, None),
+        Some((s, port)) => (
+            Some(s.name.clone()),
+            Some(port),
+            http_check(s),
+            check_timing(s),
+        ),
+        None => (proc.service.clone(), None, None, None),
     };
     let resources = limits(&proc.resources);
     let mut config = JobConfig::new(p.image, proc.args.clone());
@@ -280,8 +285,28 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
         service,
         service_port,
         service_check,
+        service_check_timing,
         metadata,
     }
+}
+
+/// Default seconds between checks of a service that names a check.
+pub const CHECK_INTERVAL: u32 = 2;
+/// Default passes (or failures) in a row that change a checked service's state.
+pub const CHECK_THRESHOLD: u32 = 2;
+/// Default seconds a new job may take to pass its check.
+pub const CHECK_START_TIMEOUT: u32 = 10;
+
+/// The timing of a service's check, when the release names one: checked every `interval`
+/// for as long as the job runs, `threshold` in a row to change its state, and stopped when
+/// it does not pass within `start_timeout`.
+fn check_timing(s: &crate::PortService) -> Option<host_api::CheckTiming> {
+    let c = s.check.as_ref()?;
+    Some(host_api::CheckTiming {
+        interval_ms: u64::from(c.interval.unwrap_or(CHECK_INTERVAL)) * 1000,
+        threshold: c.threshold.unwrap_or(CHECK_THRESHOLD).max(1),
+        start_timeout_ms: Some(u64::from(c.start_timeout.unwrap_or(CHECK_START_TIMEOUT)) * 1000),
+    })
 }
 
 /// The host's HTTP check for a service whose check is `http` (path default `/`); a `tcp`
@@ -333,6 +358,15 @@ mod tests {
         assert_eq!(job.service_port, Some(5000));
         let check = job.service_check.expect("an HTTP check");
         assert_eq!((check.path.as_str(), check.status), ("/ping", Some(204)));
+        let timing = job.service_check_timing.expect("a named check is timed");
+        assert_eq!(
+            (
+                timing.interval_ms,
+                timing.threshold,
+                timing.start_timeout_ms
+            ),
+            (2000, 2, Some(10_000))
+        );
         assert!(job.config.init);
         assert_eq!(job.metadata[LABEL_RESTARTS], "3");
 
