@@ -191,6 +191,28 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
         c.block_on(api.app("web")).unwrap().release.as_deref(),
         Some(v3.as_str())
     );
+    // So does one whose web job does not pass its health check within its start timeout.
+    let unhealthy = new_release_checked(
+        &c,
+        &app.id,
+        &artifact.id,
+        "v5",
+        WEB,
+        Some(serde_json::json!({"type": "http", "path": "/never", "start_timeout": 2})),
+    );
+    let d = c.block_on(api.deploy("web", &unhealthy)).unwrap();
+    let d = until_deployed(&c, &d.id);
+    assert_eq!(d.status, controller_api::DeploymentStatus::Failed, "{d:?}");
+    let why = d.error.clone().unwrap_or_default();
+    assert!(
+        why.starts_with("web job failed to start: ")
+            && why.contains("did not pass its health check within 2 s"),
+        "{why}"
+    );
+    assert_eq!(
+        c.block_on(api.app("web")).unwrap().release.as_deref(),
+        Some(v3.as_str())
+    );
     let release = c.block_on(api.release(&v3)).unwrap();
     c.wait("three v3 web jobs", Duration::from_secs(60), |c| {
         running(c, &app.id, "web").len() == 3
@@ -341,10 +363,26 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
 
 /// A new release of the app with `VERSION=version` and `web` running `script`.
 fn new_release(c: &Cluster, app: &str, artifact: &str, version: &str, script: &str) -> String {
+    new_release_checked(c, app, artifact, version, script, None)
+}
+
+/// As [`new_release`], the web service with health check `check`.
+fn new_release_checked(
+    c: &Cluster,
+    app: &str,
+    artifact: &str,
+    version: &str,
+    script: &str,
+    check: Option<serde_json::Value>,
+) -> String {
+    let mut service = serde_json::json!({"name": "web-web", "create": true});
+    if let Some(check) = check {
+        service["check"] = check;
+    }
     let processes = serde_json::json!({
         "web": {
             "args": ["sh", "-c", script],
-            "ports": [{"port": 8080, "proto": "tcp", "service": {"name": "web-web", "create": true}}],
+            "ports": [{"port": 8080, "proto": "tcp", "service": service}],
             "volumes": [{"path": "/data", "delete_on_stop": true}],
             "resources": {"memory": {"limit": 67108864}}
         },
