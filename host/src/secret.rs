@@ -14,14 +14,21 @@ pub fn load_or_create(path: &Path) -> io::Result<String> {
         Err(e) => return Err(e),
     }
     let secret: String = (0..4).map(|_| crate::host::random_id()).collect();
+    write_file(path, &format!("{secret}\n"), 0o600)?;
+    Ok(secret)
+}
+
+/// Writes `text` to `path` whole: a temporary file with `mode`, synced, renamed over it, so a
+/// reader sees the old content or the new, never part of it.
+pub fn write_file(path: &Path, text: &str, mode: u32) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(mode)
         .open(&tmp)?;
-    f.write_all(format!("{secret}\n").as_bytes())?;
-    std::fs::rename(&tmp, path)?;
-    Ok(secret)
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

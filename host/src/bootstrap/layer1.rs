@@ -561,21 +561,7 @@ fn write_registry_auth(state: &Path, registry: &str, key: &str) -> Result<(), Bo
     if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
         return Ok(());
     }
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
-    };
-    write().map_err(|e| BootstrapError::Key(path.clone(), e))
+    crate::secret::write_file(&path, &text, 0o600).map_err(|e| BootstrapError::Key(path.clone(), e))
 }
 
 /// The status code of `GET path` with `Host: host` at `addr`, or `None` when nothing answers.

@@ -38,19 +38,7 @@ fn err(path: &Path, e: impl std::fmt::Display) -> BootstrapError {
 }
 
 fn write(path: &Path, text: &str, mode: u32) -> Result<(), BootstrapError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| err(&tmp, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| err(&tmp, e))?;
-    f.sync_all().map_err(|e| err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(path, e))
+    crate::secret::write_file(path, text, mode).map_err(|e| err(path, e))
 }
 
 /// The cluster's certificate for `domain`: the operator's (copied in, checked to parse),

@@ -27,18 +27,18 @@ use crate::{run_ok, workspace_bin};
 pub const TEST_IP: Ipv4Addr = Ipv4Addr::new(100, 99, 0, 254);
 /// The port of each host's API on its LAN address.
 pub const HOST_PORT: u16 = 1113;
-/// The controller's port (host network, on the first host).
-pub const CONTROLLER_PORT: u16 = 8081;
+/// The controller's port (host network, on the first host), as bootstrap runs it.
+pub const CONTROLLER_PORT: u16 = flynn_host::bootstrap::CONTROLLER_PORT;
 /// Each scheduler's status port (host network).
-pub const SCHEDULER_PORT: u16 = 8082;
+pub const SCHEDULER_PORT: u16 = flynn_host::bootstrap::SCHEDULER_PORT;
 /// Each router's HTTP port (host network).
-pub const ROUTER_HTTP: u16 = 80;
+pub const ROUTER_HTTP: u16 = flynn_host::bootstrap::ROUTER_HTTP_PORT;
 /// Each router's API port (host network).
-pub const ROUTER_API: u16 = 5000;
+pub const ROUTER_API: u16 = flynn_host::bootstrap::ROUTER_API_PORT;
 /// The default route domain.
 pub const DOMAIN: &str = "cluster.test";
 /// gitreceive's port (host network, on the first host).
-pub const GITRECEIVE_PORT: u16 = 8083;
+pub const GITRECEIVE_PORT: u16 = flynn_host::bootstrap::GITRECEIVE_PORT;
 /// How many hosts run a scheduler.
 const SCHEDULERS: usize = 2;
 

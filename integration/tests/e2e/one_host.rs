@@ -166,14 +166,7 @@ fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
     let gitconfig = std::fs::read_to_string(user.home.join(".gitconfig")).unwrap();
     assert!(gitconfig.contains(&ca.display().to_string()), "{gitconfig}");
     let apps = user.ok(root.path(), &["apps"]);
-    for system in [
-        "discoverd",
-        "registry",
-        "router",
-        "controller",
-        "scheduler",
-        "gitreceive",
-    ] {
+    for system in flynn_host::bootstrap::SYSTEM_APPS {
         assert!(apps.contains(system), "{system} in {apps}");
     }
 
