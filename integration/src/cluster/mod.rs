@@ -2,9 +2,10 @@
 //! mount namespaces of its own (held open by a `sleep` so a daemon can be killed and started
 //! again in them) with its own cgroup parent, joined by a test LAN (a bridge in the test's
 //! namespace, a veth into each host; hosts are `100.99.0.N`, the test is `100.99.0.254`).
-//! A real 3-member etcd and the test registry listen on the test's LAN address. Every host
-//! runs discoverd (on etcd, so all share one state) and a router as jobs; the controller
-//! (on etcd) runs as a job on the first host and a scheduler on each of the first two.
+//! The test registry listens on the test's LAN address. A real etcd runs as jobs, one member
+//! on each of the first three hosts; every host runs discoverd (on etcd, so all share one
+//! state) and a router as jobs; the controller (on etcd) runs as a job on the first host and
+//! a scheduler on each of the first two.
 //!
 //! Call from an `#[root_test(isolated)]` test: the LAN lives in the test's own namespaces.
 
@@ -14,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use host_api::{CreateJob, NetworkMode};
 
+mod etcd;
 mod gitreceive;
 mod host;
 
+pub use etcd::EtcdJobs;
+
 pub use host::ClusterHost;
 
-use crate::etcd::EtcdCluster;
 use crate::registry::{Auth, Registry};
 use crate::{run_ok, workspace_bin};
 
@@ -48,8 +51,9 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     /// The hosts, in order.
     pub hosts: Vec<ClusterHost>,
-    /// The etcd the controller and every discoverd keep their state in.
-    pub etcd: EtcdCluster,
+    /// The etcd the controller and every discoverd keep their state in (jobs on the first
+    /// three hosts).
+    pub etcd: EtcdJobs,
     /// The registry hosts pull app images from.
     pub registry: Registry,
     /// The controller key (also the key of the schedulers' status API).
@@ -78,13 +82,12 @@ impl Cluster {
         sh(&format!(
             "ip link add lan0 address 02:00:64:63:00:fe type bridge && ip addr add {TEST_IP}/24 dev lan0 && ip link set lan0 up"
         ));
-        let etcd = EtcdCluster::start_on(3, &TEST_IP.to_string());
         let registry = Registry::start_on(&TEST_IP.to_string(), Auth::None);
         let tag = crate::image::push_busybox(&registry.addr, dir.path());
         let image = by_digest(&tag);
         let mut c = Self {
             hosts: Vec::new(),
-            etcd,
+            etcd: EtcdJobs::default(),
             registry,
             key: crate::random_key(),
             host_token: crate::random_key(),
@@ -97,6 +100,7 @@ impl Cluster {
             let h = c.add_host(i);
             c.hosts.push(h);
         }
+        c.etcd = c.start_etcd(n.min(3));
         c.bootstrap();
         c
     }
@@ -191,29 +195,7 @@ impl Cluster {
             },
         );
         for name in ["router", "controller", "scheduler"] {
-            let out = self.dir.path().join("images").join(name);
-            let tag = format!("flynn/{name}:test");
-            run_ok(
-                Command::new(workspace_bin("flynn-images"))
-                    .args(["build", name, "--bin-dir"])
-                    .arg(&bin_dir)
-                    .arg("--out")
-                    .arg(&out)
-                    .args(["--tag", &tag]),
-            );
-            let reference: pinkerton::reference::Reference = tag.parse().unwrap();
-            for h in &self.hosts {
-                let store = pinkerton::store::Store::open(h.state().join("pinkerton")).unwrap();
-                pinkerton::import::import(
-                    &store,
-                    &out,
-                    Some(&reference),
-                    &pinkerton::platform::Platform::host(),
-                    pinkerton::pull::DEFAULT_MAX_LAYER_SIZE,
-                    None,
-                )
-                .unwrap();
-            }
+            self.import_image(name, self.hosts.len());
         }
         self.restart_controller();
         let controller = self.controller_url();
@@ -242,6 +224,35 @@ impl Cluster {
                         .is_ok_and(|i| i.len() == c.hosts.len())
             },
         );
+    }
+
+    /// Builds image `flynn/NAME:test` from its recipe and imports it into the stores of the
+    /// first `hosts` hosts.
+    fn import_image(&self, name: &str, hosts: usize) {
+        let bin_dir = workspace_bin("discoverd").parent().unwrap().to_path_buf();
+        let out = self.dir.path().join("images").join(name);
+        let tag = format!("flynn/{name}:test");
+        run_ok(
+            Command::new(workspace_bin("flynn-images"))
+                .args(["build", name, "--bin-dir"])
+                .arg(&bin_dir)
+                .arg("--out")
+                .arg(&out)
+                .args(["--tag", &tag]),
+        );
+        let reference: pinkerton::reference::Reference = tag.parse().unwrap();
+        for h in &self.hosts[..hosts] {
+            let store = pinkerton::store::Store::open(h.state().join("pinkerton")).unwrap();
+            pinkerton::import::import(
+                &store,
+                &out,
+                Some(&reference),
+                &pinkerton::platform::Platform::host(),
+                pinkerton::pull::DEFAULT_MAX_LAYER_SIZE,
+                None,
+            )
+            .unwrap();
+        }
     }
 
     /// Starts (again) the controller job on the first host; waits until it answers.
@@ -486,7 +497,7 @@ impl Cluster {
                     String::from_utf8_lossy(&o.stdout)
                 );
             }
-            for job in ["controller", "scheduler", "router"] {
+            for job in ["controller", "scheduler", "router", "etcd"] {
                 // A frozen daemon never answers: give up after a few seconds.
                 let out = h
                     .command("timeout")
