@@ -6,16 +6,14 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use controller_api::{NewApp, SYSTEM_APP};
 use host_api::client::Client;
-use host_api::{
-    BindMount, CreateJob, ErrorCode, JobId, JobState, NetworkMode, PortMap, VolumeMount,
-};
+use host_api::{NetworkMode, PortMap};
 use router_api::{HttpRoute, Route};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::boot::{http_status, image_tag, job, read_only, volume, Boot};
 use super::BootstrapError;
 use crate::host::{DISCOVERD_KEY_FILE, REGISTRY_AUTH_FILE};
 
@@ -301,209 +299,6 @@ pub async fn layer1(
     })
 }
 
-/// One bootstrap run's context.
-struct Boot<'a> {
-    c: &'a Client,
-    opts: &'a Layer1Options,
-    progress: &'a (dyn Fn(&str) + Sync),
-    key: &'a str,
-}
-
-impl Boot<'_> {
-    /// True when job `id` runs; a job of that id in any other state is removed.
-    async fn runs(&self, id: &str) -> Result<bool, BootstrapError> {
-        let jid: JobId = id.parse().expect("a valid job id");
-        match self.c.job(&jid).await {
-            Ok(j) if j.state == JobState::Running => {
-                (self.progress)(&format!("{id}: already runs"));
-                Ok(true)
-            }
-            Ok(j) => {
-                (self.progress)(&format!("{id}: job was {}, starting it again", j.state));
-                self.c.delete_job(&jid, true).await?;
-                Ok(false)
-            }
-            Err(e) if e.code() == Some(ErrorCode::NoSuchJob) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Makes image `flynn/NAME:latest` from its recipe into the host's store, unless there.
-    async fn image(&self, recipe: &str) -> Result<(), BootstrapError> {
-        let tag = image_tag(recipe);
-        let store = super::open_store(&self.opts.state)?;
-        let present = store
-            .images()
-            .map_err(|e| BootstrapError::Store(store.root().to_path_buf(), e))?
-            .iter()
-            .any(|i| i.name == tag);
-        if present {
-            return Ok(());
-        }
-        (self.progress)(&format!("{recipe}: building image {tag}"));
-        let (opts, name) = (self.opts.clone(), recipe.to_string());
-        let manifest = tokio::task::spawn_blocking(move || {
-            super::build_into_store(&opts.state, &opts.bin_dir, &opts.image_cache, &name)
-        })
-        .await??;
-        (self.progress)(&format!("{recipe}: built {manifest}"));
-        Ok(())
-    }
-
-    /// Builds the run stack and pushes it to the cluster registry (blobs it has are skipped).
-    async fn push_stack_run(&self, registry: &str) -> Result<(), BootstrapError> {
-        (self.progress)("stack-run: building the run stack");
-        let opts = self.opts.clone();
-        let (out, _) = tokio::task::spawn_blocking(move || {
-            super::build_layout(&opts.state, &opts.bin_dir, &opts.image_cache, "stack-run")
-        })
-        .await??;
-        let target: pinkerton::reference::Reference = format!("{registry}/flynn/stack-run:latest")
-            .parse()
-            .expect("a valid reference");
-        let push = pinkerton::push::PushOptions {
-            registry: pinkerton::registry::RegistryOptions {
-                insecure: vec![registry.to_string()],
-                credentials: Some(pinkerton::registry::Credentials {
-                    username: "flynn".into(),
-                    password: self.key.to_string(),
-                }),
-                docker_config: None,
-            },
-            ..Default::default()
-        };
-        let report = pinkerton::push::push(&out, &target, &push, &|_| {})
-            .await
-            .map_err(|e| BootstrapError::Push(target.to_string(), Box::new(e)))?;
-        (self.progress)(&format!("stack-run: pushed {}", report.pinned));
-        Ok(())
-    }
-
-    /// Creates volume `name` unless it exists.
-    async fn volume(&self, name: &str) -> Result<(), BootstrapError> {
-        match self.c.create_volume(name).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(ErrorCode::VolumeExists) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn start(&self, req: CreateJob) -> Result<(), BootstrapError> {
-        let id = req.id.clone().expect("layer-1 jobs have ids");
-        self.c.create_job(&req).await?;
-        (self.progress)(&format!("{id}: started"));
-        Ok(())
-    }
-
-    /// Waits until `ready` holds, at most the configured wait; fails at once, with the end
-    /// of its log, when layer-1 job `job` ends meanwhile.
-    async fn until<F, Fut>(&self, what: &str, job: &str, mut ready: F) -> Result<(), BootstrapError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = Instant::now() + self.opts.wait;
-        let id: JobId = job.parse().expect("a valid job id");
-        while !ready().await {
-            let j = self.c.job(&id).await?;
-            if j.state.is_final() {
-                return Err(BootstrapError::JobEnded {
-                    job: job.to_string(),
-                    state: j.state.to_string(),
-                    error: j.error.unwrap_or_default(),
-                    log: self.log_tail(&id).await,
-                });
-            }
-            if Instant::now() > deadline {
-                return Err(BootstrapError::NotReady {
-                    what: what.to_string(),
-                    wait: self.opts.wait,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        (self.progress)(&format!("ok: {what}"));
-        Ok(())
-    }
-
-    /// The last lines job `id` printed.
-    async fn log_tail(&self, id: &JobId) -> String {
-        let opts = host_api::LogOptions {
-            tail: Some(20),
-            ..Default::default()
-        };
-        let mut lines = Vec::new();
-        if let Ok(mut logs) = self.c.logs(id, &opts).await {
-            while let Ok(Some(l)) = logs.next().await {
-                lines.push(l.line);
-            }
-        }
-        lines.join("\n")
-    }
-
-    fn discoverd_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.opts.discoverd_port)
-    }
-
-    fn discoverd(&self) -> discoverd_api::client::Client {
-        discoverd_api::client::Client::new(self.discoverd_url().parse().expect("a valid URL"))
-    }
-
-    /// This host's API as it registered in discoverd (where build jobs are started).
-    async fn host_url(
-        &self,
-        d: &discoverd_api::client::Client,
-        host_id: &str,
-    ) -> Result<String, BootstrapError> {
-        let found = d
-            .instances("flynn-host")
-            .await
-            .ok()
-            .and_then(|all| all.into_iter().find(|i| i.id == host_id));
-        match found {
-            Some(i) => Ok(format!("http://{}", i.addr)),
-            None => Err(BootstrapError::NoHostApi),
-        }
-    }
-}
-
-/// `flynn/NAME:latest`, as the store records it.
-fn image_tag(recipe: &str) -> String {
-    let r: pinkerton::reference::Reference = format!("flynn/{recipe}:latest")
-        .parse()
-        .expect("a valid reference");
-    r.to_string()
-}
-
-/// A host-network layer-1 job of image `flynn/ID:latest`.
-fn job(id: &str, env: &[(&str, &str)]) -> CreateJob {
-    let mut req = CreateJob::new(image_tag(id), Vec::new());
-    req.id = Some(id.parse().expect("a valid job id"));
-    req.config.network = NetworkMode::Host;
-    req.config.env = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    req.metadata.insert("flynn.layer".into(), "1".into());
-    req
-}
-
-fn read_only(source: &Path, target: &str) -> BindMount {
-    BindMount {
-        source: source.display().to_string(),
-        target: target.into(),
-        readonly: true,
-    }
-}
-
-fn volume(name: &str) -> VolumeMount {
-    VolumeMount {
-        name: name.into(),
-        target: "/data".into(),
-        readonly: false,
-    }
-}
-
 /// Records each layer-1 service as a system app, and the routes of the controller and git;
 /// returns whether anything was created.
 async fn system_apps(
@@ -562,27 +357,4 @@ fn write_registry_auth(state: &Path, registry: &str, key: &str) -> Result<(), Bo
         return Ok(());
     }
     crate::secret::write_file(&path, &text, 0o600).map_err(|e| BootstrapError::Key(path.clone(), e))
-}
-
-/// The status code of `GET path` with `Host: host` at `addr`, or `None` when nothing answers.
-async fn http_status(addr: SocketAddr, host: &str, path: &str) -> Option<u16> {
-    let ask = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut head = [0u8; 64];
-        let mut n = 0;
-        while n < 12 {
-            match s.read(&mut head[n..]).await.ok()? {
-                0 => return None,
-                m => n += m,
-            }
-        }
-        let line = std::str::from_utf8(&head[..n]).ok()?;
-        line.split(' ').nth(1)?.parse().ok()
-    };
-    tokio::time::timeout(Duration::from_secs(5), ask)
-        .await
-        .ok()
-        .flatten()
 }

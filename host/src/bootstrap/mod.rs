@@ -4,6 +4,7 @@
 //! key as a read-only file). The CLI's `bootstrap` and a controller both call [`bootstrap`];
 //! with a domain, [`layer1()`] then brings up the rest of layer 1 on the host.
 
+mod boot;
 mod layer1;
 mod tls;
 

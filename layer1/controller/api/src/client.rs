@@ -7,9 +7,10 @@ use hyper::Method;
 pub use flynn_http::client::ClientError;
 pub use flynn_http::ErrorCode;
 
+use crate::event::{Event, ObjectType};
 use crate::model::{
-    App, AppDeletion, AppRelease, AppUpdate, Artifact, Event, Formation, NewApp, NewArtifact,
-    NewRelease, ObjectType, PutFormation, Release,
+    App, AppDeletion, AppRelease, AppUpdate, Artifact, Formation, NewApp, NewArtifact, NewRelease,
+    PutFormation, Release,
 };
 use crate::{
     Deployment, DeploymentUpdate, Job, LogMessage, NewDeployment, NewJob, NewScaleRequest, PutJob,

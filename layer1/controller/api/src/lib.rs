@@ -2,6 +2,7 @@
 //! client of it. Serde only, so a client links none of the controller's store.
 
 mod deployment;
+mod event;
 mod job;
 mod model;
 mod scale;
@@ -12,6 +13,7 @@ pub mod client;
 pub mod spec;
 
 pub use deployment::{Deployment, DeploymentStatus, DeploymentUpdate, NewDeployment};
+pub use event::{AppReleaseChange, Event, ObjectType};
 pub use job::{Job, JobState, LogMessage, NewJob, PutJob, JOB_ID_HEADER, KEPT_DOWN_JOBS};
 pub use model::*;
 pub use router_api::{Certificate, HttpRoute, Route, TcpRoute};
