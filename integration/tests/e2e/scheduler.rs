@@ -227,6 +227,42 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
 
     phase("one-off jobs, kills and app logs");
     crate::cluster_jobs::one_off_jobs_kills_and_logs(&c, "web");
+    // With no scheduler running, the controller still records a one-off job's end.
+    for i in 0..2 {
+        let h = &c.hosts[i];
+        c.block_on(
+            h.client()
+                .stop(&integration::jid("scheduler"), Duration::from_secs(5)),
+        )
+        .unwrap();
+    }
+    c.wait("no scheduler leads", Duration::from_secs(30), |c| {
+        c.scheduler_leader().is_none()
+    });
+    let job = c
+        .block_on(api.run_job(
+            "web",
+            &controller_api::NewJob {
+                args: vec!["sh".into(), "-c".into(), "exit 4".into()],
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    c.wait(
+        "the controller records the one-off job down by itself",
+        Duration::from_secs(30),
+        |c| {
+            c.block_on(api.job("web", &job.id)).is_ok_and(|j| {
+                j.state == controller_api::JobState::Down && j.exit_status == Some(4)
+            })
+        },
+    );
+    for i in 0..2 {
+        c.start_scheduler(i);
+    }
+    c.wait("a scheduler leads again", Duration::from_secs(30), |c| {
+        c.scheduler_leader().is_some()
+    });
 
     phase("crash backoff");
     // A crashing type restarts at once a few times, then waits: the scheduler shows it.

@@ -33,8 +33,8 @@ impl Default for Config {
     }
 }
 
-/// The controller: its store and configuration.
-#[derive(Debug)]
+/// The controller: its store and configuration (cheap to clone: stores share their state).
+#[derive(Debug, Clone)]
 pub struct Controller<S: Store> {
     pub(crate) store: S,
     pub(crate) config: Config,

@@ -1,7 +1,8 @@
 //! One-off jobs (`POST /apps/{app}/jobs`, what `flynn run` and builds use) and kills
 //! (`DELETE /apps/{app}/jobs/{id}`). A one-off job runs a command of a release on a host
 //! picked at random, under the init, with the release's env; the controller records it at
-//! once and the scheduler reports its later states, as it does for every job.
+//! once and follows the job on its host until it ends, recording that too (the scheduler
+//! reports its states as well, as it does for every job, but one may not be running).
 
 use std::time::Duration;
 
@@ -61,7 +62,54 @@ impl<S: Store> Controller<S> {
         tracing::info!(job = %id, host = %host, app = %a.name, "one-off job started");
         let put = spec::report(&created, &release.id, "", &host, 0);
         let job = self.put_job(&a.id, id.as_str(), put).await?;
+        let (me, follow) = (self.clone(), client.clone());
+        let (app_id, release_id) = (a.id.clone(), release.id.clone());
+        tokio::spawn(async move {
+            me.follow_one_off(follow, app_id, release_id, host, id)
+                .await;
+        });
         Ok((job, client))
+    }
+
+    /// Waits for one-off job `id` to end on its host (its event stream), then records it
+    /// down with its exit status or error.
+    async fn follow_one_off(
+        &self,
+        client: HostClient,
+        app_id: String,
+        release_id: String,
+        host: String,
+        id: JobId,
+    ) {
+        let filter = host_api::EventFilter {
+            job: Some(id.clone()),
+            ..Default::default()
+        };
+        let ended = async {
+            let mut events = client.events(&filter).await.ok()?;
+            // It may have ended before the stream was opened.
+            if let Ok(j) = client.job(&id).await {
+                if j.state.is_final() {
+                    return Some(j);
+                }
+            }
+            while let Ok(Some(e)) = events.next().await {
+                if let host_api::EventPayload::Job { job, .. } = e.payload {
+                    if job.state.is_final() {
+                        return Some(*job);
+                    }
+                }
+            }
+            None
+        };
+        let Some(job) = ended.await else {
+            tracing::warn!(job = %id, host = %host, "lost a one-off job's event stream; its end is left to the scheduler's report");
+            return;
+        };
+        let put = spec::report(&job, &release_id, "", &host, 0);
+        if let Err(e) = self.put_job(&app_id, id.as_str(), put).await {
+            tracing::warn!(job = %id, error = %e, "recording a one-off job's end");
+        }
     }
 
     /// Stops job `id` of `app` on its host (SIGTERM, SIGKILL after [`KILL_GRACE`]) and

@@ -113,7 +113,7 @@ pub enum Committed {
 }
 
 /// Durable, shared controller state.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Clone + Send + Sync + 'static {
     /// The value of `key`.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Versioned>, StoreError>> + Send;
 
