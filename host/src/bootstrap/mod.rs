@@ -77,7 +77,7 @@ pub enum BootstrapError {
     Store(PathBuf, #[source] pinkerton::store::StoreError),
     /// An image could not be imported into the store.
     #[error("importing image {0} into the host's store")]
-    Import(String, #[source] Box<pinkerton::import::ImportError>),
+    Import(String, #[source] Box<images::ImportError>),
     /// An image could not be pushed to the cluster registry.
     #[error("pushing {0} to the cluster registry")]
     Push(String, #[source] Box<pinkerton::push::PushError>),
@@ -178,18 +178,9 @@ fn build_into_store(
     recipe: &str,
 ) -> Result<String, BootstrapError> {
     let (out, manifest) = build_layout(state, bin_dir, cache, recipe)?;
-    let store = open_store(state)?;
     let name = format!("flynn/{recipe}:latest");
-    let tag = name.parse().expect("a valid reference");
-    pinkerton::import::import(
-        &store,
-        &out,
-        Some(&tag),
-        &pinkerton::platform::Platform::host(),
-        pinkerton::pull::DEFAULT_MAX_LAYER_SIZE,
-        None,
-    )
-    .map_err(|e| BootstrapError::Import(name, Box::new(e)))?;
+    images::import(&out, &state.join("pinkerton"), &name)
+        .map_err(|e| BootstrapError::Import(name, Box::new(e)))?;
     Ok(manifest)
 }
 

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -107,16 +106,7 @@ fn main() -> anyhow::Result<()> {
     let w = images::build(&r, &inputs, &out, &tag)?;
     println!("{} {} ({})", out.display(), w.manifest, tag);
     if let Some(store) = store {
-        let store = pinkerton::store::Store::open(&store)?;
-        let reference: pinkerton::reference::Reference = tag.parse().context("the tag")?;
-        let recs = pinkerton::import::import(
-            &store,
-            &out,
-            Some(&reference),
-            &pinkerton::platform::Platform::host(),
-            pinkerton::pull::DEFAULT_MAX_LAYER_SIZE,
-            None,
-        )?;
+        let recs = images::import(&out, &store, &tag)?;
         for rec in recs {
             println!("imported {} ({})", rec.name, rec.id);
         }

@@ -240,18 +240,8 @@ impl Cluster {
                 .arg(&out)
                 .args(["--tag", &tag]),
         );
-        let reference: pinkerton::reference::Reference = tag.parse().unwrap();
         for h in &self.hosts[..hosts] {
-            let store = pinkerton::store::Store::open(h.state().join("pinkerton")).unwrap();
-            pinkerton::import::import(
-                &store,
-                &out,
-                Some(&reference),
-                &pinkerton::platform::Platform::host(),
-                pinkerton::pull::DEFAULT_MAX_LAYER_SIZE,
-                None,
-            )
-            .unwrap();
+            images::import(&out, &h.state().join("pinkerton"), &tag).unwrap();
         }
     }
 
