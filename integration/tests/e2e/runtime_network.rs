@@ -108,6 +108,12 @@ fn bridge_jobs_publish_ports_with_hairpin() {
     );
     assert!(out.contains("default via 100.100.0.1"), "{out}");
     assert!(out.contains("client"), "hosts: {out}");
+    // The bridge keeps the MAC it was given while job ports come and go (one that took the
+    // lowest port MAC would change under the jobs' ARP entries for the gateway).
+    let link = integration::run_ok(
+        std::process::Command::new("ip").args(["-o", "link", "show", "flynnbr0"]),
+    );
+    assert!(link.contains("link/ether 02:00:64:64:00:01 "), "{link}");
     assert!(out.contains("direct=blocked"), "jobs are isolated: {out}");
     assert!(
         out.contains("host=blocked"),

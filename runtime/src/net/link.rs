@@ -39,18 +39,42 @@ pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>, NetError> {
     }
 }
 
-/// Creates the bridge with `gateway/prefix` unless it exists; sets it up.
+/// The bridge's MAC: locally administered, from the gateway address (`02:00:` and its four
+/// bytes). A bridge whose MAC was not set takes the lowest MAC of its ports, so adding or
+/// removing a job's veth could change it, and every job's ARP entry for the gateway would point
+/// at a MAC that is gone: their replies dropped for seconds until ARP asks again.
+pub fn bridge_mac(gateway: Ipv4Addr) -> Vec<u8> {
+    let g = gateway.octets();
+    vec![0x02, 0x00, g[0], g[1], g[2], g[3]]
+}
+
+/// Creates the bridge with `gateway/prefix` unless it exists; sets it up, with its MAC fixed
+/// ([`bridge_mac`]; with `fix_mac`, also on a bridge that exists, which an earlier daemon may
+/// have made without one).
 pub async fn ensure_bridge(
     h: &Handle,
     name: &str,
     gateway: Ipv4Addr,
     prefix: u8,
+    fix_mac: bool,
 ) -> Result<u32, NetError> {
     if let Some(i) = index(h, name).await? {
+        if !fix_mac {
+            return Ok(i);
+        }
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(i)
+                    .address(bridge_mac(gateway))
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl("setting the bridge's MAC"))?;
         return Ok(i);
     }
     h.link()
-        .add(LinkBridge::new(name).build())
+        .add(LinkBridge::new(name).address(bridge_mac(gateway)).build())
         .execute()
         .await
         .map_err(nl("creating the bridge"))?;

@@ -200,8 +200,10 @@ impl Network {
             self.ipam.gateway(),
             self.cfg.prefix,
         );
-        let br =
-            link::with_handle(async |h| link::ensure_bridge(&h, &bridge, gateway, prefix).await)?;
+        // The MAC of an existing bridge is fixed once, when the daemon starts (`force`).
+        let br = link::with_handle(async |h| {
+            link::ensure_bridge(&h, &bridge, gateway, prefix, force).await
+        })?;
         let want = BaseSetup::now(&self.cfg, false);
         let marker = self.dir.join("base.json");
         if !force {
