@@ -60,6 +60,12 @@ impl Cluster {
                 "new",
                 "--initial-cluster-token",
                 "flynn-test",
+                // Elections for a busy machine: the defaults (100 ms, 1 s) call one when a
+                // member's fsync or CPU share stalls for a second under a loaded test run.
+                "--heartbeat-interval",
+                "250",
+                "--election-timeout",
+                "2500",
             ];
             let mut req = CreateJob::new(
                 "flynn/etcd:test",
