@@ -46,7 +46,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the host daemon.
     Daemon(daemon::DaemonArgs),
-    /// Build layer-1 images and start discoverd as a job.
+    /// Start layer 1 as jobs: discoverd; with --domain, a one-host cluster (docs/bootstrap.md).
     Bootstrap(bootstrap::BootstrapArgs),
     /// Create and start a job.
     Run(jobs::RunArgs),
