@@ -26,6 +26,11 @@ impl Shutdown {
         let _ = self.0.wait_for(|stop| *stop).await;
     }
 
+    /// True once shutdown was triggered.
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// A shutdown that fires on SIGINT or SIGTERM.
     pub fn on_signals() -> std::io::Result<Shutdown> {
         use tokio::signal::unix::{signal, SignalKind};

@@ -276,6 +276,11 @@ impl Discovery {
         out
     }
 
+    /// False when detached from discoverd (no state will ever arrive).
+    pub fn watches(&self) -> bool {
+        self.client.is_some()
+    }
+
     /// True once the first complete state arrived from discoverd.
     pub fn synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)

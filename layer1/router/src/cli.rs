@@ -139,6 +139,10 @@ pub struct Args {
     /// Worker threads: 0 for one per CPU, 1 for a single-threaded runtime.
     #[arg(long, env = "ROUTER_THREADS", default_value_t = 0)]
     pub threads: usize,
+    /// How long the public listeners wait, before accepting, for the first route table and
+    /// discoverd's state (connections meanwhile wait in the accept queue).
+    #[arg(long, env = "ROUTER_READY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ready_timeout: Duration,
     /// Time open connections get to finish at shutdown.
     #[arg(long, env = "ROUTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -219,6 +223,7 @@ impl Args {
             cookie_key,
             default_cert,
             access_log: self.access_log,
+            ready_timeout: self.ready_timeout,
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod body;
 pub mod cli;
 pub mod events;
 pub mod headers;
+pub mod listen;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;

@@ -14,6 +14,7 @@ use flynn_http::service::Shutdown;
 use flynn_http::Endpoint;
 use router_api::{Certificate, EventKind, Route};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::AccessLog;
@@ -51,6 +52,9 @@ pub struct Settings {
     pub default_cert: Option<Certificate>,
     /// One JSON line per request on standard output.
     pub access_log: bool,
+    /// The longest the public listeners wait, before accepting, for the first route table
+    /// and discoverd's state (after it they accept anyway).
+    pub ready_timeout: Duration,
 }
 
 /// Why a router could not start.
@@ -85,6 +89,10 @@ pub struct Router {
     routes: tokio::sync::Mutex<BTreeMap<String, Route>>,
     connections: Arc<Connections>,
     addrs: Addrs,
+    /// True once a route table was installed.
+    loaded: watch::Sender<bool>,
+    /// True once the public listeners accept.
+    serving: watch::Receiver<bool>,
 }
 
 /// Where a started router listens (ports resolved when 0 was asked for).
@@ -98,10 +106,8 @@ pub struct Addrs {
     pub api: Option<SocketAddr>,
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    crate::listen::shared(addr).map_err(|source| StartError::Bind { addr, source })
 }
 
 impl Router {
@@ -119,11 +125,11 @@ impl Router {
         };
         let mut http = Vec::new();
         for a in &settings.http {
-            http.push(bind(*a).await?);
+            http.push(bind(*a)?);
         }
         let mut https = Vec::new();
         for a in &settings.https {
-            https.push(bind(*a).await?);
+            https.push(bind(*a)?);
         }
         let api = Listener::bind(&Endpoint::Tcp(settings.api)).await?;
         let mut addrs = Addrs::default();
@@ -165,6 +171,7 @@ impl Router {
                 .proxy_protocol
                 .then_some(settings.server.header_read_timeout),
         ));
+        let (serving_tx, serving_rx) = watch::channel(false);
         let router = Arc::new(Router {
             table: table.clone(),
             discovery: discovery.clone(),
@@ -178,8 +185,11 @@ impl Router {
             routes: tokio::sync::Mutex::default(),
             connections: Arc::default(),
             addrs,
+            loaded: watch::Sender::new(false),
+            serving: serving_rx,
         });
         tokio::spawn(discovery.run(shutdown.clone()));
+        tokio::spawn(router.clone().open(serving_tx, settings.ready_timeout));
         let server = Arc::new(settings.server.clone());
         let tls = (!https.is_empty()).then(|| {
             TlsAcceptor::from(tls::server_config(Resolver::new(
@@ -194,6 +204,7 @@ impl Router {
                     tls: tls.clone(),
                     config: server.clone(),
                     connections: router.connections.clone(),
+                    serving: router.serving.clone(),
                 };
                 tokio::spawn(listener.run(l, shutdown.clone()));
             }
@@ -201,6 +212,32 @@ impl Router {
         let api_server = Server::new(crate::api::routes(), router.clone());
         tokio::spawn(api_server.serve(vec![api], shutdown.wait()));
         Ok(router)
+    }
+
+    /// Opens the public listeners once the first route table is installed and discoverd's
+    /// state loaded, so that a router starting beside another on the same ports (a new
+    /// release) answers nothing from an empty table; after `limit` it opens regardless.
+    async fn open(self: Arc<Self>, serving: watch::Sender<bool>, limit: Duration) {
+        let ready = async {
+            let mut loaded = self.loaded.subscribe();
+            let _ = loaded.wait_for(|l| *l).await;
+            while self.discovery.watches() && !self.discovery.synced() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(limit, ready).await.is_err() {
+            tracing::warn!(
+                "no route table or discoverd state within {} s; accepting connections anyway",
+                limit.as_secs()
+            );
+        }
+        serving.send_replace(true);
+    }
+
+    /// Waits until the public listeners accept connections.
+    pub async fn serving(&self) {
+        let mut serving = self.serving.clone();
+        let _ = serving.wait_for(|s| *s).await;
     }
 
     /// Where it listens.
@@ -282,6 +319,7 @@ impl Router {
             }
         }
         *current = next;
+        self.loaded.send_replace(true);
         Ok(())
     }
 

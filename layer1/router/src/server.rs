@@ -145,6 +145,8 @@ pub struct HttpListener {
     pub config: Arc<ServerConfig>,
     /// Open connections of every listener.
     pub connections: Arc<Connections>,
+    /// True once the router is ready: connections are accepted from then on.
+    pub serving: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for HttpListener {
@@ -160,6 +162,12 @@ impl HttpListener {
     /// Accepts connections on `listener` until `shutdown`; each then gets a graceful close.
     pub async fn run(self, listener: TcpListener, shutdown: Shutdown) {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        // Connections wait in the accept queue until the router is ready.
+        let mut serving = self.serving.clone();
+        tokio::select! {
+            _ = serving.wait_for(|s| *s) => {}
+            _ = shutdown.clone().wait() => return,
+        }
         loop {
             let (stream, addr) = tokio::select! {
                 r = listener.accept() => match r {

@@ -68,7 +68,7 @@ impl TcpRoutes {
             to_bind.extend(wanted.iter().filter(|p| !listeners.contains_key(p)));
         }
         for port in to_bind {
-            match TcpListener::bind((self.ip, port)).await {
+            match crate::listen::shared(SocketAddr::new(self.ip, port)) {
                 Ok(listener) => {
                     tracing::info!(port, "TCP route listener bound");
                     let this = self.clone();

@@ -220,6 +220,7 @@ impl Network {
             }
         }
         let filtered = nat::bridge_filtering();
+        listener_handover();
         nat::ensure_base(
             &self.cfg.bridge,
             self.cfg.subnet,
@@ -407,5 +408,15 @@ impl Network {
             first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Lets host-network jobs that share a port with `SO_REUSEPORT` (a router and its next
+/// release) hand over: connections a closing listener had not accepted yet move to another
+/// listener of the port (`net.ipv4.tcp_migrate_req`, Linux 5.14) instead of being reset.
+fn listener_handover() {
+    let knob = "/proc/sys/net/ipv4/tcp_migrate_req";
+    if let Err(e) = std::fs::write(knob, "1") {
+        tracing::warn!(error = %e, "cannot set net.ipv4.tcp_migrate_req=1 (Linux 5.14 or later): connections queued on a host-network job's listener are reset when it stops");
     }
 }

@@ -63,8 +63,13 @@ fn main() -> anyhow::Result<()> {
             }
             (None, None) => anyhow::bail!("give --routes-file or --controller"),
         };
+        // Registered once it serves: a scheduler counts a new router up from then on.
+        tokio::select! {
+            _ = router.serving() => {}
+            _ = shutdown.clone().wait() => {}
+        }
         let mut heartbeats = Vec::new();
-        if let Some(ip) = args.advertise_ip {
+        if let Some(ip) = args.advertise_ip.filter(|_| !shutdown.is_triggered()) {
             let ttl = Duration::from_secs(discoverd_api::DEFAULT_TTL);
             if let Some(http) = addrs.http.first() {
                 heartbeats.push(discoverd.keep_registered(
