@@ -222,7 +222,15 @@ fn service_of(r: &Release, kind: &str) -> Option<String> {
         .or_else(|| p.service.as_ref().map(|s| s.to_string()))
 }
 
-/// Waits until the new release runs `counts` jobs that are up and routed by every router.
+/// Whether `kind` runs on every host.
+fn is_omni(r: &Release, kind: &str) -> bool {
+    r.processes
+        .iter()
+        .any(|(k, p)| k.as_str() == kind && p.omni)
+}
+
+/// Waits until the new release runs `counts` jobs that are up, registered in discoverd when
+/// their type names a service, and routed by every router with a route to it.
 async fn wait_up(
     c: &Client,
     discoverd: &Discoverd,
@@ -268,14 +276,26 @@ async fn wait_up(
             let mut up = 0u32;
             for j in of_type.iter().filter(|j| j.state == JobState::Up) {
                 let routed = match &service {
-                    Some(s) => crate::routers::routed_everywhere(&routers, s, &j.id).await,
+                    Some(s) => crate::routers::ready(discoverd, &routers, s, &j.id).await,
                     None => true,
                 };
                 if routed {
                     up += 1;
                 }
             }
-            if up < *n {
+            // An omni type runs `n` on every host it runs on: the hosts with a job of the
+            // type, of either release, each get theirs before old jobs stop.
+            let want = if is_omni(new, kind.as_str()) {
+                let hosts: std::collections::BTreeSet<&str> = jobs
+                    .iter()
+                    .filter(|j| j.kind == kind.as_str() && j.state != JobState::Down)
+                    .map(|j| j.host_id.as_str())
+                    .collect();
+                n * hosts.len().max(1) as u32
+            } else {
+                *n
+            };
+            if up < want {
                 done = false;
             }
         }

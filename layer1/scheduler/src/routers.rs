@@ -1,5 +1,6 @@
 //! The cluster's routers, as the scheduler waits on them: found in discoverd
-//! (`router-api`), asked which backends they route, and followed while a job drains.
+//! (`router-api`), asked which routes and backends they have, and followed while a job
+//! drains.
 
 use std::time::Duration;
 
@@ -28,9 +29,24 @@ pub async fn all(discoverd: &Discoverd) -> Vec<Router> {
     }
 }
 
-/// True when every router routes the backend `id` of `service` (no router: true).
-pub async fn routed_everywhere(routers: &[Router], service: &str, id: &str) -> bool {
+/// True when job `id` is registered in discoverd as `service` and every router with a route
+/// to `service` routes it as a backend. A service no route names (a router's own API, which
+/// the router registers itself) needs only the registration.
+pub async fn ready(discoverd: &Discoverd, routers: &[Router], service: &str, id: &str) -> bool {
+    let registered = discoverd
+        .instances(service)
+        .await
+        .is_ok_and(|all| all.iter().any(|i| i.id == id));
+    if !registered {
+        return false;
+    }
     for r in routers {
+        let Ok(routes) = r.routes().await else {
+            return false;
+        };
+        if !routes.iter().any(|route| route.service() == service) {
+            continue;
+        }
         match r.backends().await {
             Ok(b) if b.iter().any(|b| b.service == service && b.id == id) => {}
             _ => return false,

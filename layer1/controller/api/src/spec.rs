@@ -229,7 +229,9 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
             http_check(s),
             check_timing(s),
         ),
-        None => (proc.service.clone(), None, None, None),
+        // A service without a port is one the job registers itself (a router's API): the
+        // host has nothing to register.
+        None => (None, None, None, None),
     };
     let resources = limits(&proc.resources);
     let mut config = JobConfig::new(p.image, proc.args.clone());
