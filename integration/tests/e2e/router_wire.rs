@@ -340,6 +340,53 @@ fn raw(r: &RouterProcess, request: &[u8]) -> String {
 }
 
 #[root_test(isolated)]
+fn an_http_1_0_backend_is_answered_for_in_http_1_1() {
+    let d = Discoverd::start();
+    let r = RouterProcess::start(&d, &[]);
+    // A backend that speaks HTTP/1.0 and closes after each answer, as simple servers do.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let mut c = c.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nold\n");
+        }
+    });
+    r.block_on(d.client().register(
+        "old",
+        "old-1",
+        &reg(&addr.to_string()),
+        Duration::from_secs(60),
+    ))
+    .unwrap();
+    r.set_routes(&[Route::Http(HttpRoute::new("old", "old.test", "old"))]);
+    r.wait_backends("old", 1);
+    let answer = raw(
+        &r,
+        b"GET / HTTP/1.1\r\nHost: old.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    // A body the backend ends by closing goes to the client chunked.
+    assert!(
+        answer.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with("\r\n\r\n4\r\nold\n\r\n0\r\n\r\n"),
+        "{answer}"
+    );
+    // Two requests on one client connection: the backend's close ends only its own.
+    let two = b"GET / HTTP/1.1\r\nHost: old.test\r\n\r\nGET / HTTP/1.1\r\nHost: old.test\r\nConnection: close\r\n\r\n";
+    let answer = raw(&r, two);
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+}
+
+#[root_test(isolated)]
 fn hostile_requests_are_refused_and_slowloris_does_not_starve_others() {
     let d = Discoverd::start();
     let r = RouterProcess::start(&d, &["--header-read-timeout", "30s"]);

@@ -336,6 +336,9 @@ impl Proxy {
             );
         }
         let (mut parts, body) = resp.into_parts();
+        // The router answers in its own HTTP version, whatever the backend spoke (an
+        // HTTP/1.0 backend's status line is not passed on to HTTP/1.1 clients).
+        parts.version = Version::HTTP_11;
         headers::strip_hop_by_hop(&mut parts.headers, false);
         if route.sticky && sticky != Some(backend.addr) {
             if let Ok(v) = HeaderValue::from_str(&self.sticky.set_cookie(backend.addr)) {
