@@ -118,14 +118,16 @@ impl<S: Store> Controller<S> {
     }
 
     /// The last `lines` lines of all `sources`, oldest first, merged by time; also the time
-    /// of each running job's last line, where following it takes over.
+    /// of each job's last line so far (whatever `lines` is), where following it takes over.
     pub async fn log_history(
         &self,
         sources: &[LogSource],
         lines: usize,
     ) -> (Vec<LogMessage>, BTreeMap<String, flynn_http::Timestamp>) {
+        // At least one line per job, even for `lines=0`: its time is where following the job
+        // takes over, so that nothing it wrote before the request is sent as new.
         let reads = sources.iter().map(|s| async move {
-            let tail = s.tail(lines).await;
+            let tail = s.tail(lines.max(1)).await;
             (s, tail)
         });
         let mut all = Vec::new();

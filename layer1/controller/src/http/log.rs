@@ -81,7 +81,10 @@ pub(super) async fn log<S: Store>(st: Shared<S>, req: Request<Incoming>, app: &s
                 continue;
             };
             followed.insert(job.id.clone());
-            follow(LogSource { job, id, host }, None, tx.clone());
+            // A job listed before but not up then (its record lagging behind the host) may
+            // have written lines already: those up to the history's last are not new.
+            let after = last.get(&job.id).copied();
+            follow(LogSource { job, id, host }, after, tx.clone());
         }
     });
     Ok(ndjson(rx))
