@@ -1,5 +1,5 @@
 //! One bootstrap run's steps: whether a layer-1 job runs, images built into the host's store,
-//! the run stack pushed to the cluster registry, volumes, starts, and waits that fail early
+//! images pushed to the cluster registry, volumes, starts, and waits that fail early
 //! with the log of a job that ended; and the job requests layer-1 services run as.
 
 use std::net::SocketAddr;
@@ -62,15 +62,23 @@ impl Boot<'_> {
         Ok(())
     }
 
-    /// Builds the run stack and pushes it to the cluster registry (blobs it has are skipped).
-    pub(super) async fn push_stack_run(&self, registry: &str) -> Result<(), BootstrapError> {
-        (self.progress)("stack-run: building the run stack");
-        let opts = self.opts.clone();
+    /// Builds image `flynn/RECIPE` and pushes it to the cluster registry as
+    /// `REGISTRY/flynn/RECIPE:latest` (blobs it has are skipped); returns the pinned reference
+    /// (`REGISTRY/flynn/RECIPE@sha256:...`).
+    pub(super) async fn push(
+        &self,
+        recipe: &str,
+        registry: &str,
+    ) -> Result<String, BootstrapError> {
+        (self.progress)(&format!(
+            "{recipe}: building the image for the cluster registry"
+        ));
+        let (opts, name) = (self.opts.clone(), recipe.to_string());
         let (out, _) = tokio::task::spawn_blocking(move || {
-            super::build_layout(&opts.state, &opts.bin_dir, &opts.image_cache, "stack-run")
+            super::build_layout(&opts.state, &opts.bin_dir, &opts.image_cache, &name)
         })
         .await??;
-        let target: pinkerton::reference::Reference = format!("{registry}/flynn/stack-run:latest")
+        let target: pinkerton::reference::Reference = format!("{registry}/flynn/{recipe}:latest")
             .parse()
             .expect("a valid reference");
         let push = pinkerton::push::PushOptions {
@@ -87,8 +95,8 @@ impl Boot<'_> {
         let report = pinkerton::push::push(&out, &target, &push, &|_| {})
             .await
             .map_err(|e| BootstrapError::Push(target.to_string(), Box::new(e)))?;
-        (self.progress)(&format!("stack-run: pushed {}", report.pinned));
-        Ok(())
+        (self.progress)(&format!("{recipe}: pushed {}", report.pinned));
+        Ok(report.pinned.to_string())
     }
 
     /// Creates volume `name` unless it exists.
@@ -167,18 +175,18 @@ impl Boot<'_> {
     }
 
     /// This host's API as it registered in discoverd (where build jobs are started).
-    pub(super) async fn host_url(
+    pub(super) async fn host_addr(
         &self,
         d: &discoverd_api::client::Client,
         host_id: &str,
-    ) -> Result<String, BootstrapError> {
+    ) -> Result<SocketAddr, BootstrapError> {
         let found = d
             .instances("flynn-host")
             .await
             .ok()
             .and_then(|all| all.into_iter().find(|i| i.id == host_id));
         match found {
-            Some(i) => Ok(format!("http://{}", i.addr)),
+            Some(i) => Ok(i.addr),
             None => Err(BootstrapError::NoHostApi),
         }
     }

@@ -14,6 +14,7 @@ use host_api::{NetworkMode, PortMap};
 use router_api::{HttpRoute, Route};
 
 use super::boot::{http_status, image_tag, job, read_only, volume, Boot};
+use super::router::BOOTSTRAP_JOB;
 use super::BootstrapError;
 use crate::host::{DISCOVERD_KEY_FILE, REGISTRY_AUTH_FILE};
 
@@ -24,7 +25,8 @@ pub const REGISTRY_PORT: u16 = 5001;
 pub const ROUTER_HTTP_PORT: u16 = 80;
 /// The router's HTTPS port (host network).
 pub const ROUTER_HTTPS_PORT: u16 = 443;
-/// The router's API port (host network).
+/// The API port of the router bootstrap starts before the scheduler runs (host network;
+/// the scheduler's routers take a free port and register it in discoverd as `router-api`).
 pub const ROUTER_API_PORT: u16 = 5000;
 /// The controller's port (host network; users reach it as `controller.DOMAIN`).
 pub const CONTROLLER_PORT: u16 = 8081;
@@ -146,34 +148,44 @@ pub async fn layer1(
     .await?;
 
     // The router: routes from the controller (which comes next), backends from discoverd.
-    if !b.runs("router").await? {
-        b.image("router").await?;
-        let controller = format!("http://127.0.0.1:{CONTROLLER_PORT}");
-        let mut req = job(
-            "router",
-            &[
-                ("ROUTER_HTTP", &format!("0.0.0.0:{ROUTER_HTTP_PORT}")),
-                ("ROUTER_HTTPS", &format!("0.0.0.0:{ROUTER_HTTPS_PORT}")),
-                ("TLS_CERT_FILE", "/etc/flynn/tls/cert.pem"),
-                ("TLS_KEY_FILE", "/etc/flynn/tls/cert.key"),
-                ("ROUTER_API", &format!("0.0.0.0:{ROUTER_API_PORT}")),
-                ("CONTROLLER_KEY", &key),
-                ("DISCOVERD_KEY", &discoverd_key),
-                ("FLYNN_JOB_ID", &format!("router-{}", status.id)),
-            ],
-        );
-        // Arguments, not the image's (a routes file).
-        req.config.args = vec!["--controller".into(), controller];
-        req.config.mounts = vec![
-            read_only(&tls.cert, "/etc/flynn/tls/cert.pem"),
-            read_only(&tls.key, "/etc/flynn/tls/cert.key"),
-        ];
-        b.start(req).await?;
-        changed = true;
-    }
-    let api = SocketAddr::from((Ipv4Addr::LOCALHOST, ROUTER_API_PORT));
-    b.until("the router's API answers", "router", || async {
-        tokio::net::TcpStream::connect(api).await.is_ok()
+    // Once the scheduler runs it (see `router.rs`), bootstrap's own is gone.
+    let router_job = match super::router::scheduled(c).await? {
+        Some(id) => {
+            progress(&format!("router: runs under the scheduler (job {id})"));
+            id.to_string()
+        }
+        None => {
+            if !b.runs(BOOTSTRAP_JOB).await? {
+                b.image("router").await?;
+                let controller = format!("http://127.0.0.1:{CONTROLLER_PORT}");
+                let mut req = job(
+                    BOOTSTRAP_JOB,
+                    &[
+                        ("ROUTER_HTTP", &format!("0.0.0.0:{ROUTER_HTTP_PORT}")),
+                        ("ROUTER_HTTPS", &format!("0.0.0.0:{ROUTER_HTTPS_PORT}")),
+                        ("TLS_CERT_FILE", "/etc/flynn/tls/cert.pem"),
+                        ("TLS_KEY_FILE", "/etc/flynn/tls/cert.key"),
+                        ("ROUTER_API", &format!("0.0.0.0:{ROUTER_API_PORT}")),
+                        ("CONTROLLER_KEY", &key),
+                        ("DISCOVERD_KEY", &discoverd_key),
+                        ("FLYNN_JOB_ID", &format!("router-{}", status.id)),
+                    ],
+                );
+                // Arguments, not the image's (a routes file).
+                req.config.args = vec!["--controller".into(), controller];
+                req.config.mounts = vec![
+                    read_only(&tls.cert, "/etc/flynn/tls/cert.pem"),
+                    read_only(&tls.key, "/etc/flynn/tls/cert.key"),
+                ];
+                b.start(req).await?;
+                changed = true;
+            }
+            BOOTSTRAP_JOB.to_string()
+        }
+    };
+    let http = SocketAddr::from((Ipv4Addr::LOCALHOST, ROUTER_HTTP_PORT));
+    b.until("the router answers", &router_job, || async {
+        tokio::net::TcpStream::connect(http).await.is_ok()
     })
     .await?;
 
@@ -243,10 +255,10 @@ pub async fn layer1(
     // gitreceive: builds on this host with the build stack, on the run stack in the registry.
     if !b.runs("gitreceive").await? {
         b.image("stack-build").await?;
-        b.push_stack_run(&registry).await?;
+        b.push("stack-run", &registry).await?;
         b.image("gitreceive").await?;
         b.volume("gitreceive-data").await?;
-        let host_url = b.host_url(&discoverd, &status.id).await?;
+        let host_url = format!("http://{}", b.host_addr(&discoverd, &status.id).await?);
         let mut req = job(
             "gitreceive",
             &[
@@ -286,10 +298,30 @@ pub async fn layer1(
         .await?;
     }
     let https = SocketAddr::from((Ipv4Addr::LOCALHOST, ROUTER_HTTPS_PORT));
-    b.until("the router serves HTTPS", "router", || async {
+    b.until("the router serves HTTPS", &router_job, || async {
         tokio::net::TcpStream::connect(https).await.is_ok()
     })
     .await?;
+
+    // The scheduler takes the router over.
+    let host = b.host_addr(&discoverd, &status.id).await?;
+    let release = super::router::RouterRelease {
+        registry: &registry,
+        key: &key,
+        discoverd_key: &discoverd_key,
+        advertise: host.ip(),
+        tls: (&tls.cert, &tls.key),
+    };
+    changed |= super::router::hand_over(&b, &controller, &release).await?;
+    for (name, path, want) in [("controller", "/apps", 401)] {
+        let host = format!("{name}.{}", opts.domain);
+        b.until(
+            &format!("the router serves {host}"),
+            "scheduler",
+            || async { http_status(router, &host, path).await == Some(want) },
+        )
+        .await?;
+    }
     Ok(Layer1 {
         domain: opts.domain.clone(),
         key,

@@ -6,6 +6,7 @@
 
 mod boot;
 mod layer1;
+mod router;
 mod tls;
 
 pub use layer1::{

@@ -2,7 +2,8 @@
 //! completed by the next, a third run changes nothing; then the walkthrough through the
 //! printed `flynn cluster add` line, the real `flynn` binary and the Debian git client, with
 //! the cluster's names in /etc/hosts (this test's own mount namespace) as an operator would
-//! have them in DNS: create an app, git push, scale web=3, add a route, three jobs answer.
+//! have them in DNS: create an app, git push, scale web=3, add a route, three jobs answer;
+//! then a new release of the router app rolls the router with no failed request.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -118,6 +119,8 @@ fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
         "scheduler: started",
         "gitreceive: started",
         "ok: the router serves git.one.test",
+        "router: scaled to app=1 (one per host)",
+        "router: bootstrap's router stopped; the scheduler runs the router now",
         "layer 1 is up on this host.",
     ] {
         assert!(progress.contains(step), "{step:?} in:\n{progress}");
@@ -224,6 +227,127 @@ fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
                 bodies.len() == 3
             },
         );
+    }
+
+    // The router is a system app the scheduler runs: a new release of it rolls the router
+    // while requests keep coming, none of them failing.
+    let router_jobs = || {
+        let out = user.ok(root.path(), &["-a", "router", "ps", "--json"]);
+        let jobs: Vec<serde_json::Value> = serde_json::from_str(&out).expect(&out);
+        jobs.iter()
+            .filter(|j| j["state"] == "up")
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let before = router_jobs();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let load = Load::start(&format!("hello.{DOMAIN}"), 4);
+    user.ok(root.path(), &["-a", "router", "env", "set", "ROLLED=1"]);
+    let during = load.sent();
+    wait("requests after the roll", Duration::from_secs(120), || {
+        load.sent() > during + 100
+    });
+    let (answered, failed) = load.stop();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the router's deploy: {:?}\n{}",
+        failed.len(),
+        answered + failed.len() as u64,
+        &failed[..failed.len().min(5)],
+        user.ok(root.path(), &["-a", "router", "log"])
+    );
+    let after = router_jobs();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(before, after, "a new router job");
+    let env = user.ok(root.path(), &["-a", "router", "env", "get", "ROLLED"]);
+    assert_eq!(env.trim(), "1");
+}
+
+/// Requests for one host through the router on 127.0.0.1:80, each on a new connection, from
+/// several threads until stopped.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    fn start(host: &str, threads: usize) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, answered, sent) = (stop.clone(), answered.clone(), sent.clone());
+                let host = host.to_string();
+                std::thread::spawn(move || {
+                    let mut failed = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        match request(&host) {
+                            Ok(()) => {
+                                answered.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => failed.push(e),
+                        }
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    failed
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            answered,
+            sent,
+            threads,
+        }
+    }
+
+    /// Requests answered or failed so far.
+    fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the threads: how many requests were answered, and the failures.
+    fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let failed = self
+            .threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        (
+            self.answered.load(std::sync::atomic::Ordering::Relaxed),
+            failed,
+        )
+    }
+}
+
+/// One `GET /` for `host` on a new connection: Ok when answered 200 with the app's page.
+fn request(host: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 80));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&answer);
+    if text.starts_with("HTTP/1.1 200") && text.contains("Hello from Flynn") {
+        Ok(())
+    } else {
+        Err(format!(
+            "answer: {}",
+            text.lines().next().unwrap_or("(none)")
+        ))
     }
 }
 
