@@ -119,11 +119,14 @@ fn tags_match(host: &HostView, tags: &BTreeMap<String, String>) -> bool {
     tags.iter().all(|(k, v)| host.tags.get(k) == Some(v))
 }
 
-/// Stop order: strays first, then the least far along, then the newest.
-fn stop_order(a: &&JobView, b: &&JobView) -> std::cmp::Ordering {
+/// Stop order among jobs of one key: strays first, then the least far along, then those on
+/// the host with the most of them `left`, then the newest.
+fn stop_order(a: &JobView, b: &JobView, left: &BTreeMap<&str, u32>) -> std::cmp::Ordering {
+    let on = |j: &JobView| left.get(j.host.as_str()).copied().unwrap_or(0);
     b.stray
         .cmp(&a.stray)
         .then(a.phase.cmp(&b.phase))
+        .then(on(b).cmp(&on(a)))
         .then(b.created.cmp(&a.created))
 }
 
@@ -194,12 +197,22 @@ pub fn plan(
         for (only, mut group, count) in groups {
             let have = group.len() as u32;
             if have > count {
-                group.sort_by(stop_order);
-                for j in group
-                    .iter()
-                    .filter(|j| j.phase != Phase::Creating)
-                    .take((have - count) as usize)
-                {
+                // One at a time, each from the host with the most jobs of the key left, so
+                // that scaling down keeps the jobs spread.
+                let mut left: BTreeMap<&str, u32> = BTreeMap::new();
+                for j in &group {
+                    *left.entry(j.host.as_str()).or_default() += 1;
+                }
+                group.retain(|j| j.phase != Phase::Creating);
+                for _ in 0..(have - count) {
+                    let Some(i) = (0..group.len()).min_by(|&a, &b| {
+                        let (a, b) = (&group[a], &group[b]);
+                        stop_order(a, b, &left)
+                    }) else {
+                        break;
+                    };
+                    let j = group.swap_remove(i);
+                    *left.entry(j.host.as_str()).or_default() -= 1;
                     out.actions.push(Action::Stop {
                         job: j.id.clone(),
                         host: j.host.clone(),
@@ -354,6 +367,30 @@ mod tests {
         let p = plan(&wants, &hosts, &jobs, &BTreeMap::new(), Instant::now());
         assert_eq!(stops(&p), ["w", "new"]);
         assert!(starts(&p).is_empty());
+    }
+
+    #[test]
+    fn scales_down_from_the_hosts_with_the_most_jobs_of_the_type() {
+        let hosts = [host("h1", &[]), host("h2", &[]), host("h3", &[])];
+        // Seven where six are wanted, the newest on h1, three on h3: one of h3's goes.
+        let jobs = [
+            job("a1", "h1", "web", 1),
+            job("a2", "h1", "web", 9),
+            job("b1", "h2", "web", 2),
+            job("b2", "h2", "web", 3),
+            job("c1", "h3", "web", 4),
+            job("c2", "h3", "web", 5),
+            job("c3", "h3", "web", 6),
+        ];
+        let wants = BTreeMap::from([(key("web"), want(6))]);
+        let p = plan(&wants, &hosts, &jobs, &BTreeMap::new(), Instant::now());
+        assert_eq!(stops(&p), ["c3"]);
+        // Down to three: one from each host, newest of each first.
+        let wants = BTreeMap::from([(key("web"), want(3))]);
+        let p = plan(&wants, &hosts, &jobs, &BTreeMap::new(), Instant::now());
+        let mut stopped = stops(&p);
+        stopped.sort();
+        assert_eq!(stopped, ["a2", "b2", "c2", "c3"]);
     }
 
     #[test]
