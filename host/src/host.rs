@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use pinkerton::store::Store;
-use runtime::{JobId, Runtime, RuntimeError};
+use runtime::{JobId, NetworkMode, Runtime, RuntimeError};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -332,7 +332,13 @@ impl Host {
         let store = self.inner.store.clone();
         let image = req.config.image.clone();
         tokio::task::spawn_blocking(move || store.find_image(&image)).await??;
-        let spec = self.inner.config.job_spec(id.clone(), &req);
+        let mut spec = self.inner.config.job_spec(id.clone(), &req);
+        if spec.config.network == NetworkMode::Host {
+            spec.config
+                .env
+                .entry(runtime::EXTERNAL_IP.into())
+                .or_insert_with(|| self.inner.registrations.host_ip().to_string());
+        }
         let job = Job {
             id: id.clone(),
             state: JobState::Starting,

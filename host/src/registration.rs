@@ -55,6 +55,11 @@ impl Registrations {
         }
     }
 
+    /// The address this host's jobs are reached at from other hosts.
+    pub fn host_ip(&self) -> IpAddr {
+        self.host_ip
+    }
+
     /// Reports jobs that miss their start timeout to `tx`.
     pub fn on_unhealthy(&self, tx: tokio::sync::mpsc::UnboundedSender<(String, String)>) {
         *locked(&self.unhealthy) = Some(tx);

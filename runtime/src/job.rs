@@ -19,6 +19,10 @@ use crate::shim::{ExitStatus, ShimConfig};
 use crate::spec::{BindMount, JobId, JobSpec};
 use crate::volume::{VolumeError, Volumes};
 
+/// The variable that tells a job the address it is reached at: a bridged job's own address
+/// (set here), a host-network job's host address (set by the host daemon).
+pub const EXTERNAL_IP: &str = "EXTERNAL_IP";
+
 mod cleanup;
 mod dir;
 mod image_use;
@@ -333,6 +337,12 @@ impl Runtime {
             )?;
             dir.write(JobDir::NET, &json(&att))
                 .map_err(io("writing the network attachment"))?;
+            // Where the job is reached, unless the job was given an address to announce.
+            with_volumes
+                .config
+                .env
+                .entry(EXTERNAL_IP.into())
+                .or_insert_with(|| att.ip.to_string());
             for f in ["resolv.conf", "hosts", "hostname"] {
                 let source = dir.join(f).display().to_string();
                 with_volumes.config.mounts.push(BindMount {

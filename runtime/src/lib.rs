@@ -17,6 +17,6 @@ pub mod spec;
 pub mod user;
 pub mod volume;
 
-pub use job::{JobState, Runtime, RuntimeError};
+pub use job::{JobState, Runtime, RuntimeError, EXTERNAL_IP};
 pub use shim::ExitStatus;
 pub use spec::{JobId, JobSpec, NetworkMode, Resources};

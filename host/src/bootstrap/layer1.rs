@@ -304,12 +304,10 @@ pub async fn layer1(
     .await?;
 
     // The scheduler takes the router over.
-    let host = b.host_addr(&discoverd, &status.id).await?;
     let release = super::router::RouterRelease {
         registry: &registry,
         key: &key,
         discoverd_key: &discoverd_key,
-        advertise: host.ip(),
         tls: (&tls.cert, &tls.key),
     };
     changed |= super::router::hand_over(&b, &controller, &release).await?;

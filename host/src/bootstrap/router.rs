@@ -8,7 +8,6 @@
 //! `flynn -a router env set K=V` rolls the router like any app's deploy.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use controller_api::client::Client as Controller;
@@ -37,8 +36,6 @@ pub(super) struct RouterRelease<'a> {
     pub key: &'a str,
     /// discoverd's key.
     pub discoverd_key: &'a str,
-    /// The address the router registers in discoverd (this host's).
-    pub advertise: IpAddr,
     /// The default certificate and key on the host.
     pub tls: (&'a std::path::Path, &'a std::path::Path),
 }
@@ -59,7 +56,8 @@ pub(super) async fn scheduled(
 }
 
 /// The environment of the router's jobs (the scheduler adds `FLYNN_JOB_ID`, the instance id
-/// the router registers under).
+/// the router registers under, and each host `EXTERNAL_IP`, its own address, where the
+/// router registers).
 fn env(r: &RouterRelease<'_>, discoverd: &str) -> BTreeMap<String, String> {
     [
         ("ROUTER_HTTP", format!("0.0.0.0:{ROUTER_HTTP_PORT}")),
@@ -69,7 +67,6 @@ fn env(r: &RouterRelease<'_>, discoverd: &str) -> BTreeMap<String, String> {
         // Two releases run side by side during a deploy: each API gets a port of its own
         // and is found in discoverd.
         ("ROUTER_API", "0.0.0.0:0".into()),
-        ("ROUTER_ADVERTISE_IP", r.advertise.to_string()),
         ("CONTROLLER_KEY", r.key.into()),
         ("DISCOVERD", discoverd.into()),
         ("DISCOVERD_KEY", r.discoverd_key.into()),

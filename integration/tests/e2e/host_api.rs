@@ -98,6 +98,23 @@ fn a_web_job_through_the_cli_and_the_api() {
     });
     assert_eq!(seen, Ok(true), "the followed log shows the new request");
 
+    // Jobs are told where they are reached: a bridged job its own address, a host-network
+    // job the host's; one given an address keeps it.
+    let external = |args: &[&str]| {
+        let mut all = vec!["run", "--rm"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[h.image.as_str(), "sh", "-c", "echo $EXTERNAL_IP"]);
+        h.ok(&all).trim().to_string()
+    };
+    let own = external(&[]);
+    assert!(own.starts_with("100.100."), "{own}");
+    let on_host = external(&["--network", "host"]);
+    assert!(
+        on_host.parse::<std::net::IpAddr>().is_ok() && on_host != own,
+        "{on_host}"
+    );
+    assert_eq!(external(&["-e", "EXTERNAL_IP=192.0.2.7"]), "192.0.2.7");
+
     // The same port cannot be published twice; the error says why.
     let clash = h.run(&[
         "run", "-d", "--name", "clash", "-p", "18090:80", &h.image, "true",

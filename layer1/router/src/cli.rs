@@ -96,9 +96,13 @@ pub struct Args {
     /// The key for registering in discoverd.
     #[arg(long, env = "DISCOVERD_KEY", hide_env_values = true)]
     pub discoverd_key: Option<String>,
-    /// Registers the router in discoverd (`router-http`, `router-api`) at this address.
+    /// Registers the router in discoverd (`router-http`, `router-api`) at this address
+    /// (default: `EXTERNAL_IP`, which flynn-host gives its jobs).
     #[arg(long, env = "ROUTER_ADVERTISE_IP")]
     pub advertise_ip: Option<IpAddr>,
+    /// The address flynn-host says the job is reached at.
+    #[arg(long, env = "EXTERNAL_IP")]
+    pub external_ip: Option<IpAddr>,
     /// The instance id registered in discoverd.
     #[arg(long, env = "FLYNN_JOB_ID", default_value = "router")]
     pub id: String,

@@ -69,7 +69,8 @@ fn main() -> anyhow::Result<()> {
             _ = shutdown.clone().wait() => {}
         }
         let mut heartbeats = Vec::new();
-        if let Some(ip) = args.advertise_ip.filter(|_| !shutdown.is_triggered()) {
+        let advertise = args.advertise_ip.or(args.external_ip);
+        if let Some(ip) = advertise.filter(|_| !shutdown.is_triggered()) {
             let ttl = Duration::from_secs(discoverd_api::DEFAULT_TTL);
             if let Some(http) = addrs.http.first() {
                 heartbeats.push(discoverd.keep_registered(
