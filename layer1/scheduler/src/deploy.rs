@@ -312,7 +312,8 @@ async fn wait_up(
     }
 }
 
-/// Waits until the old release runs at most `counts` jobs that are not down.
+/// Waits until the old release runs at most `counts` jobs that are not down (omni types: on
+/// each host).
 async fn wait_down(
     c: &Client,
     d: &Deployment,
@@ -321,13 +322,24 @@ async fn wait_down(
     timeout: Duration,
 ) -> Result<(), Failed> {
     let started = Instant::now();
+    let release = c.release(old).await?;
     loop {
         let jobs = c.jobs(&d.app, true).await?;
         let done = counts.iter().all(|(kind, n)| {
-            jobs.iter()
+            // An omni type's count holds on each host.
+            let mut per_host: BTreeMap<&str, u32> = BTreeMap::new();
+            for j in jobs
+                .iter()
                 .filter(|j| j.release == old && j.kind == kind.as_str())
-                .count() as u32
-                <= *n
+            {
+                let host = if is_omni(&release, kind.as_str()) {
+                    j.host_id.as_str()
+                } else {
+                    ""
+                };
+                *per_host.entry(host).or_default() += 1;
+            }
+            per_host.values().all(|have| have <= n)
         });
         if done {
             return Ok(());
