@@ -435,10 +435,13 @@ impl Scheduler {
             }
         }
         for (id, c) in &self.creating {
-            if self
-                .hosts
-                .get(&c.host)
-                .is_some_and(|h| h.jobs.contains_key(id))
+            // Listed by its host already, or stopped while its creation was still under way
+            // (it no longer counts: counting it would stop a running job in its place).
+            if self.stopping.contains(id)
+                || self
+                    .hosts
+                    .get(&c.host)
+                    .is_some_and(|h| h.jobs.contains_key(id))
             {
                 continue;
             }

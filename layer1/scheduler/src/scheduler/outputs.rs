@@ -41,7 +41,10 @@ impl Scheduler {
                     release: c.key.release.clone(),
                     kind: c.key.kind.clone(),
                     host_id: c.host.clone(),
-                    state: Reported::Starting,
+                    state: match self.stopping.contains(id) {
+                        true => Reported::Stopping,
+                        false => Reported::Starting,
+                    },
                     restarts: c.restarts,
                     exit_status: None,
                     host_error: None,
