@@ -289,6 +289,16 @@ impl Scheduler {
                                 h.jobs.insert(j.id.clone(), *j);
                             }
                         }
+                        // Stopped while it was being created: the stop may have come too
+                        // early for the host; it is asked again now that the job exists.
+                        if self.stopping.remove(&job) {
+                            self.stop(job.to_string(), host);
+                        }
+                    }
+                    // Stopped on purpose while it was being created: not a crash.
+                    Err(e) if self.stopping.remove(&job) => {
+                        tracing::info!(job = %job, error = %e, "a job stopped while being created ended");
+                        self.failed.push((job, c.key.clone(), host, c.restarts, e));
                     }
                     Err(e) => {
                         let restarts = c.restarts.saturating_add(1);
@@ -307,7 +317,9 @@ impl Scheduler {
             // so the plan can ask again.
             Input::Stopped { job, ended } => {
                 let known = self.hosts.values().any(|h| h.jobs.contains_key(&job));
-                if !ended || !known || self.handled.contains(&job) {
+                // A job still being created stays "stopping": its creation's end decides.
+                let creating = self.creating.contains_key(&job);
+                if (!ended || !known || self.handled.contains(&job)) && !creating {
                     self.stopping.remove(&job);
                 }
             }
