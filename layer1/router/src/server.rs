@@ -21,6 +21,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::proxy::{Peer, Proxy};
 use crate::proxy_protocol::{self, Prefixed};
 
+/// How long a connection keeps being served after shutdown begins, before it closes once its
+/// request under way (if any) is answered.
+const SHUTDOWN_SETTLE: Duration = Duration::from_millis(500);
+
 /// Connection settings of the HTTP and HTTPS listeners.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -266,6 +270,9 @@ impl HttpListener {
         let idle = self.config.idle_timeout;
         let check = (idle / 4).max(Duration::from_millis(100));
         let mut closing = false;
+        let mut settling = false;
+        let settle = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(settle);
         let mut stop = std::pin::pin!(shutdown.wait());
         loop {
             tokio::select! {
@@ -284,6 +291,14 @@ impl HttpListener {
                 }
                 _ = &mut stop, if !closing => {
                     closing = true;
+                    // A connection accepted just before the listener closed may not have had
+                    // its request read yet, and a graceful shutdown closes a connection with
+                    // none under way: it gets a moment to be read first.
+                    settle.as_mut().reset(tokio::time::Instant::now() + SHUTDOWN_SETTLE);
+                    settling = true;
+                }
+                _ = &mut settle, if settling => {
+                    settling = false;
                     conn.as_mut().graceful_shutdown();
                 }
             }
