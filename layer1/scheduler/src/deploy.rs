@@ -327,16 +327,13 @@ async fn wait_down(
         let jobs = c.jobs(&d.app, true).await?;
         let done = counts.iter().all(|(kind, n)| {
             // An omni type's count holds on each host.
+            let omni = is_omni(&release, kind.as_str());
             let mut per_host: BTreeMap<&str, u32> = BTreeMap::new();
             for j in jobs
                 .iter()
                 .filter(|j| j.release == old && j.kind == kind.as_str())
             {
-                let host = if is_omni(&release, kind.as_str()) {
-                    j.host_id.as_str()
-                } else {
-                    ""
-                };
+                let host = if omni { j.host_id.as_str() } else { "" };
                 *per_host.entry(host).or_default() += 1;
             }
             per_host.values().all(|have| have <= n)
