@@ -18,7 +18,10 @@ use crate::plan::{self, Action, Crash, HostView, JobView, Key, Phase, Want};
 use crate::report::Report;
 use crate::{backoff, spec};
 
+mod apply;
 mod outputs;
+#[cfg(test)]
+mod tests;
 use controller_api::PutJob;
 
 /// How long a stopped job gets between SIGTERM and SIGKILL.
@@ -195,138 +198,6 @@ impl Scheduler {
         }
     }
 
-    fn apply(&mut self, input: Input) {
-        match input {
-            Input::HostUp(up) => {
-                let HostUp {
-                    id,
-                    client,
-                    status,
-                    jobs,
-                } = *up;
-                let jobs: BTreeMap<JobId, Job> =
-                    jobs.into_iter().map(|j| (j.id.clone(), j)).collect();
-                if self.lost.remove(&id) {
-                    tracing::warn!(host = %id, jobs = jobs.len(), "a lost host is back; its jobs are strays");
-                    self.strays.extend(jobs.keys().cloned());
-                }
-                let pulled = self.hosts.remove(&id).map(|h| h.pulled).unwrap_or_default();
-                self.hosts.insert(
-                    id,
-                    HostState {
-                        client,
-                        status,
-                        jobs,
-                        pulled,
-                    },
-                );
-            }
-            Input::HostJob { host, job, deleted } => {
-                let Some(h) = self.hosts.get_mut(&host) else {
-                    return;
-                };
-                if deleted {
-                    h.jobs.remove(&job.id);
-                    self.handled.remove(&job.id);
-                    self.strays.remove(&job.id);
-                    self.stopping.remove(&job.id);
-                    return;
-                }
-                // Events may trail the listing: never move a job back in its life.
-                let newer = h
-                    .jobs
-                    .get(&job.id)
-                    .is_none_or(|old| rank(old.state) <= rank(job.state));
-                if newer {
-                    h.jobs.insert(job.id.clone(), *job);
-                }
-            }
-            Input::HostLost { id } => {
-                if let Some(h) = self.hosts.remove(&id) {
-                    tracing::warn!(host = %id, jobs = h.jobs.len(), "host lost; its jobs are placed again elsewhere");
-                    self.lost.insert(id.clone());
-                }
-                self.creating.retain(|_, c| c.host != id);
-            }
-            Input::Formations(all) => {
-                self.formations = all
-                    .into_iter()
-                    .map(|a| ((a.app.clone(), a.release.id.clone()), a))
-                    .collect();
-            }
-            Input::Formation(a) => {
-                let k = (a.app.clone(), a.release.id.clone());
-                let newer = self
-                    .formations
-                    .get(&k)
-                    .is_none_or(|old| old.updated_at <= a.updated_at);
-                if newer {
-                    self.formations.insert(k, *a);
-                }
-            }
-            Input::FormationGone { app, release } => {
-                self.formations.remove(&(app, release));
-            }
-            Input::Leader(leads) => {
-                if leads != self.leader {
-                    tracing::info!(leader = leads, "leadership changed");
-                }
-                self.leader = leads;
-                self.leading.send_replace(leads);
-            }
-            Input::Created { host, job, result } => {
-                let Some(c) = self.creating.remove(&job) else {
-                    return;
-                };
-                match result {
-                    Ok(j) => {
-                        if let Some(h) = self.hosts.get_mut(&host) {
-                            let newer = h
-                                .jobs
-                                .get(&j.id)
-                                .is_none_or(|old| rank(old.state) <= rank(j.state));
-                            if newer {
-                                h.jobs.insert(j.id.clone(), *j);
-                            }
-                        }
-                        // Stopped while it was being created: the stop may have come too
-                        // early for the host; it is asked again now that the job exists.
-                        if self.stopping.remove(&job) {
-                            self.stop(job.to_string(), host);
-                        }
-                    }
-                    // Stopped on purpose while it was being created: not a crash.
-                    Err(e) if self.stopping.remove(&job) => {
-                        tracing::info!(job = %job, error = %e, "a job stopped while being created ended");
-                        self.failed.push((job, c.key.clone(), host, c.restarts, e));
-                    }
-                    Err(e) => {
-                        let restarts = c.restarts.saturating_add(1);
-                        let delay = backoff::delay(restarts).max(Duration::from_secs(1));
-                        tracing::warn!(
-                            job = %job, host = %host, app = %c.key.app, r#type = %c.key.kind,
-                            error = %e, retry_in = ?delay, "job failed to start"
-                        );
-                        self.failed.push((job, c.key.clone(), host, c.restarts, e));
-                        self.crash(c.key, restarts, delay);
-                    }
-                }
-            }
-            // An ended job stays "stopping" until its end is handled, so an exit event that
-            // arrives after this answer is not taken for a crash; a failed stop is forgotten,
-            // so the plan can ask again.
-            Input::Stopped { job, ended } => {
-                let known = self.hosts.values().any(|h| h.jobs.contains_key(&job));
-                // A job still being created stays "stopping": its creation's end decides.
-                let creating = self.creating.contains_key(&job);
-                if (!ended || !known || self.handled.contains(&job)) && !creating {
-                    self.stopping.remove(&job);
-                }
-            }
-            Input::Tick => {}
-        }
-    }
-
     fn crash(&mut self, key: Key, restarts: u32, delay: Duration) {
         let list = self.crashes.entry(key).or_default();
         list.push(Crash {
@@ -376,6 +247,9 @@ impl Scheduler {
         }
         for (host, job, key, restarts) in ended {
             self.handled.insert(job.id.clone());
+            // Its host had it and it ended: the creation call's answer, whenever it comes,
+            // changes nothing (the job must not count as being created once its record goes).
+            self.creating.remove(&job.id);
             let stopped = self.stopping.remove(&job.id) || self.strays.contains(&job.id);
             if !stopped && wants.get(&key).is_some_and(|w| w.count > 0) {
                 let uptime = match (&job.started_at, &job.ended_at) {
@@ -583,15 +457,6 @@ impl Scheduler {
             };
             let _ = tx.send(Input::Stopped { job: id, ended }).await;
         });
-    }
-}
-
-/// Order of a job's states in its life.
-fn rank(s: JobState) -> u8 {
-    match s {
-        JobState::Starting => 0,
-        JobState::Running => 1,
-        JobState::Exited | JobState::Failed => 2,
     }
 }
 

@@ -1,0 +1,171 @@
+//! The scheduler loop's bookkeeping, driven input by input: the races between its own
+//! create and stop requests and the hosts' events that a plan must never count twice.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use controller_api::Release;
+use flynn_http::{Endpoint, Timestamp};
+use host_api::client::Client as HostClient;
+use host_api::{Capacity, HostStatus, Job, JobId, JobState};
+use tokio::sync::mpsc;
+
+use super::{Input, Scheduler, Status};
+use crate::formations::Active;
+use crate::hosts::HostUp;
+
+use crate::spec;
+
+const HOST: &str = "h1";
+
+/// An address where nothing answers: requests the scheduler sends fail, and their answers
+/// are only what the test feeds it.
+fn nowhere() -> Endpoint {
+    Endpoint::Tcp("127.0.0.1:9".parse().expect("an address"))
+}
+
+fn release() -> Release {
+    serde_json::from_value(serde_json::json!({
+        "id": "r1",
+        "app_id": "a1",
+        "artifacts": [],
+        "processes": {"web": {"args": ["web"]}},
+        "created_at": "2026-12-05T00:00:00Z",
+    }))
+    .expect("a release")
+}
+
+fn formation(web: u32, at: i64) -> Input {
+    Input::Formation(Box::new(Active {
+        app: "a1".into(),
+        app_name: "hello".into(),
+        release: release(),
+        image: "registry.test/hello@sha256:00".into(),
+        processes: BTreeMap::from([("web".to_string(), web)]),
+        tags: BTreeMap::new(),
+        updated_at: Timestamp::from_unix_seconds(at),
+    }))
+}
+
+fn job(id: &JobId, state: JobState) -> Job {
+    let release = release();
+    let process = &release.processes["web"];
+    let config = spec::create_job(
+        spec::Process {
+            app_name: "hello",
+            release: &release,
+            image: "registry.test/hello@sha256:00",
+            kind: "web",
+            process,
+        },
+        id,
+        0,
+    );
+    Job {
+        id: id.clone(),
+        state,
+        config,
+        created_at: Timestamp::now(),
+        started_at: Some(Timestamp::now()),
+        ended_at: state.is_final().then(Timestamp::now),
+        pid: None,
+        ip: None,
+        ports: Vec::new(),
+        exit: None,
+        error: (state == JobState::Failed).then(|| "no such command".to_string()),
+    }
+}
+
+fn event(j: Job, deleted: bool) -> Input {
+    Input::HostJob {
+        host: HOST.into(),
+        job: Box::new(j),
+        deleted,
+    }
+}
+
+/// A leading scheduler with one host running `running` web jobs (and the receiver its
+/// request tasks report to, kept so their sends do not fail).
+fn leading(running: usize) -> (Scheduler, Vec<JobId>, mpsc::Receiver<Input>) {
+    let (tx, rx) = mpsc::channel(64);
+    let (reports, _) = mpsc::unbounded_channel();
+    let mut s = Scheduler::new(
+        tx,
+        Arc::new(Mutex::new(Status::default())),
+        reports,
+        discoverd_api::client::Client::new(nowhere()),
+        tokio::sync::watch::channel(false).0,
+    );
+    let ids: Vec<JobId> = (0..running).map(|_| spec::job_id(HOST)).collect();
+    s.apply(Input::Leader(true));
+    s.apply(Input::HostUp(Box::new(HostUp {
+        id: HOST.into(),
+        client: HostClient::new(nowhere(), None),
+        status: HostStatus {
+            id: HOST.into(),
+            tags: BTreeMap::new(),
+            version: "test".into(),
+            uptime: 1,
+            cpus: 2,
+            load: [0.0; 3],
+            memory: Capacity {
+                total: 8 << 30,
+                available: 8 << 30,
+            },
+            disk: Capacity {
+                total: 8 << 30,
+                available: 8 << 30,
+            },
+            jobs: BTreeMap::new(),
+            gateway: "100.100.0.1".parse().expect("an address"),
+            discoverd: None,
+        },
+        jobs: ids.iter().map(|id| job(id, JobState::Running)).collect(),
+    })));
+    (s, ids, rx)
+}
+
+#[tokio::test]
+async fn a_job_stopped_while_being_created_never_counts_again() {
+    let (mut s, running, _rx) = leading(3);
+    s.apply(formation(3, 1));
+    s.reconcile();
+    assert!(s.creating.is_empty() && s.stopping.is_empty());
+
+    // web=4 then web=3: the job being created is the one stopped.
+    s.apply(formation(4, 2));
+    s.reconcile();
+    let new: Vec<JobId> = s.creating.keys().cloned().collect();
+    assert_eq!(new.len(), 1);
+    let new = new[0].clone();
+    // Its host lists it, starting, when web=3 arrives: it is the one stopped.
+    s.apply(event(job(&new, JobState::Starting), false));
+    s.apply(formation(3, 3));
+    s.reconcile();
+    assert_eq!(s.stopping.iter().collect::<Vec<_>>(), vec![&new]);
+
+    // The host ran it, ended it and deleted its record before the create call answered.
+    s.apply(event(job(&new, JobState::Running), false));
+    s.apply(event(job(&new, JobState::Exited), false));
+    s.reconcile();
+    s.apply(event(job(&new, JobState::Exited), true));
+    s.reconcile();
+    assert!(
+        s.stopping.is_empty(),
+        "a running job was stopped in place of the one already gone: {:?}",
+        s.stopping
+    );
+
+    // The create call's late answer does not bring the job back.
+    s.apply(Input::Created {
+        host: HOST.into(),
+        job: new.clone(),
+        result: Ok(Box::new(job(&new, JobState::Running))),
+    });
+    s.reconcile();
+    assert!(!s.hosts[HOST].jobs.contains_key(&new));
+    assert!(s.creating.is_empty() && s.stopping.is_empty());
+    for id in &running {
+        assert_eq!(s.hosts[HOST].jobs[id].state, JobState::Running);
+    }
+}
