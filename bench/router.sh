@@ -3,8 +3,8 @@
 # directly, through flynn-router, through haproxy and through nginx, alternating the targets
 # ROUNDS times (A B C D A B C D ...). HTTP/1.1 keep-alive with wrk, HTTP/2 (h2c) with h2load.
 # Proxy and backend share CPU 1 (one thread or worker each); the load generator runs on
-# CPU 0. Prints req/s, p50 and p99 per run, medians and ratios; then the router's RSS with
-# 10,000 idle keep-alive connections. Runs in a private network namespace (loopback only).
+# CPU 0. Prints req/s, p50 and p99 per run, medians and ratios; then the RSS of the router
+# and of nginx with 10,000 idle keep-alive connections. Runs in a private network namespace (loopback only).
 # Run on an idle machine: bench/router.sh [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,23 +125,39 @@ for peer in haproxy nginx; do
 done
 echo "flynn-router p50 added over direct: $(awk -v a="${m50[flynn-router]}" -v b="${m50[direct]}" 'BEGIN { printf "%.3f", a - b }') ms"
 
-# 10,000 idle keep-alive connections, each after one request.
-python3 - "$router_pid" <<'PY'
-import socket, sys
-pid = sys.argv[1]
-def rss():
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-before = rss()
-conns = []
-for i in range(10000):
-    s = socket.create_connection(("127.0.0.1", 18031))
-    s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
-    conns.append(s)
-for s in conns:
-    data = b""
-    while not data.endswith(b"ok\n"):
-        data += s.recv(4096)
-print(f"flynn-router RSS: {before} KiB idle, {rss()} KiB with {len(conns)} idle keep-alive connections")
+# 10,000 idle keep-alive connections, each after one request, through flynn-router and
+# through nginx (haproxy's maxconn is bound by the descriptor limit here): RSS growth once
+# they have been idle for 3 s (longer than the router's 1 s before it parks a connection).
+python3 - "$router_pid" 18031 "$(cat "$work/nginx-p/pid")" 18021 <<'PY'
+import socket, sys, time
+def rss(pid):
+    """RSS in KiB of pid and its children (nginx's workers)."""
+    total = 0
+    pids = [pid]
+    for task in open(f"/proc/{pid}/task/{pid}/children").read().split():
+        pids.append(task)
+    for p in pids:
+        for line in open(f"/proc/{p}/status"):
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+args = sys.argv[1:]
+for name, pid, port in (("flynn-router", args[0], int(args[1])), ("nginx", args[2], int(args[3]))):
+    before = rss(pid)
+    conns = []
+    for i in range(10000):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        conns.append(s)
+    for s in conns:
+        data = b""
+        while not data.endswith(b"ok\n"):
+            data += s.recv(4096)
+    time.sleep(3)
+    after = rss(pid)
+    print(f"{name} RSS: {before} KiB idle, {after} KiB with {len(conns)} idle keep-alive "
+          f"connections ({(after - before) * 1024 / len(conns) / 1024:.1f} KiB each)")
+    for s in conns:
+        s.close()
+    time.sleep(1)
 PY

@@ -396,7 +396,8 @@ fn hostile_requests_are_refused_and_slowloris_does_not_starve_others() {
         "GET / HTTP/1.1\r\nHost: example.test\r\nX-Big: {}\r\n\r\n",
         "a".repeat(100 * 1024)
     );
-    assert!(raw(&r, big.as_bytes()).starts_with("HTTP/1.1 431"));
+    let answer = raw(&r, big.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
     assert!(raw(&r, b"GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400"));
     assert!(raw(
         &r,
@@ -426,4 +427,92 @@ fn hostile_requests_are_refused_and_slowloris_does_not_starve_others() {
         assert_eq!(r.get("example.test", "/").1, "web-a\n");
     }
     drop(held);
+}
+
+/// Reads one response (its body sized by Content-Length) from a kept-alive connection.
+fn read_response(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).unwrap(),
+            1,
+            "connection closed mid-response"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .expect("a content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// Waits until the router's gauge of parked connections reads `n`.
+fn wait_parked(r: &RouterProcess, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = curl(&[&format!("http://{}/metrics", r.api)]);
+        let now = m
+            .lines()
+            .find_map(|l| l.strip_prefix("router_http_connections_parked "))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if now == Some(n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "want {n} parked connections, metrics say {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[root_test(isolated)]
+fn idle_keep_alive_connections_are_parked_and_served_again() {
+    let d = Discoverd::start();
+    let r = RouterProcess::start(&d, &[]);
+    let (a, _h) = r.serve_example_web(&d);
+    let mut s = TcpStream::connect(r.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let get = b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n";
+    s.write_all(get).unwrap();
+    let answer = read_response(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with(&format!("{}\n", a.name)), "{answer}");
+    wait_parked(&r, 1);
+
+    // The same connection serves again, two requests sent in one write included.
+    s.write_all(&[&get[..], &get[..]].concat()).unwrap();
+    for _ in 0..2 {
+        let answer = read_response(&mut s);
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+    wait_parked(&r, 1);
+
+    // A head sent in two parts: the first wakes the connection, which then waits for the rest.
+    s.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    wait_parked(&r, 0);
+    s.write_all(b"st: example.test\r\n\r\n").unwrap();
+    let answer = read_response(&mut s);
+    assert!(answer.ends_with(&format!("{}\n", a.name)), "{answer}");
+    wait_parked(&r, 1);
+
+    // A client that closes a parked connection leaves nothing behind.
+    drop(s);
+    wait_parked(&r, 0);
 }

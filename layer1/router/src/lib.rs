@@ -17,6 +17,7 @@ pub mod events;
 pub mod headers;
 pub mod listen;
 pub mod metrics;
+pub mod park;
 pub mod pool;
 pub mod proxy;
 pub mod proxy_protocol;

@@ -1,5 +1,6 @@
 //! Prometheus metrics (`GET /metrics` on the router API): requests by route and status, a
-//! latency histogram (to response headers), backends up per service, requests in flight.
+//! latency histogram (to response headers), backends up per service, requests in flight,
+//! parked idle connections.
 
 use std::sync::atomic::AtomicI64;
 
@@ -32,6 +33,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Histogram,
     in_flight: Gauge<i64, AtomicI64>,
+    parked: Gauge<i64, AtomicI64>,
     backends_up: Family<ServiceLabels, Gauge<i64, AtomicI64>>,
     tcp_connections: Family<RequestLabels, Counter>,
 }
@@ -64,6 +66,12 @@ impl Metrics {
             "HTTP requests in flight",
             in_flight.clone(),
         );
+        let parked = Gauge::default();
+        registry.register(
+            "http_connections_parked",
+            "Idle HTTP/1.1 keep-alive connections held with no HTTP state",
+            parked.clone(),
+        );
         let backends_up = Family::default();
         registry.register(
             "backends_up",
@@ -81,6 +89,7 @@ impl Metrics {
             requests,
             latency,
             in_flight,
+            parked,
             backends_up,
             tcp_connections,
         }
@@ -115,6 +124,11 @@ impl Metrics {
                 status,
             })
             .inc();
+    }
+
+    /// Marks a connection parked (+1) or back in use or closed (-1).
+    pub fn parked(&self, delta: i64) {
+        self.parked.inc_by(delta);
     }
 
     /// Marks a request started (+1) or finished (-1).

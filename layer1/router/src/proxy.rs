@@ -127,6 +127,11 @@ impl Proxy {
         }
     }
 
+    /// The metrics it counts in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Answers one request.
     pub async fn serve(&self, req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
         let start = Instant::now();

@@ -153,6 +153,27 @@ impl<S> Prefixed<S> {
             inner,
         }
     }
+
+    /// Puts `bytes` (read from the stream but not consumed) back in front of what is left.
+    pub fn put_back(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut head = BytesMut::with_capacity(bytes.len() + self.head.len());
+        head.extend_from_slice(bytes);
+        head.extend_from_slice(&self.head);
+        self.head = head;
+    }
+
+    /// The bytes waiting in front.
+    pub fn buffered(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// The stream behind.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
@@ -204,6 +225,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn bytes_put_back_are_read_first() {
+        use tokio::io::AsyncWriteExt;
+        let (mut a, b) = tokio::io::duplex(64);
+        let mut p = Prefixed::new(b);
+        p.put_back(b"lo");
+        p.put_back(b"hel");
+        a.write_all(b" world").await.unwrap();
+        drop(a);
+        let mut out = String::new();
+        p.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "hello world");
+    }
 
     #[test]
     fn v1_tcp4_and_unknown() {

@@ -5,25 +5,31 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use flynn_http::service::Shutdown;
-use hyper::service::service_fn;
+use std::convert::Infallible;
+use std::future::Future;
+
+use hyper::body::Incoming;
+use hyper::service::{service_fn, Service};
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::body::ProxyBody;
 use crate::proxy::{Peer, Proxy};
 use crate::proxy_protocol::{self, Prefixed};
 
 /// How long a connection keeps being served after shutdown begins, before it closes once its
 /// request under way (if any) is answered.
-const SHUTDOWN_SETTLE: Duration = Duration::from_millis(500);
+pub(crate) const SHUTDOWN_SETTLE: Duration = Duration::from_millis(500);
 
 /// Connection settings of the HTTP and HTTPS listeners.
 #[derive(Debug, Clone)]
@@ -55,15 +61,38 @@ impl Default for ServerConfig {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
+/// What a connection's stream records for its server loop.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    /// When bytes last moved (milliseconds on the router's clock, [`now_ms`]).
+    pub(crate) last: AtomicU64,
+    /// The hyper connection is ending only to be parked: its shutdown leaves the socket open.
+    pub(crate) parking: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            last: AtomicU64::new(now_ms()),
+            parking: AtomicBool::new(false),
+        })
+    }
+
+    /// How long no byte has moved.
+    pub(crate) fn quiet(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
+}
+
 /// A stream that records when bytes last moved.
-struct Tracked<S> {
-    inner: S,
-    last: Arc<AtomicU64>,
+pub(crate) struct Tracked<S> {
+    pub(crate) inner: S,
+    pub(crate) activity: Arc<Activity>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
@@ -75,7 +104,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.last.store(now_ms(), Ordering::Relaxed);
+            self.activity.last.store(now_ms(), Ordering::Relaxed);
         }
         r
     }
@@ -89,7 +118,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.last.store(now_ms(), Ordering::Relaxed);
+            self.activity.last.store(now_ms(), Ordering::Relaxed);
         }
         r
     }
@@ -101,7 +130,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.last.store(now_ms(), Ordering::Relaxed);
+            self.activity.last.store(now_ms(), Ordering::Relaxed);
         }
         r
     }
@@ -115,6 +144,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.activity.parking.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -136,6 +168,47 @@ impl Drop for ConnGuard {
     fn drop(&mut self) {
         (self.0).0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Requests waiting on the proxy, counted while its future lives.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection's service: each request goes to the proxy as from `peer`; `waiting` counts
+/// those not yet answered with a response head.
+pub(crate) fn service(
+    proxy: Arc<Proxy>,
+    peer: Peer,
+    waiting: Arc<AtomicUsize>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send,
+> + Clone
++ Send {
+    service_fn(move |req| {
+        let proxy = proxy.clone();
+        let peer = peer.clone();
+        let waiting = Waiting::new(&waiting);
+        async move {
+            let resp = proxy.serve(req, peer).await;
+            drop(waiting);
+            Ok::<_, Infallible>(resp)
+        }
+    })
 }
 
 /// One listener's accept loop.
@@ -214,43 +287,32 @@ impl HttpListener {
             (addr, Prefixed::new(stream))
         };
         let peer = Peer::new(client, port, self.tls.is_some());
-        let last = Arc::new(AtomicU64::new(now_ms()));
         let tracked = Tracked {
             inner: stream,
-            last: last.clone(),
+            activity: Activity::new(),
         };
         match &self.tls {
             Some(acceptor) => {
+                let activity = tracked.activity.clone();
                 let tls =
                     tokio::time::timeout(self.config.header_read_timeout, acceptor.accept(tracked))
                         .await
                         .map_err(|_| "TLS handshake timed out")??;
-                self.serve(tls, peer, last, shutdown).await;
+                self.serve(tls, peer, activity, shutdown).await;
             }
-            None => self.serve(tracked, peer, last, shutdown).await,
+            None => self.serve_plain(tracked, peer, shutdown).await,
         }
         Ok(())
     }
 
-    async fn serve<S>(&self, io: S, peer: Peer, last: Arc<AtomicU64>, shutdown: Shutdown)
+    /// Serves HTTP/1.1 or HTTP/2 on `io` with hyper's automatic choice, until it closes.
+    pub(crate) async fn serve<S>(&self, io: S, peer: Peer, activity: Arc<Activity>, shutdown: Shutdown)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let client = peer.client;
         let waiting = Arc::new(AtomicUsize::new(0));
-        let proxy = self.proxy.clone();
-        let counter = waiting.clone();
-        let service = service_fn(move |req| {
-            let proxy = proxy.clone();
-            let counter = counter.clone();
-            let peer = peer.clone();
-            async move {
-                counter.fetch_add(1, Ordering::Relaxed);
-                let resp = proxy.serve(req, peer).await;
-                counter.fetch_sub(1, Ordering::Relaxed);
-                Ok::<_, std::convert::Infallible>(resp)
-            }
-        });
+        let service = service(self.proxy.clone(), peer, waiting.clone());
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -283,8 +345,7 @@ impl HttpListener {
                     return;
                 }
                 _ = tokio::time::sleep(check) => {
-                    let quiet = Duration::from_millis(now_ms().saturating_sub(last.load(Ordering::Relaxed)));
-                    if quiet >= idle && waiting.load(Ordering::Relaxed) == 0 && !closing {
+                    if activity.quiet() >= idle && waiting.load(Ordering::Relaxed) == 0 && !closing {
                         tracing::debug!(client = %client, "idle connection closed");
                         return;
                     }
