@@ -61,7 +61,10 @@ impl HttpListener {
     pub(crate) async fn serve_plain(&self, io: Stream, peer: Peer, shutdown: Shutdown) {
         let activity = io.activity.clone();
         match self.first_bytes(&io).await {
-            Some(true) => return self.serve(io, peer, activity.clone(), shutdown).await,
+            Some(true) => {
+                // Boxed, as each round is: a parked connection's task stays small.
+                return Box::pin(self.serve(io, peer, activity.clone(), shutdown)).await;
+            }
             Some(false) => {}
             None => return,
         }
@@ -70,9 +73,18 @@ impl HttpListener {
         let mut io = io;
         let mut closing = false;
         loop {
-            let conn = self.http1().serve_connection(TokioIo::new(io), service.clone());
-            let round = self.round(conn.with_upgrades(), &activity, &waiting, &shutdown, closing);
-            match round.await {
+            let conn = self
+                .http1()
+                .serve_connection(TokioIo::new(io), service.clone());
+            // Boxed: the hyper connection and the round's state are freed while parked.
+            let round = self.round(
+                conn.with_upgrades(),
+                &activity,
+                &waiting,
+                &shutdown,
+                closing,
+            );
+            match Box::pin(round).await {
                 Round::Parked(back) => io = back,
                 Round::Over => return,
             }
@@ -211,7 +223,10 @@ impl HttpListener {
             return Next::Readable;
         }
         let _gauge = ParkedGauge::new(self.proxy.metrics());
-        let limit = self.config.header_read_timeout.min(self.config.idle_timeout);
+        let limit = self
+            .config
+            .header_read_timeout
+            .min(self.config.idle_timeout);
         let readable = io.inner.get_ref().readable();
         tokio::pin!(readable);
         tokio::select! {
@@ -242,4 +257,3 @@ impl Drop for ParkedGauge<'_> {
         self.0.parked(-1);
     }
 }
-

@@ -198,7 +198,7 @@ pub(crate) fn service(
     Error = Infallible,
     Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send,
 > + Clone
-+ Send {
+       + Send {
     service_fn(move |req| {
         let proxy = proxy.clone();
         let peer = peer.clone();
@@ -298,7 +298,7 @@ impl HttpListener {
                     tokio::time::timeout(self.config.header_read_timeout, acceptor.accept(tracked))
                         .await
                         .map_err(|_| "TLS handshake timed out")??;
-                self.serve(tls, peer, activity, shutdown).await;
+                Box::pin(self.serve(tls, peer, activity, shutdown)).await;
             }
             None => self.serve_plain(tracked, peer, shutdown).await,
         }
@@ -306,8 +306,13 @@ impl HttpListener {
     }
 
     /// Serves HTTP/1.1 or HTTP/2 on `io` with hyper's automatic choice, until it closes.
-    pub(crate) async fn serve<S>(&self, io: S, peer: Peer, activity: Arc<Activity>, shutdown: Shutdown)
-    where
+    pub(crate) async fn serve<S>(
+        &self,
+        io: S,
+        peer: Peer,
+        activity: Arc<Activity>,
+        shutdown: Shutdown,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let client = peer.client;

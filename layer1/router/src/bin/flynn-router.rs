@@ -12,6 +12,17 @@ use discoverd_api::{Proto, Registration};
 use router::cli::Args;
 use router::{ControllerSource, Discovery, Events, FileSource, Router};
 
+/// jemalloc, whose background thread gives freed memory back to the system within about a
+/// second: the buffers of connections that went idle (parked) stop counting, where the
+/// system allocator keeps them resident between live allocations.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read before `main` (its `malloc_conf`, a C string).
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: Option<&'static u8> =
+    Some(&b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0]);
+
 /// Lets the router hold as many connections as the hard limit allows.
 fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
