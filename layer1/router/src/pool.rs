@@ -12,8 +12,10 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-/// Idle HTTP/1.1 connections kept per backend.
-const MAX_IDLE: usize = 256;
+/// Idle HTTP/1.1 connections kept per backend: at least the requests a busy router has in
+/// flight to it, or connections are closed and dialled again under steady load (256 cost
+/// HTTP/2 clients with 320 streams in flight a third of their throughput).
+const MAX_IDLE: usize = 1024;
 /// How long an idle connection is kept (backends commonly close theirs after 60-75 s).
 const IDLE_FOR: Duration = Duration::from_secs(50);
 
