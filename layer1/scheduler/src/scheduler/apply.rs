@@ -49,14 +49,7 @@ impl Scheduler {
                     self.stopping.remove(&job.id);
                     return;
                 }
-                // Events may trail the listing: never move a job back in its life.
-                let newer = h
-                    .jobs
-                    .get(&job.id)
-                    .is_none_or(|old| rank(old.state) <= rank(job.state));
-                if newer {
-                    h.jobs.insert(job.id.clone(), *job);
-                }
+                h.record(*job);
             }
             Input::HostLost { id } => {
                 if let Some(h) = self.hosts.remove(&id) {
@@ -98,13 +91,7 @@ impl Scheduler {
                 match result {
                     Ok(j) => {
                         if let Some(h) = self.hosts.get_mut(&host) {
-                            let newer = h
-                                .jobs
-                                .get(&j.id)
-                                .is_none_or(|old| rank(old.state) <= rank(j.state));
-                            if newer {
-                                h.jobs.insert(j.id.clone(), *j);
-                            }
+                            h.record(*j);
                         }
                         // Stopped while it was being created: the stop may have come too
                         // early for the host; it is asked again now that the job exists.
@@ -141,6 +128,20 @@ impl Scheduler {
                 }
             }
             Input::Tick => {}
+        }
+    }
+}
+
+impl HostState {
+    /// Takes `job` as the host's view of it, unless the view is further along in the job's
+    /// life (events and answers may trail the listing).
+    fn record(&mut self, job: Job) {
+        let newer = self
+            .jobs
+            .get(&job.id)
+            .is_none_or(|old| rank(old.state) <= rank(job.state));
+        if newer {
+            self.jobs.insert(job.id.clone(), job);
         }
     }
 }
