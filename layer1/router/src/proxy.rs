@@ -368,7 +368,7 @@ impl Proxy {
     async fn send(&self, backend: &Arc<Backend>, req: Request<Incoming>, h2: bool) -> Sent {
         let timeout = self.config.connect_timeout;
         if h2 {
-            let mut sender = match backend.pool.h2(backend.addr, timeout).await {
+            let mut sender = match Box::pin(backend.pool.h2(backend.addr, timeout)).await {
                 Ok(s) => s,
                 Err(e) => return Sent::NoConnection(req, e.to_string()),
             };
@@ -392,7 +392,7 @@ impl Proxy {
         };
         let mut sender = match pooled {
             Some(s) => s,
-            None => match Pool::connect_h1(backend.addr, timeout).await {
+            None => match Box::pin(Pool::connect_h1(backend.addr, timeout)).await {
                 Ok(s) => s,
                 Err(e) => return Sent::NoConnection(req, e.to_string()),
             },

@@ -204,7 +204,9 @@ pub(crate) fn service(
         let peer = peer.clone();
         let waiting = Waiting::new(&waiting);
         async move {
-            let resp = proxy.serve(req, peer).await;
+            // Boxed: the request future is kilobytes, and hyper moves the one it is given
+            // several times (into its dispatcher, into a task for each HTTP/2 stream).
+            let resp = Box::pin(proxy.serve(req, peer)).await;
             drop(waiting);
             Ok::<_, Infallible>(resp)
         }
