@@ -431,11 +431,18 @@ impl Runtime {
         loop {
             match self.state_in(dir) {
                 JobState::Running(pid) if spec.config.init => {
+                    unmount_host_copy(dir);
                     init::wait_ready(pid, || matches!(self.state_in(dir), JobState::Exited(_)));
                     return Ok(pid);
                 }
-                JobState::Running(pid) => return Ok(pid),
-                JobState::Exited(_) => return Ok(0),
+                JobState::Running(pid) => {
+                    unmount_host_copy(dir);
+                    return Ok(pid);
+                }
+                JobState::Exited(_) => {
+                    unmount_host_copy(dir);
+                    return Ok(0);
+                }
                 JobState::Failed => {
                     let reason = fs::read_to_string(dir.file(JobDir::ERROR)).unwrap_or_default();
                     return Err(RuntimeError::StartFailed {
@@ -582,6 +589,15 @@ impl Runtime {
             .collect();
         out.sort();
         Ok(out)
+    }
+}
+
+/// Unmounts the host's copy of a started job's root filesystem: the job keeps its own in its
+/// mount namespace (the shim made it from a private copy), and the host's mount table stays
+/// the same size however many jobs run. A failure leaves the mount to the job's release.
+fn unmount_host_copy(dir: &JobDir) {
+    if let Err(e) = rootfs::unmount(&dir.rootfs()) {
+        tracing::warn!(error = %e, "unmounting the host's copy of a job's root filesystem");
     }
 }
 

@@ -4,7 +4,11 @@
 //! each job is started from this small process instead. It detaches (fork + setsid) so that the
 //! job outlives whoever started it, builds and starts the container while still
 //! single-threaded, then pumps the job's stdout/stderr into `log.jsonl`, reaps the job and
-//! writes `exit.json`. Files in JOBDIR:
+//! writes `exit.json`. The container is made from a private copy of the host's mount
+//! namespace that the shim leaves once the job runs: the job's root filesystem then stays
+//! mounted only in the job's own namespace (the runtime unmounts the host's copy), so the
+//! host's mount table does not grow with every running job, and nothing the host mounts or
+//! unmounts later reaches into the job. Files in JOBDIR:
 //!
 //! ```text
 //! shim.json   input: {id, network, cgroup, tty, stdin}
@@ -122,7 +126,11 @@ pub fn run(dir: &Path) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(dir, &format!("reading shim.json: {e}")),
     };
-    match supervise(dir, &cfg) {
+    let host_mounts = match private_mounts() {
+        Ok(ns) => ns,
+        Err(e) => return fail(dir, &e),
+    };
+    match supervise(dir, &cfg, &host_mounts) {
         Ok((status, hub)) => {
             // exit.json first: an attached client told of the exit may act on it at once.
             let written = serde_json::to_vec(&status)
@@ -138,7 +146,38 @@ pub fn run(dir: &Path) -> i32 {
     }
 }
 
-fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<(ExitStatus, Arc<Hub>), String> {
+/// Moves the shim into a private copy of its mount namespace (nothing propagates either way);
+/// returns the namespace it came from.
+fn private_mounts() -> Result<File, String> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    let host = File::open("/proc/self/ns/mnt").map_err(|e| format!("/proc/self/ns/mnt: {e}"))?;
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making the shim's mounts private: {e}"))?;
+    Ok(host)
+}
+
+/// Returns the shim to the host's mount namespace (`host`); its private copy goes away with
+/// the last process in it, the job's own namespace keeping what the job needs.
+fn leave_private_mounts(host: &File) -> Result<(), String> {
+    use nix::sched::{setns, CloneFlags};
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    setns(host, CloneFlags::CLONE_NEWNS).map_err(|e| format!("setns to the host's mounts: {e}"))?;
+    std::env::set_current_dir(&cwd).map_err(|e| format!("entering {}: {e}", cwd.display()))
+}
+
+fn supervise(
+    dir: &Path,
+    cfg: &ShimConfig,
+    host_mounts: &File,
+) -> Result<(ExitStatus, Arc<Hub>), String> {
     let attach = UnixListener::bind(JobDir::ATTACH_SOCKET)
         .map_err(|e| format!("{}: {e}", JobDir::ATTACH_SOCKET))?;
     let builder = ContainerBuilder::new(cfg.id.to_string(), SyscallType::default())
@@ -208,6 +247,11 @@ fn supervise(dir: &Path, cfg: &ShimConfig) -> Result<(ExitStatus, Arc<Hub>), Str
     if let Err(e) = container.start() {
         let _ = container.delete(true);
         return Err(format!("starting the container: {e}"));
+    }
+    // Still single-threaded: setns to another mount namespace needs that.
+    if let Err(e) = leave_private_mounts(host_mounts) {
+        let _ = container.delete(true);
+        return Err(e);
     }
     write_atomic(dir, "pid", pid.to_string().as_bytes()).map_err(|e| format!("pid file: {e}"))?;
 

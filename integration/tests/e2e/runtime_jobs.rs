@@ -392,3 +392,44 @@ fn jobs_start_safely_from_a_busy_multithreaded_runtime() {
     });
     assert!(j.rt.network().ipam().leases().unwrap().is_empty());
 }
+
+#[root_test(isolated)]
+fn running_jobs_leave_the_host_mount_table_as_it_was() {
+    let j = Jobs::new();
+    let mountinfo = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let before = mountinfo().lines().count();
+    let mut pids = Vec::new();
+    for i in 0..3 {
+        let mut spec = j.sh(
+            &format!("mnt-{i}"),
+            &format!("echo {i} > /written; exec sleep 1000"),
+        );
+        spec.config.network = runtime::spec::NetworkMode::None;
+        pids.push(j.rt.create(&spec).unwrap());
+    }
+    // Each job's root filesystem is mounted in its own namespace only.
+    let during = mountinfo();
+    assert_eq!(during.lines().count(), before, "{during}");
+    assert!(!during.contains("/rootfs "), "{during}");
+    for (i, pid) in pids.iter().enumerate() {
+        let root = format!("/proc/{pid}/root");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let written = loop {
+            match std::fs::read_to_string(format!("{root}/written")) {
+                Ok(w) if !w.is_empty() => break w,
+                _ if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                other => panic!("job mnt-{i} wrote nothing: {other:?}"),
+            }
+        };
+        assert_eq!(written.trim(), i.to_string());
+        assert!(std::path::Path::new(&format!("{root}/bin/sh")).exists());
+    }
+    for i in 0..3 {
+        let id = format!("mnt-{i}");
+        j.rt.stop(&id, Duration::from_millis(100)).unwrap();
+        j.rt.delete(&id).unwrap();
+    }
+    assert_eq!(mountinfo().lines().count(), before);
+}
