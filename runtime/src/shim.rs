@@ -164,13 +164,12 @@ fn private_mounts() -> Result<File, String> {
     Ok(host)
 }
 
-/// Returns the shim to the host's mount namespace (`host`); its private copy goes away with
-/// the last process in it, the job's own namespace keeping what the job needs.
-fn leave_private_mounts(host: &File) -> Result<(), String> {
+/// Moves the shim back into the mount namespace `ns` and into `cwd` there (a working
+/// directory stays on the mounts of the namespace it was entered in).
+fn return_to_mounts(ns: &File, cwd: &Path) -> Result<(), String> {
     use nix::sched::{setns, CloneFlags};
-    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
-    setns(host, CloneFlags::CLONE_NEWNS).map_err(|e| format!("setns to the host's mounts: {e}"))?;
-    std::env::set_current_dir(&cwd).map_err(|e| format!("entering {}: {e}", cwd.display()))
+    setns(ns, CloneFlags::CLONE_NEWNS).map_err(|e| format!("setns back: {e}"))?;
+    std::env::set_current_dir(cwd).map_err(|e| format!("entering {}: {e}", cwd.display()))
 }
 
 fn supervise(
@@ -248,8 +247,12 @@ fn supervise(
         let _ = container.delete(true);
         return Err(format!("starting the container: {e}"));
     }
-    // Still single-threaded: setns to another mount namespace needs that.
-    if let Err(e) = leave_private_mounts(host_mounts) {
+    // Back to the host's mounts (still single-threaded, as setns needs): the private copy
+    // goes away with its last process, the job's namespace keeping what the job needs.
+    let back = std::env::current_dir()
+        .map_err(|e| e.to_string())
+        .and_then(|cwd| return_to_mounts(host_mounts, &cwd));
+    if let Err(e) = back {
         let _ = container.delete(true);
         return Err(e);
     }
@@ -415,8 +418,7 @@ fn cgroups_read_only(pid: Pid) -> Result<(), String> {
         mount(None::<&str>, p.as_str(), None::<&str>, flags, None::<&str>)
             .map_err(|e| format!("remounting {p}: {e}"))
     });
-    setns(&own, CloneFlags::CLONE_NEWNS).map_err(|e| format!("setns back: {e}"))?;
-    std::env::set_current_dir(&cwd).map_err(|e| format!("entering {}: {e}", cwd.display()))?;
+    return_to_mounts(&own, &cwd)?;
     result
 }
 

@@ -1,0 +1,237 @@
+//! Creating a job: a use of its image, the overlay root filesystem, the network, the OCI spec
+//! and the checks of what the job will run, then the shim, waited on until the job runs.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pinkerton::config::ImageConfig;
+use pinkerton::store::StoreError;
+
+use super::{init, io, json, JobDir, JobState, Runtime, RuntimeError, EXTERNAL_IP, START_TIMEOUT};
+use crate::oci;
+use crate::rootfs;
+use crate::shim::ShimConfig;
+use crate::spec::{BindMount, JobSpec};
+
+impl Runtime {
+    /// Sets up and starts a job; returns once it runs (or failed to start).
+    pub fn create(&self, spec: &JobSpec) -> Result<i32, RuntimeError> {
+        let dir = self.dir(&spec.id);
+        if dir.exists() {
+            return Err(RuntimeError::Exists(spec.id.clone()));
+        }
+        let image_err = |source| RuntimeError::Image {
+            image: spec.config.image.clone(),
+            source,
+        };
+        // Taken before anything else, so that no `rm` or `gc` deletes the layers under the job.
+        let image = self
+            .store
+            .add_use(&self.store_user(&spec.id), &spec.config.image)
+            .map_err(image_err)?;
+        let result = self.create_from(spec, &dir, &image);
+        if result.is_err() {
+            let _ = self.store.remove_use(&self.store_user(&spec.id));
+        }
+        result
+    }
+
+    fn create_from(
+        &self,
+        spec: &JobSpec,
+        dir: &JobDir,
+        image: &pinkerton::store::ImageRecord,
+    ) -> Result<i32, RuntimeError> {
+        let image_err = |source| RuntimeError::Image {
+            image: spec.config.image.clone(),
+            source,
+        };
+        let config = self.store.read_blob(&image.id).map_err(image_err)?;
+        let config = ImageConfig::parse(&config).map_err(|e| RuntimeError::ImageConfig {
+            image: spec.config.image.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut layers = Vec::new();
+        for d in &image.layers {
+            if !self.store.has_layer(d) {
+                return Err(image_err(StoreError::NoSuchImage(format!(
+                    "{} (layer {d} missing; pull it again)",
+                    spec.config.image
+                ))));
+            }
+            layers.push(self.store.layer_path(d));
+        }
+        if layers.is_empty() {
+            let empty = dir.file(JobDir::EMPTY);
+            fs::create_dir_all(&empty).map_err(io("creating the empty lower dir"))?;
+            layers.push(empty);
+        }
+        let result = self.prepare_and_start(spec, dir, &layers, &config);
+        if result.is_err() {
+            let _ = self.remove_dir(dir);
+        }
+        result
+    }
+
+    fn prepare_and_start(
+        &self,
+        spec: &JobSpec,
+        dir: &JobDir,
+        layers: &[PathBuf],
+        config: &ImageConfig,
+    ) -> Result<i32, RuntimeError> {
+        let rootfs = dir.rootfs();
+        for d in [&rootfs, &dir.file(JobDir::UPPER), &dir.file(JobDir::WORK)] {
+            fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+        }
+        rootfs::mount_overlay(
+            layers,
+            &dir.file(JobDir::UPPER),
+            &dir.file(JobDir::WORK),
+            &rootfs,
+        )?;
+        let cgroup = self.cgroup_path(&spec.id);
+        let mut with_volumes = spec.clone();
+        let mut netns = None;
+        if spec.config.network == crate::spec::NetworkMode::Bridge {
+            let att = self.network.attach(
+                spec.id.as_str(),
+                &oci::hostname(spec),
+                &spec.config.ports,
+                dir,
+            )?;
+            dir.write(JobDir::NET, &json(&att))
+                .map_err(io("writing the network attachment"))?;
+            // Where the job is reached, unless the job was given an address to announce.
+            with_volumes
+                .config
+                .env
+                .entry(EXTERNAL_IP.into())
+                .or_insert_with(|| att.ip.to_string());
+            for f in ["resolv.conf", "hosts", "hostname"] {
+                let source = dir.join(f).display().to_string();
+                with_volumes.config.mounts.push(BindMount {
+                    source,
+                    target: format!("/etc/{f}"),
+                    readonly: false,
+                });
+            }
+            netns = Some(att.netns);
+        }
+        for v in &spec.config.volumes {
+            let source = self.volumes.path(&v.name)?;
+            let (source, target, readonly) =
+                (source.display().to_string(), v.target.clone(), v.readonly);
+            with_volumes.config.mounts.push(BindMount {
+                source,
+                target,
+                readonly,
+            });
+        }
+        let oci = oci::build(
+            &with_volumes,
+            &config.defaults,
+            &rootfs,
+            &cgroup,
+            netns.as_deref(),
+            &self.init,
+        )?;
+        if let Some(process) = oci.process() {
+            // The program the job runs (behind the init, when it has one).
+            let args = oci::argv(&with_volumes, &config.defaults)?;
+            let env = process.env().clone().unwrap_or_default();
+            let path = env
+                .iter()
+                .find_map(|e| e.strip_prefix("PATH="))
+                .unwrap_or_default();
+            let cwd = process.cwd().display().to_string();
+            let targets: Vec<&str> = with_volumes
+                .config
+                .mounts
+                .iter()
+                .map(|m| m.target.as_str())
+                .collect();
+            let under_mount = targets
+                .iter()
+                .any(|t| cwd == *t || cwd.starts_with(&format!("{}/", t.trim_end_matches('/'))));
+            if !under_mount {
+                crate::exec::ensure_working_dir(&rootfs, &cwd)?;
+            }
+            if let Some(argv0) = args.first() {
+                crate::exec::check(&rootfs, argv0, path, &cwd, &targets)?;
+            }
+        }
+        crate::atomic::write(&dir.bundle(), JobDir::OCI_CONFIG, &json(&oci))
+            .map_err(io("writing config.json"))?;
+        dir.write(JobDir::SPEC, &json(spec))
+            .map_err(io("writing the job spec"))?;
+        let shim_cfg = ShimConfig {
+            id: spec.id.clone(),
+            network: spec.config.network,
+            cgroup,
+            tty: spec.config.tty,
+            stdin: spec.config.stdin,
+            log_max_bytes: spec.log_max_bytes.unwrap_or(crate::log::DEFAULT_MAX_BYTES),
+        };
+        dir.write(JobDir::SHIM_CONFIG, &json(&shim_cfg))
+            .map_err(io("writing the shim config"))?;
+        let shim_log =
+            fs::File::create(dir.file(JobDir::SHIM_LOG)).map_err(io("creating the shim log"))?;
+        let status = Command::new(&self.shim)
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(shim_log)
+            .status()
+            .map_err(io(format!("running {}", self.shim.display())))?;
+        if !status.success() {
+            let reason = fs::read_to_string(dir.file(JobDir::ERROR))
+                .unwrap_or_else(|_| format!("shim exited with {status}"));
+            return Err(RuntimeError::StartFailed {
+                id: spec.id.clone(),
+                reason,
+            });
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let state = self.state_in(dir);
+            if matches!(state, JobState::Running(_) | JobState::Exited(_)) {
+                unmount_host_copy(dir);
+            }
+            match state {
+                JobState::Running(pid) => {
+                    if spec.config.init {
+                        init::wait_ready(pid, || matches!(self.state_in(dir), JobState::Exited(_)));
+                    }
+                    return Ok(pid);
+                }
+                JobState::Exited(_) => return Ok(0),
+                JobState::Failed => {
+                    let reason = fs::read_to_string(dir.file(JobDir::ERROR)).unwrap_or_default();
+                    return Err(RuntimeError::StartFailed {
+                        id: spec.id.clone(),
+                        reason,
+                    });
+                }
+                JobState::Starting if Instant::now() > deadline => {
+                    return Err(RuntimeError::StartFailed {
+                        id: spec.id.clone(),
+                        reason: "the shim did not report within 30 s".into(),
+                    })
+                }
+                JobState::Starting => std::thread::sleep(Duration::from_micros(500)),
+            }
+        }
+    }
+}
+
+/// Unmounts the host's copy of a started job's root filesystem: the job keeps its own in its
+/// mount namespace (the shim made it from a private copy), and the host's mount table stays
+/// the same size however many jobs run. A failure leaves the mount to the job's release.
+fn unmount_host_copy(dir: &JobDir) {
+    if let Err(e) = rootfs::unmount(&dir.rootfs()) {
+        tracing::warn!(error = %e, "unmounting the host's copy of a job's root filesystem");
+    }
+}
