@@ -23,6 +23,9 @@ pub enum HostError {
     /// A job with this id exists.
     #[error("job {0} already exists; remove it or choose another id")]
     JobExists(JobId),
+    /// The host is draining and takes no new jobs.
+    #[error("host {0} is draining and takes no new jobs; run the job on another host (or end the drain with `flynn-host undrain`)")]
+    Draining(String),
     /// The job has not ended.
     #[error("job {0} is {1}; stop it first (or delete with force=true)")]
     JobRunning(JobId, host_api::JobState),
@@ -80,6 +83,7 @@ impl HostError {
             H::BadRequest(_) => ErrorCode::BadRequest,
             H::NoSuchJob(_) => ErrorCode::NoSuchJob,
             H::JobExists(_) => ErrorCode::JobExists,
+            H::Draining(_) => ErrorCode::HostDraining,
             H::JobRunning(..) => ErrorCode::JobRunning,
             H::JobNotRunning(..) | H::NotAttachable(_) => ErrorCode::JobNotRunning,
             H::ImageInUse { .. } => ErrorCode::ImageInUse,

@@ -42,10 +42,26 @@ pub(crate) struct Inner {
     transitions: tokio::sync::Mutex<()>,
     pub(crate) id: String,
     pub(crate) started: Instant,
+    /// Taking no new jobs (persisted in the database's meta table as `draining`).
+    draining: std::sync::atomic::AtomicBool,
     pub(crate) registrations: Arc<crate::registration::Registrations>,
     /// Why jobs being stopped by the host itself fail (a missed start timeout), by id:
     /// their end records this reason.
     failing: Mutex<BTreeMap<JobId, String>>,
+}
+
+/// The discoverd service every host registers as.
+pub const HOST_SERVICE: &str = "flynn-host";
+
+/// The database meta key of the drain flag.
+const DRAINING: &str = "draining";
+
+/// The host's registration metadata.
+fn host_meta(draining: bool) -> BTreeMap<String, String> {
+    match draining {
+        true => BTreeMap::from([("draining".to_string(), "true".to_string())]),
+        false => BTreeMap::new(),
+    }
 }
 
 /// How long a job that missed its start timeout gets between SIGTERM and SIGKILL.
@@ -121,6 +137,7 @@ impl Host {
             }
         };
         let jobs = db.jobs()?.into_iter().map(|j| (j.id.clone(), j)).collect();
+        let draining = db.meta(DRAINING)?.as_deref() == Some("true");
         let config_discoverd = config.discoverd.clone();
         // discoverd's platform key: the host writes registrations with it, and bootstrap
         // gives it to discoverd.
@@ -158,6 +175,7 @@ impl Host {
                 )),
                 id,
                 started: Instant::now(),
+                draining: draining.into(),
                 failing: Mutex::default(),
             }),
         };
@@ -185,11 +203,45 @@ impl Host {
                 true => std::net::SocketAddr::new(gw.into(), addr.port()),
                 false => addr,
             };
-            host.inner
-                .registrations
-                .keep("flynn-host", &host.inner.id, addr);
+            host.inner.registrations.keep_with_meta(
+                HOST_SERVICE,
+                &host.inner.id,
+                addr,
+                host_meta(draining),
+            );
         }
         Ok(host)
+    }
+
+    /// Whether the host is draining: it refuses new jobs, and the scheduler moves the jobs
+    /// it placed here to other hosts.
+    pub fn draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Starts (`true`) or ends a drain: kept across restarts, and announced in the host's
+    /// discoverd registration (metadata `draining=true`), which is how the scheduler learns.
+    pub fn set_draining(&self, on: bool) -> Result<(), HostError> {
+        self.inner
+            .db
+            .set_meta(DRAINING, if on { "true" } else { "false" })?;
+        let was = self
+            .inner
+            .draining
+            .swap(on, std::sync::atomic::Ordering::SeqCst);
+        if was != on {
+            tracing::info!(
+                draining = on,
+                "host drain {}",
+                if on { "started" } else { "ended" }
+            );
+        }
+        self.inner
+            .registrations
+            .set_meta(HOST_SERVICE, &self.inner.id, host_meta(on));
+        Ok(())
     }
 
     async fn adopt(&self) -> Result<(), HostError> {

@@ -88,6 +88,34 @@ impl Registrations {
 
     /// Keeps `service/id` registered at `addr` until [`Registrations::remove`].
     pub fn keep(&self, service: &str, id: &str, addr: SocketAddr) {
+        self.keep_with_meta(service, id, addr, Default::default())
+    }
+
+    /// Changes the metadata of the live registration `service/id` (discoverd announces an
+    /// `update`); nothing when it is not registered.
+    pub fn set_meta(
+        &self,
+        service: &str,
+        id: &str,
+        meta: std::collections::BTreeMap<String, String>,
+    ) {
+        if let Some(hb) = self.lock().get(&(service.to_string(), id.to_string())) {
+            let mut reg = hb.registration();
+            if reg.meta != meta {
+                reg.meta = meta;
+                hb.update(reg);
+            }
+        }
+    }
+
+    /// [`Registrations::keep`] with metadata.
+    pub fn keep_with_meta(
+        &self,
+        service: &str,
+        id: &str,
+        addr: SocketAddr,
+        meta: std::collections::BTreeMap<String, String>,
+    ) {
         let Some(client) = &self.client else {
             return;
         };
@@ -99,7 +127,7 @@ impl Registrations {
         let reg = Registration {
             addr,
             proto: Proto::Tcp,
-            meta: Default::default(),
+            meta,
         };
         live.insert(key, client.keep_registered(service, id, reg, TTL));
     }

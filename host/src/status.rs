@@ -32,6 +32,7 @@ impl Host {
             disk,
             jobs,
             gateway: self.runtime().network().gateway(),
+            draining: self.draining(),
             discoverd: self.inner.config.discoverd.as_ref().map(|e| e.to_string()),
         }
     }

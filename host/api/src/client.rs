@@ -47,6 +47,12 @@ impl Client {
         self.0.call(Method::GET, "/status", None::<&()>).await
     }
 
+    /// `POST /drain` (`true`) or `DELETE /drain`: starts or ends a drain; the status after.
+    pub async fn set_draining(&self, on: bool) -> Result<HostStatus, ClientError> {
+        let method = if on { Method::POST } else { Method::DELETE };
+        self.0.call(method, "/drain", None::<&()>).await
+    }
+
     /// `POST /jobs`: creates and starts a job.
     pub async fn create_job(&self, req: &CreateJob) -> Result<Job, ClientError> {
         self.0.call(Method::POST, "/jobs", Some(req)).await

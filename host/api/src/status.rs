@@ -30,6 +30,10 @@ pub struct HostStatus {
     pub jobs: BTreeMap<JobState, usize>,
     /// The job network's gateway: the host's address as jobs see it.
     pub gateway: Ipv4Addr,
+    /// Draining: the host takes no new jobs and the scheduler moves its jobs to other hosts
+    /// (`POST /drain`; `DELETE /drain` ends it).
+    #[serde(default)]
+    pub draining: bool,
     /// The discoverd this host registers with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discoverd: Option<String>,

@@ -94,6 +94,8 @@ error_codes! {
     VolumeExists = "volume_exists", 409;
     /// The volume is attached to a job.
     VolumeInUse = "volume_in_use", 409;
+    /// The host is draining: it takes no new jobs.
+    HostDraining = "host_draining", 409;
     /// A host port is taken.
     PortInUse = "port_in_use", 409;
     /// The job network has no free address.

@@ -4,6 +4,7 @@
 mod attach;
 mod bootstrap;
 mod daemon;
+mod drain;
 mod events;
 mod images;
 mod jobs;
@@ -113,6 +114,11 @@ pub enum Command {
     Events(events::EventsArgs),
     /// Show the host's capacity and use.
     Status(JsonFlag),
+    /// Take no new jobs and wait for the scheduler to move this host's jobs elsewhere (before
+    /// the host leaves the cluster).
+    Drain(drain::DrainArgs),
+    /// End a drain: take new jobs again.
+    Undrain,
 }
 
 /// `--json`.
@@ -160,5 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Volume(cmd) => volumes::volume(&c, cmd).await,
         Command::Events(args) => events::events(&c, args).await,
         Command::Status(f) => status::status(&c, f.json).await,
+        Command::Drain(args) => drain::drain(&c, args).await,
+        Command::Undrain => drain::undrain(&c).await,
     }
 }

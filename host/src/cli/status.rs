@@ -37,6 +37,9 @@ pub async fn status(c: &Client, json: bool) -> anyhow::Result<i32> {
             jobs.join(", ")
         }
     );
+    if s.draining {
+        println!("state:   draining (takes no new jobs; `flynn-host undrain` ends it)");
+    }
     println!("uptime:  {} s", s.uptime);
     Ok(0)
 }

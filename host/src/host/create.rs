@@ -29,6 +29,9 @@ impl Host {
 
     async fn create_now(&self, id: JobId, req: CreateJob) -> Result<Job, HostError> {
         crate::validate::job_request(&req)?;
+        if self.draining() {
+            return Err(HostError::Draining(self.inner.id.clone()));
+        }
         let store = self.inner.store.clone();
         let image = req.config.image.clone();
         tokio::task::spawn_blocking(move || store.find_image(&image)).await??;

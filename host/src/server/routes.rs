@@ -37,6 +37,14 @@ pub fn router() -> Router<Host> {
         .route(Method::GET, "/status", |h: Host, _, _| async move {
             Ok(json(StatusCode::OK, &h.status()))
         })
+        .route(Method::POST, "/drain", |h: Host, _, _| async move {
+            h.set_draining(true)?;
+            Ok(json(StatusCode::OK, &h.status()))
+        })
+        .route(Method::DELETE, "/drain", |h: Host, _, _| async move {
+            h.set_draining(false)?;
+            Ok(json(StatusCode::OK, &h.status()))
+        })
         .route(Method::GET, "/jobs", list_jobs)
         .route(Method::POST, "/jobs", create_job)
         .route(Method::GET, "/jobs/{id}", |h: Host, _, p| async move {

@@ -92,6 +92,36 @@ fn registrations_watches_leaders_and_expiry() {
         assert_eq!(c.instances("api").await.unwrap().len(), 1);
         hb.stop().await.unwrap();
         assert!(c.instances("api").await.unwrap().is_empty());
+        // Its registration can change while it is kept alive: sent at once, announced as an
+        // update (the next heartbeat would come 30 s later).
+        let mut w = c.watch(Some("kept")).await.unwrap();
+        while w.next().await.unwrap().unwrap().kind() != EventKind::Current {}
+        let hb = c
+            .register_alive("kept", "k", reg("100.100.0.9:81"), Duration::from_secs(90))
+            .await
+            .unwrap();
+        let mut changed = hb.registration();
+        changed.meta.insert("draining".into(), "true".into());
+        hb.update(changed);
+        let update = async {
+            loop {
+                match w.next().await.unwrap().unwrap().kind() {
+                    EventKind::Update => break,
+                    // The registration itself, and its leadership of the service.
+                    EventKind::Up | EventKind::Leader => continue,
+                    other => panic!("{other:?} instead of an update"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), update)
+            .await
+            .expect("the update is sent at once, not with the next heartbeat");
+        let listed = c.instances("kept").await.unwrap();
+        assert_eq!(
+            listed[0].meta.get("draining").map(String::as_str),
+            Some("true")
+        );
+        hb.stop().await.unwrap();
     });
     // Service metadata, with compare-and-swap on its version, announced to watchers.
     rt.block_on(async {

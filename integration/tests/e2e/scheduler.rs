@@ -2,7 +2,8 @@
 //! phase: `web=3` spreads one job per host and answers through the router; a crashing
 //! process type backs off; the standby scheduler finishes a scale when the leader is killed,
 //! with no duplicate jobs; a destroyed host's job comes back elsewhere; a host that hangs
-//! loses its jobs and, back again, has its strays stopped; the controller survives `kill -9`.
+//! loses its jobs and, back again, has its strays stopped; the controller survives `kill -9`;
+//! a drained host's jobs move to another host under load.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -309,6 +310,13 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
     phase("leader failover");
     // The leader dies during a scale: the standby finishes it, with no job twice.
     let old = leader();
+    let per_host = |r: &[(usize, String)]| -> Vec<usize> {
+        (0..3)
+            .map(|i| r.iter().filter(|(h, _)| *h == i).count())
+            .collect()
+    };
+    let before = per_host(&running(&c, &app.id, "web"));
+    eprintln!("web jobs per host before: {before:?}");
     scale(&c, "web", &release.id, &[("web", 6)]);
     c.block_on(
         c.hosts[old]
@@ -323,7 +331,8 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
     c.wait("six web jobs", Duration::from_secs(60), |c| {
         running(c, &app.id, "web").len() == 6
     });
-    // Settled: still six (nothing started twice to be stopped later), two per host.
+    // Settled: still six (nothing started twice to be stopped later), each new one on a
+    // host with the fewest (two per host when the three were spread before).
     std::thread::sleep(Duration::from_secs(3));
     let r = running(&c, &app.id, "web");
     assert_eq!(r.len(), 6, "{r:?}");
@@ -332,8 +341,14 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
         6,
         "no extra job is starting either"
     );
+    let after = per_host(&r);
+    let fewest = after.iter().min().copied().unwrap_or(0);
     for i in 0..3 {
-        assert_eq!(r.iter().filter(|(h, _)| *h == i).count(), 2, "{r:?}");
+        assert!(after[i] >= before[i], "a job stopped: {before:?} -> {after:?}");
+        assert!(
+            after[i] == before[i] || after[i] <= fewest + 1,
+            "new jobs stacked on host {i}: {before:?} -> {after:?}"
+        );
     }
     c.start_scheduler(old);
     scale(&c, "web", &release.id, &[("web", 3)]);
@@ -395,6 +410,60 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
     let web = f.processes.iter().find(|(k, _)| k.as_str() == "web");
     assert_eq!(web.map(|(_, n)| *n), Some(3), "{f:?}");
     assert_eq!(running(&c, &app.id, "web").len(), 3);
+
+    phase("drain");
+    // Host 1 is drained while requests run through its router: the web jobs the scheduler
+    // placed there start again on host 2 before they stop, and no request fails.
+    let on_first = |c: &Cluster| {
+        running(c, &app.id, "web")
+            .iter()
+            .filter(|(h, _)| *h == 0)
+            .count()
+    };
+    assert!(on_first(&c) > 0, "{:?}", running(&c, &app.id, "web"));
+    let load = Load::start(&c, &domain);
+    let out = c.hosts[0].cli(&["drain", "--timeout", "120"]);
+    let (failures, _) = load.stop();
+    assert!(out.contains("drained in"), "{out}");
+    assert_eq!(failures, 0, "requests failed during the drain");
+    assert_eq!(on_first(&c), 0);
+    c.wait("three web jobs on host 2", Duration::from_secs(30), |c| {
+        let r = running(c, &app.id, "web");
+        r.len() == 3 && r.iter().all(|(h, _)| *h == 1)
+    });
+    // A draining host says so, refuses new jobs (leaving no record), and one-off jobs go
+    // elsewhere.
+    let host0 = c.hosts[0].client();
+    assert!(c.block_on(host0.status()).unwrap().draining);
+    let image = c.app_jobs(&app.id)[0].1.config.config.image.clone();
+    let jobs_before = c.block_on(host0.jobs(&Default::default())).unwrap().len();
+    let refused = c.hosts[0]
+        .command(integration::workspace_bin("flynn-host"))
+        .args(["run", "-d", &image, "true"])
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && why.contains("is draining"),
+        "{why}"
+    );
+    let jobs_after = c.block_on(host0.jobs(&Default::default())).unwrap().len();
+    assert_eq!(jobs_after, jobs_before);
+    for _ in 0..4 {
+        let job = c
+            .block_on(api.run_job(
+                "web",
+                &controller_api::NewJob {
+                    args: vec!["true".into()],
+                    ..Default::default()
+                },
+            ))
+            .unwrap();
+        assert_eq!(job.host_id, c.hosts[1].id, "{job:?}");
+    }
+    let out = c.hosts[0].cli(&["undrain"]);
+    assert!(out.contains("takes jobs again"), "{out}");
+    assert!(!c.block_on(host0.status()).unwrap().draining);
 }
 
 /// A new release of the app with `VERSION=version` and `web` running `script`.

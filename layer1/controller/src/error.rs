@@ -81,8 +81,8 @@ pub enum ControllerError {
     /// The controller was started without a way to reach hosts.
     #[error("this controller cannot reach hosts: start it with --discoverd and HOST_TOKEN")]
     NoHostAccess,
-    /// discoverd lists no host.
-    #[error("no host is registered in discoverd (service flynn-host); start flynn-host with --discoverd")]
+    /// discoverd lists no host that takes jobs.
+    #[error("no host takes jobs: none is registered in discoverd (service flynn-host; start flynn-host with --discoverd), or every one is draining (flynn-host undrain)")]
     NoHosts,
     /// The job's host is not registered any more.
     #[error("host {0} is not registered in discoverd (it is down or was removed)")]

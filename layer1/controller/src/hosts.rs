@@ -29,6 +29,14 @@ impl Hosts {
 
     /// Every registered host: its id and a client of its API.
     pub async fn list(&self) -> Result<Vec<(String, HostClient)>, ControllerError> {
+        self.registered(|_| true).await
+    }
+
+    /// The registered hosts whose registration passes `keep`.
+    async fn registered(
+        &self,
+        keep: impl Fn(&discoverd_api::Instance) -> bool,
+    ) -> Result<Vec<(String, HostClient)>, ControllerError> {
         let instances = self
             .discoverd
             .instances(SERVICE)
@@ -36,6 +44,7 @@ impl Hosts {
             .map_err(|e| ControllerError::Discoverd(Box::new(e)))?;
         Ok(instances
             .into_iter()
+            .filter(|i| keep(i))
             .map(|i| {
                 let client = HostClient::new(Endpoint::Tcp(i.addr), self.token.clone());
                 (i.id, client)
@@ -53,9 +62,13 @@ impl Hosts {
             .ok_or_else(|| ControllerError::HostGone(id.to_string()))
     }
 
-    /// A host picked at random (one-off jobs spread across the cluster).
+    /// A host picked at random among those not draining (one-off jobs spread across the
+    /// cluster; a draining host says so in its registration's metadata).
     pub async fn any(&self) -> Result<(String, HostClient), ControllerError> {
-        let mut all = self.list().await?;
+        let draining = |i: &discoverd_api::Instance| {
+            i.meta.get("draining").map(String::as_str) == Some("true")
+        };
+        let mut all = self.registered(|i| !draining(i)).await?;
         if all.is_empty() {
             return Err(ControllerError::NoHosts);
         }

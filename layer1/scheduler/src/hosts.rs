@@ -1,6 +1,8 @@
 //! Following the cluster's hosts: discoverd's `flynn-host` service says which hosts exist,
 //! and one follower per host reads its status and jobs, then its job events (server-sent
-//! events, never polling). A host whose API stays unreachable is reported lost.
+//! events, never polling). A host whose API stays unreachable is reported lost. A change of a
+//! host's registration (its address, or `draining` in its metadata) starts its follower
+//! again, which reads the host's status anew.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,7 +42,8 @@ pub struct HostUp {
 /// Follows discoverd's hosts until the receiver goes away: a follower for each host that
 /// registers, stopped (and the host reported lost) when it deregisters or expires.
 pub async fn watch(discoverd: Discoverd, token: String, tx: mpsc::Sender<Input>) {
-    let mut followers: BTreeMap<String, (SocketAddr, JoinHandle<()>)> = BTreeMap::new();
+    type Meta = BTreeMap<String, String>;
+    let mut followers: BTreeMap<String, (SocketAddr, Meta, JoinHandle<()>)> = BTreeMap::new();
     loop {
         let mut w = match discoverd.watch(Some(HOST_SERVICE)).await {
             Ok(w) => w,
@@ -66,29 +69,29 @@ pub async fn watch(discoverd: Discoverd, token: String, tx: mpsc::Sender<Input>)
                     if !current {
                         seen.push(instance.id.clone());
                     }
-                    let stale = followers
-                        .get(&instance.id)
-                        .is_some_and(|(addr, _)| *addr != instance.addr);
+                    let stale = followers.get(&instance.id).is_some_and(|(addr, meta, _)| {
+                        *addr != instance.addr || *meta != instance.meta
+                    });
                     if stale {
-                        if let Some((_, t)) = followers.remove(&instance.id) {
+                        if let Some((_, _, t)) = followers.remove(&instance.id) {
                             t.abort();
                         }
                     }
                     if let std::collections::btree_map::Entry::Vacant(v) =
                         followers.entry(instance.id.clone())
                     {
-                        tracing::info!(host = %instance.id, addr = %instance.addr, "host joined");
+                        tracing::info!(host = %instance.id, addr = %instance.addr, meta = ?instance.meta, "following host");
                         let t = tokio::spawn(follow(
                             instance.id.clone(),
                             instance.addr,
                             token.clone(),
                             tx.clone(),
                         ));
-                        v.insert((instance.addr, t));
+                        v.insert((instance.addr, instance.meta.clone(), t));
                     }
                 }
                 DiscoverdEvent::Down { instance, .. } => {
-                    if let Some((_, t)) = followers.remove(&instance.id) {
+                    if let Some((_, _, t)) = followers.remove(&instance.id) {
                         t.abort();
                         tracing::warn!(host = %instance.id, "host left discoverd");
                         if tx.send(Input::HostLost { id: instance.id }).await.is_err() {
@@ -105,7 +108,7 @@ pub async fn watch(discoverd: Discoverd, token: String, tx: mpsc::Sender<Input>)
                         .cloned()
                         .collect();
                     for id in gone {
-                        if let Some((_, t)) = followers.remove(&id) {
+                        if let Some((_, _, t)) = followers.remove(&id) {
                             t.abort();
                         }
                         if tx.send(Input::HostLost { id }).await.is_err() {

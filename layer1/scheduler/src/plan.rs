@@ -38,6 +38,9 @@ pub struct HostView {
     pub tags: BTreeMap<String, String>,
     /// Memory that jobs may reserve on it, in bytes.
     pub memory: u64,
+    /// Draining: nothing new is placed on it, and its jobs move to other hosts (each stopped
+    /// once enough of its kind run elsewhere).
+    pub draining: bool,
 }
 
 /// Where a job is in its life, as far as placement cares.
@@ -165,13 +168,28 @@ pub fn plan(
         }
     }
     for (key, want) in wants {
-        let eligible: Vec<&HostView> = hosts.iter().filter(|h| tags_match(h, &want.tags)).collect();
+        let eligible: Vec<&HostView> = hosts
+            .iter()
+            .filter(|h| !h.draining && tags_match(h, &want.tags))
+            .collect();
         let live: Vec<&JobView> = by_key.get(key).cloned().unwrap_or_default();
         // Jobs on hosts that lost the tags (or are gone from the view) make way.
         let (fit, misplaced): (Vec<&JobView>, Vec<&JobView>) = live.into_iter().partition(|j| {
             eligible.iter().any(|h| h.id == j.host) || !host_ids.contains(j.host.as_str())
         });
-        for j in misplaced {
+        // Those on draining hosts that still fit keep serving until enough run elsewhere.
+        let (leaving, misplaced): (Vec<&JobView>, Vec<&JobView>) =
+            misplaced.into_iter().partition(|j| {
+                !want.omni
+                    && j.phase == Phase::Running
+                    && hosts
+                        .iter()
+                        .any(|h| h.id == j.host && h.draining && tags_match(h, &want.tags))
+            });
+        let running = fit.iter().filter(|j| j.phase == Phase::Running).count();
+        let spare = (running + leaving.len()).saturating_sub(want.count as usize);
+        let stopped_leaving = leaving.iter().take(spare);
+        for j in misplaced.into_iter().chain(stopped_leaving.copied()) {
             if j.phase != Phase::Creating {
                 out.actions.push(Action::Stop {
                     job: j.id.clone(),
@@ -298,6 +316,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            draining: false,
             memory: 4 * GIB,
         }
     }
@@ -353,6 +372,40 @@ mod tests {
         let jobs = [job("j1", "h2", "web", 1)];
         let p = plan(&wants, &hosts, &jobs, &BTreeMap::new(), Instant::now());
         assert_eq!(starts(&p), ["h1", "h3"]);
+    }
+
+    #[test]
+    fn a_draining_hosts_jobs_move_and_stop_once_replacements_run() {
+        let mut draining = host("h1", &[]);
+        draining.draining = true;
+        let hosts = [draining, host("h2", &[])];
+        let wants = BTreeMap::from([(key("web"), want(2))]);
+        let none = BTreeMap::new();
+        // Nothing new on the draining host; its jobs keep serving while replacements start.
+        let mut jobs = vec![job("j1", "h1", "web", 1), job("j2", "h1", "web", 2)];
+        let p = plan(&wants, &hosts, &jobs, &none, Instant::now());
+        assert_eq!(starts(&p), ["h2", "h2"]);
+        assert!(stops(&p).is_empty(), "{p:?}");
+        // One replacement runs, one still starts: one old job may stop.
+        let mut n1 = job("n1", "h2", "web", 3);
+        let mut n2 = job("n2", "h2", "web", 4);
+        n2.phase = Phase::Starting;
+        jobs.extend([n1.clone(), n2.clone()]);
+        let p = plan(&wants, &hosts, &jobs, &none, Instant::now());
+        assert!(starts(&p).is_empty(), "{p:?}");
+        assert_eq!(stops(&p).len(), 1, "{p:?}");
+        // Both run: the rest of the old ones stop.
+        n1.phase = Phase::Running;
+        n2.phase = Phase::Running;
+        let jobs = [job("j2", "h1", "web", 2), n1, n2];
+        let p = plan(&wants, &hosts, &jobs, &none, Instant::now());
+        assert_eq!(stops(&p), ["j2"]);
+        // With nowhere else to go, the jobs stay where they are.
+        let hosts = [hosts[0].clone()];
+        let jobs = [job("j1", "h1", "web", 1)];
+        let p = plan(&wants, &hosts, &jobs, &none, Instant::now());
+        assert!(stops(&p).is_empty(), "{p:?}");
+        assert_eq!(p.blocked.get(&key("web")), Some(&2));
     }
 
     #[test]

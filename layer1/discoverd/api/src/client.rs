@@ -24,6 +24,7 @@ pub type Watch = Lines<Event>;
 pub struct Heartbeat {
     task: tokio::task::JoinHandle<()>,
     quit: Option<tokio::sync::oneshot::Sender<()>>,
+    reg: tokio::sync::watch::Sender<Registration>,
     client: Client,
     service: String,
     id: String,
@@ -33,6 +34,17 @@ pub struct Heartbeat {
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
 impl Heartbeat {
+    /// Changes what the heartbeats register (its metadata, say): sent at once, and with every
+    /// heartbeat after (discoverd announces the change as an `update`).
+    pub fn update(&self, reg: Registration) {
+        self.reg.send_replace(reg);
+    }
+
+    /// What the heartbeats register.
+    pub fn registration(&self) -> Registration {
+        self.reg.borrow().clone()
+    }
+
     /// Stops heartbeating and deregisters. A heartbeat already on its way is let finish
     /// first: cut off, discoverd could still apply it after the deregistration and bring
     /// the instance back until its TTL ran out.
@@ -113,13 +125,16 @@ impl Client {
     ) -> Heartbeat {
         let (c, s, i) = (self.clone(), service.to_string(), id.to_string());
         let (quit, mut quit_rx) = tokio::sync::oneshot::channel::<()>();
+        let (reg_tx, mut reg_rx) = tokio::sync::watch::channel(reg);
         let task = tokio::spawn(async move {
             loop {
+                let reg = reg_rx.borrow_and_update().clone();
                 if let Err(e) = c.register(&s, &i, &reg, ttl).await {
                     tracing::warn!(service = %s, id = %i, error = %e, "heartbeat failed");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(ttl / 3) => {}
+                    Ok(()) = reg_rx.changed() => {}
                     _ = &mut quit_rx => return,
                 }
             }
@@ -127,6 +142,7 @@ impl Client {
         Heartbeat {
             task,
             quit: Some(quit),
+            reg: reg_tx,
             client: self.clone(),
             service: service.into(),
             id: id.into(),

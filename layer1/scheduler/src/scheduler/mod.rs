@@ -292,6 +292,7 @@ impl Scheduler {
                 id: id.clone(),
                 tags: h.status.tags.clone(),
                 memory: h.status.memory.total,
+                draining: h.status.draining,
             })
             .collect();
         let mut jobs = Vec::new();
