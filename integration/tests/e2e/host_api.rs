@@ -224,7 +224,7 @@ fn run_in_the_foreground_interactively_and_on_a_terminal() {
 
 #[root_test(isolated)]
 fn api_errors_are_json_with_stable_codes() {
-    let h = HostDaemon::start();
+    let mut h = HostDaemon::start();
     let base = format!("http://{}", h.tcp);
     let auth = format!("Authorization: Bearer {}", h.token());
     let code_of = |body: &str| -> String {
@@ -324,4 +324,38 @@ fn api_errors_are_json_with_stable_codes() {
     assert!(h.ok(&["volume", "ls"]).contains("data"));
     h.ok(&["volume", "rm", "data"]);
     assert!(!h.ok(&["volume", "ls"]).contains("data"));
+    // A draining host refuses new jobs with 409, leaving no record, across a restart.
+    let out = h.ok(&["drain", "--timeout", "0"]);
+    assert!(out.contains("is draining"), "{out}");
+    h.kill9();
+    h.spawn();
+    assert!(h.block_on(h.client().status()).unwrap().draining);
+    assert!(h.ok(&["status"]).contains("draining"));
+    let jobs = format!("{base}/jobs");
+    let new_job = [
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-d",
+        r#"{"image":"missing:v1"}"#,
+        &jobs,
+    ];
+    let (got, status) = curl(&new_job);
+    assert_eq!(
+        (status.as_str(), code_of(&got).as_str()),
+        ("409", "host_draining"),
+        "{got}"
+    );
+    assert!(got.contains("flynn-host undrain"), "{got}");
+    let (listed, _) = curl(&["-H", &auth, &jobs]);
+    assert_eq!(listed.trim(), "[]");
+    let (undrained, status) = curl(&["-X", "DELETE", "-H", &auth, &format!("{base}/drain")]);
+    assert_eq!(status, "200");
+    assert!(undrained.contains(r#""draining":false"#), "{undrained}");
+    let (got, status) = curl(&new_job);
+    assert_eq!(
+        (status.as_str(), code_of(&got).as_str()),
+        ("404", "no_such_image")
+    );
 }

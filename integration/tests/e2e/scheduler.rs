@@ -344,7 +344,10 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
     let after = per_host(&r);
     let fewest = after.iter().min().copied().unwrap_or(0);
     for i in 0..3 {
-        assert!(after[i] >= before[i], "a job stopped: {before:?} -> {after:?}");
+        assert!(
+            after[i] >= before[i],
+            "a job stopped: {before:?} -> {after:?}"
+        );
         assert!(
             after[i] == before[i] || after[i] <= fewest + 1,
             "new jobs stacked on host {i}: {before:?} -> {after:?}"
