@@ -50,16 +50,13 @@ pub(crate) struct Inner {
     failing: Mutex<BTreeMap<JobId, String>>,
 }
 
-/// The discoverd service every host registers as.
-pub const HOST_SERVICE: &str = "flynn-host";
-
 /// The database meta key of the drain flag.
 const DRAINING: &str = "draining";
 
 /// The host's registration metadata.
 fn host_meta(draining: bool) -> BTreeMap<String, String> {
     match draining {
-        true => BTreeMap::from([("draining".to_string(), "true".to_string())]),
+        true => BTreeMap::from([(host_api::DRAINING_META.to_string(), "true".to_string())]),
         false => BTreeMap::new(),
     }
 }
@@ -204,7 +201,7 @@ impl Host {
                 false => addr,
             };
             host.inner.registrations.keep_with_meta(
-                HOST_SERVICE,
+                host_api::HOST_SERVICE,
                 &host.inner.id,
                 addr,
                 host_meta(draining),
@@ -240,7 +237,7 @@ impl Host {
         }
         self.inner
             .registrations
-            .set_meta(HOST_SERVICE, &self.inner.id, host_meta(on));
+            .set_meta(host_api::HOST_SERVICE, &self.inner.id, host_meta(on));
         Ok(())
     }
 

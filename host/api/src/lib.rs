@@ -23,7 +23,7 @@ pub use runtime_api::{
     BindMount, ExitStatus, JobConfig, JobId, JobIdError, LogLine, NetworkMode, PortMap, Resources,
     Stream, VolumeMount,
 };
-pub use status::{Capacity, HostStatus};
+pub use status::{is_draining, Capacity, HostStatus, DRAINING_META, HOST_SERVICE};
 
 /// Where the daemon listens and the CLI looks when nothing else is said.
 pub const DEFAULT_SOCKET: &str = "/run/flynn/host.sock";

@@ -7,6 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::JobState;
 
+/// The discoverd service every host registers its API as (instance id = host id).
+pub const HOST_SERVICE: &str = "flynn-host";
+
+/// The metadata key of a host's registration that is `true` while it drains.
+pub const DRAINING_META: &str = "draining";
+
+/// Whether a host's registration metadata says it is draining.
+pub fn is_draining(meta: &BTreeMap<String, String>) -> bool {
+    meta.get(DRAINING_META).map(String::as_str) == Some("true")
+}
+
 /// The host, its capacity and use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostStatus {

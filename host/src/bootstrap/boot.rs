@@ -181,7 +181,7 @@ impl Boot<'_> {
         host_id: &str,
     ) -> Result<SocketAddr, BootstrapError> {
         let found = d
-            .instances("flynn-host")
+            .instances(host_api::HOST_SERVICE)
             .await
             .ok()
             .and_then(|all| all.into_iter().find(|i| i.id == host_id));

@@ -5,6 +5,7 @@
 
 mod bootstrap;
 mod cli;
+mod cluster_drain;
 mod cluster_jobs;
 mod cluster_registry;
 mod controller_api;

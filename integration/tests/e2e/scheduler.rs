@@ -28,7 +28,7 @@ fn scale(c: &Cluster, app: &str, release: &str, counts: &[(&str, u32)]) {
 }
 
 /// (host index, job id) of the app's running jobs of `kind`.
-fn running(c: &Cluster, app_id: &str, kind: &str) -> Vec<(usize, String)> {
+pub(crate) fn running(c: &Cluster, app_id: &str, kind: &str) -> Vec<(usize, String)> {
     c.app_jobs(app_id)
         .into_iter()
         .filter(|(_, j)| {
@@ -43,11 +43,11 @@ fn running(c: &Cluster, app_id: &str, kind: &str) -> Vec<(usize, String)> {
         .collect()
 }
 
-/// The job ids answering through host `via`'s router, over `tries` requests.
 fn phase(what: &str) {
     eprintln!("=== {what}");
 }
 
+/// The job ids answering through host `via`'s router, over `tries` requests.
 fn answering(c: &Cluster, via: usize, domain: &str, tries: usize) -> BTreeSet<String> {
     (0..tries)
         .filter_map(|_| match c.get(via, domain, "/") {
@@ -415,58 +415,7 @@ fn scheduler_places_restarts_fails_over_and_survives_host_loss() {
     assert_eq!(running(&c, &app.id, "web").len(), 3);
 
     phase("drain");
-    // Host 1 is drained while requests run through its router: the web jobs the scheduler
-    // placed there start again on host 2 before they stop, and no request fails.
-    let on_first = |c: &Cluster| {
-        running(c, &app.id, "web")
-            .iter()
-            .filter(|(h, _)| *h == 0)
-            .count()
-    };
-    assert!(on_first(&c) > 0, "{:?}", running(&c, &app.id, "web"));
-    let load = Load::start(&c, &domain);
-    let out = c.hosts[0].cli(&["drain", "--timeout", "120"]);
-    let (failures, _) = load.stop();
-    assert!(out.contains("drained in"), "{out}");
-    assert_eq!(failures, 0, "requests failed during the drain");
-    assert_eq!(on_first(&c), 0);
-    c.wait("three web jobs on host 2", Duration::from_secs(30), |c| {
-        let r = running(c, &app.id, "web");
-        r.len() == 3 && r.iter().all(|(h, _)| *h == 1)
-    });
-    // A draining host says so, refuses new jobs (leaving no record), and one-off jobs go
-    // elsewhere.
-    let host0 = c.hosts[0].client();
-    assert!(c.block_on(host0.status()).unwrap().draining);
-    let image = c.app_jobs(&app.id)[0].1.config.config.image.clone();
-    let jobs_before = c.block_on(host0.jobs(&Default::default())).unwrap().len();
-    let refused = c.hosts[0]
-        .command(integration::workspace_bin("flynn-host"))
-        .args(["run", "-d", &image, "true"])
-        .output()
-        .unwrap();
-    let why = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success() && why.contains("is draining"),
-        "{why}"
-    );
-    let jobs_after = c.block_on(host0.jobs(&Default::default())).unwrap().len();
-    assert_eq!(jobs_after, jobs_before);
-    for _ in 0..4 {
-        let job = c
-            .block_on(api.run_job(
-                "web",
-                &controller_api::NewJob {
-                    args: vec!["true".into()],
-                    ..Default::default()
-                },
-            ))
-            .unwrap();
-        assert_eq!(job.host_id, c.hosts[1].id, "{job:?}");
-    }
-    let out = c.hosts[0].cli(&["undrain"]);
-    assert!(out.contains("takes jobs again"), "{out}");
-    assert!(!c.block_on(host0.status()).unwrap().draining);
+    crate::cluster_drain::a_drained_hosts_jobs_move_under_load(&c, &app.id, &domain);
 }
 
 /// A new release of the app with `VERSION=version` and `web` running `script`.
@@ -508,13 +457,13 @@ fn new_release_checked(
 }
 
 /// Requests through the first host's router without pause, from a thread of their own.
-struct Load {
+pub(crate) struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<(usize, Vec<String>)>,
 }
 
 impl Load {
-    fn start(c: &Cluster, domain: &str) -> Self {
+    pub(crate) fn start(c: &Cluster, domain: &str) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (flag, addr, domain) = (stop.clone(), c.router_addr(0), domain.to_string());
         let thread = std::thread::spawn(move || {
@@ -544,7 +493,7 @@ impl Load {
     }
 
     /// Failed requests and the bodies of the others, in order.
-    fn stop(self) -> (usize, Vec<String>) {
+    pub(crate) fn stop(self) -> (usize, Vec<String>) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().unwrap()
     }

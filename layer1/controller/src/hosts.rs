@@ -8,8 +8,7 @@ use host_api::client::Client as HostClient;
 
 use crate::error::ControllerError;
 
-/// The discoverd service every host registers its API as.
-pub const SERVICE: &str = "flynn-host";
+pub use host_api::HOST_SERVICE as SERVICE;
 
 /// How the controller reaches hosts.
 #[derive(Debug, Clone)]
@@ -65,10 +64,7 @@ impl Hosts {
     /// A host picked at random among those not draining (one-off jobs spread across the
     /// cluster; a draining host says so in its registration's metadata).
     pub async fn any(&self) -> Result<(String, HostClient), ControllerError> {
-        let draining = |i: &discoverd_api::Instance| {
-            i.meta.get("draining").map(String::as_str) == Some("true")
-        };
-        let mut all = self.registered(|i| !draining(i)).await?;
+        let mut all = self.registered(|i| !host_api::is_draining(&i.meta)).await?;
         if all.is_empty() {
             return Err(ControllerError::NoHosts);
         }

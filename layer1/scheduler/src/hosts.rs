@@ -19,8 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::scheduler::Input;
 
-/// The discoverd service every host registers as.
-pub const HOST_SERVICE: &str = "flynn-host";
+pub use host_api::HOST_SERVICE;
 /// Failed attempts to reach a host's API, one second apart, after which it is lost.
 const LOST_AFTER: u32 = 5;
 /// How long one request to a host may take before it counts as failed.
