@@ -26,6 +26,9 @@ pub enum HostError {
     /// The host is draining and takes no new jobs.
     #[error("host {0} is draining and takes no new jobs; run the job on another host (or end the drain with `flynn-host undrain`)")]
     Draining(String),
+    /// The host belongs to no cluster another host could join.
+    #[error("{0}")]
+    NotInCluster(String),
     /// The job has not ended.
     #[error("job {0} is {1}; stop it first (or delete with force=true)")]
     JobRunning(JobId, host_api::JobState),
@@ -84,6 +87,7 @@ impl HostError {
             H::NoSuchJob(_) => ErrorCode::NoSuchJob,
             H::JobExists(_) => ErrorCode::JobExists,
             H::Draining(_) => ErrorCode::HostDraining,
+            H::NotInCluster(_) => ErrorCode::NotInCluster,
             H::JobRunning(..) => ErrorCode::JobRunning,
             H::JobNotRunning(..) | H::NotAttachable(_) => ErrorCode::JobNotRunning,
             H::ImageInUse { .. } => ErrorCode::ImageInUse,

@@ -19,7 +19,7 @@ use host_api::{Job, JobState};
 mod config;
 mod create;
 pub use config::{
-    HostConfig, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS, DISCOVERD_KEY_FILE,
+    HostConfig, CLUSTER_KEY_FILE, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS, DISCOVERD_KEY_FILE,
     REGISTRY_AUTH_FILE,
 };
 
@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     transitions: tokio::sync::Mutex<()>,
     pub(crate) id: String,
     pub(crate) started: Instant,
+    /// When this daemon process opened the host (new after a SIGHUP restart).
+    pub(crate) started_at: host_api::Timestamp,
     /// Taking no new jobs (persisted in the database's meta table as `draining`).
     draining: std::sync::atomic::AtomicBool,
     pub(crate) registrations: Arc<crate::registration::Registrations>,
@@ -172,6 +174,7 @@ impl Host {
                 )),
                 id,
                 started: Instant::now(),
+                started_at: host_api::Timestamp::now(),
                 draining: draining.into(),
                 failing: Mutex::default(),
             }),

@@ -26,6 +26,15 @@ impl Host {
         // the machine.
         let mut insecure = config.insecure_registries.clone();
         insecure.push(self.runtime().network().gateway().to_string());
+        // So is the cluster registry on another host of the cluster (read at each pull, as
+        // join writes it while the daemon runs).
+        match self.cluster() {
+            Ok(Some(c)) => insecure.push(c.registry),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "the cluster file; pulls from the cluster registry need TLS")
+            }
+        }
         // Credentials: the operator's file, else the one bootstrap writes (read at each pull,
         // so a cluster bootstrapped after the daemon started needs no restart), else the
         // Docker default.

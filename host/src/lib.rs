@@ -5,6 +5,7 @@
 
 pub mod bootstrap;
 pub mod cli;
+pub mod cluster;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -33,6 +33,8 @@ impl Host {
             jobs,
             gateway: self.runtime().network().gateway(),
             draining: self.draining(),
+            pid: std::process::id(),
+            started: self.inner.started_at,
             discoverd: self.inner.config.discoverd.as_ref().map(|e| e.to_string()),
         }
     }

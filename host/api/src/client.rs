@@ -11,8 +11,8 @@ use hyper_util::rt::TokioIo;
 pub use flynn_http::client::ClientError;
 
 use crate::{
-    CreateJob, CreateVolume, Event, EventFilter, HostStatus, Image, Job, JobFilter, JobId, LogLine,
-    LogOptions, PullMessage, PullRequest, SignalRequest, Volume, ATTACH_PROTOCOL,
+    ClusterJoin, CreateJob, CreateVolume, Event, EventFilter, HostStatus, Image, Job, JobFilter,
+    JobId, LogLine, LogOptions, PullMessage, PullRequest, SignalRequest, Volume, ATTACH_PROTOCOL,
 };
 
 /// A client of one host daemon.
@@ -51,6 +51,11 @@ impl Client {
     pub async fn set_draining(&self, on: bool) -> Result<HostStatus, ClientError> {
         let method = if on { Method::POST } else { Method::DELETE };
         self.0.call(method, "/drain", None::<&()>).await
+    }
+
+    /// `GET /cluster/join`: what a host needs to join this host's cluster.
+    pub async fn cluster_join(&self) -> Result<ClusterJoin, ClientError> {
+        self.0.call(Method::GET, "/cluster/join", None::<&()>).await
     }
 
     /// `POST /jobs`: creates and starts a job.

@@ -3,6 +3,7 @@
 //! typed [`client::Client`]. `openapi.json` in `flynn-host` describes the same shapes; a test
 //! keeps the two in step.
 
+mod cluster;
 mod event;
 mod image;
 mod job;
@@ -12,6 +13,7 @@ mod status;
 #[cfg(feature = "client")]
 pub mod client;
 
+pub use cluster::{ClusterInfo, ClusterJoin};
 pub use discoverd_api::ServiceName;
 pub use event::{Event, EventFilter, EventKind, EventPayload, ImageAction, JobAction};
 pub use flynn_http::{Endpoint, ErrorBody, ErrorCode, Proto, Timestamp};

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::job::JobState;
+use crate::Timestamp;
 
 /// The discoverd service every host registers its API as (instance id = host id).
 pub const HOST_SERVICE: &str = "flynn-host";
@@ -45,6 +46,11 @@ pub struct HostStatus {
     /// (`POST /drain`; `DELETE /drain` ends it).
     #[serde(default)]
     pub draining: bool,
+    /// The daemon's process id (`flynn-host join` sends it SIGHUP to restart it).
+    #[serde(default)]
+    pub pid: u32,
+    /// When this daemon process started (a restart in place keeps the pid, not this).
+    pub started: Timestamp,
     /// The discoverd this host registers with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discoverd: Option<String>,

@@ -96,6 +96,8 @@ error_codes! {
     VolumeInUse = "volume_in_use", 409;
     /// The host is draining: it takes no new jobs.
     HostDraining = "host_draining", 409;
+    /// The host belongs to no cluster that others can join.
+    NotInCluster = "not_in_cluster", 404;
     /// A host port is taken.
     PortInUse = "port_in_use", 409;
     /// The job network has no free address.

@@ -174,20 +174,28 @@ impl Boot<'_> {
         discoverd_api::client::Client::new(self.discoverd_url().parse().expect("a valid URL"))
     }
 
-    /// This host's API as it registered in discoverd (where build jobs are started).
-    pub(super) async fn host_addr(
+    /// This host's API as it registered in discoverd (where other hosts and build jobs
+    /// reach it), waiting a while for the registration the daemon makes once discoverd
+    /// answers.
+    pub(super) async fn registered(
         &self,
         d: &discoverd_api::client::Client,
         host_id: &str,
     ) -> Result<SocketAddr, BootstrapError> {
-        let found = d
-            .instances(host_api::HOST_SERVICE)
-            .await
-            .ok()
-            .and_then(|all| all.into_iter().find(|i| i.id == host_id));
-        match found {
-            Some(i) => Ok(i.addr),
-            None => Err(BootstrapError::NoHostApi),
+        let deadline = Instant::now() + self.opts.wait.min(Duration::from_secs(30));
+        loop {
+            let found = d
+                .instances(host_api::HOST_SERVICE)
+                .await
+                .ok()
+                .and_then(|all| all.into_iter().find(|i| i.id == host_id));
+            if let Some(i) = found {
+                return Ok(i.addr);
+            }
+            if Instant::now() > deadline {
+                return Err(BootstrapError::NoHostApi);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }

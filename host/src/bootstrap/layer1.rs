@@ -16,7 +16,7 @@ use router_api::{HttpRoute, Route};
 use super::boot::{http_status, image_tag, job, read_only, volume, Boot};
 use super::router::BOOTSTRAP_JOB;
 use super::BootstrapError;
-use crate::host::{DISCOVERD_KEY_FILE, REGISTRY_AUTH_FILE};
+use crate::host::{CLUSTER_KEY_FILE, DISCOVERD_KEY_FILE, REGISTRY_AUTH_FILE};
 
 /// The cluster registry's port on the host (published from its job, reached on the job
 /// gateway by hosts and build jobs alike).
@@ -34,9 +34,6 @@ pub const CONTROLLER_PORT: u16 = 8081;
 pub const SCHEDULER_PORT: u16 = 8082;
 /// gitreceive's port (host network; users reach it as `git.DOMAIN`).
 pub const GITRECEIVE_PORT: u16 = 8083;
-/// The file in the state directory holding the cluster key (the controller's key, and the
-/// registry password of user `flynn`).
-pub const CLUSTER_KEY_FILE: &str = "cluster.key";
 /// The system apps bootstrap records, in start order.
 pub const SYSTEM_APPS: [&str; 6] = [
     "discoverd",
@@ -65,6 +62,9 @@ pub struct Layer1Options {
     pub wait: Duration,
     /// The operator's certificate for `DOMAIN` and `*.DOMAIN`, instead of a cluster CA.
     pub tls: super::OwnCert,
+    /// etcd endpoints the controller keeps its state in (as discoverd does), so that other
+    /// hosts can join; empty: on a volume of this host.
+    pub etcd: Vec<String>,
 }
 
 /// What a user needs to reach the cluster.
@@ -78,6 +78,9 @@ pub struct Layer1 {
     pub registry: String,
     /// The pin of the cluster CA (none: the operator's certificate, from a public CA).
     pub pin: Option<String>,
+    /// The line that joins another host to this cluster (none: the cluster's state is on
+    /// this host, or the host has no API address other hosts reach).
+    pub join: Option<String>,
     /// False when everything ran already and nothing was started or created.
     pub changed: bool,
 }
@@ -111,7 +114,6 @@ pub async fn layer1(
     let discoverd_key = secret(DISCOVERD_KEY_FILE)?;
     let status = c.status().await?;
     let gateway = status.gateway;
-    let registry = format!("{gateway}:{REGISTRY_PORT}");
     let mut changed = false;
     let b = Boot {
         c,
@@ -119,6 +121,27 @@ pub async fn layer1(
         progress,
         key: &key,
     };
+    // Other hosts reach this one's registry and controller at its API's address; a host
+    // whose API is on loopback only keeps them on the job gateway.
+    let discoverd = b.discoverd();
+    let api = b.registered(&discoverd, &status.id).await?;
+    let lan = Some(api.ip()).filter(|ip| {
+        !ip.is_loopback() && !ip.is_unspecified() && *ip != std::net::IpAddr::V4(gateway)
+    });
+    let here = lan.unwrap_or(std::net::IpAddr::V4(gateway));
+    let registry = SocketAddr::new(here, REGISTRY_PORT).to_string();
+    let controller_url = format!(
+        "http://{}",
+        SocketAddr::new(lan.unwrap_or(Ipv4Addr::LOCALHOST.into()), CONTROLLER_PORT)
+    );
+    let cluster = host_api::ClusterInfo {
+        domain: opts.domain.clone(),
+        registry: registry.clone(),
+        controller: controller_url.clone(),
+        etcd: opts.etcd.clone(),
+    };
+    let path = opts.state.join(crate::cluster::CLUSTER_FILE);
+    crate::cluster::write(&opts.state, &cluster).map_err(|e| BootstrapError::Key(path, e))?;
 
     // Pulls of the cluster registry's images authenticate with the cluster key.
     write_registry_auth(&opts.state, &registry, &key)?;
@@ -139,7 +162,7 @@ pub async fn layer1(
         b.start(req).await?;
         changed = true;
     }
-    let addr = SocketAddr::from((gateway, REGISTRY_PORT));
+    let addr = SocketAddr::new(here, REGISTRY_PORT);
     b.until(
         &format!("the registry answers on {registry}"),
         "registry",
@@ -203,8 +226,14 @@ pub async fn layer1(
                 ("HOST_TOKEN", &host_token),
             ],
         );
-        req.config.args = vec!["--data".into(), "/data".into()];
-        req.config.volumes = vec![volume("controller-data")];
+        if opts.etcd.is_empty() {
+            req.config.args = vec!["--data".into(), "/data".into()];
+            req.config.volumes = vec![volume("controller-data")];
+        } else {
+            req.config
+                .env
+                .insert("ETCD_ENDPOINTS".into(), opts.etcd.join(","));
+        }
         if let Some(ca) = &tls.ca {
             req.config.mounts = vec![read_only(ca, "/etc/flynn/ca.pem")];
             req.config
@@ -246,7 +275,6 @@ pub async fn layer1(
         b.start(req).await?;
         changed = true;
     }
-    let discoverd = b.discoverd();
     b.until("a scheduler leads", "scheduler", || async {
         matches!(discoverd.leader("flynn-scheduler").await, Ok(Some(_)))
     })
@@ -258,7 +286,7 @@ pub async fn layer1(
         b.push("stack-run", &registry).await?;
         b.image("gitreceive").await?;
         b.volume("gitreceive-data").await?;
-        let host_url = format!("http://{}", b.host_addr(&discoverd, &status.id).await?);
+        let host_url = format!("http://{api}");
         let mut req = job(
             "gitreceive",
             &[
@@ -309,6 +337,7 @@ pub async fn layer1(
         key: &key,
         discoverd_key: &discoverd_key,
         tls: (&tls.cert, &tls.key),
+        controller: &controller_url,
     };
     changed |= super::router::hand_over(&b, &controller, &release).await?;
     for (name, path, want) in [("controller", "/apps", 401)] {
@@ -320,11 +349,18 @@ pub async fn layer1(
         )
         .await?;
     }
+    let join = match lan {
+        Some(_) if !opts.etcd.is_empty() => {
+            Some(format!("flynn-host join http://{api} {host_token}"))
+        }
+        _ => None,
+    };
     Ok(Layer1 {
         domain: opts.domain.clone(),
         key,
         registry,
         pin: tls.pin,
+        join,
         changed,
     })
 }
@@ -377,7 +413,11 @@ async fn system_apps(
 
 /// Writes the cluster registry's credentials where the daemon's pulls read them (mode 0600,
 /// replaced whole).
-fn write_registry_auth(state: &Path, registry: &str, key: &str) -> Result<(), BootstrapError> {
+pub(super) fn write_registry_auth(
+    state: &Path,
+    registry: &str,
+    key: &str,
+) -> Result<(), BootstrapError> {
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("flynn:{key}"));
     let doc = serde_json::json!({"auths": {registry: {"auth": auth}}});

@@ -5,14 +5,15 @@
 //! with a domain, [`layer1()`] then brings up the rest of layer 1 on the host.
 
 mod boot;
+mod join;
 mod layer1;
 mod router;
 mod tls;
 
+pub use join::{join, JoinOptions, Joined};
 pub use layer1::{
-    layer1, Layer1, Layer1Options, CLUSTER_KEY_FILE, CONTROLLER_PORT, GITRECEIVE_PORT,
-    REGISTRY_PORT, ROUTER_API_PORT, ROUTER_HTTPS_PORT, ROUTER_HTTP_PORT, SCHEDULER_PORT,
-    SYSTEM_APPS,
+    layer1, Layer1, Layer1Options, CONTROLLER_PORT, GITRECEIVE_PORT, REGISTRY_PORT,
+    ROUTER_API_PORT, ROUTER_HTTPS_PORT, ROUTER_HTTP_PORT, SCHEDULER_PORT, SYSTEM_APPS,
 };
 pub use tls::{ClusterTls, OwnCert, TLS_DIR};
 
@@ -122,6 +123,18 @@ pub enum BootstrapError {
     /// The daemon has no TCP API in discoverd, where gitreceive would start build jobs.
     #[error("this host registered no TCP API in discoverd: start flynn-host daemon with --listen http://ADDR:1113 and --discoverd")]
     NoHostApi,
+    /// `flynn-host join` was pointed at this host itself.
+    #[error("that is this host: point flynn-host join at a host of the cluster to join")]
+    JoinSelf,
+    /// The daemon registers with no discoverd, so the cluster would never see it.
+    #[error("this daemon registers with no discoverd: start flynn-host daemon with --discoverd http://127.0.0.1:1111 and --listen http://LAN_IP:1113, then join")]
+    NoDiscoverd,
+    /// This host belongs to another cluster.
+    #[error("this host belongs to the cluster of controller {0} already; drain it and remove its state directory's cluster.json first")]
+    OtherCluster(String),
+    /// The daemon could not be restarted.
+    #[error("restarting the daemon: {0}")]
+    Restart(String),
     /// A blocking task died.
     #[error("a build task failed")]
     Task(#[from] tokio::task::JoinError),

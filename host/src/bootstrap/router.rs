@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use controller_api::client::Client as Controller;
 use controller_api::spec::{LABEL_APP_NAME, LABEL_TYPE};
-use controller_api::{HostMount, NewArtifact, NewRelease, ProcessType, PutFormation};
+use controller_api::{NewArtifact, NewRelease, ProcessType, PutFormation};
 use host_api::{JobFilter, JobId, JobState};
 
 use super::boot::Boot;
-use super::layer1::{CONTROLLER_PORT, ROUTER_HTTPS_PORT, ROUTER_HTTP_PORT};
+use super::layer1::{ROUTER_HTTPS_PORT, ROUTER_HTTP_PORT};
 use super::BootstrapError;
 
 /// The router app's process type.
@@ -38,6 +38,8 @@ pub(super) struct RouterRelease<'a> {
     pub discoverd_key: &'a str,
     /// The default certificate and key on the host.
     pub tls: (&'a std::path::Path, &'a std::path::Path),
+    /// The controller's URL as every host reaches it.
+    pub controller: &'a str,
 }
 
 /// The scheduler's router job on this host, when one runs.
@@ -58,12 +60,18 @@ pub(super) async fn scheduled(
 /// The environment of the router's jobs (the scheduler adds `FLYNN_JOB_ID`, the instance id
 /// the router registers under, and each host `EXTERNAL_IP`, its own address, where the
 /// router registers).
-fn env(r: &RouterRelease<'_>, discoverd: &str) -> BTreeMap<String, String> {
-    [
+fn env(r: &RouterRelease<'_>, discoverd: &str) -> Result<BTreeMap<String, String>, BootstrapError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| BootstrapError::Key(p.to_path_buf(), e))
+    };
+    // The certificate travels in the release (as text, not a host file), so that a router
+    // on any host of the cluster serves it.
+    let (cert, key) = (read(r.tls.0)?, read(r.tls.1)?);
+    Ok([
         ("ROUTER_HTTP", format!("0.0.0.0:{ROUTER_HTTP_PORT}")),
         ("ROUTER_HTTPS", format!("0.0.0.0:{ROUTER_HTTPS_PORT}")),
-        ("TLS_CERT_FILE", "/etc/flynn/tls/cert.pem".into()),
-        ("TLS_KEY_FILE", "/etc/flynn/tls/cert.key".into()),
+        ("TLS_CERT", cert),
+        ("TLS_KEY", key),
         // Two releases run side by side during a deploy: each API gets a port of its own
         // and is found in discoverd.
         ("ROUTER_API", "0.0.0.0:0".into()),
@@ -73,7 +81,7 @@ fn env(r: &RouterRelease<'_>, discoverd: &str) -> BTreeMap<String, String> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    .collect())
 }
 
 /// Gives the router to the scheduler (each part done once: a run cut short is completed by
@@ -96,30 +104,18 @@ pub(super) async fn hand_over(
                     meta: Default::default(),
                 })
                 .await?;
-            let mount = |source: &std::path::Path, target: &str| HostMount {
-                location: source.display().to_string(),
-                target: target.into(),
-                writeable: false,
-            };
             let process = ProcessType {
-                args: vec![
-                    "--controller".into(),
-                    format!("http://127.0.0.1:{CONTROLLER_PORT}"),
-                ],
+                args: vec!["--controller".into(), r.controller.to_string()],
                 service: Some(API_SERVICE.parse().expect("a service name")),
                 omni: true,
                 host_network: true,
-                mounts: vec![
-                    mount(r.tls.0, "/etc/flynn/tls/cert.pem"),
-                    mount(r.tls.1, "/etc/flynn/tls/cert.key"),
-                ],
                 ..Default::default()
             };
             let release = api
                 .create_release(&NewRelease {
                     app_id: app.id.clone(),
                     artifacts: vec![artifact.id],
-                    env: env(r, &b.discoverd_url()),
+                    env: env(r, &b.discoverd_url())?,
                     meta: Default::default(),
                     processes: [(PROCESS.parse().expect("a process type"), process)].into(),
                 })

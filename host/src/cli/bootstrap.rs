@@ -24,8 +24,9 @@ pub struct BootstrapArgs {
     /// discoverd's HTTP port on the host.
     #[arg(long, default_value_t = 1111)]
     http_port: u16,
-    /// etcd endpoints (comma-separated) for discoverd's state, so that the discoverds of
-    /// several hosts share it; without them discoverd keeps its state on a volume.
+    /// etcd endpoints (comma-separated) for the cluster's state (discoverd's and the
+    /// controller's), so that other hosts can join (`flynn-host join`); without them both
+    /// keep their state on volumes of this host.
     #[arg(long, value_delimiter = ',')]
     etcd: Vec<String>,
     /// Resolvers (IPs) discoverd forwards names outside its zone to (default: the
@@ -71,7 +72,7 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
         state: args.state.clone(),
         bin_dir: bin_dir.clone(),
         http_port: args.http_port,
-        etcd: args.etcd,
+        etcd: args.etcd.clone(),
         upstream: if args.no_dns_upstream {
             Vec::new()
         } else if args.dns_upstream.is_empty() {
@@ -111,6 +112,7 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
             cert: args.tls_cert,
             key: args.tls_key,
         },
+        etcd: args.etcd,
     };
     let up = layer1(c, &opts, &|line| eprintln!("{line}")).await?;
     if up.changed || done.started {
@@ -123,5 +125,11 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
         up.domain
     );
     println!("{}", up.cluster_add());
+    match &up.join {
+        Some(line) => eprintln!("Another host joins the cluster with:\n  {line}"),
+        None => eprintln!(
+            "No host can join this cluster: its state is on this host (bootstrap with --etcd URLS and a daemon API on a LAN address for that)."
+        ),
+    }
     Ok(0)
 }

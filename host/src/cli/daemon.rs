@@ -80,7 +80,7 @@ fn size(flag: &str, v: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("--{flag} {v:?}: use a size such as 512M or 2G"))
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
+/// Runs the daemon until SIGTERM or SIGINT; on SIGHUP it restarts in place.
 pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
     let shim = match args.shim {
         Some(s) => s,
@@ -134,9 +134,19 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
         args.listen
     };
     let shutdown = Shutdown::on_signals()?;
+    // SIGHUP: stop serving and start again as a new daemon (the same arguments, the
+    // binary now at this path, the state files read afresh), adopting the jobs.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let restart = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let restarting = restart.clone();
     let shutdown = async move {
-        shutdown.wait().await;
-        tracing::info!("shutting down; jobs keep running");
+        tokio::select! {
+            _ = shutdown.wait() => tracing::info!("shutting down; jobs keep running"),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: restarting; jobs keep running");
+                restarting.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
     };
     let limits = Limits {
         header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
@@ -145,5 +155,28 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<i32> {
         ..Limits::default()
     };
     server::serve(host, &endpoints, token, limits, shutdown).await?;
+    if restart.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(reexec());
+    }
     Ok(0)
+}
+
+/// Replaces this process with a new daemon run with the same arguments; returns only when
+/// that fails.
+fn reexec() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return anyhow::Error::new(e).context("finding this executable to restart"),
+    };
+    // A binary replaced on disk (an upgrade) shows as "PATH (deleted)": run the new one.
+    let exe = exe
+        .to_str()
+        .and_then(|s| s.strip_suffix(" (deleted)"))
+        .map(PathBuf::from)
+        .unwrap_or(exe);
+    let e = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::Error::new(e).context(format!("restarting as {}", exe.display()))
 }

@@ -8,6 +8,7 @@ mod drain;
 mod events;
 mod images;
 mod jobs;
+mod join;
 mod status;
 mod volumes;
 
@@ -49,6 +50,8 @@ pub enum Command {
     Daemon(daemon::DaemonArgs),
     /// Start layer 1 as jobs: discoverd; with --domain, a one-host cluster (docs/bootstrap.md).
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Join this host to a cluster: the line `flynn-host bootstrap` printed (docs/bootstrap.md).
+    Join(join::JoinArgs),
     /// Create and start a job.
     Run(jobs::RunArgs),
     /// List jobs (running ones unless -a).
@@ -148,6 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Daemon(args) => daemon::run(args).await,
         Command::Bootstrap(args) => bootstrap::run(&c, args).await,
+        Command::Join(args) => join::run(&c, args).await,
         Command::Run(args) => jobs::run(&c, args).await,
         Command::Ps(args) => jobs::ps(&c, args).await,
         Command::Inspect { ids } => jobs::inspect(&c, &ids).await,

@@ -50,6 +50,9 @@ pub struct HostConfig {
 /// another file.
 pub const REGISTRY_AUTH_FILE: &str = "registry-auth.json";
 
+/// The file in the state directory holding the cluster key (the controller's key, and the
+/// registry password of user `flynn`).
+pub const CLUSTER_KEY_FILE: &str = "cluster.key";
 /// The file in the state directory holding discoverd's platform key.
 pub const DISCOVERD_KEY_FILE: &str = "discoverd.key";
 

@@ -45,6 +45,9 @@ pub fn router() -> Router<Host> {
             h.set_draining(false)?;
             Ok(json(StatusCode::OK, &h.status()))
         })
+        .route(Method::GET, "/cluster/join", |h: Host, _, _| async move {
+            Ok(json(StatusCode::OK, &h.cluster_join()?))
+        })
         .route(Method::GET, "/jobs", list_jobs)
         .route(Method::POST, "/jobs", create_job)
         .route(Method::GET, "/jobs/{id}", |h: Host, _, p| async move {

@@ -29,6 +29,73 @@ pub struct ClusterHost {
 }
 
 impl ClusterHost {
+    /// Host `index` (1-based) under `root`: its namespaces, its LAN link (`100.99.0.INDEX`)
+    /// and its daemon, started with `secrets` (state file, content) in its state directory
+    /// and pulling from the test `registry` over plain HTTP.
+    pub(super) fn create(
+        root: &Path,
+        index: usize,
+        registry: &str,
+        secrets: &[(&str, &str)],
+        rt: &tokio::runtime::Runtime,
+    ) -> ClusterHost {
+        let dir = root.join(format!("host{index}"));
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        for (file, secret) in secrets {
+            let path = dir.join("state").join(file);
+            std::fs::write(&path, format!("{secret}\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        let holder = Command::new("unshare")
+            .args([
+                "--net",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sleep",
+                "infinity",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let pid = holder.id();
+        // unshare execs sleep only after unsharing: wait for the new namespace.
+        let mine = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() == Some(mine.clone())
+            || std::fs::read_link(format!("/proc/{pid}/exe"))
+                .map(|e| !e.to_string_lossy().contains("sleep"))
+                .unwrap_or(true)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "host {index}'s namespaces did not appear"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ip = Ipv4Addr::new(100, 99, 0, index as u8);
+        super::sh(&format!(
+            "ip link add lan{index} type veth peer name eth0 netns {pid} && ip link set lan{index} master lan0 up"
+        ));
+        super::sh(&format!(
+            "nsenter -t {pid} --net -- sh -c 'ip link set lo up && ip addr add {ip}/24 dev eth0 && ip link set eth0 up'"
+        ));
+        let mut h = ClusterHost {
+            index,
+            ip,
+            id: String::new(),
+            dir,
+            holder: Some(holder),
+            daemon: None,
+            cgroup_parent: format!("flynn-test-{}-h{index}", std::process::id()),
+            registry: registry.to_string(),
+        };
+        h.spawn(rt);
+        h
+    }
+
     /// The daemon's state directory (its image store and job state).
     pub fn state(&self) -> PathBuf {
         self.dir.join("state")

@@ -10,7 +10,7 @@
 //! Call from an `#[root_test(isolated)]` test: the LAN lives in the test's own namespaces.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use host_api::{CreateJob, NetworkMode};
@@ -18,10 +18,12 @@ use host_api::{CreateJob, NetworkMode};
 mod etcd;
 mod gitreceive;
 mod host;
+mod lan;
 
 pub use etcd::EtcdJobs;
 
 pub use host::ClusterHost;
+pub use lan::Lan;
 
 use crate::registry::{Auth, Registry};
 use crate::{run_ok, workspace_bin};
@@ -76,12 +78,7 @@ impl Cluster {
             "a cluster needs at least {SCHEDULERS} hosts"
         );
         let dir = tempfile::tempdir().unwrap();
-        // The bridge's MAC is set, not inherited: a bridge without one takes the lowest MAC
-        // of its ports, so destroying a host could change it and leave the other hosts' ARP
-        // entries for the test's address (etcd, the registry) stale for tens of seconds.
-        sh(&format!(
-            "ip link add lan0 address 02:00:64:63:00:fe type bridge && ip addr add {TEST_IP}/24 dev lan0 && ip link set lan0 up"
-        ));
+        lan_bridge();
         let registry = Registry::start_on(&TEST_IP.to_string(), Auth::None);
         let tag = crate::image::push_busybox(&registry.addr, dir.path());
         let image = by_digest(&tag);
@@ -106,66 +103,19 @@ impl Cluster {
     }
 
     fn add_host(&self, index: usize) -> ClusterHost {
-        let dir = self.dir.path().join(format!("host{index}"));
-        std::fs::create_dir_all(dir.join("state")).unwrap();
         // One token and one discoverd key for the whole cluster: the daemon uses the files
         // it finds.
-        for (file, secret) in [
-            ("token", &self.host_token),
-            ("discoverd.key", &self.discoverd_key),
-        ] {
-            let path = dir.join("state").join(file);
-            std::fs::write(&path, format!("{secret}\n")).unwrap();
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                .unwrap();
-        }
-        let holder = Command::new("unshare")
-            .args([
-                "--net",
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sleep",
-                "infinity",
-            ])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("unshare (util-linux)");
-        let pid = holder.id();
-        // unshare execs sleep only after unsharing: wait for the new namespace.
-        let mine = std::fs::read_link("/proc/self/ns/net").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() == Some(mine.clone())
-            || std::fs::read_link(format!("/proc/{pid}/exe"))
-                .map(|e| !e.to_string_lossy().contains("sleep"))
-                .unwrap_or(true)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "host {index}'s namespaces did not appear"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let ip = Ipv4Addr::new(100, 99, 0, index as u8);
-        sh(&format!(
-            "ip link add lan{index} type veth peer name eth0 netns {pid} && ip link set lan{index} master lan0 up"
-        ));
-        sh(&format!(
-            "nsenter -t {pid} --net -- sh -c 'ip link set lo up && ip addr add {ip}/24 dev eth0 && ip link set eth0 up'"
-        ));
-        let mut h = ClusterHost {
+        let secrets = [
+            ("token", self.host_token.as_str()),
+            ("discoverd.key", self.discoverd_key.as_str()),
+        ];
+        ClusterHost::create(
+            self.dir.path(),
             index,
-            ip,
-            id: String::new(),
-            dir,
-            holder: Some(holder),
-            daemon: None,
-            cgroup_parent: format!("flynn-test-{}-h{index}", std::process::id()),
-            registry: self.registry.addr.clone(),
-        };
-        h.spawn(&self.rt);
-        h
+            &self.registry.addr,
+            &secrets,
+            &self.rt,
+        )
     }
 
     fn bootstrap(&mut self) {
@@ -426,91 +376,7 @@ impl Cluster {
 
     /// The daemons' and layer-1 jobs' logs, for failure messages.
     pub fn logs(&self) -> String {
-        let mut s = String::new();
-        for h in &self.hosts {
-            if !h.running() {
-                continue;
-            }
-            let tail = |t: &str| {
-                t.lines()
-                    .rev()
-                    .take(60)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
-            s += &format!(
-                "--- host {} ({}) daemon ---\n{}\n",
-                h.index,
-                h.id,
-                tail(&h.log())
-            );
-            // What the host runs and what its router routes to: most failures are a
-            // difference between the two.
-            let ps = h
-                .command("timeout")
-                .arg("5")
-                .arg(workspace_bin("flynn-host"))
-                .arg("ps")
-                .output();
-            if let Ok(o) = ps {
-                s += &format!(
-                    "--- host {} jobs ---\n{}\n",
-                    h.index,
-                    String::from_utf8_lossy(&o.stdout)
-                );
-            }
-            // The published-port rules: a port whose rule points at a job that is gone shows
-            // here before the live one.
-            if let Ok(o) = h
-                .command("iptables")
-                .args(["-w", "-t", "nat", "-S", "FLYNN-DNAT"])
-                .output()
-            {
-                s += &format!(
-                    "--- host {} port rules ---\n{}\n",
-                    h.index,
-                    String::from_utf8_lossy(&o.stdout)
-                );
-            }
-            let backends = h
-                .command("curl")
-                .args(["-sS", "-m", "5"])
-                .arg(format!("http://{}:{ROUTER_API}/backends", h.ip))
-                .output();
-            if let Ok(o) = backends {
-                s += &format!(
-                    "--- host {} router backends ---\n{}\n",
-                    h.index,
-                    String::from_utf8_lossy(&o.stdout)
-                );
-            }
-            for job in ["controller", "scheduler", "router", "etcd"] {
-                // A frozen daemon never answers: give up after a few seconds.
-                let out = h
-                    .command("timeout")
-                    .arg("5")
-                    .arg(workspace_bin("flynn-host"))
-                    .args(["logs", job])
-                    .output();
-                if let Ok(o) = out {
-                    if o.status.success() {
-                        s += &format!(
-                            "--- host {} {job} ---\n{}\n",
-                            h.index,
-                            tail(&format!(
-                                "{}{}",
-                                String::from_utf8_lossy(&o.stdout),
-                                String::from_utf8_lossy(&o.stderr)
-                            ))
-                        );
-                    }
-                }
-            }
-        }
-        s
+        logs(&self.hosts)
     }
 
     /// Runs a future on the cluster's runtime.
@@ -534,6 +400,105 @@ impl Drop for Cluster {
         }
         let _ = Command::new("ip").args(["link", "del", "lan0"]).output();
     }
+}
+
+/// The daemons' and layer-1 jobs' logs of `hosts`, for failure messages.
+fn logs(hosts: &[ClusterHost]) -> String {
+    let mut s = String::new();
+    for h in hosts {
+        if !h.running() {
+            continue;
+        }
+        let tail = |t: &str| {
+            t.lines()
+                .rev()
+                .take(60)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        s += &format!(
+            "--- host {} ({}) daemon ---\n{}\n",
+            h.index,
+            h.id,
+            tail(&h.log())
+        );
+        // What the host runs and what its router routes to: most failures are a
+        // difference between the two.
+        let ps = h
+            .command("timeout")
+            .arg("5")
+            .arg(workspace_bin("flynn-host"))
+            .arg("ps")
+            .output();
+        if let Ok(o) = ps {
+            s += &format!(
+                "--- host {} jobs ---\n{}\n",
+                h.index,
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+        // The published-port rules: a port whose rule points at a job that is gone shows
+        // here before the live one.
+        if let Ok(o) = h
+            .command("iptables")
+            .args(["-w", "-t", "nat", "-S", "FLYNN-DNAT"])
+            .output()
+        {
+            s += &format!(
+                "--- host {} port rules ---\n{}\n",
+                h.index,
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+        let backends = h
+            .command("curl")
+            .args(["-sS", "-m", "5"])
+            .arg(format!("http://{}:{ROUTER_API}/backends", h.ip))
+            .output();
+        if let Ok(o) = backends {
+            s += &format!(
+                "--- host {} router backends ---\n{}\n",
+                h.index,
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+        for job in ["controller", "scheduler", "router", "etcd"] {
+            // A frozen daemon never answers: give up after a few seconds.
+            let out = h
+                .command("timeout")
+                .arg("5")
+                .arg(workspace_bin("flynn-host"))
+                .args(["logs", job])
+                .output();
+            if let Ok(o) = out {
+                if o.status.success() {
+                    s += &format!(
+                        "--- host {} {job} ---\n{}\n",
+                        h.index,
+                        tail(&format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        ))
+                    );
+                }
+            }
+        }
+    }
+    s
+}
+
+/// The test LAN: a bridge in the test's namespace with the test's address.
+fn lan_bridge() {
+    // The bridge's MAC is set, not inherited: a bridge without one takes the lowest MAC
+    // of its ports, so destroying a host could change it and leave the other hosts' ARP
+    // entries for the test's address (etcd, the registry) stale for tens of seconds.
+    sh(&format!(
+        "ip link add lan0 address 02:00:64:63:00:fe type bridge && ip addr add {TEST_IP}/24 dev lan0 && ip link set lan0 up"
+    ));
 }
 
 fn sh(script: &str) {

@@ -7,6 +7,7 @@ mod bootstrap;
 mod cli;
 mod cluster_drain;
 mod cluster_jobs;
+mod cluster_join;
 mod cluster_registry;
 mod controller_api;
 mod controller_etcd;

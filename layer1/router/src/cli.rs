@@ -116,6 +116,23 @@ pub struct Args {
     /// The default certificate's key (PEM file).
     #[arg(long, env = "TLS_KEY_FILE")]
     pub tls_key: Option<PathBuf>,
+    /// The default certificate chain as PEM text, instead of a file (a release's env, the
+    /// same on every host).
+    #[arg(
+        long,
+        env = "TLS_CERT",
+        conflicts_with = "tls_cert",
+        hide_env_values = true
+    )]
+    pub tls_cert_pem: Option<String>,
+    /// The default certificate's key as PEM text, instead of a file.
+    #[arg(
+        long,
+        env = "TLS_KEY",
+        conflicts_with = "tls_key",
+        hide_env_values = true
+    )]
+    pub tls_key_pem: Option<String>,
     /// Read a PROXY protocol v1/v2 header on every connection (behind a load balancer).
     #[arg(long, env = "PROXY_PROTOCOL")]
     pub proxy_protocol: bool,
@@ -188,11 +205,18 @@ impl Args {
                 k
             }
         };
-        let default_cert = match (&self.tls_cert, &self.tls_key) {
-            (Some(c), Some(k)) => Some(Certificate {
-                cert: String::from_utf8_lossy(&read(c)?).into_owned(),
-                key: String::from_utf8_lossy(&read(k)?).into_owned(),
-            }),
+        let text = |file: &Option<PathBuf>, pem: &Option<String>| -> Result<_, SettingsError> {
+            Ok(match (file, pem) {
+                (Some(f), _) => Some(String::from_utf8_lossy(&read(f)?).into_owned()),
+                (None, Some(p)) if !p.trim().is_empty() => Some(p.clone()),
+                (None, _) => None,
+            })
+        };
+        let default_cert = match (
+            text(&self.tls_cert, &self.tls_cert_pem)?,
+            text(&self.tls_key, &self.tls_key_pem)?,
+        ) {
+            (Some(cert), Some(key)) => Some(Certificate { cert, key }),
             (None, None) => None,
             _ => return Err(SettingsError::HalfCertificate),
         };

@@ -119,6 +119,8 @@ fn leading(running: usize) -> (Scheduler, Vec<JobId>, mpsc::Receiver<Input>) {
             jobs: BTreeMap::new(),
             gateway: "100.100.0.1".parse().expect("an address"),
             draining: false,
+            pid: 1,
+            started: host_api::Timestamp::now(),
             discoverd: None,
         },
         jobs: ids.iter().map(|id| job(id, JobState::Running)).collect(),
