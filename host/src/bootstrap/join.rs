@@ -49,6 +49,18 @@ pub async fn join(
 ) -> Result<Joined, BootstrapError> {
     let theirs = member.status().await?;
     let bundle = member.cluster_join().await?;
+    let well_formed = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic());
+    if ![
+        &bundle.host_token,
+        &bundle.discoverd_key,
+        &bundle.cluster_key,
+    ]
+    .iter()
+    .all(|s| well_formed(s))
+        || bundle.cluster.etcd.is_empty()
+    {
+        return Err(BootstrapError::BadJoin(theirs.id));
+    }
     let mine = c.status().await?;
     if mine.id == theirs.id {
         return Err(BootstrapError::JoinSelf);
@@ -101,7 +113,18 @@ pub async fn join(
         progress("ok: the daemon answers again");
     }
 
-    // discoverd on the cluster's etcd: every host's discoverd shares its state.
+    // discoverd on the cluster's etcd: every host's discoverd shares its state. One this host
+    // ran before on other state (its own volume, another etcd) starts again.
+    let id: host_api::JobId = super::DISCOVERD_JOB.parse().expect("a valid job id");
+    if let Ok(j) = c.job(&id).await {
+        let etcd = bundle.cluster.etcd.join(",");
+        let args = &j.config.config.args;
+        let on_etcd = args.windows(2).any(|w| w[0] == "--etcd" && w[1] == etcd);
+        if !j.state.is_final() && !on_etcd {
+            progress("discoverd: ran on other state; starting it again on the cluster's etcd");
+            c.delete_job(&id, true).await?;
+        }
+    }
     let done = bootstrap(
         c,
         BootstrapOptions {
@@ -125,7 +148,7 @@ pub async fn join(
     );
     until(
         opts.wait,
-        "this host is registered in the cluster's discoverd",
+        "this host is registered in the cluster's discoverd (a daemon registers only with a TCP API: --listen http://LAN_IP:1113)",
         || async {
             d.instances(host_api::HOST_SERVICE)
                 .await

@@ -132,6 +132,9 @@ pub enum BootstrapError {
     /// This host belongs to another cluster.
     #[error("this host belongs to the cluster of controller {0} already; drain it and remove its state directory's cluster.json first")]
     OtherCluster(String),
+    /// The cluster host's answer lacks a secret or etcd.
+    #[error("host {0} answered a join request without the cluster's secrets or etcd; is it a host of a cluster bootstrapped with --etcd, of this version?")]
+    BadJoin(String),
     /// The daemon could not be restarted.
     #[error("restarting the daemon: {0}")]
     Restart(String),

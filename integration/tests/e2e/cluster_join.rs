@@ -1,7 +1,8 @@
 //! A cluster made with the platform's own commands on a test LAN: `flynn-host bootstrap
 //! --etcd` on host 1 prints a join line; `flynn-host join` on host 2 (whose daemon started
 //! with secrets of its own) restarts its daemon in place with the cluster's, starts its
-//! discoverd on the cluster's etcd and gets the scheduler's router; then `web=2` runs one
+//! discoverd on the cluster's etcd (replacing one it ran on its own state) and gets the
+//! scheduler's router; then `web=2` runs one
 //! job on each host and both answer through host 2's router, over HTTP and HTTPS. Wrong
 //! tokens and a host joining itself are refused; a second join changes nothing.
 
@@ -114,6 +115,22 @@ fn a_host_joins_with_the_line_bootstrap_prints_and_runs_the_apps_jobs() {
     assert!(err.contains("that is this host"), "{err}");
     assert!(!lan.hosts[1].state().join("cluster.json").exists());
 
+    // Host 2 had a discoverd of its own (bootstrap without a domain or etcd): join starts
+    // it again on the cluster's etcd.
+    let state2 = state(1);
+    let (ok, _, err) = lan.flynn_host(
+        1,
+        &[
+            "bootstrap",
+            "--state",
+            &state2,
+            "--bin-dir",
+            &bin_dir,
+            "--no-dns-upstream",
+        ],
+    );
+    assert!(ok, "{err}");
+
     // Host 2 joins.
     let before = lan.block_on(lan.hosts[1].client().status()).unwrap();
     let (ok, out, err) = join(1, url, token);
@@ -121,6 +138,7 @@ fn a_host_joins_with_the_line_bootstrap_prints_and_runs_the_apps_jobs() {
     for step in [
         "daemon: restarting with the cluster's token and discoverd key (jobs keep running)",
         "ok: the daemon answers again",
+        "discoverd: ran on other state; starting it again on the cluster's etcd",
         "discoverd: started on the cluster's etcd",
         "ok: the scheduler runs the router on this host",
     ] {
