@@ -42,7 +42,7 @@ pub fn a_drained_hosts_jobs_move_under_load(c: &Cluster, app_id: &str, domain: &
             .map(|j| j.id.to_string())
             .collect()
     };
-    let jobs_before = ids(&c);
+    let jobs_before = ids(c);
     let refused = c.hosts[0]
         .command(integration::workspace_bin("flynn-host"))
         .args(["run", "-d", &image, "true"])
@@ -53,7 +53,7 @@ pub fn a_drained_hosts_jobs_move_under_load(c: &Cluster, app_id: &str, domain: &
         !refused.status.success() && why.contains("is draining"),
         "{why}"
     );
-    let new: Vec<String> = ids(&c).difference(&jobs_before).cloned().collect();
+    let new: Vec<String> = ids(c).difference(&jobs_before).cloned().collect();
     assert!(new.is_empty(), "a refused run left records: {new:?}");
     for _ in 0..4 {
         let job = c
