@@ -12,23 +12,18 @@ use crate::bootstrap::{
 };
 use host_api::client::Client;
 
-/// `bootstrap`.
+/// The flags of the commands that start this host's discoverd (`bootstrap`, `join`).
 #[derive(Debug, Args)]
-pub struct BootstrapArgs {
+pub struct DiscoverdArgs {
     /// The daemon's state directory (its image store is imported into directly).
     #[arg(long, default_value = DEFAULT_STATE)]
-    state: PathBuf,
+    pub state: PathBuf,
     /// Where the workspace binaries are (default: next to this executable).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// discoverd's HTTP port on the host.
     #[arg(long, default_value_t = 1111)]
-    http_port: u16,
-    /// etcd endpoints (comma-separated) for the cluster's state (discoverd's and the
-    /// controller's), so that other hosts can join (`flynn-host join`); without them both
-    /// keep their state on volumes of this host.
-    #[arg(long, value_delimiter = ',')]
-    etcd: Vec<String>,
+    pub http_port: u16,
     /// Resolvers (IPs) discoverd forwards names outside its zone to (default: the
     /// nameservers of /etc/resolv.conf).
     #[arg(long = "dns-upstream")]
@@ -37,6 +32,42 @@ pub struct BootstrapArgs {
     /// resolver their jobs may use).
     #[arg(long, conflicts_with = "dns_upstream")]
     no_dns_upstream: bool,
+}
+
+impl DiscoverdArgs {
+    /// `--bin-dir`, or the directory of this executable.
+    pub fn bin_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.bin_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(std::env::current_exe()?
+                .parent()
+                .context("the directory of this executable")?
+                .to_path_buf()),
+        }
+    }
+
+    /// The resolvers discoverd forwards to.
+    pub fn upstream(&self) -> Vec<String> {
+        if self.no_dns_upstream {
+            Vec::new()
+        } else if self.dns_upstream.is_empty() {
+            resolv_conf_nameservers()
+        } else {
+            self.dns_upstream.clone()
+        }
+    }
+}
+
+/// `bootstrap`.
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    #[command(flatten)]
+    discoverd: DiscoverdArgs,
+    /// etcd endpoints (comma-separated) for the cluster's state (discoverd's and the
+    /// controller's), so that other hosts can join (`flynn-host join`); without them both
+    /// keep their state on volumes of this host.
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
     /// Bring up all of layer 1 on this host for this domain (apps are `APP.DOMAIN`, the
     /// controller `controller.DOMAIN`, git `git.DOMAIN`): the cluster registry, the router,
     /// the controller, the scheduler and gitreceive. Without it only discoverd is started.
@@ -61,25 +92,13 @@ pub struct BootstrapArgs {
 /// Builds the discoverd image, starts discoverd and waits until it answers; with a domain,
 /// then the rest of layer 1, printing the line that adds the cluster to `flynn`.
 pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
-    let bin_dir = match args.bin_dir {
-        Some(d) => d,
-        None => std::env::current_exe()?
-            .parent()
-            .context("the directory of this executable")?
-            .to_path_buf(),
-    };
+    let bin_dir = args.discoverd.bin_dir()?;
     let opts = BootstrapOptions {
-        state: args.state.clone(),
+        state: args.discoverd.state.clone(),
         bin_dir: bin_dir.clone(),
-        http_port: args.http_port,
+        http_port: args.discoverd.http_port,
         etcd: args.etcd.clone(),
-        upstream: if args.no_dns_upstream {
-            Vec::new()
-        } else if args.dns_upstream.is_empty() {
-            resolv_conf_nameservers()
-        } else {
-            args.dns_upstream
-        },
+        upstream: args.discoverd.upstream(),
         wait: Duration::from_secs(20),
     };
     let port = opts.http_port;
@@ -102,7 +121,7 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
     };
     let domain = domain.trim_matches('.').to_ascii_lowercase();
     let opts = Layer1Options {
-        state: args.state,
+        state: args.discoverd.state,
         bin_dir,
         image_cache: args.image_cache,
         domain,
