@@ -57,12 +57,13 @@ impl Host {
     pub fn cluster_join(&self) -> Result<ClusterJoin, HostError> {
         let Some(cluster) = self.cluster()? else {
             return Err(HostError::NotInCluster(
-                "this host belongs to no cluster: run flynn-host bootstrap --domain D --etcd URLS on it first".into(),
+                "this host belongs to no cluster: run flynn-host bootstrap --domain D on it first"
+                    .into(),
             ));
         };
         if cluster.etcd.is_empty() {
             return Err(HostError::NotInCluster(
-                "this cluster keeps its state in this host's embedded stores, so no host can join it; bootstrap the cluster with --etcd URLS (an etcd every host reaches)".into(),
+                "this cluster keeps its state in this host's embedded stores, so no host can join it; bootstrap the cluster on a daemon whose API is on a LAN address (--listen http://LAN_IP:1113: etcd then runs as a job), or with --etcd URLS (an etcd every host reaches)".into(),
             ));
         }
         let state = &self.inner.config.state;

@@ -197,12 +197,7 @@ impl Host {
         });
         host.adopt().await?;
         host.prune_network().await;
-        if let Some(addr) = host.inner.config.advertise {
-            let gw = host.runtime().network().gateway();
-            let addr = match addr.ip().is_unspecified() {
-                true => std::net::SocketAddr::new(gw.into(), addr.port()),
-                false => addr,
-            };
+        if let Some(addr) = host.advertised_api() {
             host.inner.registrations.keep_with_meta(
                 host_api::HOST_SERVICE,
                 &host.inner.id,
@@ -211,6 +206,17 @@ impl Host {
             );
         }
         Ok(host)
+    }
+
+    /// The address of the daemon's TCP API as registered in discoverd: its advertised
+    /// address, the bridge gateway for an unspecified one.
+    pub fn advertised_api(&self) -> Option<std::net::SocketAddr> {
+        let addr = self.inner.config.advertise?;
+        let gw = self.runtime().network().gateway();
+        Some(match addr.ip().is_unspecified() {
+            true => std::net::SocketAddr::new(gw.into(), addr.port()),
+            false => addr,
+        })
     }
 
     /// Whether the host is draining: it refuses new jobs, and the scheduler moves the jobs

@@ -36,6 +36,7 @@ impl Host {
             pid: std::process::id(),
             started: self.inner.started_at,
             discoverd: self.inner.config.discoverd.as_ref().map(|e| e.to_string()),
+            api: self.advertised_api(),
         }
     }
 }

@@ -17,6 +17,11 @@ pub struct ClusterInfo {
     /// the state is in the first host's embedded stores and no host can join.
     #[serde(default)]
     pub etcd: Vec<String>,
+    /// etcd runs as jobs of the platform (job `etcd`, one member on each of the first three
+    /// hosts), not as the operator's own: a joining host adds a member while there are
+    /// fewer than three.
+    #[serde(default)]
+    pub etcd_jobs: bool,
 }
 
 /// `GET /cluster/join`: what a host needs to join the cluster of the host answering.

@@ -54,6 +54,10 @@ pub struct HostStatus {
     /// The discoverd this host registers with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discoverd: Option<String>,
+    /// The address of the daemon's TCP API as it registers it in discoverd (other hosts
+    /// reach it there); none: the daemon has no TCP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<std::net::SocketAddr>,
 }
 
 /// Total and available amounts of a resource.

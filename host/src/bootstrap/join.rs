@@ -68,8 +68,16 @@ pub async fn join(
     if mine.discoverd.is_none() {
         return Err(BootstrapError::NoDiscoverd);
     }
+    // Where this host's etcd member would listen: its API's LAN address.
+    let lan_ip = mine
+        .api
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified() && *ip != mine.gateway);
+    if bundle.cluster.etcd_jobs && lan_ip.is_none() {
+        return Err(BootstrapError::NoHostApi);
+    }
     if let Some(other) = crate::cluster::read(&opts.state).ok().flatten() {
-        if other.controller != bundle.cluster.controller || other.etcd != bundle.cluster.etcd {
+        if other.controller != bundle.cluster.controller || other.domain != bundle.cluster.domain {
             return Err(BootstrapError::OtherCluster(other.controller));
         }
     }
@@ -99,12 +107,6 @@ pub async fn join(
         }
     }
     super::layer1::write_registry_auth(&opts.state, &bundle.cluster.registry, &bundle.cluster_key)?;
-    let path = opts.state.join(crate::cluster::CLUSTER_FILE);
-    if crate::cluster::read(&opts.state).ok().flatten().as_ref() != Some(&bundle.cluster) {
-        crate::cluster::write(&opts.state, &bundle.cluster)
-            .map_err(|e| BootstrapError::Key(path, e))?;
-        changed = true;
-    }
     if restart {
         progress(
             "daemon: restarting with the cluster's token and discoverd key (jobs keep running)",
@@ -113,13 +115,49 @@ pub async fn join(
         progress("ok: the daemon answers again");
     }
 
+    // An etcd member on this host while the cluster's etcd (run by the platform) has fewer
+    // than three; the cluster as recorded here lists every member.
+    let mut cluster = bundle.cluster.clone();
+    if let (true, Some(ip)) = (cluster.etcd_jobs, lan_ip) {
+        let l1 = super::Layer1Options {
+            state: opts.state.clone(),
+            bin_dir: opts.bin_dir.clone(),
+            image_cache: images::build::DEFAULT_CACHE.into(),
+            domain: cluster.domain.clone(),
+            discoverd_port: opts.http_port,
+            wait: opts.wait,
+            tls: Default::default(),
+            etcd: Vec::new(),
+            etcd_jobs: true,
+        };
+        let b = super::boot::Boot {
+            c,
+            opts: &l1,
+            progress,
+            key: "",
+        };
+        let (endpoints, started) =
+            super::etcd::join(&b, &bundle.cluster.etcd, &mine.id, ip).await?;
+        cluster.etcd = endpoints;
+        changed |= started;
+    }
+    // Recorded (members that joined since are a refresh of the record, not a change).
+    let path = opts.state.join(crate::cluster::CLUSTER_FILE);
+    let recorded = crate::cluster::read(&opts.state).ok().flatten();
+    if recorded.as_ref() != Some(&cluster) {
+        crate::cluster::write(&opts.state, &cluster).map_err(|e| BootstrapError::Key(path, e))?;
+        let etcd = cluster.etcd.clone();
+        changed |= recorded.map(|r| host_api::ClusterInfo { etcd, ..r }) != Some(cluster.clone());
+    }
+
     // discoverd on the cluster's etcd: every host's discoverd shares its state. One this host
     // ran before on other state (its own volume, another etcd) starts again.
     let id: host_api::JobId = super::DISCOVERD_JOB.parse().expect("a valid job id");
     if let Ok(j) = c.job(&id).await {
-        let etcd = bundle.cluster.etcd.join(",");
         let args = &j.config.config.args;
-        let on_etcd = args.windows(2).any(|w| w[0] == "--etcd" && w[1] == etcd);
+        let on_etcd = args.windows(2).any(|w| {
+            w[0] == "--etcd" && w[1].split(',').any(|e| cluster.etcd.iter().any(|m| m == e))
+        });
         if !j.state.is_final() && !on_etcd {
             progress("discoverd: ran on other state; starting it again on the cluster's etcd");
             c.delete_job(&id, true).await?;
@@ -131,7 +169,7 @@ pub async fn join(
             state: opts.state.clone(),
             bin_dir: opts.bin_dir.clone(),
             http_port: opts.http_port,
-            etcd: bundle.cluster.etcd.clone(),
+            etcd: cluster.etcd.clone(),
             upstream: opts.upstream.clone(),
             wait: opts.wait,
         },
@@ -169,7 +207,7 @@ pub async fn join(
     progress("ok: the scheduler runs the router on this host");
     Ok(Joined {
         host_id: mine.id,
-        cluster: bundle.cluster,
+        cluster,
         changed,
     })
 }

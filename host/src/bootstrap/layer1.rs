@@ -65,6 +65,8 @@ pub struct Layer1Options {
     /// etcd endpoints the controller keeps its state in (as discoverd does), so that other
     /// hosts can join; empty: on a volume of this host.
     pub etcd: Vec<String>,
+    /// Whether that etcd runs as jobs of the platform ([`super::cluster_store`]).
+    pub etcd_jobs: bool,
 }
 
 /// What a user needs to reach the cluster.
@@ -139,6 +141,7 @@ pub async fn layer1(
         registry: registry.clone(),
         controller: controller_url.clone(),
         etcd: opts.etcd.clone(),
+        etcd_jobs: opts.etcd_jobs,
     };
     let path = opts.state.join(crate::cluster::CLUSTER_FILE);
     crate::cluster::write(&opts.state, &cluster).map_err(|e| BootstrapError::Key(path, e))?;

@@ -5,11 +5,13 @@
 //! with a domain, [`layer1()`] then brings up the rest of layer 1 on the host.
 
 mod boot;
+mod etcd;
 mod join;
 mod layer1;
 mod router;
 mod tls;
 
+pub use etcd::{cluster_store, ETCD_CLIENT_PORT, ETCD_JOB, ETCD_MEMBERS, ETCD_PEER_PORT};
 pub use join::{join, JoinOptions, Joined};
 pub use layer1::{
     layer1, Layer1, Layer1Options, CONTROLLER_PORT, GITRECEIVE_PORT, REGISTRY_PORT,
@@ -133,8 +135,14 @@ pub enum BootstrapError {
     #[error("this host belongs to the cluster of controller {0} already; drain it and remove its state directory's cluster.json first")]
     OtherCluster(String),
     /// The cluster host's answer lacks a secret or etcd.
-    #[error("host {0} answered a join request without the cluster's secrets or etcd; is it a host of a cluster bootstrapped with --etcd, of this version?")]
+    #[error("host {0} answered a join request without the cluster's secrets or etcd; is it a host of a cluster others can join (bootstrapped on a LAN API address or with --etcd), of this version?")]
     BadJoin(String),
+    /// The cluster's etcd refused or failed a request.
+    #[error("asking the cluster's etcd at {0}")]
+    Etcd(String, #[source] Box<etcd_client::Error>),
+    /// This host's etcd state conflicts with the cluster's.
+    #[error("{0}")]
+    EtcdForeign(String),
     /// The daemon could not be restarted.
     #[error("restarting the daemon: {0}")]
     Restart(String),

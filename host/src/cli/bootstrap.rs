@@ -8,7 +8,8 @@ use clap::Args;
 
 use super::DEFAULT_STATE;
 use crate::bootstrap::{
-    bootstrap, layer1, resolv_conf_nameservers, BootstrapOptions, Layer1Options, DISCOVERD_JOB,
+    bootstrap, cluster_store, layer1, resolv_conf_nameservers, BootstrapOptions, Layer1Options,
+    DISCOVERD_JOB,
 };
 use host_api::client::Client;
 
@@ -63,9 +64,10 @@ impl DiscoverdArgs {
 pub struct BootstrapArgs {
     #[command(flatten)]
     discoverd: DiscoverdArgs,
-    /// etcd endpoints (comma-separated) for the cluster's state (discoverd's and the
-    /// controller's), so that other hosts can join (`flynn-host join`); without them both
-    /// keep their state on volumes of this host.
+    /// etcd endpoints (comma-separated) of the operator's etcd for the cluster's state
+    /// (discoverd's and the controller's). Without them, a host whose daemon API is on a LAN
+    /// address runs etcd as a job (hosts that join add members, up to three), and a host
+    /// whose API is on loopback only keeps the state on volumes of its own (no host can join).
     #[arg(long, value_delimiter = ',')]
     etcd: Vec<String>,
     /// Bring up all of layer 1 on this host for this domain (apps are `APP.DOMAIN`, the
@@ -89,15 +91,39 @@ pub struct BootstrapArgs {
     tls_key: Option<PathBuf>,
 }
 
-/// Builds the discoverd image, starts discoverd and waits until it answers; with a domain,
-/// then the rest of layer 1, printing the line that adds the cluster to `flynn`.
+/// With a domain, chooses where the cluster keeps its state (starting etcd as a job when
+/// that is the choice); builds the discoverd image, starts discoverd and waits until it
+/// answers; with a domain, then the rest of layer 1, printing the line that adds the cluster
+/// to `flynn`.
 pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
     let bin_dir = args.discoverd.bin_dir()?;
-    let opts = BootstrapOptions {
+    let progress = |line: &str| eprintln!("{line}");
+    let domain = args
+        .domain
+        .as_ref()
+        .map(|d| d.trim_matches('.').to_ascii_lowercase());
+    let mut l1 = Layer1Options {
         state: args.discoverd.state.clone(),
         bin_dir: bin_dir.clone(),
+        image_cache: args.image_cache,
+        domain: domain.clone().unwrap_or_default(),
+        discoverd_port: args.discoverd.http_port,
+        wait: args.wait,
+        tls: crate::bootstrap::OwnCert {
+            cert: args.tls_cert,
+            key: args.tls_key,
+        },
+        etcd: args.etcd,
+        etcd_jobs: false,
+    };
+    if domain.is_some() {
+        (l1.etcd, l1.etcd_jobs) = cluster_store(c, &l1, &progress).await?;
+    }
+    let opts = BootstrapOptions {
+        state: args.discoverd.state.clone(),
+        bin_dir,
         http_port: args.discoverd.http_port,
-        etcd: args.etcd.clone(),
+        etcd: l1.etcd.clone(),
         upstream: args.discoverd.upstream(),
         wait: Duration::from_secs(20),
     };
@@ -116,24 +142,11 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
     } else {
         eprintln!("discoverd: already runs (job {DISCOVERD_JOB})");
     }
-    let Some(domain) = args.domain else {
+    if domain.is_none() {
         return Ok(0);
-    };
-    let domain = domain.trim_matches('.').to_ascii_lowercase();
-    let opts = Layer1Options {
-        state: args.discoverd.state,
-        bin_dir,
-        image_cache: args.image_cache,
-        domain,
-        discoverd_port: port,
-        wait: args.wait,
-        tls: crate::bootstrap::OwnCert {
-            cert: args.tls_cert,
-            key: args.tls_key,
-        },
-        etcd: args.etcd,
-    };
-    let up = layer1(c, &opts, &|line| eprintln!("{line}")).await?;
+    }
+    let opts = l1;
+    let up = layer1(c, &opts, &progress).await?;
     if up.changed || done.started {
         eprintln!("layer 1 is up on this host.");
     } else {
@@ -147,7 +160,7 @@ pub async fn run(c: &Client, args: BootstrapArgs) -> anyhow::Result<i32> {
     match &up.join {
         Some(line) => eprintln!("Another host joins the cluster with:\n  {line}"),
         None => eprintln!(
-            "No host can join this cluster: its state is on this host (bootstrap with --etcd URLS and a daemon API on a LAN address for that)."
+            "No host can join this cluster: its state is on this host (a daemon with its API on a LAN address, --listen http://LAN_IP:1113, runs etcd for that)."
         ),
     }
     Ok(0)

@@ -6,6 +6,7 @@
 mod bootstrap;
 mod cli;
 mod cluster_drain;
+mod cluster_etcd;
 mod cluster_jobs;
 mod cluster_join;
 mod cluster_registry;

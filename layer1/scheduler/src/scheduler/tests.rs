@@ -122,6 +122,7 @@ fn leading(running: usize) -> (Scheduler, Vec<JobId>, mpsc::Receiver<Input>) {
             pid: 1,
             started: host_api::Timestamp::now(),
             discoverd: None,
+            api: None,
         },
         jobs: ids.iter().map(|id| job(id, JobState::Running)).collect(),
     })));

@@ -1,0 +1,293 @@
+//! etcd run by the platform: on a cluster whose first host's daemon API is on a LAN address
+//! (and whose operator named no etcd of their own), bootstrap starts a one-member etcd as
+//! job `etcd` on that host, and each host that joins while the cluster has fewer than three
+//! members adds one on itself (`member add`, then a job started with the cluster's
+//! membership). Each member is a host-network job of the `images/` etcd recipe (Debian's
+//! etcd-server), named after its host, with its data on the volume `etcd-data`, on the
+//! host's LAN address.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use etcd_client::{Client as EtcdClient, ConnectOptions};
+use host_api::client::Client;
+use host_api::{CreateJob, ErrorCode, JobId};
+
+use super::boot::{http_status, image_tag, job, volume, Boot};
+use super::layer1::Layer1Options;
+use super::BootstrapError;
+
+/// The job id etcd runs as on a host that has a member.
+pub const ETCD_JOB: &str = "etcd";
+/// etcd's client port on a member's host.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+/// etcd's peer port on a member's host.
+pub const ETCD_PEER_PORT: u16 = 2380;
+/// How many hosts run a member: the first three (a majority survives one host's loss).
+pub const ETCD_MEMBERS: usize = 3;
+/// The volume a member keeps its data on.
+const ETCD_VOLUME: &str = "etcd-data";
+
+/// The client URL of the member on the host at `ip`.
+pub fn client_url(ip: IpAddr) -> String {
+    format!("http://{}", std::net::SocketAddr::new(ip, ETCD_CLIENT_PORT))
+}
+
+fn peer_url(ip: IpAddr) -> String {
+    format!("http://{}", std::net::SocketAddr::new(ip, ETCD_PEER_PORT))
+}
+
+/// The member job of host `name` at `ip`; `initial` is the cluster's membership
+/// (`NAME=PEER_URL,...`), `state` `new` (the first member) or `existing`.
+fn member_job(name: &str, ip: IpAddr, initial: &str, state: &str) -> CreateJob {
+    let (client, peer) = (client_url(ip), peer_url(ip));
+    let mut req = job(ETCD_JOB, &[]);
+    req.config.image = image_tag("etcd");
+    req.config.args = [
+        "--name",
+        name,
+        "--data-dir",
+        "/data/etcd",
+        "--listen-client-urls",
+        &client,
+        "--advertise-client-urls",
+        &client,
+        "--listen-peer-urls",
+        &peer,
+        "--initial-advertise-peer-urls",
+        &peer,
+        "--initial-cluster",
+        initial,
+        "--initial-cluster-state",
+        state,
+        "--initial-cluster-token",
+        "flynn",
+        // Elections that a busy host does not trigger: with the defaults (100 ms, 1 s) a
+        // member whose fsync or CPU share stalls for a second calls one.
+        "--heartbeat-interval",
+        "250",
+        "--election-timeout",
+        "2500",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    req.config.volumes = vec![volume(ETCD_VOLUME)];
+    req
+}
+
+/// Waits until the member at `ip` answers healthy (it has a leader).
+async fn healthy(b: &Boot<'_>, ip: IpAddr) -> Result<(), BootstrapError> {
+    let addr = std::net::SocketAddr::new(ip, ETCD_CLIENT_PORT);
+    let host = addr.to_string();
+    b.until(
+        &format!("etcd answers healthy on {}", client_url(ip)),
+        ETCD_JOB,
+        || async { http_status(addr, &host, "/health").await == Some(200) },
+    )
+    .await
+}
+
+/// On the first host: a one-member etcd (started unless it runs); returns its client URL.
+async fn first(b: &Boot<'_>, host_id: &str, ip: IpAddr) -> Result<Vec<String>, BootstrapError> {
+    if !b.runs(ETCD_JOB).await? {
+        b.image("etcd").await?;
+        b.volume(ETCD_VOLUME).await?;
+        let initial = format!("{host_id}={}", peer_url(ip));
+        b.start(member_job(host_id, ip, &initial, "new")).await?;
+    }
+    healthy(b, ip).await?;
+    Ok(vec![client_url(ip)])
+}
+
+/// Where the cluster that bootstrap makes on this host keeps its state, as (etcd endpoints,
+/// whether etcd runs as jobs of the platform): the operator's etcd (`opts.etcd`); what an
+/// earlier bootstrap of this host chose (an etcd job is started again if it stopped); a
+/// one-member etcd started here when the daemon's API is on a LAN address other hosts
+/// reach; or none (empty: this host's embedded stores, and no host can join).
+pub async fn cluster_store(
+    c: &Client,
+    opts: &Layer1Options,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(Vec<String>, bool), BootstrapError> {
+    if !opts.etcd.is_empty() {
+        return Ok((opts.etcd.clone(), false));
+    }
+    let earlier = crate::cluster::read(&opts.state).ok().flatten();
+    if let Some(info) = &earlier {
+        if !info.etcd_jobs {
+            return Ok((info.etcd.clone(), false));
+        }
+    }
+    let status = c.status().await?;
+    let lan = status.api.map(|a| a.ip()).filter(|ip| {
+        !ip.is_loopback() && !ip.is_unspecified() && *ip != IpAddr::V4(status.gateway)
+    });
+    let Some(ip) = lan else {
+        return Ok((Vec::new(), false));
+    };
+    let b = Boot {
+        c,
+        opts,
+        progress,
+        key: "",
+    };
+    let mut endpoints = first(&b, &status.id, ip).await?;
+    if let Some(info) = earlier {
+        // Members that joined since are listed there already.
+        endpoints = info.etcd;
+    }
+    Ok((endpoints, true))
+}
+
+/// A member as the cluster lists it.
+struct Member {
+    id: u64,
+    name: String,
+    peers: Vec<String>,
+    clients: Vec<String>,
+}
+
+async fn connect(endpoints: &[String]) -> Result<EtcdClient, BootstrapError> {
+    let opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(10));
+    EtcdClient::connect(endpoints, Some(opts))
+        .await
+        .map_err(|e| etcd_error(endpoints, e))
+}
+
+fn etcd_error(endpoints: &[String], e: etcd_client::Error) -> BootstrapError {
+    BootstrapError::Etcd(endpoints.join(","), Box::new(e))
+}
+
+async fn members(
+    client: &mut EtcdClient,
+    endpoints: &[String],
+) -> Result<Vec<Member>, BootstrapError> {
+    let list = client
+        .member_list()
+        .await
+        .map_err(|e| etcd_error(endpoints, e))?;
+    Ok(list
+        .members()
+        .iter()
+        .map(|m| Member {
+            id: m.id(),
+            name: m.name().to_string(),
+            peers: m.peer_urls().to_vec(),
+            clients: m.client_urls().to_vec(),
+        })
+        .collect())
+}
+
+/// On a joining host: adds a member on this host while the cluster (at `endpoints`) has
+/// fewer than [`ETCD_MEMBERS`], or starts again the member this host is already; returns
+/// the client URLs of every started member and whether anything was started. A member added
+/// whose job does not come up healthy is removed again, so the cluster is left as it was.
+pub(super) async fn join(
+    b: &Boot<'_>,
+    endpoints: &[String],
+    host_id: &str,
+    ip: IpAddr,
+) -> Result<(Vec<String>, bool), BootstrapError> {
+    let mut client = connect(endpoints).await?;
+    let all = members(&mut client, endpoints).await?;
+    let peer = peer_url(ip);
+    let runs = b.runs(ETCD_JOB).await?;
+    let mut changed = false;
+    match all.iter().find(|m| m.peers.contains(&peer)) {
+        Some(m) if runs => {
+            (b.progress)(&format!("etcd: this host is member {} already", m.name));
+        }
+        Some(m) => {
+            // Added by a join cut short before its member started.
+            (b.progress)("etcd: this host is a member whose job is not running; starting it");
+            let name = if m.name.is_empty() { host_id } else { &m.name };
+            let initial = membership(&all, Some(m.id), name, &peer);
+            b.image("etcd").await?;
+            b.volume(ETCD_VOLUME).await?;
+            b.start(member_job(name, ip, &initial, "existing")).await?;
+            changed = true;
+        }
+        None if all.len() >= ETCD_MEMBERS => {
+            (b.progress)(&format!(
+                "etcd: the cluster has {} members already; none runs on this host",
+                all.len()
+            ));
+            return Ok((all.into_iter().flat_map(|m| m.clients).collect(), false));
+        }
+        None => {
+            if runs {
+                return Err(BootstrapError::EtcdForeign(
+                    "an etcd job runs on this host that is no member of the cluster's etcd: remove it (flynn-host rm -f etcd, then flynn-host volume rm etcd-data) and join again".into(),
+                ));
+            }
+            if let Some(m) = all.iter().find(|m| m.name.is_empty()) {
+                return Err(BootstrapError::EtcdForeign(format!(
+                    "etcd member {:x} ({}) was added but never started, and the cluster cannot add another meanwhile: start it, or remove it with etcdctl member remove {:x}, then join again",
+                    m.id,
+                    m.peers.join(","),
+                    m.id
+                )));
+            }
+            b.image("etcd").await?;
+            // Data an earlier member left here belongs to no member of this cluster.
+            match b.c.delete_volume(ETCD_VOLUME).await {
+                Ok(()) => (b.progress)("etcd: removed the data of an earlier member"),
+                Err(e) if e.code() == Some(ErrorCode::NoSuchVolume) => {}
+                Err(e) => return Err(e.into()),
+            }
+            b.volume(ETCD_VOLUME).await?;
+            let added = client
+                .member_add([peer.as_str()], None)
+                .await
+                .map_err(|e| etcd_error(endpoints, e))?;
+            let id = added.member().map(|m| m.id()).unwrap_or_default();
+            (b.progress)(&format!(
+                "etcd: added member {host_id} ({peer}); the cluster has {} members",
+                all.len() + 1
+            ));
+            let started = async {
+                let initial = membership(&all, None, host_id, &peer);
+                b.start(member_job(host_id, ip, &initial, "existing"))
+                    .await?;
+                healthy(b, ip).await
+            }
+            .await;
+            if let Err(e) = started {
+                // The cluster waits on a member that never comes: take it back out.
+                let jid: JobId = ETCD_JOB.parse().expect("a valid job id");
+                let _ = b.c.delete_job(&jid, true).await;
+                let _ = client.member_remove(id).await;
+                return Err(e);
+            }
+            return Ok((clients(&mut client, endpoints).await?, true));
+        }
+    }
+    healthy(b, ip).await?;
+    Ok((clients(&mut client, endpoints).await?, changed))
+}
+
+/// `--initial-cluster` for a member `name` at `peer` joining the started members of `all`
+/// (but `this`, its own entry when listed already).
+fn membership(all: &[Member], this: Option<u64>, name: &str, peer: &str) -> String {
+    all.iter()
+        .filter(|m| Some(m.id) != this && !m.name.is_empty())
+        .map(|m| format!("{}={}", m.name, m.peers.join(",")))
+        .chain([format!("{name}={peer}")])
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The client URLs of every started member.
+async fn clients(
+    client: &mut EtcdClient,
+    endpoints: &[String],
+) -> Result<Vec<String>, BootstrapError> {
+    Ok(members(client, endpoints)
+        .await?
+        .into_iter()
+        .flat_map(|m| m.clients)
+        .collect())
+}

@@ -1,0 +1,176 @@
+//! etcd run by the platform: `flynn-host bootstrap --domain` on a host whose daemon API is on
+//! a LAN address (and no `--etcd`) starts a one-member etcd as a job there and keeps the
+//! cluster's state in it; hosts 2 and 3 each add a member when they join, host 4 runs none;
+//! every host's discoverd shares the state. Joining and bootstrapping again change nothing.
+
+use std::process::Command;
+
+use integration::cluster::Lan;
+use integration::image::STACK_CACHE;
+use integration::root_test;
+
+const DOMAIN: &str = "etcd.test";
+
+/// `etcdctl member list` at `endpoint`: (name, client URLs) of each member.
+fn members(endpoint: &str) -> Vec<(String, String)> {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "--command-timeout=5s"])
+        .args(["member", "list", "-w", "simple"])
+        .output()
+        .expect("etcdctl");
+    assert!(
+        out.status.success(),
+        "etcdctl member list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ID, status, name, peer URLs, client URLs, is learner.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(", ").collect();
+            (f[2].to_string(), f[4].to_string())
+        })
+        .collect()
+}
+
+#[root_test(isolated)]
+fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
+    let lan = Lan::start(4);
+    let bin_dir = integration::workspace_bin("flynn-host")
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let state = |i: usize| lan.hosts[i].state().display().to_string();
+    let ip = |i: usize| lan.hosts[i].ip.to_string();
+    let state1 = state(0);
+    let bootstrap = [
+        "bootstrap",
+        "--state",
+        &state1,
+        "--bin-dir",
+        &bin_dir,
+        "--domain",
+        DOMAIN,
+        "--image-cache",
+        STACK_CACHE,
+        "--no-dns-upstream",
+        "--wait",
+        "300s",
+    ];
+    let (ok, _, progress) = lan.flynn_host(0, &bootstrap);
+    assert!(ok, "bootstrap failed:\n{progress}");
+    let etcd1 = format!("http://{}:2379", ip(0));
+    for step in [
+        "etcd: started".to_string(),
+        format!("ok: etcd answers healthy on {etcd1}"),
+    ] {
+        assert!(progress.contains(&step), "{step:?} in:\n{progress}");
+    }
+    let line = progress
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("flynn-host join "))
+        .unwrap_or_else(|| panic!("no join line in:\n{progress}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (url, token) = (words[2], words[3]);
+    let cluster = |i: usize| -> host_api::ClusterInfo {
+        let text = std::fs::read_to_string(lan.hosts[i].state().join("cluster.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let c1 = cluster(0);
+    assert!(c1.etcd_jobs);
+    assert_eq!(c1.etcd, vec![etcd1.clone()]);
+    assert_eq!(
+        members(&etcd1),
+        vec![(lan.hosts[0].id.clone(), etcd1.clone())]
+    );
+
+    let join = |i: usize| {
+        let st = state(i);
+        lan.flynn_host(
+            i,
+            &[
+                "join",
+                url,
+                token,
+                "--state",
+                &st,
+                "--bin-dir",
+                &bin_dir,
+                "--no-dns-upstream",
+                "--wait",
+                "120s",
+            ],
+        )
+    };
+    // Hosts 2 and 3 add a member each.
+    for i in 1..3 {
+        let (ok, _, err) = join(i);
+        assert!(ok, "host {} join failed:\n{err}", i + 1);
+        let step = format!(
+            "etcd: added member {} (http://{}:2380); the cluster has {} members",
+            lan.hosts[i].id,
+            ip(i),
+            i + 1
+        );
+        assert!(err.contains(&step), "{step:?} in:\n{err}");
+        assert!(
+            err.contains("ok: the scheduler runs the router on this host"),
+            "{err}"
+        );
+    }
+    let want: Vec<(String, String)> = (0..3)
+        .map(|i| (lan.hosts[i].id.clone(), format!("http://{}:2379", ip(i))))
+        .collect();
+    let mut listed = members(&etcd1);
+    listed.sort_by_key(|(_, url)| url.clone());
+    assert_eq!(listed, want);
+    let mut on3 = cluster(2).etcd;
+    on3.sort();
+    assert_eq!(on3, want.iter().map(|(_, u)| u.clone()).collect::<Vec<_>>());
+
+    // Host 4 runs none.
+    let (ok, _, err) = join(3);
+    assert!(ok, "host 4 join failed:\n{err}");
+    assert!(
+        err.contains("etcd: the cluster has 3 members already; none runs on this host"),
+        "{err}"
+    );
+    let etcd_job: host_api::JobId = "etcd".parse().unwrap();
+    assert!(lan.block_on(lan.hosts[3].client().job(&etcd_job)).is_err());
+    assert_eq!(cluster(3).etcd.len(), 3);
+    assert_eq!(members(&etcd1).len(), 3);
+
+    // One state: host 4's discoverd lists every host's registration.
+    let d4 = discoverd_api::client::Client::new(format!("http://{}:1111", ip(3)).parse().unwrap());
+    lan.wait(
+        "host 4's discoverd lists all four hosts",
+        std::time::Duration::from_secs(60),
+        |l| {
+            l.block_on(d4.instances(host_api::HOST_SERVICE))
+                .is_ok_and(|all| all.len() == 4)
+        },
+    );
+
+    // Again: nothing changes.
+    let (ok, out, err) = join(1);
+    assert!(ok, "{err}");
+    assert!(out.contains("nothing changed"), "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "etcd: this host is member {} already",
+            lan.hosts[1].id
+        )),
+        "{err}"
+    );
+    let (ok, _, progress) = lan.flynn_host(0, &bootstrap);
+    assert!(ok, "{progress}");
+    assert!(progress.contains("etcd: already runs"), "{progress}");
+    assert!(
+        progress.contains("layer 1 already runs on this host: nothing changed."),
+        "{progress}"
+    );
+    assert_eq!(members(&etcd1).len(), 3);
+}
