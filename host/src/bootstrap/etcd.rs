@@ -239,10 +239,7 @@ pub(super) async fn join(
                 Err(e) => return Err(e.into()),
             }
             b.volume(ETCD_VOLUME).await?;
-            let added = client
-                .member_add([peer.as_str()], None)
-                .await
-                .map_err(|e| etcd_error(endpoints, e))?;
+            let added = add_member(b, &mut client, endpoints, &peer).await?;
             let id = added.member().map(|m| m.id()).unwrap_or_default();
             (b.progress)(&format!(
                 "etcd: added member {host_id} ({peer}); the cluster has {} members",
@@ -267,6 +264,34 @@ pub(super) async fn join(
     }
     healthy(b, ip).await?;
     Ok((clients(&mut client, endpoints).await?, changed))
+}
+
+/// `member add` of `peer`. etcd refuses one as `unhealthy cluster` until every member has
+/// been connected a few seconds (a member that just joined has not): tried again meanwhile.
+async fn add_member(
+    b: &Boot<'_>,
+    client: &mut EtcdClient,
+    endpoints: &[String],
+    peer: &str,
+) -> Result<etcd_client::MemberAddResponse, BootstrapError> {
+    let deadline = std::time::Instant::now() + b.opts.wait;
+    let mut said = false;
+    loop {
+        match client.member_add([peer], None).await {
+            Ok(added) => return Ok(added),
+            Err(e)
+                if e.to_string().contains("unhealthy cluster")
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !said {
+                    (b.progress)("etcd: waiting until every member is connected to add one");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(etcd_error(endpoints, e)),
+        }
+    }
 }
 
 /// `--initial-cluster` for a member `name` at `peer` joining the started members of `all`
