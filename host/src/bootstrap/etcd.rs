@@ -9,7 +9,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use etcd_client::{Client as EtcdClient, ConnectOptions};
+use flynn_etcd::etcd_client;
+use flynn_etcd::Client as EtcdClient;
 use host_api::client::Client;
 use host_api::{CreateJob, ErrorCode, JobId};
 
@@ -149,10 +150,7 @@ struct Member {
 }
 
 async fn connect(endpoints: &[String]) -> Result<EtcdClient, BootstrapError> {
-    let opts = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(10));
-    EtcdClient::connect(endpoints, Some(opts))
+    flynn_etcd::connect(endpoints, Duration::from_secs(10))
         .await
         .map_err(|e| etcd_error(endpoints, e))
 }

@@ -139,7 +139,7 @@ pub enum BootstrapError {
     BadJoin(String),
     /// The cluster's etcd refused or failed a request.
     #[error("asking the cluster's etcd at {0}")]
-    Etcd(String, #[source] Box<etcd_client::Error>),
+    Etcd(String, #[source] Box<flynn_etcd::Error>),
     /// This host's etcd state conflicts with the cluster's.
     #[error("{0}")]
     EtcdForeign(String),

@@ -2,6 +2,8 @@
 //! a LAN address (and no `--etcd`) starts a one-member etcd as a job there and keeps the
 //! cluster's state in it; hosts 2 and 3 each add a member when they join, host 4 runs none;
 //! every host's discoverd shares the state. Joining and bootstrapping again change nothing.
+//! With host 1's member down, host 1's discoverd (started when etcd had one member, and
+//! following the members that joined since) still takes registrations.
 
 use std::process::Command;
 
@@ -173,4 +175,53 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
         "{progress}"
     );
     assert_eq!(members(&etcd1).len(), 3);
+
+    // Host 1's discoverd followed the two members that joined (its log says so) ...
+    let h1 = lan.hosts[0].client();
+    let discoverd: host_api::JobId = "discoverd".parse().unwrap();
+    let log = |id: &host_api::JobId| -> String {
+        lan.block_on(async {
+            let mut out = String::new();
+            if let Ok(mut l) = h1.logs(id, &host_api::LogOptions::default()).await {
+                while let Ok(Some(line)) = l.next().await {
+                    out += &line.line;
+                    out.push('\n');
+                }
+            }
+            out
+        })
+    };
+    lan.wait(
+        "host 1's discoverd adds the endpoints of members 2 and 3",
+        std::time::Duration::from_secs(60),
+        |_| {
+            log(&discoverd)
+                .matches("etcd member joined: endpoint added")
+                .count()
+                == 2
+        },
+    );
+    // ... so with host 1's member stopped (two of three still a majority) a job that host 1
+    // registers through it is seen by host 3's discoverd.
+    lan.block_on(h1.stop(&etcd_job, std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut probe = host_api::CreateJob::new(
+        lan.image.clone(),
+        vec!["httpd".into(), "-f".into(), "-p".into(), "8080".into()],
+    );
+    probe.id = Some("probe".parse().unwrap());
+    probe.config.network = host_api::NetworkMode::Host;
+    probe.service = Some("probe".parse().unwrap());
+    probe.service_port = Some(8080);
+    lan.block_on(h1.pull_complete(&lan.image)).unwrap();
+    lan.block_on(h1.create_job(&probe)).unwrap();
+    let d3 = discoverd_api::client::Client::new(format!("http://{}:1111", ip(2)).parse().unwrap());
+    lan.wait(
+        "host 3's discoverd lists the job host 1 registered",
+        std::time::Duration::from_secs(60),
+        |l| {
+            l.block_on(d3.instances("probe"))
+                .is_ok_and(|all| all.len() == 1)
+        },
+    );
 }

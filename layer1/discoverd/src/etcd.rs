@@ -39,12 +39,11 @@ fn err(e: etcd_client::Error) -> StoreError {
 impl Etcd {
     /// Connects to the cluster at `endpoints` (`http://HOST:PORT`), keeping keys under `prefix`.
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, StoreError> {
-        let opts = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(5));
-        let client = etcd_client::Client::connect(endpoints, Some(opts))
+        let client = flynn_etcd::connect(endpoints, Duration::from_secs(5))
             .await
             .map_err(err)?;
+        // Members that join later are followed, so one member's loss is survived.
+        flynn_etcd::follow_members(&client, endpoints);
         let root = format!("{}/", prefix.trim_end_matches('/'));
         Ok(Self {
             client,

@@ -1,0 +1,65 @@
+//! The platform's etcd clients (discoverd's store, the controller's store, bootstrap): one
+//! way to connect, and [`follow_members`], which keeps a client's endpoints in step with
+//! the cluster's members, so that a service started when the cluster had one member goes
+//! on working when that member is down and others have joined since (as etcd's own client
+//! does with its endpoint auto-sync).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+pub use etcd_client::{self, Client, Error};
+
+/// How often [`follow_members`] lists the members.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Connects to the cluster at `endpoints` (`http://HOST:PORT`): a connect timeout of 5 s
+/// and a request timeout of `timeout`.
+pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, Error> {
+    let opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(timeout);
+    Client::connect(endpoints, Some(opts)).await
+}
+
+/// Keeps `client`'s endpoints (first `endpoints`) those of the cluster's started members:
+/// every [`FOLLOW_INTERVAL`] it lists them, adds the client URLs of members that joined and
+/// drops those of members that left (never the endpoints given, which may be a proxy or a
+/// name that no member advertises). Runs on the current tokio runtime for as long as it does.
+pub fn follow_members(client: &Client, endpoints: &[String]) -> tokio::task::JoinHandle<()> {
+    let mut client = client.clone();
+    let given: BTreeSet<String> = endpoints.iter().cloned().collect();
+    let mut known = given.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(FOLLOW_INTERVAL).await;
+            let Ok(list) = client.member_list().await else {
+                continue;
+            };
+            let now: BTreeSet<String> = list
+                .members()
+                .iter()
+                .flat_map(|m| m.client_urls().iter().cloned())
+                .collect();
+            if now.is_empty() {
+                continue;
+            }
+            for url in now.difference(&known) {
+                match client.add_endpoint(url).await {
+                    Ok(()) => tracing::info!(endpoint = %url, "etcd member joined: endpoint added"),
+                    Err(e) => {
+                        tracing::warn!(endpoint = %url, error = %e, "adding an etcd endpoint")
+                    }
+                }
+            }
+            for url in known.difference(&now).filter(|u| !given.contains(*u)) {
+                match client.remove_endpoint(url).await {
+                    Ok(()) => tracing::info!(endpoint = %url, "etcd member left: endpoint removed"),
+                    Err(e) => {
+                        tracing::warn!(endpoint = %url, error = %e, "removing an etcd endpoint")
+                    }
+                }
+            }
+            known = now.union(&given).cloned().collect();
+        }
+    })
+}
