@@ -38,9 +38,10 @@ fn peer_url(ip: IpAddr) -> String {
     format!("http://{}", std::net::SocketAddr::new(ip, ETCD_PEER_PORT))
 }
 
-/// The member job of host `name` at `ip`; `initial` is the cluster's membership
-/// (`NAME=PEER_URL,...`), `state` `new` (the first member) or `existing`.
-fn member_job(name: &str, ip: IpAddr, initial: &str, state: &str) -> CreateJob {
+/// The member job of host `name` at `ip` (job `etcd`, image `flynn/etcd:latest`, host
+/// network, data on the volume `etcd-data`); `initial` is the cluster's membership
+/// (`NAME=PEER_URL,...`), `state` `new` (a member of a new cluster) or `existing`.
+pub fn member_job(name: &str, ip: IpAddr, initial: &str, state: &str) -> CreateJob {
     let (client, peer) = (client_url(ip), peer_url(ip));
     let mut req = job(ETCD_JOB, &[]);
     req.config.image = image_tag("etcd");

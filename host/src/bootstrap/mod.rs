@@ -11,7 +11,10 @@ mod layer1;
 mod router;
 mod tls;
 
-pub use etcd::{cluster_store, ETCD_CLIENT_PORT, ETCD_JOB, ETCD_MEMBERS, ETCD_PEER_PORT};
+pub use etcd::{
+    cluster_store, member_job as etcd_member_job, ETCD_CLIENT_PORT, ETCD_JOB, ETCD_MEMBERS,
+    ETCD_PEER_PORT,
+};
 pub use join::{join, JoinOptions, Joined};
 pub use layer1::{
     layer1, Layer1, Layer1Options, CONTROLLER_PORT, GITRECEIVE_PORT, REGISTRY_PORT,

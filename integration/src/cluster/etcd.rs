@@ -5,8 +5,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use host_api::{CreateJob, NetworkMode, VolumeMount};
-
 use super::Cluster;
 
 /// etcd's client port on each member's host.
@@ -39,51 +37,20 @@ impl Cluster {
             .collect();
         let mut endpoints = Vec::new();
         for h in hosts {
-            let client = format!("http://{}:{CLIENT_PORT}", h.ip);
-            let peer = format!("http://{}:{PEER_PORT}", h.ip);
-            let args = [
-                "--name",
+            let mut req = flynn_host::bootstrap::etcd_member_job(
                 &format!("m{}", h.index),
-                "--data-dir",
-                "/data/etcd",
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-                "--initial-cluster",
+                h.ip.into(),
                 &initial.join(","),
-                "--initial-cluster-state",
                 "new",
-                "--initial-cluster-token",
-                "flynn-test",
-                // Elections for a busy machine: the defaults (100 ms, 1 s) call one when a
-                // member's fsync or CPU share stalls for a second under a loaded test run.
-                "--heartbeat-interval",
-                "250",
-                "--election-timeout",
-                "2500",
-            ];
-            let mut req = CreateJob::new(
-                "flynn/etcd:test",
-                args.iter().map(|a| a.to_string()).collect(),
             );
+            req.config.image = "flynn/etcd:test".into();
             req.id = Some(crate::jid("etcd"));
-            req.config.network = NetworkMode::Host;
-            req.config.volumes = vec![VolumeMount {
-                name: "etcd-data".into(),
-                target: "/data".into(),
-                readonly: false,
-            }];
             let c = h.client();
             self.block_on(c.create_volume("etcd-data"))
                 .unwrap_or_else(|e| panic!("etcd's volume on host {}: {e}", h.index));
             self.block_on(c.create_job(&req))
                 .unwrap_or_else(|e| panic!("starting etcd on host {}: {e}", h.index));
-            endpoints.push(client);
+            endpoints.push(format!("http://{}:{CLIENT_PORT}", h.ip));
         }
         self.wait("every etcd member healthy", Duration::from_secs(60), |_| {
             Command::new("etcdctl")

@@ -66,6 +66,37 @@ impl Lan {
         )
     }
 
+    /// Where the workspace binaries are (`--bin-dir` of bootstrap and join).
+    pub fn bin_dir(&self) -> String {
+        crate::workspace_bin("flynn-host")
+            .parent()
+            .expect("a directory")
+            .display()
+            .to_string()
+    }
+
+    /// Runs `flynn-host join URL TOKEN` on host `i` (its own state and bin dir, no DNS
+    /// upstream, each step waited for at most 120 s); returns as [`Lan::flynn_host`].
+    pub fn join(&self, i: usize, url: &str, token: &str) -> (bool, String, String) {
+        let state = self.hosts[i].state().display().to_string();
+        let bin_dir = self.bin_dir();
+        self.flynn_host(
+            i,
+            &[
+                "join",
+                url,
+                token,
+                "--state",
+                &state,
+                "--bin-dir",
+                &bin_dir,
+                "--no-dns-upstream",
+                "--wait",
+                "120s",
+            ],
+        )
+    }
+
     /// Waits up to `limit` for `f`, panicking with `what` (the logs follow on drop).
     pub fn wait(&self, what: &str, limit: Duration, mut f: impl FnMut(&Self) -> bool) {
         let deadline = Instant::now() + limit;

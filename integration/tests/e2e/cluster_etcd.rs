@@ -39,11 +39,7 @@ fn members(endpoint: &str) -> Vec<(String, String)> {
 #[root_test(isolated)]
 fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     let lan = Lan::start(4);
-    let bin_dir = integration::workspace_bin("flynn-host")
-        .parent()
-        .unwrap()
-        .display()
-        .to_string();
+    let bin_dir = lan.bin_dir();
     let state = |i: usize| lan.hosts[i].state().display().to_string();
     let ip = |i: usize| lan.hosts[i].ip.to_string();
     let state1 = state(0);
@@ -89,24 +85,7 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
         vec![(lan.hosts[0].id.clone(), etcd1.clone())]
     );
 
-    let join = |i: usize| {
-        let st = state(i);
-        lan.flynn_host(
-            i,
-            &[
-                "join",
-                url,
-                token,
-                "--state",
-                &st,
-                "--bin-dir",
-                &bin_dir,
-                "--no-dns-upstream",
-                "--wait",
-                "120s",
-            ],
-        )
-    };
+    let join = |i: usize| lan.join(i, url, token);
     // Hosts 2 and 3 add a member each.
     for i in 1..3 {
         let (ok, _, err) = join(i);

@@ -41,11 +41,7 @@ fn get(ip: &str, https: bool) -> Option<String> {
 #[root_test(isolated)]
 fn a_host_joins_with_the_line_bootstrap_prints_and_runs_the_apps_jobs() {
     let lan = Lan::start(2);
-    let bin_dir = integration::workspace_bin("flynn-host")
-        .parent()
-        .unwrap()
-        .display()
-        .to_string();
+    let bin_dir = lan.bin_dir();
     let etcd = lan.etcd.endpoints().join(",");
     let state = |i: usize| lan.hosts[i].state().display().to_string();
 
@@ -87,24 +83,7 @@ fn a_host_joins_with_the_line_bootstrap_prints_and_runs_the_apps_jobs() {
     let (url, token) = (words[2], words[3]);
     assert_eq!(url, format!("http://{ip1}:1113"));
 
-    let join = |i: usize, url: &str, token: &str| {
-        let st = state(i);
-        lan.flynn_host(
-            i,
-            &[
-                "join",
-                url,
-                token,
-                "--state",
-                &st,
-                "--bin-dir",
-                &bin_dir,
-                "--no-dns-upstream",
-                "--wait",
-                "120s",
-            ],
-        )
-    };
+    let join = |i: usize, url: &str, token: &str| lan.join(i, url, token);
 
     // Refused: a wrong token, and host 1 joining itself; neither changes host 2.
     let (ok, _, err) = join(1, url, "wrong");
