@@ -27,7 +27,7 @@ pub const ETCD_PEER_PORT: u16 = 2380;
 /// How many hosts run a member: the first three (a majority survives one host's loss).
 pub const ETCD_MEMBERS: usize = 3;
 /// The volume a member keeps its data on.
-const ETCD_VOLUME: &str = "etcd-data";
+pub(super) const ETCD_VOLUME: &str = "etcd-data";
 
 /// The client URL of the member on the host at `ip`.
 pub fn client_url(ip: IpAddr) -> String {
@@ -263,6 +263,25 @@ pub(super) async fn join(
     }
     healthy(b, ip).await?;
     Ok((clients(&mut client, endpoints).await?, changed))
+}
+
+/// Removes the member at `ip` from the cluster at `endpoints` (its other members); returns
+/// its name and how many members are left, or `None` when it is no member.
+pub(super) async fn remove_member(
+    endpoints: &[String],
+    ip: IpAddr,
+) -> Result<Option<(String, usize)>, BootstrapError> {
+    let mut client = connect(endpoints).await?;
+    let all = members(&mut client, endpoints).await?;
+    let peer = peer_url(ip);
+    let Some(m) = all.iter().find(|m| m.peers.contains(&peer)) else {
+        return Ok(None);
+    };
+    client
+        .member_remove(m.id)
+        .await
+        .map_err(|e| etcd_error(endpoints, e))?;
+    Ok(Some((m.name.clone(), all.len() - 1)))
 }
 
 /// `member add` of `peer`. etcd refuses one as `unhealthy cluster` until every member has

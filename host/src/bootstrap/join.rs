@@ -150,6 +150,13 @@ pub async fn join(
         changed |= recorded.map(|r| host_api::ClusterInfo { etcd, ..r }) != Some(cluster.clone());
     }
 
+    // A host that left a cluster stays drained: joining one ends that.
+    if c.status().await?.draining {
+        c.set_draining(false).await?;
+        progress("daemon: drain ended: the host takes jobs");
+        changed = true;
+    }
+
     // discoverd on the cluster's etcd: every host's discoverd shares its state. One this host
     // ran before on other state (its own volume, another etcd) starts again.
     let id: host_api::JobId = super::DISCOVERD_JOB.parse().expect("a valid job id");

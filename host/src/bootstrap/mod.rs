@@ -8,6 +8,7 @@ mod boot;
 mod etcd;
 mod join;
 mod layer1;
+mod leave;
 mod router;
 mod tls;
 
@@ -20,6 +21,7 @@ pub use layer1::{
     layer1, Layer1, Layer1Options, CONTROLLER_PORT, GITRECEIVE_PORT, REGISTRY_PORT,
     ROUTER_API_PORT, ROUTER_HTTPS_PORT, ROUTER_HTTP_PORT, SCHEDULER_PORT, SYSTEM_APPS,
 };
+pub use leave::{can_leave, leave};
 pub use tls::{ClusterTls, OwnCert, TLS_DIR};
 
 use std::net::Ipv4Addr;
@@ -146,6 +148,9 @@ pub enum BootstrapError {
     /// This host's etcd state conflicts with the cluster's.
     #[error("{0}")]
     EtcdForeign(String),
+    /// This host cannot leave its cluster.
+    #[error("{0}")]
+    Leave(String),
     /// The daemon could not be restarted.
     #[error("restarting the daemon: {0}")]
     Restart(String),

@@ -9,6 +9,7 @@ mod events;
 mod images;
 mod jobs;
 mod join;
+mod leave;
 mod status;
 mod volumes;
 
@@ -122,6 +123,9 @@ pub enum Command {
     Drain(drain::DrainArgs),
     /// End a drain: take new jobs again.
     Undrain,
+    /// Leave the cluster: drain, then remove this host's etcd member (if any), stop its
+    /// discoverd and forget the cluster.
+    Leave(leave::LeaveArgs),
 }
 
 /// `--json`.
@@ -172,5 +176,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status(f) => status::status(&c, f.json).await,
         Command::Drain(args) => drain::drain(&c, args).await,
         Command::Undrain => drain::undrain(&c).await,
+        Command::Leave(args) => leave::run(&c, args).await,
     }
 }

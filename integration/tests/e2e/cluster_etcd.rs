@@ -2,7 +2,7 @@
 //! a LAN address (and no `--etcd`) starts a one-member etcd as a job there and keeps the
 //! cluster's state in it; hosts 2 and 3 each add a member when they join, host 4 runs none;
 //! every host's discoverd shares the state. Joining and bootstrapping again change nothing.
-//! With host 1's member down, host 1's discoverd (started when etcd had one member, and
+//! Host 3 leaves (its member removed), host 4 then adds one. With host 1's member down, host 1's discoverd (started when etcd had one member, and
 //! following the members that joined since) still takes registrations.
 
 use std::process::Command;
@@ -155,7 +155,42 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     );
     assert_eq!(members(&etcd1).len(), 3);
 
-    // Host 1's discoverd followed the two members that joined (its log says so) ...
+    // Host 1 runs the controller and cannot leave; host 3 leaves (drained first) and its
+    // member goes; host 4 then adds one.
+    let (ok, _, err) = lan.flynn_host(0, &["leave", "--state", &state1]);
+    assert!(!ok);
+    assert!(
+        err.contains("this host runs the cluster's registry, controller, scheduler, gitreceive"),
+        "{err}"
+    );
+    let state3 = state(2);
+    let (ok, out, err) = lan.flynn_host(2, &["leave", "--state", &state3]);
+    assert!(ok, "host 3 leave failed:\n{out}\n{err}");
+    let id3 = &lan.hosts[2].id;
+    assert!(
+        out.contains(&format!("host {id3} left cluster {DOMAIN}")),
+        "{out}"
+    );
+    for step in [
+        format!("etcd: removed member {id3}; the cluster has 2 members"),
+        "etcd: job and data removed".into(),
+        "discoverd: stopped".into(),
+    ] {
+        assert!(err.contains(&step), "{step:?} in:\n{err}");
+    }
+    assert_eq!(members(&etcd1).len(), 2);
+    assert!(!lan.hosts[2].state().join("cluster.json").exists());
+    assert!(lan.block_on(lan.hosts[2].client().job(&etcd_job)).is_err());
+    let (ok, _, err) = join(3);
+    assert!(ok, "host 4 join failed:\n{err}");
+    let step = format!(
+        "etcd: added member {} (http://{}:2380); the cluster has 3 members",
+        lan.hosts[3].id,
+        ip(3)
+    );
+    assert!(err.contains(&step), "{step:?} in:\n{err}");
+
+    // Host 1's discoverd followed the members that joined (its log says so) ...
     let h1 = lan.hosts[0].client();
     let discoverd: host_api::JobId = "discoverd".parse().unwrap();
     let log = |id: &host_api::JobId| -> String {
@@ -171,17 +206,20 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
         })
     };
     lan.wait(
-        "host 1's discoverd adds the endpoints of members 2 and 3",
+        "host 1's discoverd adds the endpoints of the members on hosts 2 and 4",
         std::time::Duration::from_secs(60),
         |_| {
-            log(&discoverd)
-                .matches("etcd member joined: endpoint added")
-                .count()
-                == 2
+            let log = log(&discoverd);
+            [1, 3].iter().all(|&i| {
+                log.lines().any(|l| {
+                    l.contains("etcd member joined: endpoint added")
+                        && l.contains(&format!("http://{}:2379", ip(i)))
+                })
+            })
         },
     );
     // ... so with host 1's member stopped (two of three still a majority) a job that host 1
-    // registers through it is seen by host 3's discoverd.
+    // registers through it is seen by host 2's discoverd.
     lan.block_on(h1.stop(&etcd_job, std::time::Duration::from_secs(5)))
         .unwrap();
     let mut probe = host_api::CreateJob::new(
@@ -194,9 +232,9 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     probe.service_port = Some(8080);
     lan.block_on(h1.pull_complete(&lan.image)).unwrap();
     lan.block_on(h1.create_job(&probe)).unwrap();
-    let d3 = discoverd_api::client::Client::new(format!("http://{}:1111", ip(2)).parse().unwrap());
+    let d3 = discoverd_api::client::Client::new(format!("http://{}:1111", ip(1)).parse().unwrap());
     lan.wait(
-        "host 3's discoverd lists the job host 1 registered",
+        "host 2's discoverd lists the job host 1 registered",
         std::time::Duration::from_secs(60),
         |l| {
             l.block_on(d3.instances("probe"))
