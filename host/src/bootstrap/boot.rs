@@ -200,6 +200,24 @@ impl Boot<'_> {
     }
 }
 
+/// The running job the scheduler placed on this host for `app`'s process type `process`.
+pub(super) async fn scheduled(
+    c: &Client,
+    app: &str,
+    process: &str,
+) -> Result<Option<JobId>, BootstrapError> {
+    use controller_api::spec::{LABEL_APP_NAME, LABEL_TYPE};
+    let filter = host_api::JobFilter {
+        state: Some(JobState::Running),
+        metadata: vec![
+            (LABEL_APP_NAME.into(), app.into()),
+            (LABEL_TYPE.into(), process.into()),
+        ],
+        ..Default::default()
+    };
+    Ok(c.jobs(&filter).await?.into_iter().next().map(|j| j.id))
+}
+
 /// `flynn/NAME:latest`, as the store records it.
 pub(super) fn image_tag(recipe: &str) -> String {
     let r: pinkerton::reference::Reference = format!("flynn/{recipe}:latest")

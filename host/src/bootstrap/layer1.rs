@@ -215,44 +215,43 @@ pub async fn layer1(
     })
     .await?;
 
-    // The controller, its state on a volume.
-    if !b.runs("controller").await? {
-        b.image("controller").await?;
-        b.volume("controller-data").await?;
-        let mut req = job(
-            "controller",
-            &[
-                ("AUTH_KEY", &key),
-                ("DEFAULT_ROUTE_DOMAIN", &opts.domain),
-                ("LISTEN", &format!("0.0.0.0:{CONTROLLER_PORT}")),
-                ("DISCOVERD", &b.discoverd_url()),
-                ("HOST_TOKEN", &host_token),
-            ],
-        );
-        if opts.etcd.is_empty() {
-            req.config.args = vec!["--data".into(), "/data".into()];
-            req.config.volumes = vec![volume("controller-data")];
-        } else {
-            req.config
-                .env
-                .insert("ETCD_ENDPOINTS".into(), opts.etcd.join(","));
+    // The controller, its state on a volume or in etcd; on etcd the scheduler runs it once
+    // it leads (see `controller.rs`), and bootstrap's is gone.
+    let controller_env = controller_env(opts, &key, &host_token, &b.discoverd_url());
+    let controller_job = match super::controller::scheduled_here(c).await? {
+        Some(id) => {
+            progress(&format!("controller: runs under the scheduler (job {id})"));
+            id.to_string()
         }
-        if let Some(ca) = &tls.ca {
-            req.config.mounts = vec![read_only(ca, "/etc/flynn/ca.pem")];
-            req.config
-                .env
-                .insert("CA_CERT_FILE".into(), "/etc/flynn/ca.pem".into());
+        None => {
+            if !b.runs(super::controller::BOOTSTRAP_JOB).await? {
+                b.image("controller").await?;
+                let mut req = job(super::controller::BOOTSTRAP_JOB, &[]);
+                req.config.env = controller_env.clone();
+                if opts.etcd.is_empty() {
+                    b.volume("controller-data").await?;
+                    req.config.args = vec!["--data".into(), "/data".into()];
+                    req.config.volumes = vec![volume("controller-data")];
+                }
+                if let Some(ca) = &tls.ca {
+                    req.config.mounts = vec![read_only(ca, "/etc/flynn/ca.pem")];
+                    req.config
+                        .env
+                        .insert("CA_CERT_FILE".into(), "/etc/flynn/ca.pem".into());
+                }
+                req.service = Some("controller".parse().expect("a service name"));
+                req.service_port = Some(CONTROLLER_PORT);
+                b.start(req).await?;
+                changed = true;
+            }
+            super::controller::BOOTSTRAP_JOB.to_string()
         }
-        req.service = Some("controller".parse().expect("a service name"));
-        req.service_port = Some(CONTROLLER_PORT);
-        b.start(req).await?;
-        changed = true;
-    }
+    };
     let controller = controller_api::client::Client::new(
         flynn_http::Endpoint::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, CONTROLLER_PORT))),
         &key,
     );
-    b.until("the controller answers", "controller", || async {
+    b.until("the controller answers", &controller_job, || async {
         controller.apps().await.is_ok()
     })
     .await?;
@@ -343,6 +342,19 @@ pub async fn layer1(
         controller: &controller_url,
     };
     changed |= super::router::hand_over(&b, &controller, &release).await?;
+    if !opts.etcd.is_empty() {
+        let mut env = controller_env;
+        if let Some(ca) = &tls.ca {
+            let pem =
+                std::fs::read_to_string(ca).map_err(|e| BootstrapError::Key(ca.clone(), e))?;
+            env.insert("CA_CERT".into(), pem);
+        }
+        changed |= super::controller::hand_over(&b, &controller, &registry, env).await?;
+        b.until("the controller answers", "scheduler", || async {
+            controller.apps().await.is_ok()
+        })
+        .await?;
+    }
     for (name, path, want) in [("controller", "/apps", 401)] {
         let host = format!("{name}.{}", opts.domain);
         b.until(
@@ -366,6 +378,32 @@ pub async fn layer1(
         join,
         changed,
     })
+}
+
+/// The environment the controller runs with (bootstrap's job and the release it hands to
+/// the scheduler alike; the CA is added as a file or as text).
+fn controller_env(
+    opts: &Layer1Options,
+    key: &str,
+    host_token: &str,
+    discoverd: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut env: std::collections::BTreeMap<String, String> = [
+        ("AUTH_KEY", key.to_string()),
+        ("DEFAULT_ROUTE_DOMAIN", opts.domain.clone()),
+        ("LISTEN", format!("0.0.0.0:{CONTROLLER_PORT}")),
+        ("DISCOVERD", discoverd.to_string()),
+        ("HOST_TOKEN", host_token.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if !opts.etcd.is_empty() {
+        env.insert("ETCD_ENDPOINTS".into(), opts.etcd.join(","));
+        // The scheduler's controllers take the port over from bootstrap's.
+        env.insert("LISTEN_REUSE_PORT".into(), "true".into());
+    }
+    env
 }
 
 /// Records each layer-1 service as a system app, and the routes of the controller and git;

@@ -5,6 +5,7 @@
 //! with a domain, [`layer1()`] then brings up the rest of layer 1 on the host.
 
 mod boot;
+mod controller;
 mod etcd;
 mod join;
 mod layer1;

@@ -11,9 +11,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use controller_api::client::Client as Controller;
-use controller_api::spec::{LABEL_APP_NAME, LABEL_TYPE};
 use controller_api::{NewArtifact, NewRelease, ProcessType, PutFormation};
-use host_api::{JobFilter, JobId, JobState};
+use host_api::JobId;
 
 use super::boot::Boot;
 use super::layer1::{ROUTER_HTTPS_PORT, ROUTER_HTTP_PORT};
@@ -46,15 +45,7 @@ pub(super) struct RouterRelease<'a> {
 pub(super) async fn scheduled(
     c: &host_api::client::Client,
 ) -> Result<Option<JobId>, BootstrapError> {
-    let filter = JobFilter {
-        state: Some(JobState::Running),
-        metadata: vec![
-            (LABEL_APP_NAME.into(), "router".into()),
-            (LABEL_TYPE.into(), PROCESS.into()),
-        ],
-        ..Default::default()
-    };
-    Ok(c.jobs(&filter).await?.into_iter().next().map(|j| j.id))
+    super::boot::scheduled(c, "router", PROCESS).await
 }
 
 /// The environment of the router's jobs (the scheduler adds `FLYNN_JOB_ID`, the instance id

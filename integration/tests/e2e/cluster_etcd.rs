@@ -1,7 +1,8 @@
 //! etcd run by the platform: `flynn-host bootstrap --domain` on a host whose daemon API is on
 //! a LAN address (and no `--etcd`) starts a one-member etcd as a job there and keeps the
 //! cluster's state in it; hosts 2 and 3 each add a member when they join, host 4 runs none;
-//! every host's discoverd shares the state. Joining and bootstrapping again change nothing.
+//! every host's discoverd shares the state, and the scheduler runs a controller on every
+//! host (bootstrap's handed over). Joining and bootstrapping again change nothing.
 //! Host 3 leaves (its member removed), host 4 then adds one. With host 1's member down, host 1's discoverd (started when etcd had one member, and
 //! following the members that joined since) still takes registrations.
 
@@ -63,6 +64,7 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     for step in [
         "etcd: started".to_string(),
         format!("ok: etcd answers healthy on {etcd1}"),
+        "controller: bootstrap's controller stopped; the scheduler runs the controller now".into(),
     ] {
         assert!(progress.contains(&step), "{step:?} in:\n{progress}");
     }
@@ -124,6 +126,22 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     assert_eq!(cluster(3).etcd.len(), 3);
     assert_eq!(members(&etcd1).len(), 3);
 
+    // A controller on every host, all on the one state: the apps bootstrap recorded are
+    // listed by host 4's.
+    let key = std::fs::read_to_string(lan.hosts[0].state().join("cluster.key")).unwrap();
+    let api4 = controller_api::client::Client::new(
+        format!("http://{}:8081", ip(3)).parse().unwrap(),
+        key.trim(),
+    );
+    lan.wait(
+        "host 4's controller lists the system apps",
+        std::time::Duration::from_secs(60),
+        |l| {
+            l.block_on(api4.apps())
+                .is_ok_and(|apps| apps.iter().any(|a| a.name.as_str() == "gitreceive"))
+        },
+    );
+
     // One state: host 4's discoverd lists every host's registration.
     let d4 = discoverd_api::client::Client::new(format!("http://{}:1111", ip(3)).parse().unwrap());
     lan.wait(
@@ -150,6 +168,10 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     assert!(ok, "{progress}");
     assert!(progress.contains("etcd: already runs"), "{progress}");
     assert!(
+        progress.contains("controller: runs under the scheduler (job "),
+        "{progress}"
+    );
+    assert!(
         progress.contains("layer 1 already runs on this host: nothing changed."),
         "{progress}"
     );
@@ -160,7 +182,7 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     let (ok, _, err) = lan.flynn_host(0, &["leave", "--state", &state1]);
     assert!(!ok);
     assert!(
-        err.contains("this host runs the cluster's registry, controller, scheduler, gitreceive"),
+        err.contains("this host runs the cluster's registry, scheduler, gitreceive"),
         "{err}"
     );
     let state3 = state(2);

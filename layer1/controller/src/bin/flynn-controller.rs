@@ -43,8 +43,16 @@ struct Args {
     #[arg(long, env = "DISCOVERD")]
     discoverd: Option<Endpoint>,
     /// The cluster CA certificate (PEM file) served at `/ca-cert`, for clients that pin it.
-    #[arg(long, env = "CA_CERT_FILE")]
+    #[arg(long, env = "CA_CERT_FILE", conflicts_with = "ca_cert_pem")]
     ca_cert: Option<PathBuf>,
+    /// The same as PEM text (a release carries it in its environment).
+    #[arg(long, env = "CA_CERT", hide_env_values = true)]
+    ca_cert_pem: Option<String>,
+    /// Bind the API port with SO_REUSEPORT, so that a second controller on the same state
+    /// (etcd) can take over the port while this one still serves (a deploy of the
+    /// controller, or bootstrap handing it to the scheduler). Never with an embedded store.
+    #[arg(long, env = "LISTEN_REUSE_PORT", requires = "etcd")]
+    reuse_port: bool,
     /// The hosts' API token (what `flynn-host daemon` was given).
     #[arg(long, env = "HOST_TOKEN", hide_env_values = true)]
     host_token: Option<String>,
@@ -93,18 +101,31 @@ async fn run<S: Store>(
     keys: Keys,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let http = Listener::bind(&Endpoint::Tcp(args.listen)).await?;
+    let http = if args.reuse_port {
+        let socket = match args.listen {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }?;
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket
+            .bind(args.listen)
+            .with_context(|| format!("binding {}", args.listen))?;
+        Listener::from(socket.listen(1024)?)
+    } else {
+        Listener::bind(&Endpoint::Tcp(args.listen)).await?
+    };
     tracing::info!(addr = %args.listen, "controller API");
     let mut controller = Controller::new(store, config);
     if let Some(d) = &args.discoverd {
         let hosts = controller::hosts::Hosts::new(d.clone(), args.host_token.clone());
         controller = controller.with_hosts(hosts);
     }
-    let ca_cert = match &args.ca_cert {
-        Some(p) => {
+    let ca_cert = match (&args.ca_cert, &args.ca_cert_pem) {
+        (Some(p), _) => {
             Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
         }
-        None => None,
+        (None, pem) => pem.clone(),
     };
     let state = std::sync::Arc::new(controller::http::State {
         controller,
