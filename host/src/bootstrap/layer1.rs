@@ -4,16 +4,18 @@
 //! first looks at what runs: a second run starts nothing and says so, and a run cut short
 //! (a `kill -9` half way) is completed by the next.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use controller_api::{NewApp, SYSTEM_APP};
+use controller_api::{NewApp, Port, PortService, SYSTEM_APP};
 use host_api::client::Client;
 use host_api::{NetworkMode, PortMap};
 use router_api::{HttpRoute, Route};
 
 use super::boot::{http_status, image_tag, job, read_only, volume, Boot};
+use super::handover::{hand_over, Service};
 use super::router::BOOTSTRAP_JOB;
 use super::BootstrapError;
 use crate::host::{CLUSTER_KEY_FILE, DISCOVERD_KEY_FILE, REGISTRY_AUTH_FILE};
@@ -218,15 +220,18 @@ pub async fn layer1(
     // The controller, its state on a volume or in etcd; on etcd the scheduler runs it once
     // it leads (see `controller.rs`), and bootstrap's is gone.
     let controller_env = controller_env(opts, &key, &host_token, &b.discoverd_url());
-    let controller_job = match super::controller::scheduled_here(c).await? {
+    let controller_job = match controller_service(controller_env.clone())
+        .scheduled_here(c)
+        .await?
+    {
         Some(id) => {
             progress(&format!("controller: runs under the scheduler (job {id})"));
             id.to_string()
         }
         None => {
-            if !b.runs(super::controller::BOOTSTRAP_JOB).await? {
+            if !b.runs("controller").await? {
                 b.image("controller").await?;
-                let mut req = job(super::controller::BOOTSTRAP_JOB, &[]);
+                let mut req = job("controller", &[]);
                 req.config.env = controller_env.clone();
                 if opts.etcd.is_empty() {
                     b.volume("controller-data").await?;
@@ -244,7 +249,7 @@ pub async fn layer1(
                 b.start(req).await?;
                 changed = true;
             }
-            super::controller::BOOTSTRAP_JOB.to_string()
+            "controller".to_string()
         }
     };
     let controller = controller_api::client::Client::new(
@@ -257,27 +262,32 @@ pub async fn layer1(
     .await?;
     changed |= system_apps(&controller, &opts.domain, progress).await?;
 
-    // The scheduler: one per cluster leads.
-    if !b.runs("scheduler").await? {
-        b.image("scheduler").await?;
-        let req = job(
-            "scheduler",
-            &[
-                (
-                    "CONTROLLER_URL",
-                    &format!("http://127.0.0.1:{CONTROLLER_PORT}"),
-                ),
-                ("CONTROLLER_KEY", &key),
-                ("DISCOVERD_KEY", &discoverd_key),
-                ("HOST_TOKEN", &host_token),
-                ("LISTEN", &format!("127.0.0.1:{SCHEDULER_PORT}")),
-                ("SCHEDULER_ID", &format!("scheduler-{}", status.id)),
-            ],
-        );
-        b.start(req).await?;
-        changed = true;
-    }
-    b.until("a scheduler leads", "scheduler", || async {
+    // The scheduler: one per cluster leads; on etcd the scheduler runs one on every host
+    // once it leads, and bootstrap's is gone.
+    let scheduler_env = scheduler_env(opts, &key, &discoverd_key, &host_token);
+    let scheduler_job = match scheduler_service(scheduler_env.clone())
+        .scheduled_here(c)
+        .await?
+    {
+        Some(id) => {
+            progress(&format!("scheduler: runs under the scheduler (job {id})"));
+            id.to_string()
+        }
+        None => {
+            if !b.runs("scheduler").await? {
+                b.image("scheduler").await?;
+                let mut req = job("scheduler", &[]);
+                req.config.env = scheduler_env.clone();
+                req.config
+                    .env
+                    .insert("SCHEDULER_ID".into(), format!("scheduler-{}", status.id));
+                b.start(req).await?;
+                changed = true;
+            }
+            "scheduler".to_string()
+        }
+    };
+    b.until("a scheduler leads", &scheduler_job, || async {
         matches!(discoverd.leader("flynn-scheduler").await, Ok(Some(_)))
     })
     .await?;
@@ -349,9 +359,14 @@ pub async fn layer1(
                 std::fs::read_to_string(ca).map_err(|e| BootstrapError::Key(ca.clone(), e))?;
             env.insert("CA_CERT".into(), pem);
         }
-        changed |= super::controller::hand_over(&b, &controller, &registry, env).await?;
-        b.until("the controller answers", "scheduler", || async {
+        changed |= hand_over(&b, &controller, &registry, controller_service(env)).await?;
+        b.until("the controller answers", "gitreceive", || async {
             controller.apps().await.is_ok()
+        })
+        .await?;
+        changed |= hand_over(&b, &controller, &registry, scheduler_service(scheduler_env)).await?;
+        b.until("a scheduler leads", "gitreceive", || async {
+            matches!(discoverd.leader("flynn-scheduler").await, Ok(Some(_)))
         })
         .await?;
     }
@@ -359,7 +374,7 @@ pub async fn layer1(
         let host = format!("{name}.{}", opts.domain);
         b.until(
             &format!("the router serves {host}"),
-            "scheduler",
+            "gitreceive",
             || async { http_status(router, &host, path).await == Some(want) },
         )
         .await?;
@@ -380,6 +395,65 @@ pub async fn layer1(
     })
 }
 
+/// The controller as the scheduler runs it: `web` on every host, port 8081 registered as
+/// service `controller`.
+fn controller_service(env: BTreeMap<String, String>) -> Service<'static> {
+    Service {
+        app: "controller",
+        process: "web",
+        service: "controller",
+        env,
+        ports: vec![Port {
+            port: CONTROLLER_PORT,
+            proto: Default::default(),
+            service: Some(PortService {
+                name: "controller".parse().expect("a service name"),
+                create: true,
+                check: None,
+            }),
+        }],
+    }
+}
+
+/// The scheduler as the scheduler runs it: `app` on every host, each registered in
+/// `flynn-scheduler` under its job id (one leads).
+fn scheduler_service(env: BTreeMap<String, String>) -> Service<'static> {
+    Service {
+        app: "scheduler",
+        process: "app",
+        service: "flynn-scheduler",
+        env,
+        ports: Vec::new(),
+    }
+}
+
+/// The environment the scheduler runs with (bootstrap's job adds its id).
+fn scheduler_env(
+    opts: &Layer1Options,
+    key: &str,
+    discoverd_key: &str,
+    host_token: &str,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = [
+        (
+            "CONTROLLER_URL",
+            format!("http://127.0.0.1:{CONTROLLER_PORT}"),
+        ),
+        ("CONTROLLER_KEY", key.to_string()),
+        ("DISCOVERD_KEY", discoverd_key.to_string()),
+        ("HOST_TOKEN", host_token.to_string()),
+        ("LISTEN", format!("127.0.0.1:{SCHEDULER_PORT}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if !opts.etcd.is_empty() {
+        // The scheduler's schedulers take the status port over from bootstrap's.
+        env.insert("LISTEN_REUSE_PORT".into(), "true".into());
+    }
+    env
+}
+
 /// The environment the controller runs with (bootstrap's job and the release it hands to
 /// the scheduler alike; the CA is added as a file or as text).
 fn controller_env(
@@ -387,8 +461,8 @@ fn controller_env(
     key: &str,
     host_token: &str,
     discoverd: &str,
-) -> std::collections::BTreeMap<String, String> {
-    let mut env: std::collections::BTreeMap<String, String> = [
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = [
         ("AUTH_KEY", key.to_string()),
         ("DEFAULT_ROUTE_DOMAIN", opts.domain.clone()),
         ("LISTEN", format!("0.0.0.0:{CONTROLLER_PORT}")),

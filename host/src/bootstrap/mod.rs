@@ -5,8 +5,8 @@
 //! with a domain, [`layer1()`] then brings up the rest of layer 1 on the host.
 
 mod boot;
-mod controller;
 mod etcd;
+mod handover;
 mod join;
 mod layer1;
 mod leave;

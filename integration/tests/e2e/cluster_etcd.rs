@@ -1,8 +1,8 @@
 //! etcd run by the platform: `flynn-host bootstrap --domain` on a host whose daemon API is on
 //! a LAN address (and no `--etcd`) starts a one-member etcd as a job there and keeps the
 //! cluster's state in it; hosts 2 and 3 each add a member when they join, host 4 runs none;
-//! every host's discoverd shares the state, and the scheduler runs a controller on every
-//! host (bootstrap's handed over). Joining and bootstrapping again change nothing.
+//! every host's discoverd shares the state, and the scheduler runs a controller and a
+//! scheduler on every host (bootstrap's handed over). Joining and bootstrapping again change nothing.
 //! Host 3 leaves (its member removed), host 4 then adds one. With host 1's member down, host 1's discoverd (started when etcd had one member, and
 //! following the members that joined since) still takes registrations.
 
@@ -65,6 +65,7 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
         "etcd: started".to_string(),
         format!("ok: etcd answers healthy on {etcd1}"),
         "controller: bootstrap's controller stopped; the scheduler runs the controller now".into(),
+        "scheduler: bootstrap's scheduler stopped; the scheduler runs the scheduler now".into(),
     ] {
         assert!(progress.contains(&step), "{step:?} in:\n{progress}");
     }
@@ -172,6 +173,10 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
         "{progress}"
     );
     assert!(
+        progress.contains("scheduler: runs under the scheduler (job "),
+        "{progress}"
+    );
+    assert!(
         progress.contains("layer 1 already runs on this host: nothing changed."),
         "{progress}"
     );
@@ -182,7 +187,7 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     let (ok, _, err) = lan.flynn_host(0, &["leave", "--state", &state1]);
     assert!(!ok);
     assert!(
-        err.contains("this host runs the cluster's registry, scheduler, gitreceive"),
+        err.contains("this host runs the cluster's registry, gitreceive"),
         "{err}"
     );
     let state3 = state(2);

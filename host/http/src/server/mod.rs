@@ -108,6 +108,28 @@ impl Listener {
         }
     }
 
+    /// Binds TCP `addr` with `SO_REUSEPORT`: other processes of the same user may bind it
+    /// too, and the kernel spreads new connections among them, so that a service's successor
+    /// takes its port over while it still serves.
+    pub fn bind_shared(addr: std::net::SocketAddr) -> Result<Self, ServerError> {
+        let bind = || -> io::Result<TcpListener> {
+            let socket = match addr {
+                std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            }?;
+            socket.set_reuseaddr(true)?;
+            socket.set_reuseport(true)?;
+            socket.bind(addr)?;
+            socket.listen(1024)
+        };
+        bind()
+            .map(Listener::Tcp)
+            .map_err(|source| ServerError::Listen {
+                endpoint: Endpoint::Tcp(addr),
+                source,
+            })
+    }
+
     /// Where it listens (a TCP port 0 resolved to the port bound).
     pub fn endpoint(&self) -> Endpoint {
         match self {

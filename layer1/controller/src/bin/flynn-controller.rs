@@ -102,16 +102,7 @@ async fn run<S: Store>(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let http = if args.reuse_port {
-        let socket = match args.listen {
-            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
-            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
-        }?;
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
-        socket
-            .bind(args.listen)
-            .with_context(|| format!("binding {}", args.listen))?;
-        Listener::from(socket.listen(1024)?)
+        Listener::bind_shared(args.listen)?
     } else {
         Listener::bind(&Endpoint::Tcp(args.listen)).await?
     };

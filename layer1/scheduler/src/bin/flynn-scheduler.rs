@@ -30,10 +30,15 @@ struct Args {
     /// Where to serve /ping and /status.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:3001")]
     listen: SocketAddr,
+    /// Bind --listen with SO_REUSEPORT, so that a scheduler's successor on the same host
+    /// (bootstrap handing it to the scheduler, a deploy) can bind it while this one runs.
+    #[arg(long, env = "LISTEN_REUSE_PORT")]
+    reuse_port: bool,
     /// The address registered in discoverd (default: --listen).
     #[arg(long, env = "ADVERTISE")]
     advertise: Option<SocketAddr>,
-    /// This scheduler's id in discoverd (default: a new one).
+    /// This scheduler's id in discoverd (default: the job id the platform gives its jobs,
+    /// `FLYNN_JOB_ID`, else a new one).
     #[arg(long, env = "SCHEDULER_ID")]
     id: Option<String>,
 }
@@ -48,8 +53,13 @@ fn main() -> anyhow::Result<()> {
         let id = args
             .id
             .clone()
+            .or_else(|| std::env::var("FLYNN_JOB_ID").ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-        let http = Listener::bind(&Endpoint::Tcp(args.listen)).await?;
+        let http = if args.reuse_port {
+            Listener::bind_shared(args.listen)?
+        } else {
+            Listener::bind(&Endpoint::Tcp(args.listen)).await?
+        };
         let config = scheduler::Config {
             controller: controller_api::client::Client::new(
                 args.controller.clone(),

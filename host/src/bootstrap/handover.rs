@@ -1,0 +1,155 @@
+//! Layer-1 services handed to the scheduler, on a cluster whose state is in etcd: the
+//! controller, then the scheduler itself. Bootstrap starts each as a job of its own (nothing
+//! else can run them before they exist); once a scheduler leads and the router is its, the
+//! service's system app gets a release of the same image (pushed to the cluster registry)
+//! with the same settings, run on every host (omni) on the host network, with a formation
+//! of one. Each binds its port with `SO_REUSEPORT` and keeps its state in etcd (the
+//! controller) or none (the scheduler, whose instances elect a leader in discoverd), so the
+//! scheduler's jobs come up beside bootstrap's; when the one on this host is registered in
+//! discoverd, bootstrap's stops. A cluster on this host's embedded stores keeps bootstrap's
+//! (the controller's state is a file on this host).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use controller_api::client::Client as Controller;
+use controller_api::{NewArtifact, NewRelease, Port, ProcessType, PutFormation};
+use host_api::JobId;
+
+use super::boot::{scheduled, Boot};
+use super::BootstrapError;
+
+/// How long bootstrap's job gets to finish its work when it stops.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A layer-1 service the scheduler takes over.
+pub(super) struct Service<'a> {
+    /// Its system app (and image recipe, and bootstrap's job id).
+    pub app: &'a str,
+    /// The process type its release runs on every host.
+    pub process: &'a str,
+    /// The discoverd service each of its jobs registers in under its job id.
+    pub service: &'a str,
+    /// The environment bootstrap's job runs with (the release gets the same).
+    pub env: BTreeMap<String, String>,
+    /// Its ports (a port's service is registered by the host).
+    pub ports: Vec<Port>,
+}
+
+impl Service<'_> {
+    /// The scheduler's job of this service on this host, when one runs.
+    pub(super) async fn scheduled_here(
+        &self,
+        c: &host_api::client::Client,
+    ) -> Result<Option<JobId>, BootstrapError> {
+        scheduled(c, self.app, self.process).await
+    }
+}
+
+/// Gives `s` to the scheduler (each part done once: a run cut short is completed by the
+/// next); returns whether anything changed.
+pub(super) async fn hand_over(
+    b: &Boot<'_>,
+    api: &Controller,
+    registry: &str,
+    s: Service<'_>,
+) -> Result<bool, BootstrapError> {
+    let mut changed = false;
+    let app = api.app(s.app).await?;
+    let release = match &app.release {
+        Some(id) => id.clone(),
+        None => {
+            let image = b.push(s.app, registry).await?;
+            let artifact = api
+                .create_artifact(&NewArtifact {
+                    kind: Default::default(),
+                    uri: image,
+                    meta: Default::default(),
+                })
+                .await?;
+            let process = ProcessType {
+                ports: s.ports.clone(),
+                omni: true,
+                host_network: true,
+                ..Default::default()
+            };
+            let release = api
+                .create_release(&NewRelease {
+                    app_id: app.id.clone(),
+                    artifacts: vec![artifact.id],
+                    env: s.env.clone(),
+                    meta: Default::default(),
+                    processes: [(s.process.parse().expect("a process type"), process)].into(),
+                })
+                .await?;
+            api.set_app_release(app.id.as_str(), &release.id).await?;
+            (b.progress)(&format!("{}: release {} created", s.app, release.id));
+            changed = true;
+            release.id
+        }
+    };
+    let counts = api
+        .formation(app.id.as_str(), &release)
+        .await
+        .map(|f| f.processes)
+        .unwrap_or_default();
+    if counts.values().all(|n| *n == 0) {
+        let f = PutFormation {
+            processes: [(s.process.parse().expect("a process type"), 1)].into(),
+            ..Default::default()
+        };
+        api.put_formation(app.id.as_str(), &release, &f).await?;
+        (b.progress)(&format!(
+            "{}: scaled to {}=1 (one per host)",
+            s.app, s.process
+        ));
+        changed = true;
+    }
+
+    // The scheduler's job on this host, registered.
+    let discoverd = b.discoverd();
+    let deadline = Instant::now() + b.opts.wait;
+    let job = loop {
+        if let Some(id) = s.scheduled_here(b.c).await? {
+            let registered = discoverd
+                .instances(s.service)
+                .await
+                .is_ok_and(|all| all.iter().any(|i| i.id == id.as_str()));
+            if registered {
+                break id;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(BootstrapError::NotReady {
+                what: format!(
+                    "the scheduler's {} registered in discoverd ({}) on this host",
+                    s.app, s.service
+                ),
+                wait: b.opts.wait,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if changed {
+        (b.progress)(&format!("ok: the scheduler's {} runs (job {job})", s.app));
+    }
+
+    // Bootstrap's own job stops, its work finishing first.
+    let own: JobId = s.app.parse().expect("a valid job id");
+    match b.c.job(&own).await {
+        Ok(j) => {
+            if !j.state.is_final() {
+                b.c.stop(&own, STOP_GRACE).await?;
+            }
+            b.c.delete_job(&own, true).await?;
+            (b.progress)(&format!(
+                "{0}: bootstrap's {0} stopped; the scheduler runs the {0} now",
+                s.app
+            ));
+            changed = true;
+        }
+        Err(e) if e.code() == Some(host_api::ErrorCode::NoSuchJob) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(changed)
+}
