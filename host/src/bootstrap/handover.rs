@@ -1,5 +1,5 @@
-//! Layer-1 services handed to the scheduler, on a cluster whose state is in etcd: the
-//! controller, then the scheduler itself. Bootstrap starts each as a job of its own (nothing
+//! Layer-1 services handed to the scheduler: the router (always, see `router.rs`), and on a
+//! cluster whose state is in etcd the controller, then the scheduler itself. Bootstrap starts each as a job of its own (nothing
 //! else can run them before they exist); once a scheduler leads and the router is its, the
 //! service's system app gets a release of the same image (pushed to the cluster registry)
 //! with the same settings, run on every host (omni) on the host network, with a formation
@@ -34,6 +34,10 @@ pub(super) struct Service<'a> {
     pub env: BTreeMap<String, String>,
     /// Its ports (a port's service is registered by the host).
     pub ports: Vec<Port>,
+    /// Its arguments (none: the image's).
+    pub args: Vec<String>,
+    /// Whether its jobs register `service` themselves (no port names it).
+    pub registers_itself: bool,
 }
 
 impl Service<'_> {
@@ -68,7 +72,11 @@ pub(super) async fn hand_over(
                 })
                 .await?;
             let process = ProcessType {
+                args: s.args.clone(),
                 ports: s.ports.clone(),
+                service: s
+                    .registers_itself
+                    .then(|| s.service.parse().expect("a service name")),
                 omni: true,
                 host_network: true,
                 ..Default::default()
@@ -120,9 +128,25 @@ pub(super) async fn hand_over(
             }
         }
         if Instant::now() > deadline {
+            // What the controller knows of the app's jobs says why, most often.
+            let jobs: Vec<String> = api
+                .jobs(app.id.as_str(), false)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(|j| {
+                    let why = j.host_error.as_deref().unwrap_or("no error reported");
+                    format!("job {} {:?} ({why})", j.id, j.state)
+                })
+                .collect();
+            let jobs = if jobs.is_empty() {
+                format!("the scheduler started no {} job", s.app)
+            } else {
+                jobs.join("; ")
+            };
             return Err(BootstrapError::NotReady {
                 what: format!(
-                    "the scheduler's {} registered in discoverd ({}) on this host",
+                    "the scheduler's {} registered in discoverd ({}) on this host: {jobs}",
                     s.app, s.service
                 ),
                 wait: b.opts.wait,

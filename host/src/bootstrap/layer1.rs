@@ -412,6 +412,8 @@ fn controller_service(env: BTreeMap<String, String>) -> Service<'static> {
                 check: None,
             }),
         }],
+        args: Vec::new(),
+        registers_itself: false,
     }
 }
 
@@ -424,6 +426,8 @@ fn scheduler_service(env: BTreeMap<String, String>) -> Service<'static> {
         service: "flynn-scheduler",
         env,
         ports: Vec::new(),
+        args: Vec::new(),
+        registers_itself: false,
     }
 }
 
