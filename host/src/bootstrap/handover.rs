@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use controller_api::client::Client as Controller;
-use controller_api::{NewArtifact, NewRelease, Port, ProcessType, PutFormation};
+use controller_api::{NewArtifact, NewRelease, Port, PortService, ProcessType, PutFormation};
 use host_api::JobId;
 
 use super::boot::{scheduled, Boot};
+use super::layer1::{Layer1Options, CONTROLLER_PORT, SCHEDULER_PORT};
 use super::BootstrapError;
 
 /// How long bootstrap's job gets to finish its work when it stops.
@@ -176,4 +177,93 @@ pub(super) async fn hand_over(
         Err(e) => return Err(e.into()),
     }
     Ok(changed)
+}
+
+/// The controller as the scheduler runs it: `web` on every host, port 8081 registered as
+/// service `controller`.
+pub(super) fn controller_service(env: BTreeMap<String, String>) -> Service<'static> {
+    Service {
+        app: "controller",
+        process: "web",
+        service: "controller",
+        env,
+        ports: vec![Port {
+            port: CONTROLLER_PORT,
+            proto: Default::default(),
+            service: Some(PortService {
+                name: "controller".parse().expect("a service name"),
+                create: true,
+                check: None,
+            }),
+        }],
+        args: Vec::new(),
+        registers_itself: false,
+    }
+}
+
+/// The scheduler as the scheduler runs it: `app` on every host, each registered in
+/// `flynn-scheduler` under its job id (one leads).
+pub(super) fn scheduler_service(env: BTreeMap<String, String>) -> Service<'static> {
+    Service {
+        app: "scheduler",
+        process: "app",
+        service: "flynn-scheduler",
+        env,
+        ports: Vec::new(),
+        args: Vec::new(),
+        registers_itself: false,
+    }
+}
+
+/// The environment the scheduler runs with (bootstrap's job adds its id).
+pub(super) fn scheduler_env(
+    opts: &Layer1Options,
+    key: &str,
+    discoverd_key: &str,
+    host_token: &str,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = [
+        (
+            "CONTROLLER_URL",
+            format!("http://127.0.0.1:{CONTROLLER_PORT}"),
+        ),
+        ("CONTROLLER_KEY", key.to_string()),
+        ("DISCOVERD_KEY", discoverd_key.to_string()),
+        ("HOST_TOKEN", host_token.to_string()),
+        ("LISTEN", format!("127.0.0.1:{SCHEDULER_PORT}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if !opts.etcd.is_empty() {
+        // The scheduler's schedulers take the status port over from bootstrap's.
+        env.insert("LISTEN_REUSE_PORT".into(), "true".into());
+    }
+    env
+}
+
+/// The environment the controller runs with (bootstrap's job and the release it hands to
+/// the scheduler alike; the CA is added as a file or as text).
+pub(super) fn controller_env(
+    opts: &Layer1Options,
+    key: &str,
+    host_token: &str,
+    discoverd: &str,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = [
+        ("AUTH_KEY", key.to_string()),
+        ("DEFAULT_ROUTE_DOMAIN", opts.domain.clone()),
+        ("LISTEN", format!("0.0.0.0:{CONTROLLER_PORT}")),
+        ("DISCOVERD", discoverd.to_string()),
+        ("HOST_TOKEN", host_token.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if !opts.etcd.is_empty() {
+        env.insert("ETCD_ENDPOINTS".into(), opts.etcd.join(","));
+        // The scheduler's controllers take the port over from bootstrap's.
+        env.insert("LISTEN_REUSE_PORT".into(), "true".into());
+    }
+    env
 }

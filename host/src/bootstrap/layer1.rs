@@ -4,18 +4,19 @@
 //! first looks at what runs: a second run starts nothing and says so, and a run cut short
 //! (a `kill -9` half way) is completed by the next.
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use controller_api::{NewApp, Port, PortService, SYSTEM_APP};
+use controller_api::{NewApp, SYSTEM_APP};
 use host_api::client::Client;
 use host_api::{NetworkMode, PortMap};
 use router_api::{HttpRoute, Route};
 
 use super::boot::{http_status, image_tag, job, read_only, volume, Boot};
-use super::handover::{hand_over, Service};
+use super::handover::{
+    controller_env, controller_service, hand_over, scheduler_env, scheduler_service,
+};
 use super::router::BOOTSTRAP_JOB;
 use super::BootstrapError;
 use crate::host::{CLUSTER_KEY_FILE, DISCOVERD_KEY_FILE, REGISTRY_AUTH_FILE};
@@ -393,95 +394,6 @@ pub async fn layer1(
         join,
         changed,
     })
-}
-
-/// The controller as the scheduler runs it: `web` on every host, port 8081 registered as
-/// service `controller`.
-fn controller_service(env: BTreeMap<String, String>) -> Service<'static> {
-    Service {
-        app: "controller",
-        process: "web",
-        service: "controller",
-        env,
-        ports: vec![Port {
-            port: CONTROLLER_PORT,
-            proto: Default::default(),
-            service: Some(PortService {
-                name: "controller".parse().expect("a service name"),
-                create: true,
-                check: None,
-            }),
-        }],
-        args: Vec::new(),
-        registers_itself: false,
-    }
-}
-
-/// The scheduler as the scheduler runs it: `app` on every host, each registered in
-/// `flynn-scheduler` under its job id (one leads).
-fn scheduler_service(env: BTreeMap<String, String>) -> Service<'static> {
-    Service {
-        app: "scheduler",
-        process: "app",
-        service: "flynn-scheduler",
-        env,
-        ports: Vec::new(),
-        args: Vec::new(),
-        registers_itself: false,
-    }
-}
-
-/// The environment the scheduler runs with (bootstrap's job adds its id).
-fn scheduler_env(
-    opts: &Layer1Options,
-    key: &str,
-    discoverd_key: &str,
-    host_token: &str,
-) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = [
-        (
-            "CONTROLLER_URL",
-            format!("http://127.0.0.1:{CONTROLLER_PORT}"),
-        ),
-        ("CONTROLLER_KEY", key.to_string()),
-        ("DISCOVERD_KEY", discoverd_key.to_string()),
-        ("HOST_TOKEN", host_token.to_string()),
-        ("LISTEN", format!("127.0.0.1:{SCHEDULER_PORT}")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    if !opts.etcd.is_empty() {
-        // The scheduler's schedulers take the status port over from bootstrap's.
-        env.insert("LISTEN_REUSE_PORT".into(), "true".into());
-    }
-    env
-}
-
-/// The environment the controller runs with (bootstrap's job and the release it hands to
-/// the scheduler alike; the CA is added as a file or as text).
-fn controller_env(
-    opts: &Layer1Options,
-    key: &str,
-    host_token: &str,
-    discoverd: &str,
-) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = [
-        ("AUTH_KEY", key.to_string()),
-        ("DEFAULT_ROUTE_DOMAIN", opts.domain.clone()),
-        ("LISTEN", format!("0.0.0.0:{CONTROLLER_PORT}")),
-        ("DISCOVERD", discoverd.to_string()),
-        ("HOST_TOKEN", host_token.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    if !opts.etcd.is_empty() {
-        env.insert("ETCD_ENDPOINTS".into(), opts.etcd.join(","));
-        // The scheduler's controllers take the port over from bootstrap's.
-        env.insert("LISTEN_REUSE_PORT".into(), "true".into());
-    }
-    env
 }
 
 /// Records each layer-1 service as a system app, and the routes of the controller and git;
