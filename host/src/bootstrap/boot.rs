@@ -200,6 +200,15 @@ impl Boot<'_> {
     }
 }
 
+/// Removes volume `name`; false when there was none.
+pub(super) async fn remove_volume(c: &Client, name: &str) -> Result<bool, BootstrapError> {
+    match c.delete_volume(name).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == Some(ErrorCode::NoSuchVolume) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The running job the scheduler placed on this host for `app`'s process type `process`.
 pub(super) async fn scheduled(
     c: &Client,

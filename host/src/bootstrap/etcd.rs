@@ -12,7 +12,7 @@ use std::time::Duration;
 use flynn_etcd::etcd_client;
 use flynn_etcd::Client as EtcdClient;
 use host_api::client::Client;
-use host_api::{CreateJob, ErrorCode, JobId};
+use host_api::{CreateJob, JobId};
 
 use super::boot::{http_status, image_tag, job, volume, Boot};
 use super::layer1::Layer1Options;
@@ -122,10 +122,7 @@ pub async fn cluster_store(
         }
     }
     let status = c.status().await?;
-    let lan = status.api.map(|a| a.ip()).filter(|ip| {
-        !ip.is_loopback() && !ip.is_unspecified() && *ip != IpAddr::V4(status.gateway)
-    });
-    let Some(ip) = lan else {
+    let Some(ip) = super::lan_api(&status) else {
         return Ok((Vec::new(), false));
     };
     let b = Boot {
@@ -232,10 +229,8 @@ pub(super) async fn join(
             }
             b.image("etcd").await?;
             // Data an earlier member left here belongs to no member of this cluster.
-            match b.c.delete_volume(ETCD_VOLUME).await {
-                Ok(()) => (b.progress)("etcd: removed the data of an earlier member"),
-                Err(e) if e.code() == Some(ErrorCode::NoSuchVolume) => {}
-                Err(e) => return Err(e.into()),
+            if super::boot::remove_volume(b.c, ETCD_VOLUME).await? {
+                (b.progress)("etcd: removed the data of an earlier member");
             }
             b.volume(ETCD_VOLUME).await?;
             let added = add_member(b, &mut client, endpoints, &peer).await?;

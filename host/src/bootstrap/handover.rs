@@ -41,15 +41,10 @@ pub(super) struct Service<'a> {
     pub registers_itself: bool,
 }
 
-impl Service<'_> {
-    /// The scheduler's job of this service on this host, when one runs.
-    pub(super) async fn scheduled_here(
-        &self,
-        c: &host_api::client::Client,
-    ) -> Result<Option<JobId>, BootstrapError> {
-        scheduled(c, self.app, self.process).await
-    }
-}
+/// The controller's process type under the scheduler.
+pub(super) const CONTROLLER_PROCESS: &str = "web";
+/// The scheduler's process type under the scheduler.
+pub(super) const SCHEDULER_PROCESS: &str = "app";
 
 /// Gives `s` to the scheduler (each part done once: a run cut short is completed by the
 /// next); returns whether anything changed.
@@ -119,7 +114,7 @@ pub(super) async fn hand_over(
     let discoverd = b.discoverd();
     let deadline = Instant::now() + b.opts.wait;
     let job = loop {
-        if let Some(id) = s.scheduled_here(b.c).await? {
+        if let Some(id) = scheduled(b.c, s.app, s.process).await? {
             let registered = discoverd
                 .instances(s.service)
                 .await
@@ -184,7 +179,7 @@ pub(super) async fn hand_over(
 pub(super) fn controller_service(env: BTreeMap<String, String>) -> Service<'static> {
     Service {
         app: "controller",
-        process: "web",
+        process: CONTROLLER_PROCESS,
         service: "controller",
         env,
         ports: vec![Port {
@@ -206,7 +201,7 @@ pub(super) fn controller_service(env: BTreeMap<String, String>) -> Service<'stat
 pub(super) fn scheduler_service(env: BTreeMap<String, String>) -> Service<'static> {
     Service {
         app: "scheduler",
-        process: "app",
+        process: SCHEDULER_PROCESS,
         service: "flynn-scheduler",
         env,
         ports: Vec::new(),

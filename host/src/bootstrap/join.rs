@@ -69,10 +69,7 @@ pub async fn join(
         return Err(BootstrapError::NoDiscoverd);
     }
     // Where this host's etcd member would listen: its API's LAN address.
-    let lan_ip = mine
-        .api
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified() && *ip != mine.gateway);
+    let lan_ip = super::lan_api(&mine);
     if bundle.cluster.etcd_jobs && lan_ip.is_none() {
         return Err(BootstrapError::NoHostApi);
     }

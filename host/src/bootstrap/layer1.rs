@@ -13,9 +13,10 @@ use host_api::client::Client;
 use host_api::{NetworkMode, PortMap};
 use router_api::{HttpRoute, Route};
 
-use super::boot::{http_status, image_tag, job, read_only, volume, Boot};
+use super::boot::{http_status, image_tag, job, read_only, scheduled, volume, Boot};
 use super::handover::{
     controller_env, controller_service, hand_over, scheduler_env, scheduler_service,
+    CONTROLLER_PROCESS, SCHEDULER_PROCESS,
 };
 use super::router::BOOTSTRAP_JOB;
 use super::BootstrapError;
@@ -130,9 +131,7 @@ pub async fn layer1(
     // whose API is on loopback only keeps them on the job gateway.
     let discoverd = b.discoverd();
     let api = b.registered(&discoverd, &status.id).await?;
-    let lan = Some(api.ip()).filter(|ip| {
-        !ip.is_loopback() && !ip.is_unspecified() && *ip != std::net::IpAddr::V4(gateway)
-    });
+    let lan = super::lan_ip(api.ip(), gateway);
     let here = lan.unwrap_or(std::net::IpAddr::V4(gateway));
     let registry = SocketAddr::new(here, REGISTRY_PORT).to_string();
     let controller_url = format!(
@@ -219,12 +218,9 @@ pub async fn layer1(
     .await?;
 
     // The controller, its state on a volume or in etcd; on etcd the scheduler runs it once
-    // it leads (see `controller.rs`), and bootstrap's is gone.
+    // it leads (see `handover.rs`), and bootstrap's is gone.
     let controller_env = controller_env(opts, &key, &host_token, &b.discoverd_url());
-    let controller_job = match controller_service(controller_env.clone())
-        .scheduled_here(c)
-        .await?
-    {
+    let controller_job = match scheduled(c, "controller", CONTROLLER_PROCESS).await? {
         Some(id) => {
             progress(&format!("controller: runs under the scheduler (job {id})"));
             id.to_string()
@@ -266,10 +262,7 @@ pub async fn layer1(
     // The scheduler: one per cluster leads; on etcd the scheduler runs one on every host
     // once it leads, and bootstrap's is gone.
     let scheduler_env = scheduler_env(opts, &key, &discoverd_key, &host_token);
-    let scheduler_job = match scheduler_service(scheduler_env.clone())
-        .scheduled_here(c)
-        .await?
-    {
+    let scheduler_job = match scheduled(c, "scheduler", SCHEDULER_PROCESS).await? {
         Some(id) => {
             progress(&format!("scheduler: runs under the scheduler (job {id})"));
             id.to_string()

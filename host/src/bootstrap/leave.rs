@@ -91,11 +91,7 @@ pub async fn leave(
             }
         }
         c.delete_job(&etcd, true).await?;
-        match c.delete_volume(super::etcd::ETCD_VOLUME).await {
-            Ok(()) => {}
-            Err(e) if e.code() == Some(ErrorCode::NoSuchVolume) => {}
-            Err(e) => return Err(e.into()),
-        }
+        super::boot::remove_volume(c, super::etcd::ETCD_VOLUME).await?;
         progress("etcd: job and data removed");
     }
     let discoverd: JobId = DISCOVERD_JOB.parse().expect("a valid job id");

@@ -160,6 +160,17 @@ pub enum BootstrapError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// `ip` when other hosts can reach this one there: not loopback, unspecified or the job
+/// bridge's gateway (`gateway`).
+fn lan_ip(ip: std::net::IpAddr, gateway: Ipv4Addr) -> Option<std::net::IpAddr> {
+    (!ip.is_loopback() && !ip.is_unspecified() && ip != gateway).then_some(ip)
+}
+
+/// The LAN address of the daemon's TCP API (`status.api`), if it has one.
+fn lan_api(status: &host_api::HostStatus) -> Option<std::net::IpAddr> {
+    lan_ip(status.api?.ip(), status.gateway)
+}
+
 /// The nameservers of `/etc/resolv.conf` (discoverd's upstream resolvers by default).
 pub fn resolv_conf_nameservers() -> Vec<String> {
     std::fs::read_to_string("/etc/resolv.conf")

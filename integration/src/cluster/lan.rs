@@ -75,6 +75,30 @@ impl Lan {
             .to_string()
     }
 
+    /// Runs `flynn-host bootstrap --domain DOMAIN EXTRA...` on host `i` (its own state and
+    /// bin dir, the stack images' cache, no DNS upstream, each step waited for at most
+    /// 300 s); returns as [`Lan::flynn_host`].
+    pub fn bootstrap(&self, i: usize, domain: &str, extra: &[&str]) -> (bool, String, String) {
+        let state = self.hosts[i].state().display().to_string();
+        let bin_dir = self.bin_dir();
+        let mut args = vec![
+            "bootstrap",
+            "--state",
+            &state,
+            "--bin-dir",
+            &bin_dir,
+            "--domain",
+            domain,
+            "--image-cache",
+            crate::image::STACK_CACHE,
+            "--no-dns-upstream",
+            "--wait",
+            "300s",
+        ];
+        args.extend_from_slice(extra);
+        self.flynn_host(i, &args)
+    }
+
     /// Runs `flynn-host join URL TOKEN` on host `i` (its own state and bin dir, no DNS
     /// upstream, each step waited for at most 120 s); returns as [`Lan::flynn_host`].
     pub fn join(&self, i: usize, url: &str, token: &str) -> (bool, String, String) {

@@ -9,7 +9,6 @@
 use std::process::Command;
 
 use integration::cluster::Lan;
-use integration::image::STACK_CACHE;
 use integration::root_test;
 
 const DOMAIN: &str = "etcd.test";
@@ -40,25 +39,10 @@ fn members(endpoint: &str) -> Vec<(String, String)> {
 #[root_test(isolated)]
 fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     let lan = Lan::start(4);
-    let bin_dir = lan.bin_dir();
     let state = |i: usize| lan.hosts[i].state().display().to_string();
     let ip = |i: usize| lan.hosts[i].ip.to_string();
     let state1 = state(0);
-    let bootstrap = [
-        "bootstrap",
-        "--state",
-        &state1,
-        "--bin-dir",
-        &bin_dir,
-        "--domain",
-        DOMAIN,
-        "--image-cache",
-        STACK_CACHE,
-        "--no-dns-upstream",
-        "--wait",
-        "300s",
-    ];
-    let (ok, _, progress) = lan.flynn_host(0, &bootstrap);
+    let (ok, _, progress) = lan.bootstrap(0, DOMAIN, &[]);
     assert!(ok, "bootstrap failed:\n{progress}");
     let etcd1 = format!("http://{}:2379", ip(0));
     for step in [
@@ -165,7 +149,7 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
         )),
         "{err}"
     );
-    let (ok, _, progress) = lan.flynn_host(0, &bootstrap);
+    let (ok, _, progress) = lan.bootstrap(0, DOMAIN, &[]);
     assert!(ok, "{progress}");
     assert!(progress.contains("etcd: already runs"), "{progress}");
     assert!(

@@ -13,7 +13,6 @@ use std::time::Duration;
 use controller_api::{NewApp, NewArtifact, NewRelease, PutFormation};
 use host_api::client::Client as HostClient;
 use integration::cluster::Lan;
-use integration::image::STACK_CACHE;
 use integration::root_test;
 
 const DOMAIN: &str = "join.test";
@@ -46,26 +45,7 @@ fn a_host_joins_with_the_line_bootstrap_prints_and_runs_the_apps_jobs() {
     let state = |i: usize| lan.hosts[i].state().display().to_string();
 
     // Host 1: the whole of layer 1, its state on etcd.
-    let state1 = state(0);
-    let (ok, add, progress) = lan.flynn_host(
-        0,
-        &[
-            "bootstrap",
-            "--state",
-            &state1,
-            "--bin-dir",
-            &bin_dir,
-            "--domain",
-            DOMAIN,
-            "--etcd",
-            &etcd,
-            "--image-cache",
-            STACK_CACHE,
-            "--no-dns-upstream",
-            "--wait",
-            "300s",
-        ],
-    );
+    let (ok, add, progress) = lan.bootstrap(0, DOMAIN, &["--etcd", &etcd]);
     assert!(ok, "bootstrap failed:\n{progress}");
     let ip1 = lan.hosts[0].ip.to_string();
     assert!(
