@@ -3,7 +3,8 @@
 # flynn-host API vs `podman run -d` of the same image (same count, same concurrency; podman
 # uses runc here: crun 1.8 refuses this machine's hybrid cgroups), then the daemon's memory
 # idle and with 500 running jobs, and the host memory each running job costs (daemon growth +
-# its shim). Everything runs in a private network and mount namespace.
+# its shim), and creations again with those 500 running (and the host mount table then).
+# Everything runs in a private network and mount namespace.
 # Run as root on an idle machine: bench/api.sh [COUNT] [CONCURRENCY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,3 +81,7 @@ per_job = ((busy - idle) + shims) / 500
 print(f"host overhead per running job: {per_job:.0f} KiB "
       f"(daemon growth {(busy - idle) / 500:.0f} KiB + shim PSS {shims / 500:.0f} KiB)")
 PY
+
+echo "== flynn-host API with 500 jobs running: $count jobs, $conc clients"
+echo "host mount table: $(wc -l < /proc/self/mountinfo) lines"
+"$bin/examples/api_bench" "$work/host.sock" "$image" "$count" "$conc" busy-

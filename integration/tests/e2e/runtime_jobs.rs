@@ -404,13 +404,17 @@ fn running_jobs_leave_the_host_mount_table_as_it_was() {
             &format!("mnt-{i}"),
             &format!("echo {i} > /written; exec sleep 1000"),
         );
-        spec.config.network = runtime::spec::NetworkMode::None;
+        if i == 0 {
+            spec.config.network = runtime::spec::NetworkMode::None;
+        }
         pids.push(j.rt.create(&spec).unwrap());
     }
-    // Each job's root filesystem is mounted in its own namespace only.
+    // Each job's root filesystem is mounted in its own namespace only, and a bridged job's
+    // network namespace is held by its processes, not by a pin in the host's table.
     let during = mountinfo();
     assert_eq!(during.lines().count(), before, "{during}");
     assert!(!during.contains("/rootfs "), "{during}");
+    assert!(!during.contains("nsfs"), "{during}");
     for (i, pid) in pids.iter().enumerate() {
         let root = format!("/proc/{pid}/root");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -425,6 +429,11 @@ fn running_jobs_leave_the_host_mount_table_as_it_was() {
         };
         assert_eq!(written.trim(), i.to_string());
         assert!(std::path::Path::new(&format!("{root}/bin/sh")).exists());
+        if i > 0 {
+            // The unpinned namespace lives on with the job: its default route is there.
+            let routes = std::fs::read_to_string(format!("/proc/{pid}/net/route")).unwrap();
+            assert!(routes.contains("eth0\t00000000"), "{routes}");
+        }
     }
     for i in 0..3 {
         let id = format!("mnt-{i}");
@@ -432,4 +441,6 @@ fn running_jobs_leave_the_host_mount_table_as_it_was() {
         j.rt.delete(&id).unwrap();
     }
     assert_eq!(mountinfo().lines().count(), before);
+    let left = integration::leaks::job_veths_gone_within(Duration::from_secs(10));
+    assert!(left.is_empty(), "veths left: {left:?}");
 }

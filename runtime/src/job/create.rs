@@ -199,6 +199,11 @@ impl Runtime {
             let state = self.state_in(dir);
             if matches!(state, JobState::Running(_) | JobState::Exited(_)) {
                 unmount_host_copy(dir);
+                if netns.is_some() {
+                    if let Err(e) = self.network.unpin(spec.id.as_str()) {
+                        tracing::warn!(error = %e, "unpinning a started job's network namespace");
+                    }
+                }
             }
             match state {
                 JobState::Running(pid) => {

@@ -314,6 +314,14 @@ impl Network {
         self.write_files(files, hostname, att.ip)
     }
 
+    /// Drops the host's pin of a started job's network namespace. The job's processes hold
+    /// the namespace from then on; when the last one ends the kernel destroys it with the
+    /// job's end of the veth. Until then the pin is one mount in the host's table, which
+    /// every job start reads, so the table would grow with the jobs a host runs.
+    pub fn unpin(&self, id: &str) -> Result<(), NetError> {
+        netns::remove(&self.dir.join("ns").join(id))
+    }
+
     /// Removes what no job owns any more, as a crash in the middle of a setup or teardown
     /// leaves it: published-port rules to addresses not leased to a job in `live`, veths on
     /// the bridge of jobs not in `live`, and leases of jobs not in `live`. Returns what it
@@ -391,10 +399,11 @@ impl Network {
                 first_error.get_or_insert(e);
             }
         }
-        // With an attachment the job's namespace held the other end: unpinning it below lets
-        // the kernel destroy the pair with the namespace, off the caller's path (an explicit
-        // delete waits for RCU grace periods, about 30 ms). Without one, a setup was cut short
-        // and the pair may sit in the host's namespace.
+        // With an attachment the job's namespace held the other end: once the start's unpin
+        // (or the one below) and the job's last process are gone, the kernel destroys the
+        // pair with the namespace, off the caller's path (an explicit delete waits for RCU
+        // grace periods, about 30 ms). Without one, a setup was cut short and the pair may
+        // sit in the host's namespace.
         let host = format!("fl{}", short_hash(id));
         if att.is_none() {
             if let Err(e) = link::with_handle(async |h| link::delete(&h, &host).await) {
