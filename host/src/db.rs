@@ -149,6 +149,8 @@ mod tests {
             ports: Vec::new(),
             exit: None,
             error: None,
+            restarts: 0,
+            stopped: false,
         };
         {
             let db = Db::open(&path).unwrap();

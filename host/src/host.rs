@@ -1,7 +1,7 @@
 //! The host: jobs on top of the runtime, their records in the database, and their state changes
 //! on the event bus. HTTP lives elsewhere ([`crate::server`]); this is what it calls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use host_api::{Job, JobState};
 
 mod config;
 mod create;
+mod restart;
 pub use config::{
     HostConfig, CLUSTER_KEY_FILE, DEFAULT_MEMORY, DEFAULT_NOFILE, DEFAULT_PIDS, DISCOVERD_KEY_FILE,
     REGISTRY_AUTH_FILE,
@@ -50,6 +51,12 @@ pub(crate) struct Inner {
     /// Why jobs being stopped by the host itself fail (a missed start timeout), by id:
     /// their end records this reason.
     failing: Mutex<BTreeMap<JobId, String>>,
+    /// Jobs being stopped or deleted through the API: their end is recorded as `stopped`.
+    stopping: Mutex<BTreeSet<JobId>>,
+    /// Jobs whose restart is scheduled.
+    pending_restarts: Mutex<BTreeSet<JobId>>,
+    /// Runs in a row shorter than `RestartPolicy::STEADY`, by job: the restart delay.
+    short_runs: Mutex<BTreeMap<JobId, u32>>,
 }
 
 /// The database meta key of the drain flag.
@@ -177,6 +184,9 @@ impl Host {
                 started_at: host_api::Timestamp::now(),
                 draining: draining.into(),
                 failing: Mutex::default(),
+                stopping: Mutex::default(),
+                pending_restarts: Mutex::default(),
+                short_runs: Mutex::default(),
             }),
         };
         // Jobs that miss their health check's start timeout are stopped, failed with why.
@@ -190,7 +200,7 @@ impl Host {
                 };
                 let host = Host { inner };
                 lock(&host.inner.failing).insert(id.clone(), reason);
-                if let Err(e) = host.stop(&id, UNHEALTHY_GRACE).await {
+                if let Err(e) = host.halt(&id, UNHEALTHY_GRACE).await {
                     tracing::warn!(job = %id, error = %e, "stopping a job that failed its start timeout");
                 }
             }
@@ -303,9 +313,14 @@ impl Host {
                     self.spawn_watch(job.id.clone());
                 }
                 (false, _) => {
-                    self.finalize(&job.id).await?;
+                    let job = self.finalize(&job.id).await?;
+                    self.after_end(&job);
                 }
             }
+        }
+        // Jobs that ended before (a daemon killed while their restart waited).
+        for job in self.jobs().into_iter().filter(|j| j.state.is_final()) {
+            self.after_end(&job);
         }
         Ok(())
     }
@@ -367,9 +382,23 @@ impl Host {
         jobs
     }
 
-    /// Stops a job: SIGTERM, then SIGKILL after `grace`; returns it ended.
+    /// Stops a job: SIGTERM, then SIGKILL after `grace`; returns it ended, marked `stopped`
+    /// (not restarted under its restart policy; a restart it waited for is dropped).
     #[tracing::instrument(name = "job", skip(self), fields(id = %id))]
     pub async fn stop(&self, id: &JobId, grace: Duration) -> Result<Job, HostError> {
+        self.job(id)?;
+        self.stopping(id).await;
+        match self.halt(id, grace).await {
+            Ok(_) => self.stopped(id).await,
+            Err(e) => {
+                lock(&self.inner.stopping).remove(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops a job as [`Host::stop`] does, its restart policy left to apply.
+    async fn halt(&self, id: &JobId, grace: Duration) -> Result<Job, HostError> {
         let job = self.job(id)?;
         if job.state.is_final() {
             return Ok(job);
@@ -406,6 +435,20 @@ impl Host {
     /// Removes an ended job and all its files; with `force`, kills it first.
     #[tracing::instrument(name = "job", skip(self), fields(id = %id))]
     pub async fn delete(&self, id: &JobId, force: bool) -> Result<(), HostError> {
+        let job = self.job(id)?;
+        if !job.state.is_final() && !force {
+            return Err(HostError::JobRunning(id.clone(), job.state));
+        }
+        self.stopping(id).await;
+        let deleted = self.delete_now(id, force).await;
+        lock(&self.inner.stopping).remove(id);
+        if deleted.is_ok() {
+            lock(&self.inner.short_runs).remove(id);
+        }
+        deleted
+    }
+
+    async fn delete_now(&self, id: &JobId, force: bool) -> Result<(), HostError> {
         let mut job = self.job(id)?;
         if !job.state.is_final() && !force {
             return Err(HostError::JobRunning(id.clone(), job.state));
@@ -449,7 +492,10 @@ impl Host {
                         Ok(job) if !job.state.is_final() => {
                             tokio::time::sleep(Duration::from_millis(100)).await
                         }
-                        Ok(_) => return,
+                        Ok(job) => {
+                            host.after_end(&job);
+                            return;
+                        }
                         Err(e) => {
                             tracing::error!(job = %id, error = %e, "recording the end of a job");
                             return;

@@ -26,6 +26,7 @@ mod create;
 mod dir;
 mod image_use;
 mod init;
+mod restart;
 
 pub use cleanup::shim_alive;
 use cleanup::{kill_cgroup, remove_cgroups};
@@ -340,6 +341,11 @@ impl Runtime {
         kill_cgroup(&self.cgroup_path(&job));
         remove_cgroups(&self.cgroup_path(&job))?;
         self.remove_dir(&dir)?;
+        match fs::remove_dir_all(self.kept_log_dir(job.as_str())) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(error = %e, job = %job, "removing a restart's kept log"),
+        }
         self.release_image(&job)
     }
 

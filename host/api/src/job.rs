@@ -35,6 +35,76 @@ pub struct CreateJob {
     /// Free-form labels, usable as list filters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// Whether the host starts the job again when it ends (default `no`).
+    #[serde(default, skip_serializing_if = "RestartPolicy::is_no")]
+    pub restart: RestartPolicy,
+}
+
+/// When the host starts an ended job again, under the same id and request (Docker's
+/// `--restart`). A job stopped or deleted through the API is never restarted. The delay
+/// doubles with each run shorter than [`RestartPolicy::STEADY`], from 100 ms up to 30 s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never.
+    #[default]
+    No,
+    /// When it exits non-zero, is killed by a signal or fails.
+    OnFailure,
+    /// Whenever it ends.
+    Always,
+}
+
+impl RestartPolicy {
+    /// A run at least this long counts as steady: the next restart's delay starts over.
+    pub const STEADY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// True for the default, `no`.
+    pub fn is_no(&self) -> bool {
+        *self == RestartPolicy::No
+    }
+
+    /// True when a job that ended as `job` did is started again under this policy.
+    pub fn restarts(self, job: &Job) -> bool {
+        if job.stopped || !job.state.is_final() {
+            return false;
+        }
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => {
+                job.state == JobState::Failed
+                    || job
+                        .exit
+                        .as_ref()
+                        .is_none_or(|e| e.code != Some(0) || e.signal.is_some())
+            }
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "no" => Ok(RestartPolicy::No),
+            "on-failure" => Ok(RestartPolicy::OnFailure),
+            "always" => Ok(RestartPolicy::Always),
+            _ => Err(format!(
+                "unknown restart policy {s:?}: use no, on-failure or always"
+            )),
+        }
+    }
 }
 
 /// An HTTP health check: `GET path` on the service port must answer `status` (default: any
@@ -115,6 +185,7 @@ impl<'de> Deserialize<'de> for CreateJob {
         let service_check = take(&mut map, "service_check")?;
         let service_check_timing = take(&mut map, "service_check_timing")?;
         let metadata = take(&mut map, "metadata")?.unwrap_or_default();
+        let restart = take(&mut map, "restart")?.unwrap_or_default();
         let config =
             serde_json::from_value(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
         Ok(Self {
@@ -125,6 +196,7 @@ impl<'de> Deserialize<'de> for CreateJob {
             service_check,
             service_check_timing,
             metadata,
+            restart,
         })
     }
 }
@@ -214,6 +286,16 @@ pub struct Job {
     /// Why it failed (state `failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How often the host started it again under its restart policy.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+    /// True once a stop or delete through the API ended it (it is not restarted).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// `POST /jobs/{id}/signal`.
@@ -245,8 +327,60 @@ mod tests {
             r#"{"args":["sh"]}"#,
             r#"{"id":"../x","image":"busybox"}"#,
             r#"{"image":"busybox","ports":[{"job":80,"proto":"sctp"}]}"#,
+            r#"{"image":"busybox","restart":"sometimes"}"#,
         ] {
             assert!(serde_json::from_str::<CreateJob>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn restart_policies_follow_how_the_job_ended() {
+        let req: CreateJob =
+            serde_json::from_str(r#"{"image":"busybox","restart":"on-failure"}"#).unwrap();
+        assert_eq!(req.restart, RestartPolicy::OnFailure);
+        assert_eq!(serde_json::to_value(&req).unwrap()["restart"], "on-failure");
+        let plain = serde_json::to_value(CreateJob::new("busybox", vec![])).unwrap();
+        assert!(plain.get("restart").is_none());
+        let ended = |state, code: Option<i32>, signal: Option<i32>, stopped| Job {
+            id: "j".parse().unwrap(),
+            state,
+            config: CreateJob::new("busybox", vec![]),
+            created_at: Timestamp::now(),
+            started_at: None,
+            ended_at: None,
+            pid: None,
+            ip: None,
+            ports: Vec::new(),
+            exit: code.or(signal).map(|_| ExitStatus {
+                code,
+                signal,
+                oom_killed: false,
+            }),
+            error: None,
+            restarts: 0,
+            stopped,
+        };
+        let ok = ended(JobState::Exited, Some(0), None, false);
+        let code = ended(JobState::Exited, Some(3), None, false);
+        let killed = ended(JobState::Exited, None, Some(9), false);
+        let failed = ended(JobState::Failed, None, None, false);
+        let stopped = ended(JobState::Exited, None, Some(15), true);
+        let running = ended(JobState::Running, None, None, false);
+        use RestartPolicy::*;
+        for (policy, job, restarts) in [
+            (No, &code, false),
+            (OnFailure, &ok, false),
+            (OnFailure, &code, true),
+            (OnFailure, &killed, true),
+            (OnFailure, &failed, true),
+            (OnFailure, &stopped, false),
+            (Always, &ok, true),
+            (Always, &stopped, false),
+            (Always, &running, false),
+        ] {
+            assert_eq!(policy.restarts(job), restarts, "{policy:?} {job:?}");
+        }
+        assert_eq!("always".parse::<RestartPolicy>(), Ok(Always));
+        assert!("sometimes".parse::<RestartPolicy>().is_err());
     }
 }

@@ -18,7 +18,7 @@ pub use discoverd_api::ServiceName;
 pub use event::{Event, EventFilter, EventKind, EventPayload, ImageAction, JobAction};
 pub use flynn_http::{Endpoint, ErrorBody, ErrorCode, Proto, Timestamp};
 pub use image::{CreateVolume, Image, PullMessage, PullRequest, Volume};
-pub use job::{CheckTiming, CreateJob, HttpCheck, Job, JobState, SignalRequest};
+pub use job::{CheckTiming, CreateJob, HttpCheck, Job, JobState, RestartPolicy, SignalRequest};
 pub use query::{JobFilter, LogOptions};
 pub use runtime_api::attach;
 pub use runtime_api::{

@@ -129,12 +129,18 @@ impl Boot<'_> {
     {
         let deadline = Instant::now() + self.opts.wait;
         let id: JobId = job.parse().expect("a valid job id");
+        let restarts = self.c.job(&id).await?.restarts;
         while !ready().await {
             let j = self.c.job(&id).await?;
-            if j.state.is_final() {
+            // Ended, or ended and started again by the host under its restart policy.
+            if j.state.is_final() || j.restarts > restarts {
+                let state = match j.state.is_final() {
+                    true => j.state.to_string(),
+                    false => "ended (its host starts it again)".to_string(),
+                };
                 return Err(BootstrapError::JobEnded {
                     job: job.to_string(),
-                    state: j.state.to_string(),
+                    state,
                     error: j.error.unwrap_or_default(),
                     log: self.log_tail(&id).await,
                 });
@@ -235,10 +241,13 @@ pub(super) fn image_tag(recipe: &str) -> String {
     r.to_string()
 }
 
-/// A host-network layer-1 job of image `flynn/ID:latest`.
+/// A host-network layer-1 job of image `flynn/ID:latest`, which its host starts again
+/// whenever it ends (until it is stopped or deleted, as a hand-over to the scheduler does):
+/// the platform's own services must not depend on the scheduler, which depends on them.
 pub(super) fn job(id: &str, env: &[(&str, &str)]) -> CreateJob {
     let mut req = CreateJob::new(image_tag(id), Vec::new());
     req.id = Some(id.parse().expect("a valid job id"));
+    req.restart = host_api::RestartPolicy::Always;
     req.config.network = NetworkMode::Host;
     req.config.env = env
         .iter()

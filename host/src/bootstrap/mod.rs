@@ -268,6 +268,7 @@ fn discoverd_job(opts: &BootstrapOptions, gateway: Ipv4Addr, key: &std::path::Pa
             ..JobConfig::new(DISCOVERD_IMAGE, args)
         },
         metadata: [("flynn.layer".to_string(), "1".to_string())].into(),
+        restart: host_api::RestartPolicy::Always,
         ..Default::default()
     }
 }

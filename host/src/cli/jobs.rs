@@ -62,8 +62,12 @@ pub struct RunArgs {
     #[arg(long)]
     entrypoint: Option<String>,
     /// Remove the job once it ends.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "restart")]
     rm: bool,
+    /// Start the job again when it ends: no, on-failure or always (never after a stop or
+    /// rm through the API; the delay doubles with each run under 10 s, up to 30 s).
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    restart: host_api::RestartPolicy,
     /// Run the command under an init (tini) that forwards signals and reaps orphans.
     #[arg(long)]
     init: bool,
@@ -194,6 +198,7 @@ impl RunArgs {
                 .check_http
                 .clone()
                 .map(|path| host_api::HttpCheck { path, status: None }),
+            restart: self.restart,
             ..Default::default()
         })
     }
@@ -282,6 +287,15 @@ pub struct PsArgs {
 }
 
 fn describe(j: &Job) -> String {
+    let state = state_text(j);
+    match j.restarts {
+        0 => state,
+        1 => format!("{state}, restarted once"),
+        n => format!("{state}, restarted {n} times"),
+    }
+}
+
+fn state_text(j: &Job) -> String {
     match (j.state, &j.exit, &j.error) {
         (JobState::Exited, Some(s), _) => match (s.code, s.signal) {
             (Some(c), _) if s.oom_killed => format!("exited ({c}, OOM killed)"),

@@ -2,7 +2,7 @@
 //! the job's record as it moves to running (or failed), and its registration in discoverd.
 
 use host_api::{CreateJob, Job, JobState, Timestamp};
-use runtime::{JobId, NetworkMode, RuntimeError};
+use runtime::{JobId, JobSpec, NetworkMode, RuntimeError};
 use tracing::Instrument;
 
 use super::{lock, random_id, Host, ABANDONED};
@@ -35,13 +35,7 @@ impl Host {
         let store = self.inner.store.clone();
         let image = req.config.image.clone();
         tokio::task::spawn_blocking(move || store.find_image(&image)).await??;
-        let mut spec = self.inner.config.job_spec(id.clone(), &req);
-        if spec.config.network == NetworkMode::Host {
-            spec.config
-                .env
-                .entry(runtime::EXTERNAL_IP.into())
-                .or_insert_with(|| self.inner.registrations.host_ip().to_string());
-        }
+        let spec = self.spec_for(&id, &req);
         let job = Job {
             id: id.clone(),
             state: JobState::Starting,
@@ -54,6 +48,8 @@ impl Host {
             ports: Vec::new(),
             exit: None,
             error: None,
+            restarts: 0,
+            stopped: false,
         };
         {
             let mut jobs = lock(&self.inner.jobs);
@@ -66,10 +62,37 @@ impl Host {
             lock(&self.inner.jobs).remove(&id);
             return Err(e);
         }
+        self.start(id, spec, false).await
+    }
+
+    /// The runtime's spec of job `id` as `req` asks for it.
+    pub(super) fn spec_for(&self, id: &JobId, req: &CreateJob) -> JobSpec {
+        let mut spec = self.inner.config.job_spec(id.clone(), req);
+        if spec.config.network == NetworkMode::Host {
+            spec.config
+                .env
+                .entry(runtime::EXTERNAL_IP.into())
+                .or_insert_with(|| self.inner.registrations.host_ip().to_string());
+        }
+        spec
+    }
+
+    /// Starts recorded job `id` (state `starting`) from `spec`: a new job, or with `restart`
+    /// an ended one again; records it running, or failed (a refused new job leaves no
+    /// record; a restart that fails is scheduled again under its policy).
+    pub(super) async fn start(
+        &self,
+        id: JobId,
+        spec: JobSpec,
+        restart: bool,
+    ) -> Result<Job, HostError> {
         let permit = self.inner.starts.acquire().await;
         let rt = self.inner.runtime.clone();
         let started = tokio::task::spawn_blocking(move || {
-            let pid = rt.create(&spec)?;
+            let pid = match restart {
+                true => rt.restart(&spec)?,
+                false => rt.create(&spec)?,
+            };
             let att = rt.attachment(spec.id.as_str()).ok().flatten();
             Ok::<_, RuntimeError>((pid, att))
         })
@@ -89,7 +112,7 @@ impl Host {
                 self.spawn_watch(id);
                 Ok(job)
             }
-            Err(e) if HostError::from_refused(&e) => {
+            Err(e) if !restart && HostError::from_refused(&e) => {
                 // The request itself was wrong (an unknown user, a missing program or
                 // volume): refused like any bad request, with no record left behind.
                 tokio::task::block_in_place(|| self.inner.db.delete_job(&id))?;
@@ -103,7 +126,10 @@ impl Host {
                 job.state = JobState::Failed;
                 job.ended_at = Some(Timestamp::now());
                 job.error = Some(e.to_string());
-                self.save(job)?;
+                let job = self.save(job)?;
+                if restart {
+                    self.after_end(&job);
+                }
                 Err(e.into())
             }
         }
@@ -177,6 +203,9 @@ impl Host {
         if let Some(reason) = lock(&self.inner.failing).remove(id) {
             job.state = JobState::Failed;
             job.error = Some(reason);
+        }
+        if lock(&self.inner.stopping).remove(id) {
+            job.stopped = true;
         }
         job.ended_at = Some(Timestamp::now());
         self.save(job)

@@ -3,8 +3,9 @@
 //! cluster's state in it; hosts 2 and 3 each add a member when they join, host 4 runs none;
 //! every host's discoverd shares the state, and the scheduler runs a controller and a
 //! scheduler on every host (bootstrap's handed over). Joining and bootstrapping again change nothing.
-//! Host 3 leaves (its member removed), host 4 then adds one. With host 1's member down, host 1's discoverd (started when etcd had one member, and
-//! following the members that joined since) still takes registrations.
+//! Host 3 leaves (its member removed), host 4 then adds one. With host 1's member down, host
+//! 1's discoverd (started when etcd had one member, and following the members that joined
+//! since) still takes registrations. A member killed is started again by its host.
 
 use std::process::Command;
 
@@ -252,4 +253,37 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
                 .is_ok_and(|all| all.len() == 1)
         },
     );
+
+    // A member whose process dies is started again by its host (bootstrap's jobs have
+    // restart policy `always`) on its data, with no join: host 2's member is killed and
+    // answers again as one of three. Host 1's, stopped through the API, stays stopped.
+    let h2 = lan.hosts[1].client();
+    let pid = lan.block_on(h2.job(&etcd_job)).unwrap().pid.unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    lan.wait(
+        "host 2's etcd member started again by its host",
+        std::time::Duration::from_secs(60),
+        |l| {
+            l.block_on(h2.job(&etcd_job)).is_ok_and(|j| {
+                j.restarts == 1 && j.state == host_api::JobState::Running && j.pid != Some(pid)
+            })
+        },
+    );
+    let etcd2 = format!("http://{}:2379", ip(1));
+    lan.wait(
+        "host 2's etcd member healthy again",
+        std::time::Duration::from_secs(60),
+        |_| {
+            Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &etcd2, "--command-timeout=5s"])
+                .args(["endpoint", "health"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        },
+    );
+    assert_eq!(members(&etcd2).len(), 3);
+    let stopped = lan.block_on(h1.job(&etcd_job)).unwrap();
+    assert!(stopped.state.is_final() && stopped.stopped, "{stopped:#?}");
+    assert_eq!(stopped.restarts, 0);
 }

@@ -18,6 +18,7 @@ mod git_push;
 mod host_api;
 mod host_hardening;
 mod host_restart;
+mod host_restart_policy;
 mod host_schemathesis;
 mod images_build;
 mod images_stack;

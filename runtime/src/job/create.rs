@@ -22,6 +22,11 @@ impl Runtime {
         if dir.exists() {
             return Err(RuntimeError::Exists(spec.id.clone()));
         }
+        self.create_in(spec, &dir)
+    }
+
+    /// [`Runtime::create`] into `dir`, which is new or holds only the log of an earlier run.
+    pub(super) fn create_in(&self, spec: &JobSpec, dir: &JobDir) -> Result<i32, RuntimeError> {
         let image_err = |source| RuntimeError::Image {
             image: spec.config.image.clone(),
             source,
@@ -31,7 +36,7 @@ impl Runtime {
             .store
             .add_use(&self.store_user(&spec.id), &spec.config.image)
             .map_err(image_err)?;
-        let result = self.create_from(spec, &dir, &image);
+        let result = self.create_from(spec, dir, &image);
         if result.is_err() {
             let _ = self.store.remove_use(&self.store_user(&spec.id));
         }

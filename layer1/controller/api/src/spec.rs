@@ -289,6 +289,7 @@ pub fn create_job(p: Process<'_>, id: &JobId, restarts: u32) -> CreateJob {
         service_check,
         service_check_timing,
         metadata,
+        restart: Default::default(),
     }
 }
 

@@ -73,6 +73,8 @@ fn job(id: &JobId, state: JobState) -> Job {
         ports: Vec::new(),
         exit: None,
         error: (state == JobState::Failed).then(|| "no such command".to_string()),
+        restarts: 0,
+        stopped: false,
     }
 }
 
