@@ -181,15 +181,33 @@ async fn members(
 /// fewer than [`ETCD_MEMBERS`], or starts again the member this host is already; returns
 /// the client URLs of every started member and whether anything was started. A member added
 /// whose job does not come up healthy is removed again, so the cluster is left as it was.
+/// With the cluster full, a dead member (see [`dead_member`]; `alive`: the host ids
+/// registered in discoverd, if known) is replaced by this host's.
 pub(super) async fn join(
     b: &Boot<'_>,
     endpoints: &[String],
     host_id: &str,
     ip: IpAddr,
+    alive: Option<&[String]>,
 ) -> Result<(Vec<String>, bool), BootstrapError> {
     let mut client = connect(endpoints).await?;
-    let all = members(&mut client, endpoints).await?;
+    let mut all = members(&mut client, endpoints).await?;
     let peer = peer_url(ip);
+    let listed = all.iter().any(|m| m.peers.contains(&peer));
+    if let (false, true, Some(alive)) = (listed, all.len() >= ETCD_MEMBERS, alive) {
+        if let Some(dead) = dead_member(&all, alive).await {
+            client
+                .member_remove(dead.id)
+                .await
+                .map_err(|e| etcd_error(endpoints, e))?;
+            (b.progress)(&format!(
+                "etcd: member {} ({}) does not answer and its host is gone from discoverd: removed it, this host replaces it",
+                dead.name,
+                dead.clients.join(",")
+            ));
+            all = members(&mut client, endpoints).await?;
+        }
+    }
     let runs = b.runs(ETCD_JOB).await?;
     let mut changed = false;
     match all.iter().find(|m| m.peers.contains(&peer)) {
@@ -258,6 +276,40 @@ pub(super) async fn join(
     }
     healthy(b, ip).await?;
     Ok((clients(&mut client, endpoints).await?, changed))
+}
+
+/// A member that is dead as far as anyone can tell: its host (the member's name) is not
+/// registered in discoverd (`alive`), so its daemon has not heartbeated for a TTL, and
+/// nothing answers `GET /health` on any of its client URLs. etcd's own way to replace a
+/// failed member is to remove it before adding the new one, which keeps the quorum the
+/// survivors hold. A member added but never started (no name) is not taken for dead.
+async fn dead_member<'a>(all: &'a [Member], alive: &[String]) -> Option<&'a Member> {
+    for m in all {
+        if m.name.is_empty() || alive.contains(&m.name) {
+            continue;
+        }
+        let mut answers = false;
+        for url in &m.clients {
+            let Some(addr) = url
+                .strip_prefix("http://")
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            else {
+                answers = true; // an address this cannot check: not taken for dead
+                break;
+            };
+            if http_status(addr, &addr.to_string(), "/health")
+                .await
+                .is_some()
+            {
+                answers = true;
+                break;
+            }
+        }
+        if !answers {
+            return Some(m);
+        }
+    }
+    None
 }
 
 /// Removes the member at `ip` from the cluster at `endpoints` (its other members); returns

@@ -112,6 +112,14 @@ pub async fn join(
         progress("ok: the daemon answers again");
     }
 
+    // A host that left a cluster stays drained: joining one ends that (before its own
+    // etcd member and discoverd start here).
+    if c.status().await?.draining {
+        c.set_draining(false).await?;
+        progress("daemon: drain ended: the host takes jobs");
+        changed = true;
+    }
+
     // An etcd member on this host while the cluster's etcd (run by the platform) has fewer
     // than three; the cluster as recorded here lists every member.
     let mut cluster = bundle.cluster.clone();
@@ -133,8 +141,21 @@ pub async fn join(
             progress,
             key: "",
         };
+        // The hosts alive, as the cluster's discoverd (on the member host) lists them; not
+        // known when it does not answer, and then no member counts as dead.
+        let alive = match theirs.api {
+            Some(api) => {
+                let url = format!("http://{}:{}", api.ip(), opts.http_port);
+                let d = discoverd_api::client::Client::new(url.parse().expect("a valid URL"));
+                d.instances(host_api::HOST_SERVICE)
+                    .await
+                    .ok()
+                    .map(|all| all.into_iter().map(|i| i.id).collect::<Vec<_>>())
+            }
+            None => None,
+        };
         let (endpoints, started) =
-            super::etcd::join(&b, &bundle.cluster.etcd, &mine.id, ip).await?;
+            super::etcd::join(&b, &bundle.cluster.etcd, &mine.id, ip, alive.as_deref()).await?;
         cluster.etcd = endpoints;
         changed |= started;
     }
@@ -145,13 +166,6 @@ pub async fn join(
         crate::cluster::write(&opts.state, &cluster).map_err(|e| BootstrapError::Key(path, e))?;
         let etcd = cluster.etcd.clone();
         changed |= recorded.map(|r| host_api::ClusterInfo { etcd, ..r }) != Some(cluster.clone());
-    }
-
-    // A host that left a cluster stays drained: joining one ends that.
-    if c.status().await?.draining {
-        c.set_draining(false).await?;
-        progress("daemon: drain ended: the host takes jobs");
-        changed = true;
     }
 
     // discoverd on the cluster's etcd: every host's discoverd shares its state. One this host

@@ -5,7 +5,8 @@
 //! scheduler on every host (bootstrap's handed over). Joining and bootstrapping again change nothing.
 //! Host 3 leaves (its member removed), host 4 then adds one. With host 1's member down, host
 //! 1's discoverd (started when etcd had one member, and following the members that joined
-//! since) still takes registrations. A member killed is started again by its host.
+//! since) still takes registrations. A member killed is started again by its host; a host
+//! cut off the LAN has its member replaced by the next host that joins.
 
 use std::process::Command;
 
@@ -13,6 +14,16 @@ use integration::cluster::Lan;
 use integration::root_test;
 
 const DOMAIN: &str = "etcd.test";
+
+/// `etcdctl endpoint health` at `endpoint` succeeds.
+fn health(endpoint: &str) -> bool {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "--command-timeout=5s"])
+        .args(["endpoint", "health"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
 
 /// `etcdctl member list` at `endpoint`: (name, client URLs) of each member.
 fn members(endpoint: &str) -> Vec<(String, String)> {
@@ -273,17 +284,48 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     lan.wait(
         "host 2's etcd member healthy again",
         std::time::Duration::from_secs(60),
-        |_| {
-            Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .args(["--endpoints", &etcd2, "--command-timeout=5s"])
-                .args(["endpoint", "health"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        },
+        |_| health(&etcd2),
     );
     assert_eq!(members(&etcd2).len(), 3);
     let stopped = lan.block_on(h1.job(&etcd_job)).unwrap();
     assert!(stopped.state.is_final() && stopped.stopped, "{stopped:#?}");
     assert_eq!(stopped.restarts, 0);
+
+    // A host that dies is replaced with one command. Host 1's member runs again; host 2 is
+    // cut off the LAN; once its registration expired, host 3 joins again and its member
+    // replaces host 2's.
+    lan.block_on(h1.delete_job(&etcd_job, true)).unwrap();
+    lan.block_on(h1.create_job(&stopped.config)).unwrap();
+    lan.wait(
+        "host 1's etcd member healthy again",
+        std::time::Duration::from_secs(60),
+        |_| health(&etcd1),
+    );
+    let dead = lan.hosts[1].id.clone();
+    integration::run_ok(Command::new("ip").args(["link", "set", "lan2", "down"]));
+    lan.wait(
+        "host 2 gone from host 4's discoverd",
+        std::time::Duration::from_secs(90),
+        |l| {
+            l.block_on(d4.instances(host_api::HOST_SERVICE))
+                .is_ok_and(|all| !all.is_empty() && all.iter().all(|i| i.id != dead))
+        },
+    );
+    let (ok, _, err) = lan.join(2, url, token);
+    assert!(ok, "host 3 join (replacing host 2) failed:\n{err}");
+    let step = format!(
+        "etcd: member {dead} (http://{}:2379) does not answer and its host is gone from discoverd: removed it, this host replaces it",
+        ip(1)
+    );
+    assert!(err.contains(&step), "{step:?} in:\n{err}");
+    let mut names: Vec<String> = members(&etcd1).into_iter().map(|(n, _)| n).collect();
+    names.sort();
+    let mut want: Vec<String> = [0, 2, 3].iter().map(|&i| lan.hosts[i].id.clone()).collect();
+    want.sort();
+    assert_eq!(names, want);
+    lan.wait(
+        "host 3's etcd member healthy",
+        std::time::Duration::from_secs(60),
+        |_| health(&format!("http://{}:2379", ip(2))),
+    );
 }

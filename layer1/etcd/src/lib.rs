@@ -12,12 +12,17 @@ pub use etcd_client::{self, Client, Error};
 /// How often [`follow_members`] lists the members.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Connects to the cluster at `endpoints` (`http://HOST:PORT`): a connect timeout of 5 s
-/// and a request timeout of `timeout`.
+/// Connects to the cluster at `endpoints` (`http://HOST:PORT`): a connect timeout of 5 s,
+/// a request timeout of `timeout`, and HTTP/2 pings every 2 s (also while idle) that drop a
+/// connection unanswered for 2 s: a member whose host vanished from the network (no reset,
+/// its packets dropped) would otherwise keep its connection and take requests until each
+/// timed out.
 pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, Error> {
     let opts = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(timeout);
+        .with_timeout(timeout)
+        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+        .with_keep_alive_while_idle(true);
     Client::connect(endpoints, Some(opts)).await
 }
 
