@@ -75,15 +75,17 @@ impl Etcd {
     fn split_key<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str)> {
         key.strip_prefix(self.prefix.as_str())?.split_once('/')
     }
-}
 
-impl Store for Etcd {
-    async fn put(&self, mut instance: Instance, ttl: Duration) -> Result<Instance, StoreError> {
+    /// One try of [`Store::put`]: the old record (for its first registration time) and a
+    /// lease, at once; then the write and the read of its create revision in one
+    /// transaction: two round trips. etcd rounds TTLs up to its own minimum.
+    async fn put_once(
+        &self,
+        mut instance: Instance,
+        ttl: Duration,
+    ) -> Result<Instance, StoreError> {
         let (mut c, mut l) = (self.client.clone(), self.client.clone());
         let key = self.key(&instance.service, &instance.id);
-        // The old record (for its first registration time) and a lease, at once; then the
-        // write and the read of its create revision in one transaction: two round trips.
-        // etcd rounds TTLs up to its own minimum.
         let (old, lease) = tokio::join!(
             c.get(key.as_str(), None),
             l.lease_grant(ttl.as_secs().max(1) as i64, None)
@@ -108,10 +110,33 @@ impl Store for Etcd {
         instance.index = revision as u64;
         Ok(instance)
     }
+}
+
+impl Store for Etcd {
+    async fn put(&self, instance: Instance, ttl: Duration) -> Result<Instance, StoreError> {
+        // A put (a heartbeat) may be applied twice: one that reached no member is tried
+        // again, on the member the client picks next.
+        let mut last = None;
+        for _ in 0..=flynn_etcd::RETRIES {
+            match self.put_once(instance.clone(), ttl).await {
+                Err(StoreError::Etcd(e)) if flynn_etcd::unreached(&e) => {
+                    last = Some(StoreError::Etcd(e));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                r => return r,
+            }
+        }
+        Err(last.expect("at least one try"))
+    }
 
     async fn delete(&self, service: &str, id: &str) -> Result<bool, StoreError> {
-        let mut c = self.client.clone();
-        let r = c.delete(self.key(service, id), None).await.map_err(err)?;
+        let key = self.key(service, id);
+        let r = flynn_etcd::retry(|| {
+            let (mut c, key) = (self.client.clone(), key.clone());
+            async move { c.delete(key, None).await }
+        })
+        .await
+        .map_err(err)?;
         Ok(r.deleted() > 0)
     }
 

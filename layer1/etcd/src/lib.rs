@@ -26,6 +26,41 @@ pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, 
     Client::connect(endpoints, Some(opts)).await
 }
 
+/// How often [`retry`] tries a request again.
+pub const RETRIES: u32 = 2;
+
+/// True when `e` says the request reached no member that could answer it: the connection
+/// to the member the client chose could not be made or broke, or that member lost its
+/// leader. The same request may go to another member.
+pub fn unreached(e: &Error) -> bool {
+    match e {
+        Error::TransportError(_) => true,
+        Error::GRpcStatus(s) => s.code() == tonic::Code::Unavailable,
+        _ => false,
+    }
+}
+
+/// Runs `op` and, while it fails [`unreached`], again (at most [`RETRIES`] more times,
+/// 100 ms apart), so that one member that vanished costs a request a retry, not a failure.
+/// Only for requests that may be applied twice (reads, puts of the same value, deletes).
+pub async fn retry<T, F, Fut>(mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Err(e) if tries < RETRIES && unreached(&e) => {
+                tries += 1;
+                tracing::debug!(error = %e, "etcd request reached no member; trying again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Keeps `client`'s endpoints (first `endpoints`) those of the cluster's started members:
 /// every [`FOLLOW_INTERVAL`] it lists them, adds the client URLs of members that joined and
 /// drops those of members that left (never the endpoints given, which may be a proxy or a
