@@ -338,15 +338,22 @@ impl Runtime {
         if let JobState::Running(_) | JobState::Starting = self.state_in(&dir) {
             return Err(RuntimeError::Running(job));
         }
-        kill_cgroup(&self.cgroup_path(&job));
-        remove_cgroups(&self.cgroup_path(&job))?;
-        self.remove_dir(&dir)?;
+        self.clear(&job, &dir)?;
         match fs::remove_dir_all(self.kept_log_dir(job.as_str())) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(error = %e, job = %job, "removing a restart's kept log"),
         }
-        self.release_image(&job)
+        Ok(())
+    }
+
+    /// Removes what an ended job holds: its processes and cgroups, network, root filesystem,
+    /// directory and image use.
+    pub(super) fn clear(&self, job: &JobId, dir: &JobDir) -> Result<(), RuntimeError> {
+        kill_cgroup(&self.cgroup_path(job));
+        remove_cgroups(&self.cgroup_path(job))?;
+        self.remove_dir(dir)?;
+        self.release_image(job)
     }
 
     fn remove_dir(&self, dir: &JobDir) -> Result<(), RuntimeError> {

@@ -76,39 +76,41 @@ impl Etcd {
         key.strip_prefix(self.prefix.as_str())?.split_once('/')
     }
 
-    /// One try of [`Store::put`]: the old record (for its first registration time) and a
+    /// One try of [`Store::put`] (`None`: the record vanished at once): the old record (for its first registration time) and a
     /// lease, at once; then the write and the read of its create revision in one
     /// transaction: two round trips. etcd rounds TTLs up to its own minimum.
     async fn put_once(
         &self,
         mut instance: Instance,
         ttl: Duration,
-    ) -> Result<Instance, StoreError> {
+    ) -> Result<Option<Instance>, etcd_client::Error> {
         let (mut c, mut l) = (self.client.clone(), self.client.clone());
         let key = self.key(&instance.service, &instance.id);
         let (old, lease) = tokio::join!(
             c.get(key.as_str(), None),
             l.lease_grant(ttl.as_secs().max(1) as i64, None)
         );
-        if let Some(old) = old.map_err(err)?.kvs().first().and_then(Self::decode) {
+        if let Some(old) = old?.kvs().first().and_then(Self::decode) {
             instance.registered_at = old.registered_at;
         }
         let mut stored = instance.clone();
         stored.index = 0;
         let value = serde_json::to_vec(&stored).expect("instances serialise");
-        let opts = PutOptions::new().with_lease(lease.map_err(err)?.id());
+        let opts = PutOptions::new().with_lease(lease?.id());
         let txn = Txn::new().and_then(vec![
             TxnOp::put(key.as_str(), value, Some(opts)),
             TxnOp::get(key.as_str(), None),
         ]);
-        let resp = c.txn(txn).await.map_err(err)?;
+        let resp = c.txn(txn).await?;
         let revision = resp.op_responses().into_iter().find_map(|r| match r {
             TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.create_revision()),
             _ => None,
         });
-        let revision = revision.ok_or_else(|| StoreError::Vanished(key.to_string()))?;
-        instance.index = revision as u64;
-        Ok(instance)
+        // None: the key vanished between the put and the get (its lease ended at once).
+        Ok(revision.map(|r| {
+            instance.index = r as u64;
+            instance
+        }))
     }
 }
 
@@ -116,17 +118,11 @@ impl Store for Etcd {
     async fn put(&self, instance: Instance, ttl: Duration) -> Result<Instance, StoreError> {
         // A put (a heartbeat) may be applied twice: one that reached no member is tried
         // again, on the member the client picks next.
-        let mut last = None;
-        for _ in 0..=flynn_etcd::RETRIES {
-            match self.put_once(instance.clone(), ttl).await {
-                Err(StoreError::Etcd(e)) if flynn_etcd::unreached(&e) => {
-                    last = Some(StoreError::Etcd(e));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                r => return r,
-            }
-        }
-        Err(last.expect("at least one try"))
+        let key = self.key(&instance.service, &instance.id);
+        flynn_etcd::retry(|| self.put_once(instance.clone(), ttl))
+            .await
+            .map_err(err)?
+            .ok_or(StoreError::Vanished(key))
     }
 
     async fn delete(&self, service: &str, id: &str) -> Result<bool, StoreError> {

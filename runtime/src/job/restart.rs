@@ -5,7 +5,6 @@
 use std::fs;
 use std::path::PathBuf;
 
-use super::cleanup::{kill_cgroup, remove_cgroups};
 use super::{io, JobDir, JobState, Runtime, RuntimeError};
 use crate::spec::JobSpec;
 
@@ -26,10 +25,7 @@ impl Runtime {
         let kept = self.kept_log_dir(spec.id.as_str());
         fs::create_dir_all(&kept).map_err(io(format!("creating {}", kept.display())))?;
         move_logs(&dir, &JobDir::new(&kept))?;
-        kill_cgroup(&self.cgroup_path(&job));
-        remove_cgroups(&self.cgroup_path(&job))?;
-        self.remove_dir(&dir)?;
-        self.release_image(&job)?;
+        self.clear(&job, &dir)?;
         fs::create_dir(dir.path()).map_err(io(format!("creating {}", dir.display())))?;
         move_logs(&JobDir::new(&kept), &dir)?;
         let _ = fs::remove_dir(&kept);
