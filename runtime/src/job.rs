@@ -338,34 +338,47 @@ impl Runtime {
         if let JobState::Running(_) | JobState::Starting = self.state_in(&dir) {
             return Err(RuntimeError::Running(job));
         }
-        self.clear(&job, &dir)?;
-        match fs::remove_dir_all(self.kept_log_dir(job.as_str())) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(error = %e, job = %job, "removing a restart's kept log"),
-        }
-        Ok(())
+        self.clear(&job, &dir, &[])
     }
 
     /// Removes what an ended job holds: its processes and cgroups, network, root filesystem,
-    /// directory and image use.
-    pub(super) fn clear(&self, job: &JobId, dir: &JobDir) -> Result<(), RuntimeError> {
+    /// directory (all of it, or all but the files named in `keep`) and image use.
+    pub(super) fn clear(
+        &self,
+        job: &JobId,
+        dir: &JobDir,
+        keep: &[&str],
+    ) -> Result<(), RuntimeError> {
         kill_cgroup(&self.cgroup_path(job));
         remove_cgroups(&self.cgroup_path(job))?;
-        self.remove_dir(dir)?;
+        self.remove_dir(dir, keep)?;
         self.release_image(job)
     }
 
-    fn remove_dir(&self, dir: &JobDir) -> Result<(), RuntimeError> {
+    fn remove_dir(&self, dir: &JobDir, keep: &[&str]) -> Result<(), RuntimeError> {
         if let Some(id) = dir.file_name().and_then(|n| n.to_str()) {
             self.network.detach(id, read_attachment(dir).as_ref())?;
         }
         rootfs::unmount(&dir.rootfs())?;
-        match fs::remove_dir_all(dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(format!("removing {}", dir.display()))(e)),
+        let removing = |e: std::io::Error| io(format!("removing {}", dir.display()))(e);
+        if keep.is_empty() {
+            return match fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(removing(e)),
+                _ => Ok(()),
+            };
         }
+        for entry in fs::read_dir(dir).map_err(removing)? {
+            let entry = entry.map_err(removing)?;
+            if keep.iter().any(|k| entry.file_name() == *k) {
+                continue;
+            }
+            let gone = match entry.file_type().map_err(removing)?.is_dir() {
+                true => fs::remove_dir_all(entry.path()),
+                false => fs::remove_file(entry.path()),
+            };
+            gone.map_err(removing)?;
+        }
+        Ok(())
     }
 
     /// The directory of job `id`, which exists.

@@ -69,10 +69,7 @@ impl Runtime {
         {
             return Err(RuntimeError::Running(job));
         }
-        kill_cgroup(&self.cgroup_path(&job));
-        remove_cgroups(&self.cgroup_path(&job))?;
-        self.remove_dir(&dir)?;
-        self.release_image(&job)
+        self.clear(&job, &dir, &[])
     }
 
     /// True when the job's shim process runs.

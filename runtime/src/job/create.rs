@@ -75,7 +75,7 @@ impl Runtime {
         }
         let result = self.prepare_and_start(spec, dir, &layers, &config);
         if result.is_err() {
-            let _ = self.remove_dir(dir);
+            let _ = self.remove_dir(dir, &[]);
         }
         result
     }

@@ -2,10 +2,7 @@
 //! is kept, so its earlier output reads before the new run's (as one container's log spans
 //! its restarts).
 
-use std::fs;
-use std::path::PathBuf;
-
-use super::{io, JobDir, JobState, Runtime, RuntimeError};
+use super::{JobState, Runtime, RuntimeError};
 use crate::spec::JobSpec;
 
 impl Runtime {
@@ -22,35 +19,8 @@ impl Runtime {
         if let JobState::Running(_) | JobState::Starting = self.state_in(&dir) {
             return Err(RuntimeError::Running(job));
         }
-        let kept = self.kept_log_dir(spec.id.as_str());
-        fs::create_dir_all(&kept).map_err(io(format!("creating {}", kept.display())))?;
-        move_logs(&dir, &JobDir::new(&kept))?;
-        self.clear(&job, &dir)?;
-        fs::create_dir(dir.path()).map_err(io(format!("creating {}", dir.display())))?;
-        move_logs(&JobDir::new(&kept), &dir)?;
-        let _ = fs::remove_dir(&kept);
+        // The log stays where it is, so that a reader never finds the job without it.
+        self.clear(&job, &dir, &[crate::log::CURRENT, crate::log::ROTATED])?;
         self.create_in(spec, &dir)
     }
-
-    /// Where a restarting job's log waits while its directory is renewed; a daemon killed in
-    /// between leaves it, and the job's next restart or its delete takes it.
-    pub(super) fn kept_log_dir(&self, id: &str) -> PathBuf {
-        self.root
-            .parent()
-            .unwrap_or(&self.root)
-            .join("restarting")
-            .join(id)
-    }
-}
-
-/// Moves the log files (current and rotated) from `from` to `to`; missing ones are skipped.
-fn move_logs(from: &JobDir, to: &JobDir) -> Result<(), RuntimeError> {
-    for name in [crate::log::CURRENT, crate::log::ROTATED] {
-        match fs::rename(from.file(name), to.file(name)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(format!("keeping the log {}", from.file(name).display()))(e)),
-        }
-    }
-    Ok(())
 }
