@@ -241,6 +241,21 @@ pub fn tree(recipe: &Recipe, inputs: &Inputs) -> Result<Tree, BuildError> {
     Ok(t)
 }
 
+/// The diff_id of the top layer [`build`] would make of the recipe's own files (binaries,
+/// busybox, extra files), computed without writing anything; `None` when it adds no files.
+/// An image built from the recipe whose top layer has this diff_id holds the same files.
+pub fn files_diff_id(recipe: &Recipe, inputs: &Inputs) -> Result<Option<String>, BuildError> {
+    let t = tree(recipe, inputs)?;
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let id = layout::tree_diff_id(&t).map_err(|source| BuildError::Read {
+        path: PathBuf::from(format!("the files of recipe {}", recipe.name)),
+        source,
+    })?;
+    Ok(Some(id))
+}
+
 /// Builds `recipe` into the OCI layout at `out`, tagged `tag`.
 pub fn build(
     recipe: &Recipe,

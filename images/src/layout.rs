@@ -90,6 +90,11 @@ pub fn layer_tar(tree: &Tree) -> std::io::Result<Vec<u8>> {
     b.into_inner()
 }
 
+/// The diff_id (uncompressed digest) of the layer [`write`] makes of `tree`.
+pub fn tree_diff_id(tree: &Tree) -> std::io::Result<String> {
+    Ok(sha256(&layer_tar(tree)?))
+}
+
 /// Image settings for the config.
 #[derive(Debug, Clone, Default)]
 pub struct ImageSettings {

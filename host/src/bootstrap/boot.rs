@@ -40,19 +40,33 @@ impl Boot<'_> {
         }
     }
 
-    /// Makes image `flynn/NAME:latest` from its recipe into the host's store, unless there.
+    /// Makes image `flynn/NAME:latest` from its recipe into the host's store, unless the
+    /// store's image of that name holds the recipe's current files (workspace binaries of
+    /// the bin dir, extra files): a host whose binaries were upgraded gets new images.
     pub(super) async fn image(&self, recipe: &str) -> Result<(), BootstrapError> {
         let tag = image_tag(recipe);
         let store = super::open_store(&self.opts.state)?;
-        let present = store
+        let stored = store
             .images()
             .map_err(|e| BootstrapError::Store(store.root().to_path_buf(), e))?
-            .iter()
-            .any(|i| i.name == tag);
-        if present {
-            return Ok(());
+            .into_iter()
+            .find(|i| i.name == tag);
+        if let Some(stored) = &stored {
+            let (opts, name) = (self.opts.clone(), recipe.to_string());
+            let files = tokio::task::spawn_blocking(move || {
+                super::files_diff_id(&opts.bin_dir, &opts.image_cache, &name)
+            })
+            .await??;
+            let top = stored.layers.last().map(|d| d.to_string());
+            if files.is_some() && files == top {
+                return Ok(());
+            }
+            (self.progress)(&format!(
+                "{recipe}: image {tag} in the store is out of date (its files changed): rebuilding it"
+            ));
+        } else {
+            (self.progress)(&format!("{recipe}: building image {tag}"));
         }
-        (self.progress)(&format!("{recipe}: building image {tag}"));
         let (opts, name) = (self.opts.clone(), recipe.to_string());
         let manifest = tokio::task::spawn_blocking(move || {
             super::build_into_store(&opts.state, &opts.bin_dir, &opts.image_cache, &name)

@@ -192,6 +192,22 @@ fn open_store(state: &Path) -> Result<pinkerton::store::Store, BootstrapError> {
     pinkerton::store::Store::open(&dir).map_err(|e| BootstrapError::Store(dir, e))
 }
 
+/// Recipe `recipe` and the inputs bootstrap builds it from.
+fn recipe_inputs(
+    bin_dir: &Path,
+    cache: &Path,
+    recipe: &str,
+) -> Result<(images::Recipe, images::Inputs), BootstrapError> {
+    let file = images::recipes_dir().join(format!("{recipe}.toml"));
+    let r = images::Recipe::load(&file).map_err(|e| BootstrapError::Recipe(recipe.into(), e))?;
+    let inputs = images::Inputs {
+        bin_dir: bin_dir.to_path_buf(),
+        cache: cache.to_path_buf(),
+        ..Default::default()
+    };
+    Ok((r, inputs))
+}
+
 /// Builds image `flynn/RECIPE:latest` into an OCI layout under `STATE/images/RECIPE`
 /// (blocking); returns the layout and the manifest digest.
 fn build_layout(
@@ -200,18 +216,24 @@ fn build_layout(
     cache: &Path,
     recipe: &str,
 ) -> Result<(PathBuf, String), BootstrapError> {
-    let file = images::recipes_dir().join(format!("{recipe}.toml"));
-    let r = images::Recipe::load(&file).map_err(|e| BootstrapError::Recipe(recipe.into(), e))?;
+    let (r, inputs) = recipe_inputs(bin_dir, cache, recipe)?;
     let out = state.join("images").join(recipe);
-    let inputs = images::Inputs {
-        bin_dir: bin_dir.to_path_buf(),
-        cache: cache.to_path_buf(),
-        ..Default::default()
-    };
     let tag = format!("flynn/{recipe}:latest");
     let written =
         images::build(&r, &inputs, &out, &tag).map_err(|e| BootstrapError::Build(tag, e))?;
     Ok((out, written.manifest.to_string()))
+}
+
+/// The diff_id of the top layer a build of `recipe` makes from its files (binaries of
+/// `bin_dir`, extra files), without building it (blocking).
+fn files_diff_id(
+    bin_dir: &Path,
+    cache: &Path,
+    recipe: &str,
+) -> Result<Option<String>, BootstrapError> {
+    let (r, inputs) = recipe_inputs(bin_dir, cache, recipe)?;
+    images::build::files_diff_id(&r, &inputs)
+        .map_err(|e| BootstrapError::Build(format!("flynn/{recipe}:latest"), e))
 }
 
 /// Builds image `flynn/RECIPE:latest` into the host's store (blocking); returns its manifest

@@ -106,11 +106,25 @@ fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
     child.wait().unwrap();
     assert!(seen.contains("registry: started"), "{seen}");
 
+    // An image of an older build in the store (another recipe's files under the
+    // scheduler's name, as after an upgrade of the binaries) is rebuilt, not run.
+    let stale = root.path().join("stale");
+    integration::run_ok(
+        Command::new(integration::workspace_bin("flynn-images"))
+            .args(["build", "host-cli", "--bin-dir", &bin_dir, "--tag"])
+            .arg("flynn/scheduler:latest")
+            .arg("--out")
+            .arg(&stale)
+            .arg("--store")
+            .arg(h.state().join("pinkerton")),
+    );
+
     // The next run completes it.
     let out = h.run(&args);
     let progress = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{progress}");
     for step in [
+        "scheduler: image docker.io/flynn/scheduler:latest in the store is out of date (its files changed): rebuilding it",
         "discoverd: already runs",
         "registry: already runs",
         "controller: started",
