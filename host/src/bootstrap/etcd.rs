@@ -75,6 +75,10 @@ pub fn member_job(name: &str, ip: IpAddr, initial: &str, state: &str) -> CreateJ
     .map(|s| s.to_string())
     .collect();
     req.config.volumes = vec![volume(ETCD_VOLUME)];
+    // etcd exits 0 only when the cluster removed its member ("the data-dir used by this
+    // member must be removed"); a crash, a kill or a stop (etcd re-raises SIGTERM) is a
+    // failure. So a member removed while its host was away is not started again, forever.
+    req.restart = host_api::RestartPolicy::OnFailure;
     req
 }
 
@@ -208,10 +212,13 @@ pub(super) async fn join(
             all = members(&mut client, endpoints).await?;
         }
     }
-    let runs = b.runs(ETCD_JOB).await?;
     let mut changed = false;
-    match all.iter().find(|m| m.peers.contains(&peer)) {
-        Some(m) if runs => {
+    let listed = all.iter().find(|m| m.peers.contains(&peer));
+    if listed.is_none() {
+        leftover_member(b).await?;
+    }
+    match listed {
+        Some(m) if b.runs(ETCD_JOB).await? => {
             (b.progress)(&format!("etcd: this host is member {} already", m.name));
         }
         Some(m) => {
@@ -232,11 +239,6 @@ pub(super) async fn join(
             return Ok((all.into_iter().flat_map(|m| m.clients).collect(), false));
         }
         None => {
-            if runs {
-                return Err(BootstrapError::EtcdForeign(
-                    "an etcd job runs on this host that is no member of the cluster's etcd: remove it (flynn-host rm -f etcd, then flynn-host volume rm etcd-data) and join again".into(),
-                ));
-            }
             if let Some(m) = all.iter().find(|m| m.name.is_empty()) {
                 return Err(BootstrapError::EtcdForeign(format!(
                     "etcd member {:x} ({}) was added but never started, and the cluster cannot add another meanwhile: start it, or remove it with etcdctl member remove {:x}, then join again",
@@ -276,6 +278,32 @@ pub(super) async fn join(
     }
     healthy(b, ip).await?;
     Ok((clients(&mut client, endpoints).await?, changed))
+}
+
+/// On a host that is no member of the cluster's etcd: refuses an etcd job that runs here;
+/// removes one that ended, and its data. That is the member of a host the cluster took for
+/// dead and removed while it was away: back, it learnt so from the others and exited 0
+/// (etcd's "the data-dir used by this member must be removed"), and its restart policy
+/// `on-failure` left it ended.
+async fn leftover_member(b: &Boot<'_>) -> Result<(), BootstrapError> {
+    let id: JobId = ETCD_JOB.parse().expect("a valid job id");
+    let job = match b.c.job(&id).await {
+        Ok(j) => j,
+        Err(e) if e.code() == Some(host_api::ErrorCode::NoSuchJob) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if !job.state.is_final() {
+        return Err(BootstrapError::EtcdForeign(
+            "an etcd job runs on this host that is no member of the cluster's etcd: remove it (flynn-host rm -f etcd, then flynn-host volume rm etcd-data) and join again".into(),
+        ));
+    }
+    b.c.delete_job(&id, true).await?;
+    super::boot::remove_volume(b.c, ETCD_VOLUME).await?;
+    (b.progress)(&format!(
+        "etcd: this host's earlier member ({}) is no member of the cluster (it was removed while its host was away): removed its job and data",
+        job.state
+    ));
+    Ok(())
 }
 
 /// A member that is dead as far as anyone can tell: its host (the member's name) is not

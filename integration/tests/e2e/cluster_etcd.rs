@@ -6,7 +6,8 @@
 //! Host 3 leaves (its member removed), host 4 then adds one. With host 1's member down, host
 //! 1's discoverd (started when etcd had one member, and following the members that joined
 //! since) still takes registrations. A member killed is started again by its host; a host
-//! cut off the LAN has its member replaced by the next host that joins.
+//! cut off the LAN has its member replaced by the next host that joins; back, its removed
+//! member ends for good and its next join clears it.
 
 use std::process::Command;
 
@@ -265,8 +266,8 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
         },
     );
 
-    // A member whose process dies is started again by its host (bootstrap's jobs have
-    // restart policy `always`) on its data, with no join: host 2's member is killed and
+    // A member whose process dies is started again by its host (etcd members have restart
+    // policy `on-failure`) on its data, with no join: host 2's member is killed and
     // answers again as one of three. Host 1's, stopped through the API, stays stopped.
     let h2 = lan.hosts[1].client();
     let pid = lan.block_on(h2.job(&etcd_job)).unwrap().pid.unwrap();
@@ -328,4 +329,37 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
         std::time::Duration::from_secs(60),
         |_| health(&format!("http://{}:2379", ip(2))),
     );
+
+    // Host 2 comes back: its member learns from the others that it was removed and exits 0,
+    // which its restart policy leaves ended (`always` would start it again for ever). Host 2
+    // joining again removes that member's job and data and runs none.
+    integration::run_ok(Command::new("ip").args(["link", "set", "lan2", "up"]));
+    lan.wait(
+        "host 2's removed etcd member ended",
+        std::time::Duration::from_secs(120),
+        |l| {
+            l.block_on(h2.job(&etcd_job))
+                .is_ok_and(|j| j.state.is_final())
+        },
+    );
+    let ended = lan.block_on(h2.job(&etcd_job)).unwrap();
+    assert_eq!(
+        ended.exit.as_ref().and_then(|e| e.code),
+        Some(0),
+        "{ended:#?}"
+    );
+    assert!(!ended.config.restart.restarts(&ended), "{ended:#?}");
+    let (ok, _, err) = lan.join(1, url, token);
+    assert!(
+        ok,
+        "host 2 join (after its member was removed) failed:\n{err}"
+    );
+    for step in [
+        "etcd: this host's earlier member (exited) is no member of the cluster (it was removed while its host was away): removed its job and data",
+        "etcd: the cluster has 3 members already; none runs on this host",
+    ] {
+        assert!(err.contains(step), "{step:?} in:\n{err}");
+    }
+    assert!(lan.block_on(h2.job(&etcd_job)).is_err());
+    assert_eq!(members(&etcd1).len(), 3);
 }
