@@ -57,8 +57,8 @@ impl Boot<'_> {
                 super::files_diff_id(&opts.bin_dir, &opts.image_cache, &name)
             })
             .await??;
-            let top = stored.layers.last().map(|d| d.to_string());
-            if files.is_some() && files == top {
+            // A recipe that adds no files of its own has nothing to compare: kept.
+            if files.is_none() || files == stored.layers.last().map(|d| d.to_string()) {
                 return Ok(());
             }
             (self.progress)(&format!(
