@@ -163,7 +163,8 @@ impl CreateJob {
 }
 
 // By hand: `#[serde(flatten)]` cannot refuse unknown fields, so the host's own fields are
-// taken out first and the rest must be exactly a `JobConfig` (which refuses the unknown).
+// taken out first and the rest must be exactly a `JobConfig` (which refuses the unknown;
+// `json::part` reads it as leniently as the whole, for a job read from a newer host).
 impl<'de> Deserialize<'de> for CreateJob {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
@@ -174,7 +175,7 @@ impl<'de> Deserialize<'de> for CreateJob {
         ) -> Result<Option<T>, E> {
             match map.remove(key) {
                 None | Some(serde_json::Value::Null) => Ok(None),
-                Some(v) => serde_json::from_value(v)
+                Some(v) => flynn_http::json::part(v)
                     .map(Some)
                     .map_err(|e| E::custom(format!("{key}: {e}"))),
             }
@@ -187,7 +188,7 @@ impl<'de> Deserialize<'de> for CreateJob {
         let metadata = take(&mut map, "metadata")?.unwrap_or_default();
         let restart = take(&mut map, "restart")?.unwrap_or_default();
         let config =
-            serde_json::from_value(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+            flynn_http::json::part(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
         Ok(Self {
             id,
             config,
@@ -331,6 +332,34 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<CreateJob>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_job_from_a_newer_host_is_read_without_the_fields_it_adds() {
+        // As a host one release ahead answers: a field added to the job, to its request
+        // (read by hand, see `CreateJob`), to a port and to a resource limit.
+        let json = r#"{"id":"j","state":"running","created_at":"2026-12-06T10:00:00Z",
+            "config":{"image":"busybox","args":["sh"],"priority":3,
+                "ports":[{"job":80,"host":8080,"proto":"tcp","ip_family":"v6"}],
+                "resources":{"memory":1024,"cpu_burst":2}},
+            "ports":[{"job":80,"host":8080,"proto":"tcp","ip_family":"v6"}],
+            "cpu_seconds":1.5}"#;
+        assert!(
+            serde_json::from_str::<Job>(json).is_err(),
+            "the strict reading refuses it"
+        );
+        let job: Job = flynn_http::json::from_str(json).unwrap();
+        assert_eq!(job.state, JobState::Running);
+        assert_eq!(job.config.config.args, ["sh"]);
+        assert_eq!(job.config.config.ports[0].host, 8080);
+        assert_eq!(job.ports[0].host, 8080);
+        assert_eq!(job.config.config.resources.memory, Some(1024));
+        // a request with the same field is still refused, naming it
+        let e = serde_json::from_str::<CreateJob>(r#"{"image":"busybox","priority":3}"#);
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `priority`"));
     }
 
     #[test]

@@ -326,7 +326,7 @@ impl Client {
         if resp.status().is_client_error() || resp.status().is_server_error() {
             let status = resp.status().as_u16();
             let bytes = self.collect(resp).await?;
-            let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            let body = crate::json::from_slice(&bytes).unwrap_or_else(|_| {
                 ErrorBody::new(
                     ErrorCode::Unknown,
                     format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes).trim()),
@@ -374,7 +374,7 @@ impl Client {
     ) -> Result<T, ClientError> {
         let body = body.map(|b| serde_json::to_vec(b).expect("requests serialise"));
         let bytes = self.send_whole(method, path, body).await?;
-        serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
+        crate::json::from_slice(&bytes).map_err(|source| ClientError::Decode {
             service: self.service,
             source,
         })
@@ -541,7 +541,7 @@ impl<T: DeserializeOwned> Lines<T> {
                 None => return Ok(None),
                 Some(l) if l.iter().all(u8::is_ascii_whitespace) => continue,
                 Some(l) => {
-                    return serde_json::from_slice(&l).map(Some).map_err(|source| {
+                    return crate::json::from_slice(&l).map(Some).map_err(|source| {
                         ClientError::Decode {
                             service: self.service,
                             source,
@@ -572,8 +572,14 @@ impl<T: DeserializeOwned> Lines<T> {
     /// `None` at the end of the stream.
     async fn next_event(&mut self) -> Result<Option<T>, ClientError> {
         while let Some(e) = self.next_sse().await? {
-            if let Ok(v) = serde_json::from_str(&e.data) {
-                return Ok(Some(v));
+            match crate::json::from_str(&e.data) {
+                Ok(v) => return Ok(Some(v)),
+                Err(err) => tracing::debug!(
+                    service = self.service,
+                    event = e.event.as_deref().unwrap_or("message"),
+                    %err,
+                    "skipped an event that does not read as this stream's type"
+                ),
             }
         }
         Ok(None)

@@ -11,6 +11,7 @@
 
 pub mod endpoint;
 pub mod error;
+pub mod json;
 pub mod name;
 pub mod proto;
 pub mod sse;

@@ -124,7 +124,7 @@ impl<S: Store> Controller<S> {
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ControllerError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    flynn_http::json::from_slice(bytes).map_err(|e| {
         crate::store::StoreError::Corrupt {
             key: key.to_string(),
             reason: e.to_string(),

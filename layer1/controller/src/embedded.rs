@@ -59,7 +59,7 @@ fn decode(key: &str, raw: &[u8]) -> Result<Versioned, StoreError> {
 }
 
 fn decode_event(id: u64, raw: &[u8]) -> Result<Event, StoreError> {
-    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
+    flynn_http::json::from_slice(raw).map_err(|e| StoreError::Corrupt {
         key: crate::store::event_key(id),
         reason: e.to_string(),
     })

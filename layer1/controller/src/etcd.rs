@@ -37,7 +37,7 @@ fn err(e: etcd_client::Error) -> StoreError {
 }
 
 fn decode_event(key: &[u8], raw: &[u8]) -> Result<Event, StoreError> {
-    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
+    flynn_http::json::from_slice(raw).map_err(|e| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: e.to_string(),
     })

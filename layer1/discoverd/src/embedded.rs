@@ -80,7 +80,7 @@ impl Embedded {
                 let now = now_ms();
                 for row in t.iter().map_err(|e| err(e.into()))? {
                     let (_, v) = row.map_err(|e| err(e.into()))?;
-                    if let Ok(rec) = serde_json::from_slice::<Record>(v.value()) {
+                    if let Ok(rec) = flynn_http::json::from_slice::<Record>(v.value()) {
                         if rec.expires > now {
                             let k = (rec.instance.service.clone(), rec.instance.id.clone());
                             instances.insert(k, rec);
@@ -90,7 +90,7 @@ impl Embedded {
                 let sm = tx.open_table(SERVICE_META).map_err(|e| err(e.into()))?;
                 for row in sm.iter().map_err(|e| err(e.into()))? {
                     let (_, v) = row.map_err(|e| err(e.into()))?;
-                    if let Ok(m) = serde_json::from_slice::<ServiceMeta>(v.value()) {
+                    if let Ok(m) = flynn_http::json::from_slice::<ServiceMeta>(v.value()) {
                         metas.insert(m.service.clone(), m);
                     }
                 }

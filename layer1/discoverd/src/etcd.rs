@@ -58,7 +58,7 @@ impl Etcd {
     }
 
     fn decode(kv: &etcd_client::KeyValue) -> Option<Instance> {
-        let mut i: Instance = serde_json::from_slice(kv.value()).ok()?;
+        let mut i: Instance = flynn_http::json::from_slice(kv.value()).ok()?;
         i.index = kv.create_revision() as u64;
         Some(i)
     }
@@ -67,7 +67,7 @@ impl Etcd {
         let key = std::str::from_utf8(kv.key()).ok()?;
         Some(ServiceMeta {
             service: key.strip_prefix(self.meta_prefix.as_str())?.to_string(),
-            data: serde_json::from_slice(kv.value()).ok()?,
+            data: flynn_http::json::from_slice(kv.value()).ok()?,
             index: kv.mod_revision() as u64,
         })
     }

@@ -77,7 +77,7 @@ pub async fn run(controller: Client, discoverd: Discoverd, mut leading: watch::R
             tokio::select! {
                 ev = events.next() => match ev {
                     Ok(Some(ev)) => {
-                        if let Ok(d) = serde_json::from_value::<Deployment>(ev.data) {
+                        if let Ok(d) = flynn_http::json::from_value::<Deployment>(ev.data) {
                             start(d, &mut running);
                         }
                     }

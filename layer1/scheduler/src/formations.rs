@@ -118,7 +118,7 @@ async fn follow_once(
         return Ok(());
     }
     while let Some(ev) = events.next().await.map_err(FollowError::Controller)? {
-        let f: Formation = match serde_json::from_value(ev.data) {
+        let f: Formation = match flynn_http::json::from_value(ev.data) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(event = ev.id, error = %e, "a formation event that is not a formation");

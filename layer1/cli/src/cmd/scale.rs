@@ -99,7 +99,7 @@ pub async fn run(ctx: &Ctx, args: &[String], no_wait: bool, timeout: u64) -> Res
             while let Some(ev) = events.next().await? {
                 match ev.object_type {
                     ObjectType::Job => {
-                        let Ok(job) = serde_json::from_value::<Job>(ev.data) else {
+                        let Ok(job) = flynn_http::json::from_value::<Job>(ev.data) else {
                             continue;
                         };
                         if job.release == release && new.keys().any(|k| k.as_str() == job.kind) {
@@ -108,7 +108,7 @@ pub async fn run(ctx: &Ctx, args: &[String], no_wait: bool, timeout: u64) -> Res
                         }
                     }
                     ObjectType::ScaleRequest => {
-                        let Ok(r) = serde_json::from_value::<ScaleRequest>(ev.data) else {
+                        let Ok(r) = flynn_http::json::from_value::<ScaleRequest>(ev.data) else {
                             continue;
                         };
                         if r.id != req.id {

@@ -68,7 +68,7 @@ pub(super) async fn log<S: Store>(st: Shared<S>, req: Request<Incoming>, app: &s
             if ev.object_type != ObjectType::Job || ev.app.as_deref() != Some(app_id.as_str()) {
                 continue;
             }
-            let Ok(job) = serde_json::from_value::<Job>(ev.data) else {
+            let Ok(job) = flynn_http::json::from_value::<Job>(ev.data) else {
                 continue;
             };
             if job.state != JobState::Up || !query.wants(&job) || followed.contains(&job.id) {

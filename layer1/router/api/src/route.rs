@@ -309,6 +309,12 @@ mod tests {
         let t: Route =
             serde_json::from_str(r#"{"type":"tcp","id":"t","service":"db","port":3001}"#).unwrap();
         assert_eq!(t.service(), "db");
+        // a route from a newer controller: its added fields are skipped, not refused
+        let newer = r#"{"type":"http","id":"a","service":"web","domain":"example.test",
+            "certificate":null,"rate_limit":{"rps":10}}"#;
+        assert!(serde_json::from_str::<Route>(newer).is_err());
+        let r: Route = flynn_http::json::from_str(newer).unwrap();
+        assert_eq!(r, Route::Http(HttpRoute::new("a", "example.test", "web")));
     }
 
     #[test]
