@@ -1,9 +1,13 @@
 //! The cluster this host belongs to: `STATE/cluster.json`, written by bootstrap on the first
 //! host and by `flynn-host join` on the others. The daemon reads it at each pull (the cluster
 //! registry is reached over plain HTTP) and answers `GET /cluster/join` from it and the
-//! state directory's secrets.
+//! state directory's secrets. When etcd runs as jobs of the platform, the daemon keeps the
+//! file's etcd endpoints those of the cluster's members ([`Host::refresh_etcd`]), so that a
+//! host that bootstrapped alone hands joining hosts every member, not only its own.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 use host_api::{ClusterInfo, ClusterJoin};
 
@@ -53,8 +57,10 @@ impl Host {
     }
 
     /// What a new host needs to join this host's cluster: refused when this host belongs to
-    /// none, or to one whose state is in this host's embedded stores.
-    pub fn cluster_join(&self) -> Result<ClusterJoin, HostError> {
+    /// none, or to one whose state is in this host's embedded stores. The etcd endpoints are
+    /// brought up to date first, when the members answer.
+    pub async fn cluster_join(&self) -> Result<ClusterJoin, HostError> {
+        self.refresh_etcd().await;
         let Some(cluster) = self.cluster()? else {
             return Err(HostError::NotInCluster(
                 "this host belongs to no cluster: run flynn-host bootstrap --domain D on it first"
@@ -79,5 +85,87 @@ impl Host {
             discoverd_key: secret(DISCOVERD_KEY_FILE)?,
             cluster_key: secret(CLUSTER_KEY_FILE)?,
         })
+    }
+}
+
+/// How often the daemon brings `cluster.json`'s etcd endpoints up to date.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long one refresh waits for the members' list.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Host {
+    /// Rewrites `cluster.json`'s etcd endpoints as the client URLs of the cluster's started
+    /// members, when etcd runs as jobs of the platform (an operator's etcd is left as the
+    /// operator named it) and the members answer. A host records the members it knew when it
+    /// bootstrapped or joined; without this, the first host would hand joining hosts its own
+    /// member alone, and a join would fail while that one member is down. Failures are
+    /// logged and change nothing. True when the file changed.
+    pub async fn refresh_etcd(&self) -> bool {
+        let state = &self.inner.config.state;
+        let Ok(Some(before)) = read(state) else {
+            return false;
+        };
+        if !before.etcd_jobs || before.etcd.is_empty() {
+            return false;
+        }
+        let members = async {
+            let mut client = flynn_etcd::connect(&before.etcd, REFRESH_TIMEOUT).await?;
+            client.member_list().await
+        };
+        let list = match tokio::time::timeout(REFRESH_TIMEOUT, members).await {
+            Ok(Ok(list)) => list,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "listing the etcd members (cluster.json kept)");
+                return false;
+            }
+            Err(_) => {
+                tracing::debug!("listing the etcd members timed out (cluster.json kept)");
+                return false;
+            }
+        };
+        let urls: BTreeSet<String> = list
+            .members()
+            .iter()
+            .flat_map(|m| m.client_urls().iter().cloned())
+            .collect();
+        let known: BTreeSet<String> = before.etcd.iter().cloned().collect();
+        if urls.is_empty() || urls == known {
+            return false;
+        }
+        // `flynn-host join` or `leave` may have rewritten the file meanwhile: theirs wins.
+        if !matches!(read(state), Ok(Some(now)) if now == before) {
+            return false;
+        }
+        let after = ClusterInfo {
+            etcd: urls.into_iter().collect(),
+            ..before.clone()
+        };
+        match write(state, &after) {
+            Ok(()) => {
+                tracing::info!(
+                    before = %before.etcd.join(","),
+                    after = %after.etcd.join(","),
+                    "cluster.json: etcd endpoints follow the cluster's members"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rewriting cluster.json with the etcd members");
+                false
+            }
+        }
+    }
+
+    /// Runs [`Host::refresh_etcd`] every [`REFRESH_INTERVAL`] for as long as the daemon runs.
+    pub(crate) fn spawn_etcd_refresh(&self) {
+        let weak = std::sync::Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REFRESH_INTERVAL).await;
+                let Some(inner) = weak.upgrade() else { return };
+                Host { inner }.refresh_etcd().await;
+            }
+        });
     }
 }

@@ -215,6 +215,7 @@ impl Host {
                 host_meta(draining),
             );
         }
+        host.spawn_etcd_refresh();
         Ok(host)
     }
 

@@ -165,10 +165,13 @@ async fn members(
     client: &mut EtcdClient,
     endpoints: &[String],
 ) -> Result<Vec<Member>, BootstrapError> {
-    let list = client
-        .member_list()
-        .await
-        .map_err(|e| etcd_error(endpoints, e))?;
+    // A read: tried again on another endpoint when one of them is a member that is gone.
+    let list = flynn_etcd::retry(|| {
+        let mut client = client.clone();
+        async move { client.member_list().await }
+    })
+    .await
+    .map_err(|e| etcd_error(endpoints, e))?;
     Ok(list
         .members()
         .iter()
@@ -209,6 +212,11 @@ pub(super) async fn join(
                 dead.name,
                 dead.clients.join(",")
             ));
+            // Its endpoints would take this client's next requests (adding this host's
+            // member among them, which must not be sent twice) and fail them.
+            for url in &dead.clients {
+                let _ = client.remove_endpoint(url).await;
+            }
             all = members(&mut client, endpoints).await?;
         }
     }

@@ -46,7 +46,7 @@ pub fn router() -> Router<Host> {
             Ok(json(StatusCode::OK, &h.status()))
         })
         .route(Method::GET, "/cluster/join", |h: Host, _, _| async move {
-            Ok(json(StatusCode::OK, &h.cluster_join()?))
+            Ok(json(StatusCode::OK, &h.cluster_join().await?))
         })
         .route(Method::GET, "/jobs", list_jobs)
         .route(Method::POST, "/jobs", create_job)

@@ -108,9 +108,20 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     let mut listed = members(&etcd1);
     listed.sort_by_key(|(_, url)| url.clone());
     assert_eq!(listed, want);
+    let urls: Vec<String> = want.iter().map(|(_, u)| u.clone()).collect();
     let mut on3 = cluster(2).etcd;
     on3.sort();
-    assert_eq!(on3, want.iter().map(|(_, u)| u.clone()).collect::<Vec<_>>());
+    assert_eq!(on3, urls);
+    // Host 1 bootstrapped alone with its own member; what it hands a joining host follows
+    // the members since (so a join through it works while its own member is down), and so
+    // does its cluster.json.
+    let bundle = lan.block_on(lan.hosts[0].client().cluster_join()).unwrap();
+    let mut handed = bundle.cluster.etcd;
+    handed.sort();
+    assert_eq!(handed, urls);
+    let mut on1 = cluster(0).etcd;
+    on1.sort();
+    assert_eq!(on1, urls);
 
     // Host 4 runs none.
     let (ok, _, err) = join(3);
