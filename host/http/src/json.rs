@@ -15,10 +15,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
-/// How many unknown fields one document may have before it is refused: a bound on the
-/// retries, far above what one release adds.
-const MAX_UNKNOWN: usize = 64;
-
 /// Reads `bytes` as a `T`, skipping fields that `T` does not know (see the module's doc).
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
     match serde_json::from_slice(bytes) {
@@ -34,9 +30,12 @@ pub fn from_str<T: DeserializeOwned>(s: &str) -> Result<T, serde_json::Error> {
 }
 
 /// Reads a parsed document as a `T`, dropping fields `T` does not know one at a time.
+///
+/// Each drop reads the document again, so a list of N objects that each carry a new field
+/// costs N readings; each removes a key, so the readings end.
 pub fn from_value<T: DeserializeOwned>(mut value: Value) -> Result<T, serde_json::Error> {
     let _lenient = Lenient::enter();
-    for _ in 0..=MAX_UNKNOWN {
+    for _ in 0..=keys(&value) {
         let e = match serde_path_to_error::deserialize::<_, T>(&value) {
             Ok(v) => return Ok(v),
             Err(e) => e,
@@ -82,6 +81,15 @@ impl Lenient {
 impl Drop for Lenient {
     fn drop(&mut self) {
         LENIENT.with(|l| l.set(self.0));
+    }
+}
+
+/// How many object keys `value` holds, at every depth.
+fn keys(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => map.len() + map.values().map(keys).sum::<usize>(),
+        Value::Array(items) => items.iter().map(keys).sum(),
+        _ => 0,
     }
 }
 
@@ -213,6 +221,17 @@ mod tests {
             let e = from_str::<Job>(json).unwrap_err();
             assert!(e.to_string().contains(message), "{json}: {e}");
         }
+    }
+
+    #[test]
+    fn a_long_list_whose_every_item_has_a_new_field_is_read() {
+        let items: Vec<Value> = (0..500)
+            .map(|n| serde_json::json!({"port": n, "weight": n}))
+            .collect();
+        let json = serde_json::json!({"id": "a", "ports": items}).to_string();
+        let job: Job = from_str(&json).unwrap();
+        assert_eq!(job.ports.len(), 500);
+        assert_eq!(job.ports[499].port, 499);
     }
 
     #[test]
