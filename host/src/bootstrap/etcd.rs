@@ -135,12 +135,56 @@ pub async fn cluster_store(
         progress,
         key: "",
     };
+    if let Some(info) = &earlier {
+        removed_while_away(c, info, ip).await?;
+    }
     let mut endpoints = first(&b, &status.id, ip).await?;
     if let Some(info) = earlier {
         // Members that joined since are listed there already.
         endpoints = info.etcd;
     }
     Ok((endpoints, true))
+}
+
+/// On a host whose earlier bootstrap started an etcd member (`info`): refuses to start that
+/// member again when its job has ended and the cluster's other members no longer list it.
+/// They removed it while the host was away (a dead member replaced by a joining host); it
+/// learnt so and exited 0, and started again it would only exit again. When the others do
+/// not answer, nothing is refused (the member may be all there is).
+async fn removed_while_away(
+    c: &Client,
+    info: &host_api::ClusterInfo,
+    ip: IpAddr,
+) -> Result<(), BootstrapError> {
+    let jid: JobId = ETCD_JOB.parse().expect("a valid job id");
+    let ended = match c.job(&jid).await {
+        Ok(j) if j.state.is_final() => j,
+        _ => return Ok(()),
+    };
+    let mine = client_url(ip);
+    let others: Vec<String> = info.etcd.iter().filter(|e| **e != mine).cloned().collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let listed = async {
+        let mut client = flynn_etcd::connect(&others, Duration::from_secs(5)).await?;
+        client.member_list().await
+    };
+    let Ok(Ok(list)) = tokio::time::timeout(Duration::from_secs(10), listed).await else {
+        return Ok(());
+    };
+    let peer = peer_url(ip);
+    if list.members().iter().any(|m| m.peer_urls().contains(&peer)) {
+        return Ok(());
+    }
+    let how = match ended.exit.as_ref().and_then(|e| e.code) {
+        Some(code) => format!("exited with code {code}"),
+        None => ended.state.to_string(),
+    };
+    Err(BootstrapError::EtcdForeign(format!(
+        "etcd: this host's member (job etcd, {how}) is no member of the cluster any more: the other members ({}) removed it while this host was away. Join the cluster again through another host (flynn-host join URL TOKEN, with that host's API URL): that removes the old member's job and data and adds this host's member again if the cluster has fewer than 3",
+        others.join(",")
+    )))
 }
 
 /// A member as the cluster lists it.
@@ -197,7 +241,10 @@ pub(super) async fn join(
     ip: IpAddr,
     alive: Option<&[String]>,
 ) -> Result<(Vec<String>, bool), BootstrapError> {
-    let mut client = connect(endpoints).await?;
+    // One endpoint that answers: the list may hold a dead member's (the one this join may
+    // replace), and a request the client sends there fails; the membership changes below
+    // are made through one member, as `etcdctl` makes them.
+    let mut client = connect(&answering(endpoints).await).await?;
     let mut all = members(&mut client, endpoints).await?;
     let peer = peer_url(ip);
     let listed = all.iter().any(|m| m.peers.contains(&peer));
@@ -286,6 +333,34 @@ pub(super) async fn join(
     }
     healthy(b, ip).await?;
     Ok((clients(&mut client, endpoints).await?, changed))
+}
+
+/// The first of `endpoints` on which something answers `GET /health` (one it cannot check
+/// counts as answering); all of them when none answers.
+async fn answering(endpoints: &[String]) -> Vec<String> {
+    let mut up = Vec::new();
+    for url in endpoints {
+        if !up.is_empty() {
+            break;
+        }
+        let addr = url
+            .strip_prefix("http://")
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+        let answers = match addr {
+            Some(addr) => http_status(addr, &addr.to_string(), "/health")
+                .await
+                .is_some(),
+            None => true,
+        };
+        if answers {
+            up.push(url.clone());
+        }
+    }
+    if up.is_empty() {
+        endpoints.to_vec()
+    } else {
+        up
+    }
 }
 
 /// On a host that is no member of the cluster's etcd: refuses an etcd job that runs here;

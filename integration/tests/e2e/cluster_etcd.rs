@@ -373,4 +373,74 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     }
     assert!(lan.block_on(h2.job(&etcd_job)).is_err());
     assert_eq!(members(&etcd1).len(), 3);
+
+    // The first host's member removed by the others (as a joining host replaces a dead
+    // one): it learns so and exits 0. A second bootstrap there refuses to start it again and
+    // says how to come back; joining through another host removes it and adds a new one.
+    let etcd3 = format!("http://{}:2379", ip(2));
+    let list = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd3, "--command-timeout=5s"])
+        .args(["member", "list", "-w", "simple"])
+        .output()
+        .expect("etcdctl");
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    let id1 = list
+        .lines()
+        .find(|l| l.split(", ").nth(2) == Some(lan.hosts[0].id.as_str()))
+        .and_then(|l| l.split(", ").next())
+        .unwrap_or_else(|| panic!("host 1's member in:\n{list}"))
+        .to_string();
+    // etcd refuses a removal ("unhealthy cluster") until the members that would be left
+    // have been connected for 5 s; host 4's was added just before.
+    lan.wait(
+        "etcd removes host 1's member",
+        std::time::Duration::from_secs(60),
+        |_| {
+            Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &etcd3, "--command-timeout=5s"])
+                .args(["member", "remove", &id1])
+                .output()
+                .is_ok_and(|o| o.status.success())
+                || !members(&etcd3).iter().any(|(n, _)| *n == lan.hosts[0].id)
+        },
+    );
+    lan.wait(
+        "host 1's removed etcd member ended",
+        std::time::Duration::from_secs(120),
+        |l| {
+            l.block_on(h1.job(&etcd_job))
+                .is_ok_and(|j| j.state.is_final())
+        },
+    );
+    let (ok, _, progress) = lan.bootstrap(0, DOMAIN, &[]);
+    assert!(!ok, "bootstrap started a removed member again:\n{progress}");
+    assert!(
+        progress.contains("etcd: this host's member (job etcd, exited with code 0) is no member of the cluster any more"),
+        "{progress}"
+    );
+    let ended = lan.block_on(h1.job(&etcd_job)).unwrap();
+    assert!(ended.state.is_final() && ended.restarts == 0, "{ended:#?}");
+    let (ok, _, err) = lan.join(0, &format!("http://{}:1113", ip(2)), token);
+    assert!(
+        ok,
+        "host 1 join (after its member was removed) failed:\n{err}"
+    );
+    for step in [
+        "etcd: this host's earlier member (exited) is no member of the cluster (it was removed while its host was away): removed its job and data".to_string(),
+        format!(
+            "etcd: added member {} (http://{}:2380); the cluster has 3 members",
+            lan.hosts[0].id,
+            ip(0)
+        ),
+    ] {
+        assert!(err.contains(&step), "{step:?} in:\n{err}");
+    }
+    lan.wait(
+        "host 1's new etcd member healthy",
+        std::time::Duration::from_secs(60),
+        |_| health(&etcd1),
+    );
+    assert_eq!(members(&etcd3).len(), 3);
 }
