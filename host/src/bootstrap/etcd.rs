@@ -335,31 +335,27 @@ pub(super) async fn join(
     Ok((clients(&mut client, endpoints).await?, changed))
 }
 
-/// The first of `endpoints` on which something answers `GET /health` (one it cannot check
-/// counts as answering); all of them when none answers.
+/// The first of `endpoints` that [`answers`], alone; all of them when none does.
 async fn answering(endpoints: &[String]) -> Vec<String> {
-    let mut up = Vec::new();
     for url in endpoints {
-        if !up.is_empty() {
-            break;
-        }
-        let addr = url
-            .strip_prefix("http://")
-            .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
-        let answers = match addr {
-            Some(addr) => http_status(addr, &addr.to_string(), "/health")
-                .await
-                .is_some(),
-            None => true,
-        };
-        if answers {
-            up.push(url.clone());
+        if answers(url).await {
+            return vec![url.clone()];
         }
     }
-    if up.is_empty() {
-        endpoints.to_vec()
-    } else {
-        up
+    endpoints.to_vec()
+}
+
+/// True when something answers `GET /health` on the client URL `url` (one this cannot
+/// check, not `http://IP:PORT`, counts as answering).
+async fn answers(url: &str) -> bool {
+    match url
+        .strip_prefix("http://")
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+    {
+        Some(addr) => http_status(addr, &addr.to_string(), "/health")
+            .await
+            .is_some(),
+        None => true,
     }
 }
 
@@ -399,24 +395,14 @@ async fn dead_member<'a>(all: &'a [Member], alive: &[String]) -> Option<&'a Memb
         if m.name.is_empty() || alive.contains(&m.name) {
             continue;
         }
-        let mut answers = false;
+        let mut any = false;
         for url in &m.clients {
-            let Some(addr) = url
-                .strip_prefix("http://")
-                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-            else {
-                answers = true; // an address this cannot check: not taken for dead
-                break;
-            };
-            if http_status(addr, &addr.to_string(), "/health")
-                .await
-                .is_some()
-            {
-                answers = true;
+            if answers(url).await {
+                any = true;
                 break;
             }
         }
-        if !answers {
+        if !any {
             return Some(m);
         }
     }
