@@ -167,14 +167,14 @@ async fn removed_while_away(
         return Ok(());
     }
     let listed = async {
-        let mut client = flynn_etcd::connect(&others, Duration::from_secs(5)).await?;
-        client.member_list().await
+        let mut client = connect(&others).await?;
+        members(&mut client, &others).await
     };
-    let Ok(Ok(list)) = tokio::time::timeout(Duration::from_secs(10), listed).await else {
+    let Ok(Ok(all)) = tokio::time::timeout(Duration::from_secs(10), listed).await else {
         return Ok(());
     };
     let peer = peer_url(ip);
-    if list.members().iter().any(|m| m.peer_urls().contains(&peer)) {
+    if all.iter().any(|m| m.peers.contains(&peer)) {
         return Ok(());
     }
     let how = match ended.exit.as_ref().and_then(|e| e.code) {
@@ -259,11 +259,6 @@ pub(super) async fn join(
                 dead.name,
                 dead.clients.join(",")
             ));
-            // Its endpoints would take this client's next requests (adding this host's
-            // member among them, which must not be sent twice) and fail them.
-            for url in &dead.clients {
-                let _ = client.remove_endpoint(url).await;
-            }
             all = members(&mut client, endpoints).await?;
         }
     }
