@@ -106,6 +106,8 @@ impl Host {
         let Ok(Some(before)) = read(state) else {
             return false;
         };
+        // `join` or `leave` may have rewritten the file since it was last read.
+        *crate::host::lock(&self.inner.cluster_etcd) = before.etcd.clone();
         if !before.etcd_jobs || before.etcd.is_empty() {
             return false;
         }
@@ -124,11 +126,7 @@ impl Host {
                 return false;
             }
         };
-        let urls: BTreeSet<String> = list
-            .members()
-            .iter()
-            .flat_map(|m| m.client_urls().iter().cloned())
-            .collect();
+        let urls = flynn_etcd::client_urls(&list);
         let known: BTreeSet<String> = before.etcd.iter().cloned().collect();
         if urls.is_empty() || urls == known {
             return false;
@@ -143,6 +141,7 @@ impl Host {
         };
         match write(state, &after) {
             Ok(()) => {
+                *crate::host::lock(&self.inner.cluster_etcd) = after.etcd.clone();
                 tracing::info!(
                     before = %before.etcd.join(","),
                     after = %after.etcd.join(","),

@@ -57,6 +57,9 @@ pub(crate) struct Inner {
     pending_restarts: Mutex<BTreeSet<JobId>>,
     /// Runs in a row shorter than `RestartPolicy::STEADY`, by job: the restart delay.
     short_runs: Mutex<BTreeMap<JobId, u32>>,
+    /// `cluster.json`'s etcd endpoints as last read, given to the host-network jobs started
+    /// ([`flynn_etcd::CLUSTER_ENDPOINTS_ENV`]).
+    pub(crate) cluster_etcd: Mutex<Vec<String>>,
 }
 
 /// The database meta key of the drain flag.
@@ -77,7 +80,7 @@ const UNHEALTHY_GRACE: Duration = Duration::from_secs(5);
 const ABANDONED: &str = "the job's monitor process ended without recording an exit \
                          (flynn-shim was killed or the host rebooted); the job was stopped";
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -164,6 +167,14 @@ impl Host {
             Some(ip) if !ip.is_unspecified() && !ip.is_loopback() => ip,
             _ => std::net::IpAddr::V4(gateway),
         };
+        // Read before adopting, whose restarts give host-network jobs these endpoints.
+        let cluster_etcd = match crate::cluster::read(&config.state) {
+            Ok(c) => c.map(|c| c.etcd).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the cluster's etcd endpoints");
+                Vec::new()
+            }
+        };
         let host = Host {
             inner: Arc::new(Inner {
                 starts: Semaphore::new(config.parallel_starts.max(1)),
@@ -187,6 +198,7 @@ impl Host {
                 stopping: Mutex::default(),
                 pending_restarts: Mutex::default(),
                 short_runs: Mutex::default(),
+                cluster_etcd: Mutex::new(cluster_etcd),
             }),
         };
         // Jobs that miss their health check's start timeout are stopped, failed with why.

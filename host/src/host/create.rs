@@ -73,6 +73,13 @@ impl Host {
                 .env
                 .entry(runtime::EXTERNAL_IP.into())
                 .or_insert_with(|| self.inner.registrations.host_ip().to_string());
+            let etcd = lock(&self.inner.cluster_etcd);
+            if !etcd.is_empty() {
+                spec.config
+                    .env
+                    .entry(flynn_etcd::CLUSTER_ENDPOINTS_ENV.into())
+                    .or_insert_with(|| etcd.join(","));
+            }
         }
         spec
     }

@@ -303,6 +303,44 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     assert!(stopped.state.is_final() && stopped.stopped, "{stopped:#?}");
     assert_eq!(stopped.restarts, 0);
 
+    // Host 1's discoverd was started at bootstrap with `--etcd` naming host 1's member
+    // alone, which is down now. Started again by its host, it is given the members host 1
+    // knows (CLUSTER_ETCD_ENDPOINTS) and serves from them.
+    let before = lan.block_on(h1.job(&discoverd)).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before.pid.unwrap()),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    lan.wait(
+        "host 1's discoverd started again by its host",
+        std::time::Duration::from_secs(60),
+        |l| {
+            l.block_on(h1.job(&discoverd)).is_ok_and(|j| {
+                j.restarts > before.restarts && j.state == host_api::JobState::Running
+            })
+        },
+    );
+    let d1 = discoverd_api::client::Client::new(format!("http://{}:1111", ip(0)).parse().unwrap());
+    lan.wait(
+        "host 1's restarted discoverd lists the job registered through it",
+        std::time::Duration::from_secs(60),
+        |l| {
+            l.block_on(d1.instances("probe"))
+                .is_ok_and(|all| all.len() == 1)
+        },
+    );
+    lan.wait(
+        "host 1's restarted discoverd logs host 2's member among its etcd endpoints",
+        std::time::Duration::from_secs(30),
+        |_| {
+            log(&discoverd)
+                .lines()
+                .rfind(|l| l.contains("etcd store"))
+                .is_some_and(|l| l.contains(&format!("http://{}:2379", ip(1))))
+        },
+    );
+
     // A host that dies is replaced with one command. Host 1's member runs again; host 2 is
     // cut off the LAN; once its registration expired, host 3 joins again and its member
     // replaces host 2's.

@@ -44,13 +44,20 @@ fn decode_event(key: &[u8], raw: &[u8]) -> Result<Event, StoreError> {
 }
 
 impl Etcd {
-    /// Connects to the cluster at `endpoints` (`http://HOST:PORT`), keeping keys under `prefix`.
-    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, StoreError> {
-        let client = flynn_etcd::connect(endpoints, Duration::from_secs(5))
+    /// Connects to the cluster at `endpoints` (`http://HOST:PORT`) and the client URLs of
+    /// the `members` the host last saw ([`flynn_etcd::CLUSTER_ENDPOINTS_ENV`]), keeping keys
+    /// under `prefix`.
+    pub async fn connect(
+        endpoints: &[String],
+        members: &[String],
+        prefix: &str,
+    ) -> Result<Self, StoreError> {
+        let all = flynn_etcd::endpoints(endpoints, members);
+        let client = flynn_etcd::connect(&all, Duration::from_secs(5))
             .await
             .map_err(err)?;
         // Members that join later are followed, so one member's loss is survived.
-        flynn_etcd::follow_members(&client, endpoints);
+        flynn_etcd::follow_members(&client, endpoints, members);
         Ok(Self {
             client,
             root: format!("{}/", prefix.trim_end_matches('/')),

@@ -61,25 +61,53 @@ where
     }
 }
 
-/// Keeps `client`'s endpoints (first `endpoints`) those of the cluster's started members:
-/// every [`FOLLOW_INTERVAL`] it lists them, adds the client URLs of members that joined and
-/// drops those of members that left (never the endpoints given, which may be a proxy or a
-/// name that no member advertises). Runs on the current tokio runtime for as long as it does.
-pub fn follow_members(client: &Client, endpoints: &[String]) -> tokio::task::JoinHandle<()> {
+/// The variable in which `flynn-host` gives the host-network jobs it starts the cluster's
+/// etcd endpoints as its `cluster.json` lists them at that start (the client URLs of the
+/// members it last saw). Services add them to the endpoints they were configured with
+/// ([`endpoints`]): those were written down once (in a release, or in a job's arguments)
+/// and may name only members that are gone or down since.
+pub const CLUSTER_ENDPOINTS_ENV: &str = "CLUSTER_ETCD_ENDPOINTS";
+
+/// The endpoints to connect to: `given` (what the service was configured with), then those
+/// of `members` not among them.
+pub fn endpoints(given: &[String], members: &[String]) -> Vec<String> {
+    let mut all = given.to_vec();
+    for m in members {
+        if !all.contains(m) {
+            all.push(m.clone());
+        }
+    }
+    all
+}
+
+/// The client URLs of the members in `list`.
+pub fn client_urls(list: &etcd_client::MemberListResponse) -> BTreeSet<String> {
+    list.members()
+        .iter()
+        .flat_map(|m| m.client_urls().iter().cloned())
+        .collect()
+}
+
+/// Keeps `client`'s endpoints (first `given`, then `members`, as [`endpoints`] joins them)
+/// those of the cluster's started members: every [`FOLLOW_INTERVAL`] it lists them, adds the
+/// client URLs of members that joined and drops those of members that left (never the
+/// endpoints given, which may be a proxy or a name that no member advertises). Runs on the
+/// current tokio runtime for as long as it does.
+pub fn follow_members(
+    client: &Client,
+    given: &[String],
+    members: &[String],
+) -> tokio::task::JoinHandle<()> {
     let mut client = client.clone();
-    let given: BTreeSet<String> = endpoints.iter().cloned().collect();
-    let mut known = given.clone();
+    let given: BTreeSet<String> = given.iter().cloned().collect();
+    let mut known: BTreeSet<String> = given.iter().chain(members).cloned().collect();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(FOLLOW_INTERVAL).await;
             let Ok(list) = client.member_list().await else {
                 continue;
             };
-            let now: BTreeSet<String> = list
-                .members()
-                .iter()
-                .flat_map(|m| m.client_urls().iter().cloned())
-                .collect();
+            let now = client_urls(&list);
             if now.is_empty() {
                 continue;
             }
@@ -102,4 +130,25 @@ pub fn follow_members(client: &Client, endpoints: &[String]) -> tokio::task::Joi
             known = now.union(&given).cloned().collect();
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_keep_the_given_first_and_add_each_member_once() {
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            endpoints(
+                &s(&["http://a:2379"]),
+                &s(&["http://b:2379", "http://a:2379", "http://c:2379"])
+            ),
+            s(&["http://a:2379", "http://b:2379", "http://c:2379"])
+        );
+        assert_eq!(
+            endpoints(&s(&["http://a:2379"]), &[]),
+            s(&["http://a:2379"])
+        );
+    }
 }

@@ -35,6 +35,11 @@ struct Args {
     /// etcd endpoints (comma-separated `http://HOST:PORT`) to use instead of the embedded store.
     #[arg(long, env = "ETCD_ENDPOINTS", value_delimiter = ',')]
     etcd: Vec<String>,
+    /// The cluster's etcd members as flynn-host knew them when it started this job (it sets
+    /// this for host-network jobs), connected to beside --etcd, which a release wrote down
+    /// once and may name only members that are gone or down since; ignored without --etcd.
+    #[arg(long, env = flynn_etcd::CLUSTER_ENDPOINTS_ENV, value_delimiter = ',')]
+    cluster_etcd: Vec<String>,
     /// Key prefix in etcd.
     #[arg(long, default_value = "/flynn/controller")]
     etcd_prefix: String,
@@ -87,8 +92,10 @@ fn main() -> anyhow::Result<()> {
             let store = controller::embedded::Embedded::open(&args.data.join("controller.redb"))?;
             run(store, &args, config, keys, shutdown).await
         } else {
-            let store = controller::etcd::Etcd::connect(&args.etcd, &args.etcd_prefix).await?;
-            tracing::info!(endpoints = ?args.etcd, "etcd store");
+            let store =
+                controller::etcd::Etcd::connect(&args.etcd, &args.cluster_etcd, &args.etcd_prefix)
+                    .await?;
+            tracing::info!(endpoints = ?args.etcd, members = ?args.cluster_etcd, "etcd store");
             run(store, &args, config, keys, shutdown).await
         }
     })

@@ -34,6 +34,11 @@ struct Args {
     /// etcd endpoints (comma-separated `http://HOST:PORT`) to use instead of the embedded store.
     #[arg(long, value_delimiter = ',')]
     etcd: Vec<String>,
+    /// The cluster's etcd members as flynn-host knew them when it started this job (it sets
+    /// this for host-network jobs), connected to beside --etcd, which may name only members
+    /// that are gone or down since; ignored without --etcd.
+    #[arg(long, env = flynn_etcd::CLUSTER_ENDPOINTS_ENV, value_delimiter = ',')]
+    cluster_etcd: Vec<String>,
     /// Key prefix in etcd.
     #[arg(long, default_value = "/flynn/discoverd")]
     etcd_prefix: String,
@@ -72,8 +77,10 @@ fn main() -> anyhow::Result<()> {
             let store = discoverd::embedded::Embedded::open(&args.data)?;
             run(store, args, keys, shutdown).await
         } else {
-            let store = discoverd::etcd::Etcd::connect(&args.etcd, &args.etcd_prefix).await?;
-            tracing::info!(endpoints = ?args.etcd, "etcd store");
+            let store =
+                discoverd::etcd::Etcd::connect(&args.etcd, &args.cluster_etcd, &args.etcd_prefix)
+                    .await?;
+            tracing::info!(endpoints = ?args.etcd, members = ?args.cluster_etcd, "etcd store");
             run(store, args, keys, shutdown).await
         }
     })
