@@ -256,6 +256,17 @@ pub fn files_diff_id(recipe: &Recipe, inputs: &Inputs) -> Result<Option<String>,
     Ok(Some(id))
 }
 
+/// The diff_id of the base layer [`build`] would take from the cache (a Debian base, as
+/// `flynn-images fetch` last made it), computed without writing an image; `None` when the
+/// recipe has no Debian base or none is cached. An image built from the recipe whose first
+/// layer has this diff_id is on the same base.
+pub fn base_diff_id(recipe: &Recipe, inputs: &Inputs) -> Result<Option<String>, BuildError> {
+    match &recipe.debian {
+        Some(d) => Ok(d.diff_id(&inputs.debian_mirror, &inputs.cache)?),
+        None => Ok(None),
+    }
+}
+
 /// Builds `recipe` into the OCI layout at `out`, tagged `tag`.
 pub fn build(
     recipe: &Recipe,

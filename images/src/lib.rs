@@ -7,6 +7,7 @@ pub mod build;
 pub mod debian;
 pub mod elf;
 pub mod layout;
+pub mod mirror;
 pub mod recipe;
 
 pub use build::{build, BuildError, Inputs};

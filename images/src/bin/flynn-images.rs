@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use images::debian::Fetched;
 
 #[derive(Parser)]
 #[command(
@@ -41,7 +42,8 @@ enum Command {
         debian_mirror: String,
     },
     /// Make the Debian bases of recipes in the cache (the step that needs the mirror), so a
-    /// later build needs no network.
+    /// later build needs no network; a base made from an older release of its suite than the
+    /// mirror's (a Debian point release since) is made again.
     Fetch {
         /// The recipes (TOML files, or names in images/recipes).
         #[arg(required = true)]
@@ -73,9 +75,28 @@ fn main() -> anyhow::Result<()> {
     {
         for recipe in recipes {
             let r = images::Recipe::load(&recipe_path(recipe))?;
-            match &r.debian {
-                Some(d) => println!("{}", d.tar(debian_mirror, cache)?.display()),
-                None => println!("{recipe}: no Debian base, nothing to fetch"),
+            let Some(d) = &r.debian else {
+                println!("{recipe}: no Debian base, nothing to fetch");
+                continue;
+            };
+            match d.fetch(debian_mirror, cache)? {
+                Fetched::Made(path) => println!("{}", path.display()),
+                Fetched::Current(path, release) => println!(
+                    "{}: up to date ({} of {})",
+                    path.display(),
+                    d.suite,
+                    release.describe()
+                ),
+                Fetched::Remade(path, release) => println!(
+                    "{}: made again from {} of {} (the mirror's release changed)",
+                    path.display(),
+                    d.suite,
+                    release.describe()
+                ),
+                Fetched::Unchecked(path, e) => {
+                    println!("{}", path.display());
+                    eprintln!("warning: {recipe}: the cached base is kept, unchecked: {e}");
+                }
             }
         }
         return Ok(());
