@@ -42,7 +42,9 @@ impl Boot<'_> {
 
     /// Makes image `flynn/NAME:latest` from its recipe into the host's store, unless the
     /// store's image of that name holds the recipe's current files (workspace binaries of
-    /// the bin dir, extra files): a host whose binaries were upgraded gets new images.
+    /// the bin dir, extra files) on its current base (a Debian base as `flynn-images fetch`
+    /// last made it): a host whose binaries were upgraded, or whose Debian bases were made
+    /// again from a newer Debian release, gets new images.
     pub(super) async fn image(&self, recipe: &str) -> Result<(), BootstrapError> {
         let tag = image_tag(recipe);
         let store = super::open_store(&self.opts.state)?;
@@ -53,16 +55,25 @@ impl Boot<'_> {
             .find(|i| i.name == tag);
         if let Some(stored) = &stored {
             let (opts, name) = (self.opts.clone(), recipe.to_string());
-            let files = tokio::task::spawn_blocking(move || {
-                super::files_diff_id(&opts.bin_dir, &opts.image_cache, &name)
+            let (files, base) = tokio::task::spawn_blocking(move || {
+                super::recipe_diff_ids(&opts.bin_dir, &opts.image_cache, &name)
             })
             .await??;
-            // A recipe that adds no files of its own has nothing to compare: kept.
-            if files.is_none() || files == stored.layers.last().map(|d| d.to_string()) {
-                return Ok(());
-            }
+            // A recipe that adds no files of its own, or whose base is not cached, has
+            // nothing to compare there.
+            let is = |want: &Option<String>, got: Option<&pinkerton::digest::Digest>| {
+                want.is_none() || *want == got.map(|d| d.to_string())
+            };
+            let why = match (
+                is(&files, stored.layers.last()),
+                is(&base, stored.layers.first()),
+            ) {
+                (true, true) => return Ok(()),
+                (false, _) => "its files changed",
+                (true, false) => "its Debian base was made again",
+            };
             (self.progress)(&format!(
-                "{recipe}: image {tag} in the store is out of date (its files changed): rebuilding it"
+                "{recipe}: image {tag} in the store is out of date ({why}): rebuilding it"
             ));
         } else {
             (self.progress)(&format!("{recipe}: building image {tag}"));

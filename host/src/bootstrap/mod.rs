@@ -224,16 +224,19 @@ fn build_layout(
     Ok((out, written.manifest.to_string()))
 }
 
-/// The diff_id of the top layer a build of `recipe` makes from its files (binaries of
-/// `bin_dir`, extra files), without building it (blocking).
-fn files_diff_id(
+/// The diff_ids a build of `recipe` gives its top layer (its files: binaries of `bin_dir`,
+/// extra files) and its base (a cached Debian base), without building it (blocking).
+fn recipe_diff_ids(
     bin_dir: &Path,
     cache: &Path,
     recipe: &str,
-) -> Result<Option<String>, BootstrapError> {
+) -> Result<(Option<String>, Option<String>), BootstrapError> {
     let (r, inputs) = recipe_inputs(bin_dir, cache, recipe)?;
-    images::build::files_diff_id(&r, &inputs)
-        .map_err(|e| BootstrapError::Build(format!("flynn/{recipe}:latest"), e))
+    let err = |e| BootstrapError::Build(format!("flynn/{recipe}:latest"), e);
+    Ok((
+        images::build::files_diff_id(&r, &inputs).map_err(err)?,
+        images::build::base_diff_id(&r, &inputs).map_err(err)?,
+    ))
 }
 
 /// Builds image `flynn/RECIPE:latest` into the host's store (blocking); returns its manifest

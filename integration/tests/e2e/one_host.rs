@@ -119,12 +119,42 @@ fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
             .arg(h.state().join("pinkerton")),
     );
 
+    // An image of the build stack on another Debian base than the cached one (as after
+    // `flynn-images fetch` made the base again from a newer Debian release): rebuilt too.
+    // The other base is the run stack's, put where a cache looks for the build stack's.
+    let recipe = |name: &str| {
+        images::Recipe::load(&images::recipes_dir().join(format!("{name}.toml")))
+            .unwrap()
+            .debian
+            .unwrap()
+    };
+    let mirror = images::debian::DEFAULT_MIRROR;
+    let other_cache = root.path().join("other-cache");
+    std::fs::create_dir_all(&other_cache).unwrap();
+    std::os::unix::fs::symlink(
+        recipe("stack-run").path(mirror, Path::new(STACK_CACHE)),
+        recipe("stack-build").path(mirror, &other_cache),
+    )
+    .unwrap();
+    integration::run_ok(
+        Command::new(integration::workspace_bin("flynn-images"))
+            .args(["build", "stack-build", "--bin-dir", &bin_dir, "--tag"])
+            .arg("flynn/stack-build:latest")
+            .arg("--out")
+            .arg(root.path().join("other-base"))
+            .arg("--cache")
+            .arg(&other_cache)
+            .arg("--store")
+            .arg(h.state().join("pinkerton")),
+    );
+
     // The next run completes it.
     let out = h.run(&args);
     let progress = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{progress}");
     for step in [
         "scheduler: image docker.io/flynn/scheduler:latest in the store is out of date (its files changed): rebuilding it",
+        "stack-build: image docker.io/flynn/stack-build:latest in the store is out of date (its Debian base was made again): rebuilding it",
         "discoverd: already runs",
         "registry: already runs",
         "controller: started",
