@@ -52,12 +52,9 @@ impl Etcd {
         members: &[String],
         prefix: &str,
     ) -> Result<Self, StoreError> {
-        let all = flynn_etcd::endpoints(endpoints, members);
-        let client = flynn_etcd::connect(&all, Duration::from_secs(5))
+        let client = flynn_etcd::connect_following(endpoints, members, Duration::from_secs(5))
             .await
             .map_err(err)?;
-        // Members that join later are followed, so one member's loss is survived.
-        flynn_etcd::follow_members(&client, endpoints, members);
         Ok(Self {
             client,
             root: format!("{}/", prefix.trim_end_matches('/')),

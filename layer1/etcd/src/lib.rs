@@ -132,6 +132,20 @@ pub fn follow_members(
     })
 }
 
+/// Connects (as [`connect`] does) to a service's configured endpoints `given` and the
+/// `members` its host gave it ([`CLUSTER_ENDPOINTS_ENV`]), then keeps the client's endpoints
+/// those of the cluster's members ([`follow_members`]), so that one member's loss, and
+/// members that join later, are survived.
+pub async fn connect_following(
+    given: &[String],
+    members: &[String],
+    timeout: Duration,
+) -> Result<Client, Error> {
+    let client = connect(&endpoints(given, members), timeout).await?;
+    follow_members(&client, given, members);
+    Ok(client)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
