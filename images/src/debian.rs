@@ -138,7 +138,7 @@ impl DebianBase {
 
     /// The diff_id of the cached base (`sha256:` of the tar), `None` when none is cached;
     /// read from the record beside it while that describes the tar, else computed and
-    /// recorded.
+    /// recorded (where the cache can be written).
     pub fn diff_id(&self, mirror: &str, cache: &Path) -> Result<Option<String>, DebianError> {
         let path = self.path(mirror, cache);
         if !path.is_file() {
@@ -152,8 +152,11 @@ impl DebianBase {
             source,
         };
         let diff_id = file_digest(&path).map_err(cache_err)?;
-        let record = Record::of(&path, diff_id.clone(), None).map_err(cache_err)?;
-        write_record(&path, &record).map_err(cache_err)?;
+        // The record only saves the next call reading the tar again: a cache that cannot
+        // take it (read-only) still answers.
+        if let Ok(record) = Record::of(&path, diff_id.clone(), None) {
+            let _ = write_record(&path, &record);
+        }
         Ok(Some(diff_id))
     }
 
