@@ -248,3 +248,20 @@ fn a_job_id_can_be_used_again_at_once() {
         assert_eq!((status.code, out), (Some(0), format!("round {round}")));
     }
 }
+
+#[root_test(isolated)]
+fn a_bridge_jobs_eth0_has_no_ipv6() {
+    // Job networking is IPv4: an eth0 with IPv6 sent neighbour discovery and multicast
+    // listener reports that the bridge flooded to every running job. Loopback keeps ::1.
+    let j = Jobs::new();
+    let (status, out) = j.output(&j.sh(
+        "no-ipv6",
+        "cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6; awk '{print $6}' /proc/net/if_inet6",
+    ));
+    assert_eq!(status.code, Some(0), "{out}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["1", "lo"],
+        "{out}"
+    );
+}
