@@ -103,10 +103,15 @@ impl Host {
     /// logged and change nothing. True when the file changed.
     pub async fn refresh_etcd(&self) -> bool {
         let state = &self.inner.config.state;
-        let Ok(Some(before)) = read(state) else {
-            return false;
+        // `join` or `leave` may have rewritten (or removed) the file since it was last read.
+        let before = match read(state) {
+            Ok(Some(before)) => before,
+            Ok(None) => {
+                crate::host::lock(&self.inner.cluster_etcd).clear();
+                return false;
+            }
+            Err(_) => return false,
         };
-        // `join` or `leave` may have rewritten the file since it was last read.
         *crate::host::lock(&self.inner.cluster_etcd) = before.etcd.clone();
         if !before.etcd_jobs || before.etcd.is_empty() {
             return false;
