@@ -303,8 +303,7 @@ pub(super) async fn join(
                 (b.progress)("etcd: removed the data of an earlier member");
             }
             b.volume(ETCD_VOLUME).await?;
-            let added = add_member(b, &mut client, endpoints, &peer).await?;
-            let id = added.member().map(|m| m.id()).unwrap_or_default();
+            let id = add_member(b, &mut client, endpoints, &peer).await?;
             (b.progress)(&format!(
                 "etcd: added member {host_id} ({peer}); the cluster has {} members",
                 all.len() + 1
@@ -423,19 +422,31 @@ pub(super) async fn remove_member(
     Ok(Some((m.name.clone(), all.len() - 1)))
 }
 
-/// `member add` of `peer`. etcd refuses one as `unhealthy cluster` until every member has
-/// been connected a few seconds (a member that just joined has not): tried again meanwhile.
+/// `member add` of `peer`; returns the new member's id. etcd refuses one as `unhealthy
+/// cluster` until every member has been connected a few seconds (a member that just joined
+/// has not): tried again meanwhile, as is one whose connection dropped.
 async fn add_member(
     b: &Boot<'_>,
     client: &mut EtcdClient,
     endpoints: &[String],
     peer: &str,
-) -> Result<etcd_client::MemberAddResponse, BootstrapError> {
+) -> Result<u64, BootstrapError> {
     let deadline = std::time::Instant::now() + b.opts.wait;
     let mut said = false;
     loop {
         match client.member_add([peer], None).await {
-            Ok(added) => return Ok(added),
+            Ok(added) => return Ok(added.member().map(|m| m.id()).unwrap_or_default()),
+            // The connection dropped (a busy machine, a member gone): the request may have
+            // been applied. Listed with this peer URL, it was; else it is asked again.
+            Err(e) if flynn_etcd::unreached(&e) && std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "adding an etcd member: no answer; looking");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Ok(all) = members(client, endpoints).await {
+                    if let Some(m) = all.iter().find(|m| m.peers.iter().any(|p| p == peer)) {
+                        return Ok(m.id);
+                    }
+                }
+            }
             Err(e)
                 if e.to_string().contains("unhealthy cluster")
                     && std::time::Instant::now() < deadline =>

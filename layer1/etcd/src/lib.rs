@@ -26,8 +26,10 @@ pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, 
     Client::connect(endpoints, Some(opts)).await
 }
 
-/// How often [`retry`] tries a request again.
-pub const RETRIES: u32 = 2;
+/// How often [`retry`] tries a request again: 100 ms after the first failure, then twice as
+/// long each time (3.1 s in all), long enough for the client to connect again after a
+/// connection dropped on a machine too busy to answer pings in time.
+pub const RETRIES: u32 = 5;
 
 /// True when `e` says the request reached no member that could answer it: the connection
 /// to the member the client chose could not be made or broke, or that member lost its
@@ -40,8 +42,9 @@ pub fn unreached(e: &Error) -> bool {
     }
 }
 
-/// Runs `op` and, while it fails [`unreached`], again (at most [`RETRIES`] more times,
-/// 100 ms apart), so that one member that vanished costs a request a retry, not a failure.
+/// Runs `op` and, while it fails [`unreached`], again (at most [`RETRIES`] more times, from
+/// 100 ms apart, doubling), so that one member that vanished, or a connection that dropped,
+/// costs a request a retry, not a failure.
 /// Only for requests that may be applied twice (reads, puts of the same value, deletes).
 pub async fn retry<T, F, Fut>(mut op: F) -> Result<T, Error>
 where
@@ -49,12 +52,14 @@ where
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
     let mut tries = 0;
+    let mut pause = Duration::from_millis(100);
     loop {
         match op().await {
             Err(e) if tries < RETRIES && unreached(&e) => {
                 tries += 1;
                 tracing::debug!(error = %e, "etcd request reached no member; trying again");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(pause).await;
+                pause *= 2;
             }
             r => return r,
         }
