@@ -32,12 +32,16 @@ pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, 
 pub const RETRIES: u32 = 5;
 
 /// True when `e` says the request reached no member that could answer it: the connection
-/// to the member the client chose could not be made or broke, or that member lost its
-/// leader. The same request may go to another member.
+/// to the member the client chose could not be made or broke (also while the request was
+/// under way, which the client reports as status `Unknown`, "transport error"), or that
+/// member lost its leader. The same request may go to another member.
 pub fn unreached(e: &Error) -> bool {
     match e {
         Error::TransportError(_) => true,
-        Error::GRpcStatus(s) => s.code() == tonic::Code::Unavailable,
+        Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable
+                || (s.code() == tonic::Code::Unknown && s.message() == "transport error")
+        }
         _ => false,
     }
 }
@@ -154,6 +158,24 @@ pub async fn connect_following(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_broken_under_a_request_reached_no_member() {
+        let status = |code, msg: &str| Error::GRpcStatus(tonic::Status::new(code, msg));
+        assert!(unreached(&status(tonic::Code::Unknown, "transport error")));
+        assert!(unreached(&status(
+            tonic::Code::Unavailable,
+            "tcp connect error"
+        )));
+        assert!(!unreached(&status(
+            tonic::Code::Unknown,
+            "etcdserver: unhealthy cluster"
+        )));
+        assert!(!unreached(&status(
+            tonic::Code::InvalidArgument,
+            "transport error"
+        )));
+    }
 
     #[test]
     fn endpoints_keep_the_given_first_and_add_each_member_once() {
