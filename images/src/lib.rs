@@ -8,6 +8,7 @@ pub mod debian;
 pub mod elf;
 pub mod layout;
 pub mod mirror;
+pub mod prune;
 pub mod recipe;
 
 pub use build::{build, BuildError, Inputs};

@@ -1,7 +1,10 @@
 //! `flynn-images build RECIPE`: builds an image from a recipe into an OCI layout and, with
-//! `--store`, into pinkerton's store.
+//! `--store`, into pinkerton's store. `fetch` makes the Debian bases of recipes in the cache
+//! (or again, after a Debian point release); `prune` removes the bases no recipe uses.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 
 use clap::{Parser, Subcommand};
 use images::debian::Fetched;
@@ -55,6 +58,18 @@ enum Command {
         #[arg(long, default_value = images::debian::DEFAULT_MIRROR)]
         debian_mirror: String,
     },
+    /// Remove from the cache the Debian bases no recipe uses any more (made for a package
+    /// list or mirror since changed) and files left by fetches that did not finish.
+    Prune {
+        /// The recipes whose bases stay (default: every recipe in images/recipes).
+        recipes: Vec<String>,
+        /// Where Debian bases are cached.
+        #[arg(long, env = "FLYNN_IMAGES_CACHE", default_value = images::build::DEFAULT_CACHE)]
+        cache: PathBuf,
+        /// The Debian mirror the kept bases were made from.
+        #[arg(long, default_value = images::debian::DEFAULT_MIRROR)]
+        debian_mirror: String,
+    },
 }
 
 fn recipe_path(recipe: &str) -> PathBuf {
@@ -63,6 +78,50 @@ fn recipe_path(recipe: &str) -> PathBuf {
     } else {
         images::recipes_dir().join(format!("{recipe}.toml"))
     }
+}
+
+/// `flynn-images prune`: keeps the bases of `recipes` (all recipes when none is named).
+fn prune(recipes: &[String], cache: &Path, mirror: &str) -> anyhow::Result<()> {
+    let paths: Vec<PathBuf> = if recipes.is_empty() {
+        let dir = images::recipes_dir();
+        let mut all = Vec::new();
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                all.push(path);
+            }
+        }
+        all
+    } else {
+        recipes.iter().map(|r| recipe_path(r)).collect()
+    };
+    let mut keep = Vec::new();
+    for path in &paths {
+        if let Some(d) = images::Recipe::load(path)?.debian {
+            keep.push(d.path(mirror, cache));
+        }
+    }
+    let pruned = images::prune::prune(cache, &keep)?;
+    let bytes: u64 = pruned.iter().map(|p| p.bytes).sum();
+    for p in &pruned {
+        println!("removed {} ({}): {}", p.path.display(), mib(p.bytes), p.why);
+    }
+    println!(
+        "{}: removed {} ({}), kept {}",
+        cache.display(),
+        count(pruned.len(), "file"),
+        mib(bytes),
+        count(keep.len(), "base")
+    );
+    Ok(())
+}
+
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +160,14 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Command::Prune {
+        recipes,
+        cache,
+        debian_mirror,
+    } = &command
+    {
+        return prune(recipes, cache, debian_mirror);
+    }
     let Command::Build {
         recipe,
         bin_dir,
@@ -111,7 +178,7 @@ fn main() -> anyhow::Result<()> {
         debian_mirror,
     } = command
     else {
-        unreachable!("fetch returned above");
+        unreachable!("fetch and prune returned above");
     };
     let path = recipe_path(&recipe);
     let r = images::Recipe::load(&path)?;

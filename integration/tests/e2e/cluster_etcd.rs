@@ -49,6 +49,29 @@ fn members(endpoint: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Kills job `id`'s process on host `i` with SIGKILL and waits until its host has started it
+/// again (one more restart, running, another pid); returns the job then.
+fn kill_and_wait_restart(lan: &Lan, i: usize, id: &host_api::JobId, what: &str) -> host_api::Job {
+    let host = lan.hosts[i].client();
+    let before = lan.block_on(host.job(id)).unwrap();
+    let pid = before.pid.expect("a running job has a pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    let mut again = None;
+    lan.wait(
+        &format!("{what} started again by its host"),
+        std::time::Duration::from_secs(60),
+        |l| {
+            again = l.block_on(host.job(id)).ok().filter(|j| {
+                j.restarts > before.restarts
+                    && j.state == host_api::JobState::Running
+                    && j.pid != Some(pid)
+            });
+            again.is_some()
+        },
+    );
+    again.expect("waited for")
+}
+
 #[root_test(isolated)]
 fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     let lan = Lan::start(4);
@@ -281,17 +304,8 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     // policy `on-failure`) on its data, with no join: host 2's member is killed and
     // answers again as one of three. Host 1's, stopped through the API, stays stopped.
     let h2 = lan.hosts[1].client();
-    let pid = lan.block_on(h2.job(&etcd_job)).unwrap().pid.unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
-    lan.wait(
-        "host 2's etcd member started again by its host",
-        std::time::Duration::from_secs(60),
-        |l| {
-            l.block_on(h2.job(&etcd_job)).is_ok_and(|j| {
-                j.restarts == 1 && j.state == host_api::JobState::Running && j.pid != Some(pid)
-            })
-        },
-    );
+    let again = kill_and_wait_restart(&lan, 1, &etcd_job, "host 2's etcd member");
+    assert_eq!(again.restarts, 1, "{again:#?}");
     let etcd2 = format!("http://{}:2379", ip(1));
     lan.wait(
         "host 2's etcd member healthy again",
@@ -306,21 +320,7 @@ fn etcd_runs_as_jobs_on_the_first_three_hosts_of_a_cluster() {
     // Host 1's discoverd was started at bootstrap with `--etcd` naming host 1's member
     // alone, which is down now. Started again by its host, it is given the members host 1
     // knows (CLUSTER_ETCD_ENDPOINTS) and serves from them.
-    let before = lan.block_on(h1.job(&discoverd)).unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(before.pid.unwrap()),
-        nix::sys::signal::SIGKILL,
-    )
-    .unwrap();
-    lan.wait(
-        "host 1's discoverd started again by its host",
-        std::time::Duration::from_secs(60),
-        |l| {
-            l.block_on(h1.job(&discoverd)).is_ok_and(|j| {
-                j.restarts > before.restarts && j.state == host_api::JobState::Running
-            })
-        },
-    );
+    kill_and_wait_restart(&lan, 0, &discoverd, "host 1's discoverd");
     let d1 = discoverd_api::client::Client::new(format!("http://{}:1111", ip(0)).parse().unwrap());
     lan.wait(
         "host 1's restarted discoverd lists the job registered through it",
