@@ -206,7 +206,7 @@ impl Registrations {
                 locked(&self.out).remove(&key);
                 self.remove(service.as_str(), job.id.as_str())
             }
-            JobState::Starting => {}
+            JobState::Starting | JobState::Unknown => {}
         }
     }
 

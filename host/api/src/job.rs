@@ -203,7 +203,7 @@ impl<'de> Deserialize<'de> for CreateJob {
 }
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Being set up.
@@ -214,9 +214,21 @@ pub enum JobState {
     Exited,
     /// It could not start, or its monitor died; `error` says why.
     Failed,
+    /// A state a newer host reports that this build does not know (read from answers and
+    /// events only; a host never records it). Neither running nor ended: wait for the next.
+    Unknown,
+}
+
+impl<'de> Deserialize<'de> for JobState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        flynn_http::json::variant(d, JobState::NAMES, JobState::Unknown)
+    }
 }
 
 impl JobState {
+    /// The wire names of the states this build knows.
+    pub const NAMES: &'static [&'static str] = &["starting", "running", "exited", "failed"];
+
     /// True once the job has ended (exited or failed).
     pub fn is_final(self) -> bool {
         matches!(self, JobState::Exited | JobState::Failed)
@@ -229,6 +241,7 @@ impl JobState {
             JobState::Running => "running",
             JobState::Exited => "exited",
             JobState::Failed => "failed",
+            JobState::Unknown => "unknown",
         }
     }
 }

@@ -6,8 +6,9 @@
 //! scheduler that reads its jobs), not a mistake. [`from_slice`] (and [`from_str`],
 //! [`from_value`]) read those: it tries the
 //! strict reading first and, only when it fails on an unknown field, drops that field where
-//! it was found and tries again. Anything else (a missing field, a wrong type, an unknown
-//! enum value) still fails.
+//! it was found and tries again. Anything else (a missing field, a wrong type) still fails,
+//! and so does an enum value it does not know, unless the enum reads its names through
+//! [`variant`], which then gives the enum's own "unknown" value.
 
 use std::cell::Cell;
 
@@ -62,6 +63,33 @@ pub fn part<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
     } else {
         serde_json::from_value(value)
     }
+}
+
+/// Reads an enum's wire name with `T`'s `FromStr`. A name it does not know is serde's
+/// unknown-variant error naming `expected`, except while reading leniently (within
+/// [`from_slice`] and its kin), where it is `unknown`: a value a newer peer added (a job state,
+/// say) then reads as "a value this build does not know" instead of failing the whole answer.
+/// For enums whose `Deserialize` calls this, `FromStr` must refuse the name of `unknown`, so
+/// that a request naming it is refused too.
+pub fn variant<'de, D, T>(
+    d: D,
+    expected: &'static [&'static str],
+    unknown: T,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+{
+    use serde::Deserialize as _;
+    let name = std::borrow::Cow::<str>::deserialize(d)?;
+    if let Ok(v) = name.parse() {
+        return Ok(v);
+    }
+    if LENIENT.with(Cell::get) {
+        tracing::debug!(%name, "read a value this build does not know as unknown");
+        return Ok(unknown);
+    }
+    Err(serde::de::Error::unknown_variant(&name, expected))
 }
 
 thread_local! {
@@ -221,6 +249,60 @@ mod tests {
             let e = from_str::<Job>(json).unwrap_err();
             assert!(e.to_string().contains(message), "{json}: {e}");
         }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum State {
+        Up,
+        Down,
+        Unknown,
+    }
+
+    impl std::str::FromStr for State {
+        type Err = String;
+        fn from_str(s: &str) -> Result<Self, String> {
+            match s {
+                "up" => Ok(State::Up),
+                "down" => Ok(State::Down),
+                _ => Err(format!("unknown state {s:?}")),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for State {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            variant(d, &["up", "down"], State::Unknown)
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Unit {
+        id: String,
+        state: State,
+    }
+
+    #[test]
+    fn an_enum_value_a_newer_peer_adds_reads_as_unknown_only_leniently() {
+        let json = r#"[{"id":"a","state":"up"},{"id":"b","state":"paused"}]"#;
+        let units: Vec<Unit> = from_str(json).unwrap();
+        assert_eq!(units[0].state, State::Up);
+        assert_eq!(
+            (units[1].id.as_str(), units[1].state),
+            ("b", State::Unknown)
+        );
+        // With an unknown field beside it, both are taken care of.
+        let u: Unit = from_str(r#"{"id":"c","state":"paused","new":1}"#).unwrap();
+        assert_eq!(u.state, State::Unknown);
+        // Strictly (a request), it is refused with serde's message, also by its own name.
+        for state in ["paused", "unknown"] {
+            let doc = format!(r#"{{"id":"a","state":"{state}"}}"#);
+            let e = serde_json::from_str::<Unit>(&doc).unwrap_err();
+            let want = format!("unknown variant `{state}`, expected `up` or `down`");
+            assert!(e.to_string().contains(&want), "{e}");
+        }
+        // Not a string at all is still an error, leniently too.
+        assert!(from_str::<Unit>(r#"{"id":"a","state":3}"#).is_err());
     }
 
     #[test]

@@ -17,7 +17,13 @@ pub async fn ps(
     let app = ctx.app()?;
     let mut jobs = ctx.api()?.jobs(&app, !all).await?;
     if !all {
-        jobs.retain(|j| matches!(j.state, JobState::Starting | JobState::Up));
+        // A state a newer controller added may be a live one: shown, as `unknown`.
+        jobs.retain(|j| {
+            matches!(
+                j.state,
+                JobState::Starting | JobState::Up | JobState::Unknown
+            )
+        });
     }
     if let Some(k) = &kind {
         jobs.retain(|j| kind_name(&j.kind) == k);

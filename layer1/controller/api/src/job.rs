@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::Resources;
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Placed; its host is setting it up.
@@ -21,9 +21,15 @@ pub enum JobState {
     Stopping,
     /// Ended (exited, failed to start, stopped, or its host was lost).
     Down,
+    /// A state a newer controller reports that this build does not know (read from answers
+    /// and events only; refused in requests).
+    Unknown,
 }
 
 impl JobState {
+    /// The wire names of the states this build knows.
+    pub const NAMES: &'static [&'static str] = &["starting", "up", "stopping", "down"];
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -31,7 +37,30 @@ impl JobState {
             JobState::Up => "up",
             JobState::Stopping => "stopping",
             JobState::Down => "down",
+            JobState::Unknown => "unknown",
         }
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "starting" => Ok(JobState::Starting),
+            "up" => Ok(JobState::Up),
+            "stopping" => Ok(JobState::Stopping),
+            "down" => Ok(JobState::Down),
+            _ => Err(format!(
+                "unknown job state {s:?}: use starting, up, stopping or down"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JobState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        flynn_http::json::variant(d, JobState::NAMES, JobState::Unknown)
     }
 }
 
@@ -149,4 +178,29 @@ pub struct LogMessage {
     pub stream: String,
     /// When the line was written.
     pub timestamp: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_state_a_newer_controller_added_reads_as_unknown_and_requests_refuse_it() {
+        let job = r#"{"id":"h1-a","app":"a","release":"r","type":"web","host_id":"h1",
+            "state":"paused","created_at":"2026-12-06T00:00:00Z","updated_at":"2026-12-06T00:00:00Z"}"#;
+        let j: Job = flynn_http::json::from_str(job).unwrap();
+        assert_eq!((j.id.as_str(), j.state), ("h1-a", JobState::Unknown));
+        assert_eq!(j.state.as_str(), "unknown");
+        for state in ["paused", "unknown"] {
+            let put = format!(r#"{{"release":"r","type":"web","host_id":"h1","state":"{state}"}}"#);
+            let e = serde_json::from_str::<PutJob>(&put).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("expected one of `starting`, `up`, `stopping`, `down`"),
+                "{e}"
+            );
+        }
+        assert_eq!("up".parse::<JobState>(), Ok(JobState::Up));
+        assert!("unknown".parse::<JobState>().is_err());
+    }
 }

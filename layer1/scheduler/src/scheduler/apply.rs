@@ -150,7 +150,8 @@ impl HostState {
 fn rank(s: JobState) -> u8 {
     match s {
         JobState::Starting => 0,
-        JobState::Running => 1,
+        // A state a newer host added: neither ended nor known to be before running.
+        JobState::Running | JobState::Unknown => 1,
         JobState::Exited | JobState::Failed => 2,
     }
 }

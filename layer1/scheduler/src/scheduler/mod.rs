@@ -299,9 +299,11 @@ impl Scheduler {
         for (host, h) in &self.hosts {
             for j in h.jobs.values() {
                 let phase = match j.state {
-                    JobState::Starting => Phase::Starting,
+                    // A state a newer host added holds its slot until a known one
+                    // follows: counted as starting, not replaced, not taken as up.
+                    JobState::Starting | JobState::Unknown => Phase::Starting,
                     JobState::Running => Phase::Running,
-                    _ => continue,
+                    JobState::Exited | JobState::Failed => continue,
                 };
                 if self.stopping.contains(&j.id) {
                     continue;

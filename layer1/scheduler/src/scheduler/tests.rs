@@ -175,3 +175,38 @@ async fn a_job_stopped_while_being_created_never_counts_again() {
         assert_eq!(s.hosts[HOST].jobs[id].state, JobState::Running);
     }
 }
+
+#[tokio::test]
+async fn a_job_in_a_state_a_newer_host_added_holds_its_slot() {
+    let (mut s, running, _rx) = leading(3);
+    s.apply(formation(3, 1));
+    s.reconcile();
+    assert!(s.creating.is_empty() && s.stopping.is_empty());
+
+    // The host, newer than this scheduler, reports one job in a state unknown here (read
+    // from its event as `Unknown`): it is neither replaced nor stopped.
+    let event_json = serde_json::json!({
+        "kind": "job",
+        "job": job(&running[0], JobState::Running),
+    })
+    .to_string()
+    .replace(r#""state":"running""#, r#""state":"paused""#);
+    let payload: host_api::EventPayload = flynn_http::json::from_str(&event_json).unwrap();
+    let host_api::EventPayload::Job { job: paused, .. } = payload else {
+        panic!("a job event");
+    };
+    assert_eq!(paused.state, JobState::Unknown);
+    s.apply(event(*paused, false));
+    s.reconcile();
+    assert!(
+        s.creating.is_empty() && s.stopping.is_empty(),
+        "creating {:?}, stopping {:?}",
+        s.creating.keys().collect::<Vec<_>>(),
+        s.stopping
+    );
+
+    // Once it is known to have ended, its slot is filled again.
+    s.apply(event(job(&running[0], JobState::Exited), false));
+    s.reconcile();
+    assert_eq!(s.creating.len(), 1);
+}
