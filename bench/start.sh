@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start benchmark: the same busybox rootfs, `/bin/true`, create to exit, sequential runs:
 #   flynn runtime with network `none` and with `bridge` (netns, veth, address, NAT rules)
-#   runc run, crun run (same rootfs flattened into an OCI bundle, no network setup)
+#   runc run, crun run (same rootfs flattened into an OCI bundle from `runc spec`: no seccomp
+#   profile, no network setup), and crun run on the very spec flynn ran the job with
 #   podman run --network=bridge, when podman is installed
 # then memory per idle job (100 `sleep` jobs). Everything runs in one private network and mount
 # namespace (the bridge and its rules never touch the machine's own network), where
@@ -35,6 +36,21 @@ json.dump(c, open(sys.argv[1], "w"))
 PY
 
 ours="$bin/examples/start_bench $work/store $work/jobs $bin/flynn-shim $image"
+# crun on the spec flynn runs (its seccomp profile, capabilities, mounts, limits), so the
+# peer does the same work: the job's config.json with the root made the bundle's rootfs and a
+# cgroup of crun's own.
+START_BENCH_SPEC="$work/flynn-config.json" unshare --mount --net --propagation private \
+    $ours none
+mkdir -p "$work/same"
+python3 - "$work/flynn-config.json" "$work/same/config.json" "$work/bundle/rootfs" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["root"]["path"] = sys.argv[3]
+c["linux"]["cgroupsPath"] = "/bench-crun-same"
+for ns in c["linux"]["namespaces"]:
+    ns.pop("path", None)
+json.dump(c, open(sys.argv[2], "w"))
+PY
 podman=""
 if command -v podman >/dev/null; then
     podman="-n 'podman run --network=bridge' 'podman run --rm --network=bridge --rootfs $work/bundle/rootfs /bin/true'"
@@ -47,6 +63,7 @@ unshare --mount --net --propagation private bash -c "
         -n 'flynn bridge' '$ours bridge' \
         -n 'runc run' 'runc run --bundle $work/bundle bench-runc' \
         -n 'crun run' 'crun run --bundle $work/bundle bench-crun' \
+        -n 'crun run, flynn spec' 'crun run --bundle $work/same bench-crun-same' \
         $podman
 " >"$work/hyperfine.log" 2>&1 || { cat "$work/hyperfine.log"; exit 1; }
 

@@ -1,8 +1,10 @@
 //! Benchmark helper for `bench/start.sh`.
 //!
 //! `start_bench STORE ROOT SHIM IMAGE [none|bridge]` runs `/bin/true` from IMAGE as one job
-//! with that network (default bridge), from create to exit, then deletes it. `start_bench STORE JOBS SHIM IMAGE idle N` starts N `sleep` jobs,
-//! prints the shims' memory (RSS and PSS, KiB per job), then stops and deletes them.
+//! with that network (default bridge), from create to exit, then deletes it; with
+//! `START_BENCH_SPEC=FILE` it copies the job's OCI `config.json` there.
+//! `start_bench STORE JOBS SHIM IMAGE idle N` starts N `sleep` jobs, prints the shims' memory
+//! (RSS and PSS, KiB per job), then stops and deletes them.
 
 use std::time::Duration;
 
@@ -47,6 +49,11 @@ fn main() {
             Some(other) => panic!("network {other:?}: use none or bridge"),
         };
         rt.create(&job).expect("create");
+        // The OCI spec the runtime wrote for the job, for running a peer on the same spec.
+        if let Ok(out) = std::env::var("START_BENCH_SPEC") {
+            let spec = std::path::Path::new(&args[2]).join(format!("jobs/{id}/bundle/config.json"));
+            std::fs::copy(&spec, &out).expect("copying the job's config.json");
+        }
         let status = rt.wait(&id, Duration::from_secs(30)).expect("wait");
         assert_eq!(status.code, Some(0));
         rt.delete(&id).expect("delete");
