@@ -42,6 +42,9 @@ pub const INIT_TARGET: &str = "/dev/init";
 /// A job spec that cannot become a runtime spec.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
+    /// The job's network mode is one this build does not know (recorded by a newer host).
+    #[error("network mode unknown to this host (a newer host's?): use bridge, none or host")]
+    UnknownNetwork,
     /// Neither the job nor the image names a command.
     #[error("no command: the image has no Entrypoint or Cmd, so give one")]
     NoCommand,
@@ -178,6 +181,9 @@ pub fn build(
     netns: Option<&Path>,
     init: &Path,
 ) -> Result<Spec, SpecError> {
+    if job.config.network == NetworkMode::Unknown {
+        return Err(SpecError::UnknownNetwork);
+    }
     if !job.config.ports.is_empty() && job.config.network != NetworkMode::Bridge {
         return Err(SpecError::PortsNeedBridge);
     }
@@ -374,6 +380,25 @@ mod tests {
             argv(&job(&[]), &ImageDefaults::default()),
             Err(SpecError::NoCommand)
         ));
+    }
+
+    #[test]
+    fn a_network_mode_this_build_does_not_know_is_refused() {
+        let mut j = job(&["/bin/true"]);
+        // As a job recorded by a newer host reads back (`macvlan`, say).
+        j.config.network = NetworkMode::Unknown;
+        let dir = tempfile::tempdir().unwrap();
+        let e = build(
+            &j,
+            &ImageDefaults::default(),
+            dir.path(),
+            "/flynn/j1",
+            None,
+            Path::new("/dev/null"),
+        )
+        .unwrap_err();
+        assert!(matches!(e, SpecError::UnknownNetwork), "{e}");
+        assert!(e.to_string().contains("use bridge, none or host"), "{e}");
     }
 
     #[test]

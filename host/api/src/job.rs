@@ -40,19 +40,20 @@ pub struct CreateJob {
     pub restart: RestartPolicy,
 }
 
-/// When the host starts an ended job again, under the same id and request (Docker's
-/// `--restart`). A job stopped or deleted through the API is never restarted. The delay
-/// doubles with each run shorter than [`RestartPolicy::STEADY`], from 100 ms up to 30 s.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartPolicy {
-    /// Never.
-    #[default]
-    No,
-    /// When it exits non-zero, is killed by a signal or fails.
-    OnFailure,
-    /// Whenever it ends.
-    Always,
+flynn_http::wire_enum! {
+    /// When the host starts an ended job again, under the same id and request (Docker's
+    /// `--restart`). A job stopped or deleted through the API is never restarted. The delay
+    /// doubles with each run shorter than [`RestartPolicy::STEADY`], from 100 ms up to 30 s.
+    #[derive(Default)]
+    pub enum RestartPolicy("restart policy") {
+        /// Never.
+        #[default]
+        No = "no",
+        /// When it exits non-zero, is killed by a signal or fails.
+        OnFailure = "on-failure",
+        /// Whenever it ends.
+        Always = "always",
+    }
 }
 
 impl RestartPolicy {
@@ -70,7 +71,8 @@ impl RestartPolicy {
             return false;
         }
         match self {
-            RestartPolicy::No => false,
+            // A policy a newer host recorded (this host was downgraded): not followed.
+            RestartPolicy::No | RestartPolicy::Unknown => false,
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => {
                 job.state == JobState::Failed
@@ -79,30 +81,6 @@ impl RestartPolicy {
                         .as_ref()
                         .is_none_or(|e| e.code != Some(0) || e.signal.is_some())
             }
-        }
-    }
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestartPolicy::No => "no",
-            RestartPolicy::OnFailure => "on-failure",
-            RestartPolicy::Always => "always",
-        }
-    }
-}
-
-impl std::str::FromStr for RestartPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "no" => Ok(RestartPolicy::No),
-            "on-failure" => Ok(RestartPolicy::OnFailure),
-            "always" => Ok(RestartPolicy::Always),
-            _ => Err(format!(
-                "unknown restart policy {s:?}: use no, on-failure or always"
-            )),
         }
     }
 }

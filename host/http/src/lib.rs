@@ -2,7 +2,8 @@
 //!
 //! Always present (serde only, for wire crates): the error body every service answers with
 //! ([`ErrorBody`], [`ErrorCode`]), the one timestamp type ([`Timestamp`]), service addresses
-//! ([`Endpoint`]), transport protocols ([`Proto`]) and the server-sent events format ([`sse`]).
+//! ([`Endpoint`]), transport protocols ([`Proto`]), the server-sent events format ([`sse`]) and
+//! enums of wire names a newer peer may add to ([`wire_enum!`]).
 //!
 //! With the `server` feature: listeners on unix sockets and TCP with bearer tokens, limits
 //! and graceful shutdown ([`server`]), a typed router, JSON/NDJSON/SSE responses, and the
@@ -16,6 +17,7 @@ pub mod name;
 pub mod proto;
 pub mod sse;
 pub mod time;
+pub mod wire_enum;
 
 #[cfg(feature = "client")]
 pub mod client;

@@ -175,6 +175,13 @@ async fn steps(
     };
     let timeout = Duration::from_secs(d.deploy_timeout.max(1) as u64);
     match d.strategy {
+        // A strategy a newer controller added: nothing was changed yet, the deployment
+        // fails saying so (and the app keeps its release).
+        Strategy::Unknown => {
+            return Err(Failed(
+                "this scheduler does not know the deployment's strategy (a newer controller's): upgrade the scheduler, or deploy with all-at-once or one-by-one".into(),
+            ));
+        }
         Strategy::AllAtOnce => {
             put(&d.new_release, &target).await?;
             wait_up(c, discoverd, d, &new, &target, timeout, lead).await?;

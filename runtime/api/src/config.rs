@@ -77,28 +77,18 @@ impl JobConfig {
     }
 }
 
-/// How a job is networked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NetworkMode {
-    /// Its own network namespace on the host's bridge, with an address, outbound NAT and
-    /// published ports.
-    #[default]
-    Bridge,
-    /// Its own network namespace with only loopback.
-    None,
-    /// The host's network namespace.
-    Host,
-}
-
-impl NetworkMode {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NetworkMode::Bridge => "bridge",
-            NetworkMode::None => "none",
-            NetworkMode::Host => "host",
-        }
+flynn_http::wire_enum! {
+    /// How a job is networked.
+    #[derive(Default)]
+    pub enum NetworkMode("network mode") {
+        /// Its own network namespace on the host's bridge, with an address, outbound NAT and
+        /// published ports.
+        #[default]
+        Bridge = "bridge",
+        /// Its own network namespace with only loopback.
+        None = "none",
+        /// The host's network namespace.
+        Host = "host",
     }
 }
 

@@ -119,7 +119,8 @@ pub async fn run(ctx: &Ctx, args: &[String], no_wait: bool, timeout: u64) -> Res
                             ScaleRequestState::Cancelled => return Err(CliError::usage(
                                 "the scale request was replaced by a newer one before it completed",
                             )),
-                            ScaleRequestState::Pending => {}
+                            // A state a newer controller added: wait for the next.
+                            ScaleRequestState::Pending | ScaleRequestState::Unknown => {}
                         }
                     }
                     _ => {}

@@ -9,18 +9,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{ProcessTypeName, Strategy};
 
-/// Where a deployment is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeploymentStatus {
-    /// Recorded; no scheduler has taken it yet.
-    Pending,
-    /// Being carried out.
-    Running,
-    /// Done: the new release runs and is the app's current release.
-    Complete,
-    /// Given up and rolled back; `error` says why.
-    Failed,
+flynn_http::wire_enum! {
+    /// Where a deployment is.
+    pub enum DeploymentStatus("deployment status") {
+        /// Recorded; no scheduler has taken it yet.
+        Pending = "pending",
+        /// Being carried out.
+        Running = "running",
+        /// Done: the new release runs and is the app's current release.
+        Complete = "complete",
+        /// Given up and rolled back; `error` says why.
+        Failed = "failed",
+    }
 }
 
 impl DeploymentStatus {

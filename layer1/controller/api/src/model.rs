@@ -53,24 +53,15 @@ flynn_http::checked_name!(
 /// releases may ask for host network, host bind mounts and extra capabilities.
 pub const SYSTEM_APP: &str = "flynn-system-app";
 
-/// How a deploy replaces old jobs with new ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Strategy {
-    /// Start every new job, then stop the old ones.
-    #[default]
-    #[serde(rename = "all-at-once")]
-    AllAtOnce,
-    /// Per process type: one new job up, then one old job down, until done.
-    #[serde(rename = "one-by-one")]
-    OneByOne,
-}
-
-impl std::fmt::Display for Strategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Strategy::AllAtOnce => "all-at-once",
-            Strategy::OneByOne => "one-by-one",
-        })
+flynn_http::wire_enum! {
+    /// How a deploy replaces old jobs with new ones.
+    #[derive(Default)]
+    pub enum Strategy("deploy strategy") {
+        /// Start every new job, then stop the old ones.
+        #[default]
+        AllAtOnce = "all-at-once",
+        /// Per process type: one new job up, then one old job down, until done.
+        OneByOne = "one-by-one",
     }
 }
 
@@ -140,13 +131,14 @@ pub struct AppUpdate {
     pub deploy_timeout: Option<u32>,
 }
 
-/// What an artifact is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ArtifactType {
-    /// A Docker/OCI image, by digest, that hosts pull with pinkerton.
-    #[default]
-    Image,
+flynn_http::wire_enum! {
+    /// What an artifact is.
+    #[derive(Default)]
+    pub enum ArtifactType("artifact type") {
+        /// A Docker/OCI image, by digest, that hosts pull with pinkerton.
+        #[default]
+        Image = "image",
+    }
 }
 
 /// An image a release runs.
@@ -204,15 +196,16 @@ pub struct HealthCheck {
     pub start_timeout: Option<u32>,
 }
 
-/// The kind of a [`HealthCheck`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckType {
-    /// A TCP connect to the port.
-    #[default]
-    Tcp,
-    /// An HTTP GET.
-    Http,
+flynn_http::wire_enum! {
+    /// The kind of a [`HealthCheck`].
+    #[derive(Default)]
+    pub enum CheckType("health check type") {
+        /// A TCP connect to the port.
+        #[default]
+        Tcp = "tcp",
+        /// An HTTP GET.
+        Http = "http",
+    }
 }
 
 /// A service a port registers in discoverd.

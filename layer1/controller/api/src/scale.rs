@@ -9,16 +9,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::ProcessTypeName;
 
-/// Where a scale request is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScaleRequestState {
-    /// The formation is set; not every job is up (or down) yet.
-    Pending,
-    /// A newer request of the app replaced it.
-    Cancelled,
-    /// The app's jobs match it.
-    Complete,
+flynn_http::wire_enum! {
+    /// Where a scale request is.
+    pub enum ScaleRequestState("scale request state") {
+        /// The formation is set; not every job is up (or down) yet.
+        Pending = "pending",
+        /// A newer request of the app replaced it.
+        Cancelled = "cancelled",
+        /// The app's jobs match it.
+        Complete = "complete",
+    }
 }
 
 /// A scale request.
