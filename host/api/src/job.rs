@@ -180,69 +180,27 @@ impl<'de> Deserialize<'de> for CreateJob {
     }
 }
 
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Being set up.
-    Starting,
-    /// Its process runs.
-    Running,
-    /// It ended; `exit` says how.
-    Exited,
-    /// It could not start, or its monitor died; `error` says why.
-    Failed,
-    /// A state a newer host reports that this build does not know (read from answers and
-    /// events only; a host never records it). Neither running nor ended: wait for the next.
-    Unknown,
-}
-
-impl<'de> Deserialize<'de> for JobState {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        flynn_http::json::variant(d, JobState::NAMES, JobState::Unknown)
+flynn_http::wire_enum! {
+    /// Where a job is in its life. `Unknown` is a state a newer host reports (read from
+    /// answers and events only; a host never records it): neither running nor ended, wait
+    /// for the next.
+    #[derive(Hash, PartialOrd, Ord)]
+    pub enum JobState("job state") {
+        /// Being set up.
+        Starting = "starting",
+        /// Its process runs.
+        Running = "running",
+        /// It ended; `exit` says how.
+        Exited = "exited",
+        /// It could not start, or its monitor died; `error` says why.
+        Failed = "failed",
     }
 }
 
 impl JobState {
-    /// The wire names of the states this build knows.
-    pub const NAMES: &'static [&'static str] = &["starting", "running", "exited", "failed"];
-
     /// True once the job has ended (exited or failed).
     pub fn is_final(self) -> bool {
         matches!(self, JobState::Exited | JobState::Failed)
-    }
-
-    /// The state's wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Starting => "starting",
-            JobState::Running => "running",
-            JobState::Exited => "exited",
-            JobState::Failed => "failed",
-            JobState::Unknown => "unknown",
-        }
-    }
-}
-
-impl std::fmt::Display for JobState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for JobState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "starting" => Ok(JobState::Starting),
-            "running" => Ok(JobState::Running),
-            "exited" => Ok(JobState::Exited),
-            "failed" => Ok(JobState::Failed),
-            _ => Err(format!(
-                "unknown job state {s:?}: use starting, running, exited or failed"
-            )),
-        }
     }
 }
 

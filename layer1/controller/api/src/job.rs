@@ -9,58 +9,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::Resources;
 
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Placed; its host is setting it up.
-    Starting,
-    /// Running.
-    Up,
-    /// Being stopped.
-    Stopping,
-    /// Ended (exited, failed to start, stopped, or its host was lost).
-    Down,
-    /// A state a newer controller reports that this build does not know (read from answers
-    /// and events only; refused in requests).
-    Unknown,
-}
-
-impl JobState {
-    /// The wire names of the states this build knows.
-    pub const NAMES: &'static [&'static str] = &["starting", "up", "stopping", "down"];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Starting => "starting",
-            JobState::Up => "up",
-            JobState::Stopping => "stopping",
-            JobState::Down => "down",
-            JobState::Unknown => "unknown",
-        }
-    }
-}
-
-impl std::str::FromStr for JobState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "starting" => Ok(JobState::Starting),
-            "up" => Ok(JobState::Up),
-            "stopping" => Ok(JobState::Stopping),
-            "down" => Ok(JobState::Down),
-            _ => Err(format!(
-                "unknown job state {s:?}: use starting, up, stopping or down"
-            )),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for JobState {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        flynn_http::json::variant(d, JobState::NAMES, JobState::Unknown)
+flynn_http::wire_enum! {
+    /// Where a job is in its life. `Unknown` is a state a newer controller reports.
+    #[derive(PartialOrd, Ord)]
+    pub enum JobState("job state") {
+        /// Placed; its host is setting it up.
+        Starting = "starting",
+        /// Running.
+        Up = "up",
+        /// Being stopped.
+        Stopping = "stopping",
+        /// Ended (exited, failed to start, stopped, or its host was lost).
+        Down = "down",
     }
 }
 
