@@ -156,6 +156,16 @@ fn a_job_that_ended_while_the_daemon_was_down_is_restarted() {
         j.restarts == 1 && j.state == JobState::Running
     });
     assert_ne!(svc.pid, Some(pid.as_raw()));
-    assert_eq!(log_lines(&h, &c, "svc"), ["up", "up"]);
+    // Running is before the restarted shell's `echo` reaches the log: wait for its line.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines = log_lines(&h, &c, "svc");
+        if lines.len() >= 2 {
+            assert_eq!(lines, ["up", "up"]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted job logged {lines:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     h.ok(&["rm", "-f", "svc"]);
 }
