@@ -164,7 +164,10 @@ fn a_job_that_ended_while_the_daemon_was_down_is_restarted() {
             assert_eq!(lines, ["up", "up"]);
             break;
         }
-        assert!(Instant::now() < deadline, "the restarted job logged {lines:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the restarted job logged {lines:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     h.ok(&["rm", "-f", "svc"]);
