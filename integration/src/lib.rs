@@ -42,13 +42,25 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago, and that this process was not given
+/// before.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .unwrap()
-        .port()
+    // The kernel may hand out a port it just handed out (the listener asking is dropped at
+    // once): a port already given here is asked again, so that one test's ports (a router's
+    // HTTP, HTTPS and API listeners, which bind shared) never coincide.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind 127.0.0.1:0")
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// 64 hex digits from the kernel's random source (a key or token).

@@ -37,6 +37,9 @@ pub enum SettingsError {
     /// The TCP range is not `START-END`.
     #[error("--tcp-range {0:?}: expected START-END with START <= END (e.g. 3000-3500)")]
     TcpRange(String),
+    /// Two listeners take the same port on overlapping addresses.
+    #[error("{0} and {1} take the same port: the router binds its ports shared (SO_REUSEPORT, so that a new release can start beside the old one), and the kernel would split connections between the two; give each its own port")]
+    SharedPort(String, String),
 }
 
 /// The platform's HTTP and TCP router.
@@ -230,9 +233,17 @@ impl Args {
             Some(p) => Some(read(p)?.into()),
             None => None,
         };
+        let (http, https) = (listeners(&self.http)?, listeners(&self.https)?);
+        let named: Vec<(String, SocketAddr)> = http
+            .iter()
+            .map(|a| (format!("--http {a}"), *a))
+            .chain(https.iter().map(|a| (format!("--https {a}"), *a)))
+            .chain([(format!("--api {}", self.api), self.api)])
+            .collect();
+        distinct(&named)?;
         Ok(Settings {
-            http: listeners(&self.http)?,
-            https: listeners(&self.https)?,
+            http,
+            https,
             api: self.api,
             tcp_ip: self.tcp_ip,
             tcp_range,
@@ -253,5 +264,78 @@ impl Args {
             access_log: self.access_log,
             ready_timeout: self.ready_timeout,
         })
+    }
+}
+
+/// Refuses two listeners on one port whose addresses overlap (equal, or either unspecified).
+fn distinct(listeners: &[(String, SocketAddr)]) -> Result<(), SettingsError> {
+    for (i, (a_name, a)) in listeners.iter().enumerate() {
+        for (b_name, b) in &listeners[i + 1..] {
+            let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+            if a.port() == b.port() && overlap {
+                return Err(SettingsError::SharedPort(a_name.clone(), b_name.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(args: &[&str]) -> Result<Settings, SettingsError> {
+        let mut argv = vec![
+            "flynn-router",
+            "--routes-file",
+            "/dev/null",
+            "--cookie-key",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ];
+        argv.extend_from_slice(args);
+        Args::parse_from(argv).settings()
+    }
+
+    #[test]
+    fn listeners_on_one_port_are_refused_unless_their_addresses_differ() {
+        let e = settings(&[
+            "--http",
+            "127.0.0.1:8080",
+            "--https",
+            "127.0.0.1:8080",
+            "--api",
+            "127.0.0.1:9",
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(&e, SettingsError::SharedPort(a, b)
+            if a == "--http 127.0.0.1:8080" && b == "--https 127.0.0.1:8080"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("give each its own port"), "{e}");
+        let e = settings(&[
+            "--http",
+            "0.0.0.0:8080",
+            "--https",
+            "127.0.0.1:8443",
+            "--api",
+            "127.0.0.2:8080",
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(&e, SettingsError::SharedPort(a, b)
+            if a == "--http 0.0.0.0:8080" && b == "--api 127.0.0.2:8080"),
+            "{e}"
+        );
+        settings(&[
+            "--http",
+            "127.0.0.1:8080,127.0.0.2:8080",
+            "--https",
+            "127.0.0.1:8443",
+            "--api",
+            "127.0.0.1:9",
+        ])
+        .unwrap();
     }
 }
