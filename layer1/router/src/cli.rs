@@ -268,9 +268,13 @@ impl Args {
 }
 
 /// Refuses two listeners on one port whose addresses overlap (equal, or either unspecified).
+/// Port 0 (any free port) takes a port of its own.
 fn distinct(listeners: &[(String, SocketAddr)]) -> Result<(), SettingsError> {
     for (i, (a_name, a)) in listeners.iter().enumerate() {
         for (b_name, b) in &listeners[i + 1..] {
+            if a.port() == 0 {
+                break;
+            }
             let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
             if a.port() == b.port() && overlap {
                 return Err(SettingsError::SharedPort(a_name.clone(), b_name.clone()));
@@ -328,6 +332,7 @@ mod tests {
             if a == "--http 0.0.0.0:8080" && b == "--api 127.0.0.2:8080"),
             "{e}"
         );
+        settings(&["--http", "0.0.0.0:0", "--https", "", "--api", "0.0.0.0:0"]).unwrap();
         settings(&[
             "--http",
             "127.0.0.1:8080,127.0.0.2:8080",
