@@ -270,11 +270,10 @@ impl Args {
 /// Refuses two listeners on one port whose addresses overlap (equal, or either unspecified).
 /// Port 0 (any free port) takes a port of its own.
 fn distinct(listeners: &[(String, SocketAddr)]) -> Result<(), SettingsError> {
-    for (i, (a_name, a)) in listeners.iter().enumerate() {
-        for (b_name, b) in &listeners[i + 1..] {
-            if a.port() == 0 {
-                break;
-            }
+    let fixed: Vec<&(String, SocketAddr)> =
+        listeners.iter().filter(|(_, a)| a.port() != 0).collect();
+    for (i, (a_name, a)) in fixed.iter().enumerate() {
+        for (b_name, b) in &fixed[i + 1..] {
             let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
             if a.port() == b.port() && overlap {
                 return Err(SettingsError::SharedPort(a_name.clone(), b_name.clone()));
