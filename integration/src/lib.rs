@@ -12,6 +12,7 @@ pub mod controller;
 pub mod discoverd;
 pub mod etcd;
 pub mod git;
+pub mod grpc_cut;
 pub mod harness;
 pub mod host;
 pub mod image;

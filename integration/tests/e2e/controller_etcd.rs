@@ -1,12 +1,18 @@
 //! Two controllers on one real 3-member etcd cluster serve the same state: names stay unique
 //! across both (even when both create the same one at once), event ids come from etcd in commit
 //! order with no gap or repeat whichever controller wrote, and each one's event stream carries
-//! the other's commits.
+//! the other's commits. A connection that breaks under a request costs the store a retry,
+//! never a commit applied twice or reported failed when it was applied.
 
+use std::time::Duration;
+
+use controller::etcd::Etcd;
+use controller::store::{Check, Committed, NewEvent, Store, Txn};
 use controller_api::client::{ErrorCode, EventQuery};
-use controller_api::NewApp;
+use controller_api::{NewApp, ObjectType};
 use integration::controller::ControllerProcess;
 use integration::etcd::EtcdCluster;
+use integration::grpc_cut::{Cut, GrpcCut};
 
 fn named(name: &str) -> NewApp {
     NewApp {
@@ -81,5 +87,75 @@ fn two_controllers_share_state_through_etcd() {
         for want in 3..=ids.len() as u64 {
             assert_eq!(stream_b.next().await.unwrap().unwrap().id, want);
         }
+    });
+}
+
+/// A commit that creates `key` (refused once it exists) with one event.
+fn create(key: &str) -> Txn {
+    Txn {
+        checks: vec![Check::Absent(key.into())],
+        puts: vec![(key.into(), b"1".to_vec())],
+        deletes: vec![],
+        events: vec![NewEvent {
+            app: None,
+            object_type: ObjectType::App,
+            object_id: key.into(),
+            data: serde_json::json!({ "key": key }),
+        }],
+    }
+}
+
+#[test]
+fn connections_broken_under_requests_cost_a_retry_not_a_commit() {
+    let etcd = EtcdCluster::start(1);
+    let target = etcd.endpoints()[0]
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cut = GrpcCut::start(target).await;
+        let client = flynn_etcd::connect(&[cut.endpoint()], Duration::from_secs(5))
+            .await
+            .unwrap();
+        let store = Etcd::from_client(client, "/test/cut");
+        let done = |r: Committed| match r {
+            Committed::Done(events) => events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            Committed::Conflict => panic!("a conflict, with nothing else writing"),
+        };
+
+        // The commit never reached etcd: sent again, applied once.
+        cut.arm(Cut::Request(b"kv/lost-request".to_vec()));
+        let r = store.commit(create("lost-request")).await.unwrap();
+        assert_eq!(cut.cuts(), 1, "the commit's connection was broken");
+        assert_eq!(done(r), [1]);
+
+        // etcd applied it and the answer was lost: reported done, not sent again (its check
+        // would then fail and the caller would be told the key already existed).
+        cut.arm(Cut::Answer(b"kv/lost-answer".to_vec()));
+        let r = store.commit(create("lost-answer")).await.unwrap();
+        assert_eq!(cut.cuts(), 2, "the commit's answer was dropped");
+        assert_eq!(done(r), [2]);
+
+        // A read whose answer was lost is read again.
+        cut.arm(Cut::Answer(b"kv/lost-answer".to_vec()));
+        let got = store.get("lost-answer").await.unwrap().expect("the key");
+        assert_eq!(cut.cuts(), 3, "the read's answer was dropped");
+        assert_eq!(got.value, b"1");
+
+        // Each commit applied once: two events, the counter at 2, a second create refused.
+        let ids: Vec<u64> = store
+            .events(0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(store.last_event().await.unwrap(), 2);
+        assert_eq!(
+            store.commit(create("lost-answer")).await.unwrap(),
+            Committed::Conflict
+        );
     });
 }

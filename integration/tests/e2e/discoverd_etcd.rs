@@ -1,11 +1,15 @@
 //! discoverd on a real 3-member etcd cluster: two discoverd instances share registrations,
-//! etcd leases expire them, and killing the etcd leader loses nothing.
+//! etcd leases expire them, and killing the etcd leader loses nothing. A connection that
+//! breaks under a metadata write costs a retry, not a write reported refused that was applied.
 
 use std::time::{Duration, Instant};
 
+use discoverd::etcd::Etcd;
+use discoverd::store::{Store, StoreError};
 use discoverd::EventKind;
 use integration::discoverd::{reg, Discoverd};
 use integration::etcd::EtcdCluster;
+use integration::grpc_cut::{Cut, GrpcCut};
 
 async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -121,5 +125,51 @@ fn two_discoverds_share_state_through_etcd_and_survive_its_leader() {
             (l.len() == 3).then_some(())
         })
         .await;
+    });
+}
+
+#[test]
+fn metadata_writes_survive_connections_broken_under_them() {
+    let etcd = EtcdCluster::start(1);
+    let target = etcd.endpoints()[0]
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cut = GrpcCut::start(target).await;
+        let client = flynn_etcd::connect(&[cut.endpoint()], Duration::from_secs(5))
+            .await
+            .unwrap();
+        let store = Etcd::from_client(client, "/test/cut");
+        let data = |v: u32| serde_json::json!({ "leader": v });
+
+        // The first write (only if none yet) never reached etcd: sent again, applied.
+        cut.arm(Cut::Request(b"meta/web".to_vec()));
+        let first = store.set_meta("web", data(1), Some(0)).await.unwrap();
+        assert_eq!(cut.cuts(), 1, "the write's connection was broken");
+        assert_eq!(first.data, data(1));
+
+        // Applied and its answer lost: reported done, not refused as a conflict with itself.
+        cut.arm(Cut::Answer(b"meta/web".to_vec()));
+        let second = store
+            .set_meta("web", data(2), Some(first.index))
+            .await
+            .unwrap();
+        assert_eq!(cut.cuts(), 2, "the write's answer was dropped");
+        assert_eq!(second.data, data(2));
+        assert!(second.index > first.index);
+
+        // Applied once: a write expecting the first version is refused, one expecting the
+        // second is not.
+        let e = store
+            .set_meta("web", data(3), Some(first.index))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Conflict { .. }), "{e}");
+        store
+            .set_meta("web", data(3), Some(second.index))
+            .await
+            .unwrap();
     });
 }

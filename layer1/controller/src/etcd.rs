@@ -2,6 +2,10 @@
 //! event `N` is `ROOT/events/N` (zero-padded) and `ROOT/seq` holds the last event id. Every
 //! commit is one etcd transaction that also compares `seq`'s revision, so event ids are
 //! given out by etcd in commit order even with several controllers writing at once.
+//!
+//! A request whose connection broke under it ([`flynn_etcd::unreached`]) is sent again: reads
+//! as they are; a commit once it is known not to have been applied (`seq` still at the
+//! revision it compared), or reported done when it was (its first event is in place).
 
 use std::time::Duration;
 
@@ -55,10 +59,15 @@ impl Etcd {
         let client = flynn_etcd::connect_following(endpoints, members, Duration::from_secs(5))
             .await
             .map_err(err)?;
-        Ok(Self {
+        Ok(Self::from_client(client, prefix))
+    }
+
+    /// The store on a client already connected, keeping keys under `prefix`.
+    pub fn from_client(client: etcd_client::Client, prefix: &str) -> Self {
+        Self {
             client,
             root: format!("{}/", prefix.trim_end_matches('/')),
-        })
+        }
     }
 
     fn kv(&self, key: &str) -> String {
@@ -75,8 +84,7 @@ impl Etcd {
 
     /// The last event id and the counter's revision (0: no event yet).
     async fn seq(&self) -> Result<(u64, i64), StoreError> {
-        let mut c = self.client.clone();
-        let got = c.get(self.seq_key(), None).await.map_err(err)?;
+        let got = self.get_raw(&self.seq_key(), None).await?;
         Ok(match got.kvs().first() {
             Some(kv) => (
                 std::str::from_utf8(kv.value())
@@ -91,12 +99,91 @@ impl Etcd {
             None => (0, 0),
         })
     }
+
+    /// A read, sent again while it reaches no member ([`flynn_etcd::retry`]).
+    async fn get_raw(
+        &self,
+        key: &str,
+        opts: Option<GetOptions>,
+    ) -> Result<etcd_client::GetResponse, StoreError> {
+        flynn_etcd::retry(|| {
+            let mut c = self.client.clone();
+            let opts = opts.clone();
+            async move { c.get(key, opts).await }
+        })
+        .await
+        .map_err(err)
+    }
+
+    /// Sends `t`, a commit compared against `seq` at revision `seq_rev` that, unless it is
+    /// empty, also writes `seq`. While the request reaches no member, finds out whether it
+    /// was applied before sending it again: `seq` unmoved means it was not; `seq` moved and
+    /// event `first`'s stored bytes equal to what `t` writes there means it was; `seq` moved
+    /// by another commit means it never can be ([`Sent::Superseded`]). A commit that writes
+    /// no event and may have been applied is reported as the error it met.
+    async fn send(
+        &self,
+        t: &EtcdTxn,
+        seq_rev: i64,
+        empty: bool,
+        first: Option<(u64, &[u8])>,
+    ) -> Result<Sent, StoreError> {
+        let mut pause = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            let mut c = self.client.clone();
+            let e = match c.txn(t.clone()).await {
+                // Sent again and refused: the first one may have been applied late (it had
+                // reached a member before its connection broke).
+                Ok(resp) if tries > 0 && !resp.succeeded() => {
+                    return Ok(match first {
+                        Some(first) if self.holds(first).await? => Sent::Applied,
+                        _ => Sent::Answered(resp),
+                    })
+                }
+                Ok(resp) => return Ok(Sent::Answered(resp)),
+                Err(e) if tries < flynn_etcd::RETRIES && flynn_etcd::unreached(&e) => e,
+                Err(e) => return Err(err(e)),
+            };
+            tries += 1;
+            tracing::debug!(error = %e, "etcd commit reached no member; checking whether it was applied");
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            if empty || self.seq().await?.1 == seq_rev {
+                continue;
+            }
+            let Some(first) = first else {
+                return Err(err(e));
+            };
+            return Ok(if self.holds(first).await? {
+                Sent::Applied
+            } else {
+                Sent::Superseded
+            });
+        }
+    }
+
+    /// Whether event `id` is stored as exactly `bytes` (which hold its time to the
+    /// nanosecond and its data: no other commit writes the same).
+    async fn holds(&self, (id, bytes): (u64, &[u8])) -> Result<bool, StoreError> {
+        let got = self.get_raw(&self.event_key(id), None).await?;
+        Ok(got.kvs().first().is_some_and(|kv| kv.value() == bytes))
+    }
+}
+
+/// What became of a commit sent by [`Etcd::send`].
+enum Sent {
+    /// etcd answered.
+    Answered(etcd_client::TxnResponse),
+    /// The connection broke under it, and it had been applied.
+    Applied,
+    /// The connection broke under it, and another commit took its place first.
+    Superseded,
 }
 
 impl Store for Etcd {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        let mut c = self.client.clone();
-        let got = c.get(self.kv(key), None).await.map_err(err)?;
+        let got = self.get_raw(&self.kv(key), None).await?;
         Ok(got.kvs().first().map(|kv| Versioned {
             value: kv.value().to_vec(),
             version: kv.mod_revision() as u64,
@@ -104,11 +191,10 @@ impl Store for Etcd {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
-        let mut c = self.client.clone();
         let opts = GetOptions::new()
             .with_prefix()
             .with_sort(SortTarget::Key, SortOrder::Ascend);
-        let got = c.get(self.kv(prefix), Some(opts)).await.map_err(err)?;
+        let got = self.get_raw(&self.kv(prefix), Some(opts)).await?;
         let strip = self.kv("");
         Ok(got
             .kvs()
@@ -126,7 +212,6 @@ impl Store for Etcd {
     }
 
     async fn commit(&self, txn: Txn) -> Result<Committed, StoreError> {
-        let mut c = self.client.clone();
         for _ in 0..MAX_SEQ_RETRIES {
             let (seq, seq_rev) = self.seq().await?;
             let seq_key = self.seq_key();
@@ -150,8 +235,10 @@ impl Store for Etcd {
             for k in &txn.deletes {
                 ops.push(TxnOp::delete(self.kv(k), None));
             }
+            let empty = ops.is_empty() && txn.events.is_empty();
             let now = Timestamp::now();
             let mut events = Vec::new();
+            let mut first = None;
             let mut next = seq;
             for e in &txn.events {
                 next += 1;
@@ -164,17 +251,25 @@ impl Store for Etcd {
                     created_at: now,
                 };
                 let json = serde_json::to_vec(&event).expect("events serialise");
+                first.get_or_insert_with(|| (next, json.clone()));
                 ops.push(TxnOp::put(self.event_key(next), json, None));
                 events.push(event);
             }
-            if next != seq {
+            // Written by every commit that changes anything (also when its value stays), so
+            // that `seq` unmoved means nothing was applied.
+            if !empty {
                 ops.push(TxnOp::put(seq_key.as_str(), next.to_string(), None));
             }
             let t = EtcdTxn::new()
                 .when(when)
                 .and_then(ops)
                 .or_else(vec![TxnOp::get(seq_key.as_str(), None)]);
-            let resp = c.txn(t).await.map_err(err)?;
+            let first = first.as_ref().map(|(id, json)| (*id, json.as_slice()));
+            let resp = match self.send(&t, seq_rev, empty, first).await? {
+                Sent::Answered(resp) => resp,
+                Sent::Applied => return Ok(Committed::Done(events)),
+                Sent::Superseded => continue,
+            };
             if resp.succeeded() {
                 return Ok(Committed::Done(events));
             }
@@ -190,14 +285,13 @@ impl Store for Etcd {
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let mut c = self.client.clone();
         let start = self.event_key(after.saturating_add(1));
         let end = format!("{}events0", self.root);
         let opts = GetOptions::new()
             .with_range(end)
             .with_limit(limit as i64)
             .with_sort(SortTarget::Key, SortOrder::Ascend);
-        let got = c.get(start, Some(opts)).await.map_err(err)?;
+        let got = self.get_raw(&start, Some(opts)).await?;
         got.kvs()
             .iter()
             .map(|kv| decode_event(kv.key(), kv.value()))
@@ -205,8 +299,7 @@ impl Store for Etcd {
     }
 
     async fn event(&self, id: u64) -> Result<Option<Event>, StoreError> {
-        let mut c = self.client.clone();
-        let got = c.get(self.event_key(id), None).await.map_err(err)?;
+        let got = self.get_raw(&self.event_key(id), None).await?;
         got.kvs()
             .first()
             .map(|kv| decode_event(kv.key(), kv.value()))
@@ -218,10 +311,9 @@ impl Store for Etcd {
     }
 
     async fn subscribe(&self) -> Result<mpsc::Receiver<Event>, StoreError> {
-        let mut c = self.client.clone();
         // The revision now: the watch starts right after it, so nothing committed after this
         // call is missed, and nothing before it is sent twice.
-        let got = c.get(self.seq_key(), None).await.map_err(err)?;
+        let got = self.get_raw(&self.seq_key(), None).await?;
         let mut revision = got.header().map_or(0, |h| h.revision());
         let (tx, rx) = mpsc::channel(4096);
         let this = self.clone();

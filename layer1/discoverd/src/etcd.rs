@@ -48,13 +48,18 @@ impl Etcd {
         let client = flynn_etcd::connect_following(endpoints, members, Duration::from_secs(5))
             .await
             .map_err(err)?;
+        Ok(Self::from_client(client, prefix))
+    }
+
+    /// The store on a client already connected, keeping keys under `prefix`.
+    pub fn from_client(client: etcd_client::Client, prefix: &str) -> Self {
         let root = format!("{}/", prefix.trim_end_matches('/'));
-        Ok(Self {
+        Self {
             client,
             prefix: format!("{root}instances/"),
             meta_prefix: format!("{root}meta/"),
             root,
-        })
+        }
     }
 
     fn key(&self, service: &str, id: &str) -> String {
@@ -161,11 +166,43 @@ impl Store for Etcd {
         let txn = Txn::new()
             .when(when)
             .and_then(vec![
-                TxnOp::put(key.as_str(), value, None),
+                TxnOp::put(key.as_str(), value.clone(), None),
                 TxnOp::get(key.as_str(), None),
             ])
             .or_else(vec![TxnOp::get(key.as_str(), None)]);
-        let resp = c.txn(txn).await.map_err(err)?;
+        // Sent again while it reaches no member; a conditional one only once its value is
+        // found not to be in place already (then the first one was applied).
+        let mut pause = Duration::from_millis(100);
+        let mut tries = 0;
+        let resp = loop {
+            let e = match c.txn(txn.clone()).await {
+                Ok(resp) => break resp,
+                Err(e) if tries < flynn_etcd::RETRIES && flynn_etcd::unreached(&e) => e,
+                Err(e) => return Err(err(e)),
+            };
+            tries += 1;
+            tracing::debug!(error = %e, "etcd metadata write reached no member; trying again");
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            if expected.is_some() {
+                let got = flynn_etcd::retry(|| {
+                    let mut c = self.client.clone();
+                    let key = key.clone();
+                    async move { c.get(key, None).await }
+                })
+                .await
+                .map_err(err)?;
+                if let Some(kv) = got
+                    .kvs()
+                    .first()
+                    .filter(|kv| kv.value() == value.as_slice())
+                {
+                    return self
+                        .decode_meta(kv)
+                        .ok_or_else(|| StoreError::Vanished(key.to_string()));
+                }
+            }
+        };
         let kv = resp.op_responses().into_iter().find_map(|r| match r {
             TxnOpResponse::Get(g) => g.kvs().first().cloned(),
             _ => None,
@@ -182,11 +219,15 @@ impl Store for Etcd {
     }
 
     async fn watch(&self) -> Result<(Snapshot, mpsc::UnboundedReceiver<Change>), StoreError> {
-        let mut c = self.client.clone();
-        let got = c
-            .get(self.root.as_str(), Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(err)?;
+        let got = flynn_etcd::retry(|| {
+            let mut c = self.client.clone();
+            async move {
+                c.get(self.root.as_str(), Some(GetOptions::new().with_prefix()))
+                    .await
+            }
+        })
+        .await
+        .map_err(err)?;
         let current = Snapshot {
             instances: got
                 .kvs()
