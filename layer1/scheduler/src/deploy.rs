@@ -223,10 +223,7 @@ async fn steps(
 /// The service name of a process type's first port that names one.
 fn service_of(r: &Release, kind: &str) -> Option<String> {
     let p = r.processes.iter().find(|(k, _)| k.as_str() == kind)?.1;
-    p.ports
-        .iter()
-        .find_map(|port| port.service.as_ref().map(|s| s.name.to_string()))
-        .or_else(|| p.service.as_ref().map(|s| s.to_string()))
+    crate::spec::service(p)
 }
 
 /// Whether `kind` runs on every host.

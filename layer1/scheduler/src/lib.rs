@@ -16,6 +16,7 @@ pub mod hosts;
 pub mod http;
 pub mod leader;
 pub mod plan;
+pub mod registrations;
 pub mod report;
 pub mod routers;
 pub mod scheduler;
@@ -55,6 +56,7 @@ pub fn start(config: Config) -> Arc<Mutex<scheduler::Status>> {
         config.host_token.clone(),
         tx.clone(),
     ));
+    tokio::spawn(registrations::follow(config.discoverd.clone(), tx.clone()));
     tokio::spawn(leader::run(
         config.discoverd.clone(),
         config.id.clone(),

@@ -20,3 +20,12 @@ pub fn key_of(labels: &BTreeMap<String, String>) -> Option<(Key, u32)> {
         .unwrap_or(0);
     Some((key, restarts))
 }
+
+/// The discoverd service jobs of `p` register under: its first port's service (registered
+/// by the host), else the one the process registers itself.
+pub fn service(p: &controller_api::ProcessType) -> Option<String> {
+    p.ports
+        .iter()
+        .find_map(|port| port.service.as_ref().map(|s| s.name.to_string()))
+        .or_else(|| p.service.as_ref().map(|s| s.to_string()))
+}

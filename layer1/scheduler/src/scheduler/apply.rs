@@ -128,6 +128,14 @@ impl Scheduler {
                 }
             }
             Input::Tick => {}
+            Input::Registrations(all) => self.registered = all,
+            Input::Registration { service, id, up } => {
+                if up {
+                    self.registered.insert((service, id));
+                } else {
+                    self.registered.remove(&(service, id));
+                }
+            }
         }
     }
 }

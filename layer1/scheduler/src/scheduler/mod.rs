@@ -78,6 +78,17 @@ pub enum Input {
     },
     /// A waiting crash may be ready.
     Tick,
+    /// Every registration in discoverd, as `(service, instance id)` (replaces all).
+    Registrations(BTreeSet<(String, String)>),
+    /// An instance registered (`up`) or left.
+    Registration {
+        /// Its service.
+        service: String,
+        /// Its id (a job's id when its host or the job registered it).
+        id: String,
+        /// Registered, or gone.
+        up: bool,
+    },
 }
 
 struct HostState {
@@ -140,6 +151,8 @@ pub struct Scheduler {
     reported: BTreeMap<JobId, (String, PutJob)>,
     /// Creations that failed, to report as down.
     failed: Vec<(JobId, Key, String, u32, String)>,
+    /// discoverd's registrations, `(service, instance id)`.
+    registered: BTreeSet<(String, String)>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -180,6 +193,7 @@ impl Scheduler {
             leading,
             reported: BTreeMap::new(),
             failed: Vec::new(),
+            registered: BTreeSet::new(),
         }
     }
 
@@ -205,6 +219,14 @@ impl Scheduler {
             ready_at: Instant::now() + delay,
         });
         list.sort_by_key(|c| c.ready_at);
+    }
+
+    /// The discoverd service `key`'s jobs register under, if its release is known here.
+    fn service(&self, key: &Key) -> Option<String> {
+        let a = self
+            .formations
+            .get(&(key.app.clone(), key.release.clone()))?;
+        spec::service(a.release.processes.get(key.kind.as_str())?)
     }
 
     fn wants(&self) -> BTreeMap<Key, Want> {
@@ -298,18 +320,28 @@ impl Scheduler {
         let mut jobs = Vec::new();
         for (host, h) in &self.hosts {
             for j in h.jobs.values() {
-                let phase = match j.state {
-                    // A state a newer host added holds its slot until a known one
-                    // follows: counted as starting, not replaced, not taken as up.
-                    JobState::Starting | JobState::Unknown => Phase::Starting,
-                    JobState::Running => Phase::Running,
-                    JobState::Exited | JobState::Failed => continue,
-                };
                 if self.stopping.contains(&j.id) {
                     continue;
                 }
                 let Some((key, _)) = spec::key_of(&j.config.metadata) else {
                     continue;
+                };
+                let phase = match j.state {
+                    // A state a newer host added holds its slot until a known one
+                    // follows: counted as starting, not replaced, not taken as up.
+                    JobState::Starting | JobState::Unknown => Phase::Starting,
+                    // Running, it serves once registered under its type's service.
+                    JobState::Running => {
+                        let serves = self
+                            .service(&key)
+                            .is_none_or(|s| self.registered.contains(&(s, j.id.to_string())));
+                        if serves {
+                            Phase::Running
+                        } else {
+                            Phase::Starting
+                        }
+                    }
+                    JobState::Exited | JobState::Failed => continue,
                 };
                 let memory = wants.get(&key).map(|w| w.memory).unwrap_or(0);
                 jobs.push(JobView {

@@ -86,6 +86,32 @@ fn event(j: Job, deleted: bool) -> Input {
     }
 }
 
+fn host_status(id: &str) -> HostStatus {
+    HostStatus {
+        id: id.into(),
+        tags: BTreeMap::new(),
+        version: "test".into(),
+        uptime: 1,
+        cpus: 2,
+        load: [0.0; 3],
+        memory: Capacity {
+            total: 8 << 30,
+            available: 8 << 30,
+        },
+        disk: Capacity {
+            total: 8 << 30,
+            available: 8 << 30,
+        },
+        jobs: BTreeMap::new(),
+        gateway: "100.100.0.1".parse().expect("an address"),
+        draining: false,
+        pid: 1,
+        started: host_api::Timestamp::now(),
+        discoverd: None,
+        api: None,
+    }
+}
+
 /// A leading scheduler with one host running `running` web jobs (and the receiver its
 /// request tasks report to, kept so their sends do not fail).
 fn leading(running: usize) -> (Scheduler, Vec<JobId>, mpsc::Receiver<Input>) {
@@ -103,29 +129,7 @@ fn leading(running: usize) -> (Scheduler, Vec<JobId>, mpsc::Receiver<Input>) {
     s.apply(Input::HostUp(Box::new(HostUp {
         id: HOST.into(),
         client: HostClient::new(nowhere(), None),
-        status: HostStatus {
-            id: HOST.into(),
-            tags: BTreeMap::new(),
-            version: "test".into(),
-            uptime: 1,
-            cpus: 2,
-            load: [0.0; 3],
-            memory: Capacity {
-                total: 8 << 30,
-                available: 8 << 30,
-            },
-            disk: Capacity {
-                total: 8 << 30,
-                available: 8 << 30,
-            },
-            jobs: BTreeMap::new(),
-            gateway: "100.100.0.1".parse().expect("an address"),
-            draining: false,
-            pid: 1,
-            started: host_api::Timestamp::now(),
-            discoverd: None,
-            api: None,
-        },
+        status: host_status(HOST),
         jobs: ids.iter().map(|id| job(id, JobState::Running)).collect(),
     })));
     (s, ids, rx)
@@ -209,4 +213,100 @@ async fn a_job_in_a_state_a_newer_host_added_holds_its_slot() {
     s.apply(event(job(&running[0], JobState::Exited), false));
     s.reconcile();
     assert_eq!(s.creating.len(), 1);
+}
+
+/// A release whose web jobs register under `hello-web` through their port.
+fn serving_release() -> Release {
+    let mut r = release();
+    r.processes = serde_json::from_value(serde_json::json!({
+        "web": {
+            "args": ["web"],
+            "ports": [{"port": 8080, "proto": "tcp", "service": {"name": "hello-web", "create": true}}]
+        }
+    }))
+    .expect("processes");
+    r
+}
+
+fn host_up(id: &str, draining: bool, jobs: Vec<Job>) -> Input {
+    let mut status = host_status(id);
+    status.draining = draining;
+    Input::HostUp(Box::new(HostUp {
+        id: id.into(),
+        client: HostClient::new(nowhere(), None),
+        status,
+        jobs,
+    }))
+}
+
+#[tokio::test]
+async fn a_draining_hosts_job_stops_only_once_its_replacement_is_registered() {
+    let (tx, _rx) = mpsc::channel(64);
+    let (reports, _) = mpsc::unbounded_channel();
+    let mut s = Scheduler::new(
+        tx,
+        Arc::new(Mutex::new(Status::default())),
+        reports,
+        discoverd_api::client::Client::new(nowhere()),
+        tokio::sync::watch::channel(false).0,
+    );
+    let release = serving_release();
+    let old = spec::job_id("h1");
+    let mut old_job = job(&old, JobState::Running);
+    old_job.config = spec::create_job(
+        spec::Process {
+            app_name: "hello",
+            release: &release,
+            image: "registry.test/hello@sha256:00",
+            kind: "web",
+            process: &release.processes["web"],
+        },
+        &old,
+        0,
+    );
+    s.apply(Input::Leader(true));
+    s.apply(host_up("h1", true, vec![old_job.clone()]));
+    s.apply(host_up("h2", false, vec![]));
+    s.apply(Input::Registrations(
+        [("hello-web".to_string(), old.to_string())].into(),
+    ));
+    s.apply(Input::Formation(Box::new(Active {
+        app: "a1".into(),
+        app_name: "hello".into(),
+        release: release.clone(),
+        image: "registry.test/hello@sha256:00".into(),
+        processes: BTreeMap::from([("web".to_string(), 1)]),
+        tags: BTreeMap::new(),
+        updated_at: Timestamp::from_unix_seconds(1),
+    })));
+    s.reconcile();
+    // A replacement starts on h2; the old job keeps serving.
+    let new: Vec<JobId> = s.creating.keys().cloned().collect();
+    assert_eq!(new.len(), 1);
+    assert_eq!(s.creating[&new[0]].host, "h2");
+    assert!(s.stopping.is_empty());
+
+    // Running on h2, but not registered yet (its health check has not passed): the old
+    // job still serves.
+    let mut new_job = old_job.clone();
+    new_job.id = new[0].clone();
+    s.apply(Input::HostJob {
+        host: "h2".into(),
+        job: Box::new(new_job),
+        deleted: false,
+    });
+    s.reconcile();
+    assert!(
+        s.stopping.is_empty(),
+        "the draining host's job was stopped before its replacement served"
+    );
+
+    // Registered: now the old one stops.
+    s.apply(Input::Registration {
+        service: "hello-web".into(),
+        id: new[0].to_string(),
+        up: true,
+    });
+    s.reconcile();
+    assert_eq!(s.stopping.iter().collect::<Vec<_>>(), vec![&old]);
 }
