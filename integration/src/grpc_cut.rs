@@ -60,6 +60,17 @@ impl GrpcCut {
         Self { addr, shared }
     }
 
+    /// A proxy in front of the etcd member at `endpoint` (`http://HOST:PORT`) and a client
+    /// connected through it alone (it never follows the members, so every request passes).
+    pub async fn etcd(endpoint: &str) -> (Self, flynn_etcd::Client) {
+        let target = endpoint.trim_start_matches("http://").parse().unwrap();
+        let cut = Self::start(target).await;
+        let client = flynn_etcd::connect(&[cut.endpoint()], std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        (cut, client)
+    }
+
     /// The proxy's endpoint (`http://127.0.0.1:PORT`).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)

@@ -4,8 +4,6 @@
 //! the other's commits. A connection that breaks under a request costs the store a retry,
 //! never a commit applied twice or reported failed when it was applied.
 
-use std::time::Duration;
-
 use controller::etcd::Etcd;
 use controller::store::{Check, Committed, NewEvent, Store, Txn};
 use controller_api::client::{ErrorCode, EventQuery};
@@ -108,16 +106,9 @@ fn create(key: &str) -> Txn {
 #[test]
 fn connections_broken_under_requests_cost_a_retry_not_a_commit() {
     let etcd = EtcdCluster::start(1);
-    let target = etcd.endpoints()[0]
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let cut = GrpcCut::start(target).await;
-        let client = flynn_etcd::connect(&[cut.endpoint()], Duration::from_secs(5))
-            .await
-            .unwrap();
+        let (cut, client) = GrpcCut::etcd(&etcd.endpoints()[0]).await;
         let store = Etcd::from_client(client, "/test/cut");
         let done = |r: Committed| match r {
             Committed::Done(events) => events.iter().map(|e| e.id).collect::<Vec<_>>(),

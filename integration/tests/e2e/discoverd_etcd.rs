@@ -131,16 +131,9 @@ fn two_discoverds_share_state_through_etcd_and_survive_its_leader() {
 #[test]
 fn metadata_writes_survive_connections_broken_under_them() {
     let etcd = EtcdCluster::start(1);
-    let target = etcd.endpoints()[0]
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let cut = GrpcCut::start(target).await;
-        let client = flynn_etcd::connect(&[cut.endpoint()], Duration::from_secs(5))
-            .await
-            .unwrap();
+        let (cut, client) = GrpcCut::etcd(&etcd.endpoints()[0]).await;
         let store = Etcd::from_client(client, "/test/cut");
         let data = |v: u32| serde_json::json!({ "leader": v });
 

@@ -112,18 +112,25 @@ fn host_status(id: &str) -> HostStatus {
     }
 }
 
-/// A leading scheduler with one host running `running` web jobs (and the receiver its
-/// request tasks report to, kept so their sends do not fail).
-fn leading(running: usize) -> (Scheduler, Vec<JobId>, mpsc::Receiver<Input>) {
+/// A scheduler that follows nothing (and the receiver its request tasks report to, kept so
+/// their sends do not fail).
+fn scheduler() -> (Scheduler, mpsc::Receiver<Input>) {
     let (tx, rx) = mpsc::channel(64);
     let (reports, _) = mpsc::unbounded_channel();
-    let mut s = Scheduler::new(
+    let s = Scheduler::new(
         tx,
         Arc::new(Mutex::new(Status::default())),
         reports,
         discoverd_api::client::Client::new(nowhere()),
         tokio::sync::watch::channel(false).0,
     );
+    (s, rx)
+}
+
+/// A leading scheduler with one host running `running` web jobs (and the receiver its
+/// request tasks report to, kept so their sends do not fail).
+fn leading(running: usize) -> (Scheduler, Vec<JobId>, mpsc::Receiver<Input>) {
+    let (mut s, rx) = scheduler();
     let ids: Vec<JobId> = (0..running).map(|_| spec::job_id(HOST)).collect();
     s.apply(Input::Leader(true));
     s.apply(Input::HostUp(Box::new(HostUp {
@@ -241,15 +248,7 @@ fn host_up(id: &str, draining: bool, jobs: Vec<Job>) -> Input {
 
 #[tokio::test]
 async fn a_draining_hosts_job_stops_only_once_its_replacement_is_registered() {
-    let (tx, _rx) = mpsc::channel(64);
-    let (reports, _) = mpsc::unbounded_channel();
-    let mut s = Scheduler::new(
-        tx,
-        Arc::new(Mutex::new(Status::default())),
-        reports,
-        discoverd_api::client::Client::new(nowhere()),
-        tokio::sync::watch::channel(false).0,
-    );
+    let (mut s, _rx) = scheduler();
     let release = serving_release();
     let old = spec::job_id("h1");
     let mut old_job = job(&old, JobState::Running);
