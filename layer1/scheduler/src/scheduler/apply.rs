@@ -128,12 +128,14 @@ impl Scheduler {
                 }
             }
             Input::Tick => {}
-            Input::Registrations(all) => self.registered = all,
+            Input::Registrations(all) => self.registered = Some(all),
             Input::Registration { service, id, up } => {
-                if up {
-                    self.registered.insert((service, id));
-                } else {
-                    self.registered.remove(&(service, id));
+                if let Some(all) = self.registered.as_mut() {
+                    if up {
+                        all.insert((service, id));
+                    } else {
+                        all.remove(&(service, id));
+                    }
                 }
             }
         }

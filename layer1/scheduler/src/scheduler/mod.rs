@@ -151,8 +151,9 @@ pub struct Scheduler {
     reported: BTreeMap<JobId, (String, PutJob)>,
     /// Creations that failed, to report as down.
     failed: Vec<(JobId, Key, String, u32, String)>,
-    /// discoverd's registrations, `(service, instance id)`.
-    registered: BTreeSet<(String, String)>,
+    /// discoverd's registrations, `(service, instance id)`; `None` until the first full
+    /// state arrives (a job is then taken as serving once its host runs it).
+    registered: Option<BTreeSet<(String, String)>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -193,7 +194,7 @@ impl Scheduler {
             leading,
             reported: BTreeMap::new(),
             failed: Vec::new(),
-            registered: BTreeSet::new(),
+            registered: None,
         }
     }
 
@@ -332,9 +333,10 @@ impl Scheduler {
                     JobState::Starting | JobState::Unknown => Phase::Starting,
                     // Running, it serves once registered under its type's service.
                     JobState::Running => {
-                        let serves = self
-                            .service(&key)
-                            .is_none_or(|s| self.registered.contains(&(s, j.id.to_string())));
+                        let serves = match (&self.registered, self.service(&key)) {
+                            (Some(all), Some(s)) => all.contains(&(s, j.id.to_string())),
+                            _ => true,
+                        };
                         if serves {
                             Phase::Running
                         } else {

@@ -266,9 +266,6 @@ async fn a_draining_hosts_job_stops_only_once_its_replacement_is_registered() {
     s.apply(Input::Leader(true));
     s.apply(host_up("h1", true, vec![old_job.clone()]));
     s.apply(host_up("h2", false, vec![]));
-    s.apply(Input::Registrations(
-        [("hello-web".to_string(), old.to_string())].into(),
-    ));
     s.apply(Input::Formation(Box::new(Active {
         app: "a1".into(),
         app_name: "hello".into(),
@@ -278,6 +275,16 @@ async fn a_draining_hosts_job_stops_only_once_its_replacement_is_registered() {
         tags: BTreeMap::new(),
         updated_at: Timestamp::from_unix_seconds(1),
     })));
+    // Until discoverd's registrations are known, a running job counts as serving: the
+    // draining host's job is not taken for one that never registered.
+    s.reconcile();
+    assert!(
+        s.stopping.is_empty(),
+        "stopped before registrations were known"
+    );
+    s.apply(Input::Registrations(
+        [("hello-web".to_string(), old.to_string())].into(),
+    ));
     s.reconcile();
     // A replacement starts on h2; the old job keeps serving.
     let new: Vec<JobId> = s.creating.keys().cloned().collect();
