@@ -4,6 +4,9 @@
 #   runc run, crun run (same rootfs flattened into an OCI bundle from `runc spec`: no seccomp
 #   profile, no network setup), and crun run on the very spec flynn ran the job with
 #   podman run --network=bridge, when podman is installed
+#   flynn `none` again with its jobs directory on a tmpfs (crun keeps its state on tmpfs; on a
+#   root filesystem without a journal, ext4 pays for every inode it hands out, see
+#   BENCHMARKS.md)
 # then memory per idle job (100 `sleep` jobs). Everything runs in one private network and mount
 # namespace (the bridge and its rules never touch the machine's own network), where
 # /sys/fs/cgroup/unified is unmounted (crun 1.8 refuses hybrid cgroups otherwise).
@@ -36,6 +39,8 @@ json.dump(c, open(sys.argv[1], "w"))
 PY
 
 ours="$bin/examples/start_bench $work/store $work/jobs $bin/flynn-shim $image"
+ours_tmpfs="$bin/examples/start_bench $work/store $work/tmpfs-jobs $bin/flynn-shim $image"
+mkdir -p "$work/tmpfs-jobs"
 # crun on the spec flynn runs (its seccomp profile, capabilities, mounts, limits), so the
 # peer does the same work: the job's config.json with the root made the bundle's rootfs and a
 # cgroup of crun's own.
@@ -58,8 +63,10 @@ fi
 unshare --mount --net --propagation private bash -c "
     ip link set lo up
     umount /sys/fs/cgroup/unified 2>/dev/null || true
+    mount -t tmpfs -o mode=0700 flynn-bench-jobs $work/tmpfs-jobs
     hyperfine -N --warmup 5 --runs $runs --export-json $work/h.json --style basic \
         -n 'flynn none' '$ours none' \
+        -n 'flynn none, jobs on tmpfs' '$ours_tmpfs none' \
         -n 'flynn bridge' '$ours bridge' \
         -n 'runc run' 'runc run --bundle $work/bundle bench-runc' \
         -n 'crun run' 'crun run --bundle $work/bundle bench-crun' \
@@ -70,12 +77,14 @@ unshare --mount --net --propagation private bash -c "
 python3 - "$work/h.json" <<'PY'
 import json, sys
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-print(f"{'runtime':16} {'median ms':>10} {'min ms':>8} {'max ms':>8}")
+print(f"{'runtime':26} {'median ms':>10} {'min ms':>8} {'max ms':>8}")
 for k, v in res.items():
-    print(f"{k:16} {v['median']*1000:10.1f} {v['min']*1000:8.1f} {v['max']*1000:8.1f}")
+    print(f"{k:26} {v['median']*1000:10.1f} {v['min']*1000:8.1f} {v['max']*1000:8.1f}")
 none, bridge = res["flynn none"]["median"], res["flynn bridge"]["median"]
 for peer in [k for k in res if not k.startswith("flynn")]:
     print(f"flynn none / {peer}: {none / res[peer]['median']:.2f}x")
+tmpfs = res["flynn none, jobs on tmpfs"]["median"]
+print(f"flynn none, jobs on tmpfs / crun run, flynn spec: {tmpfs / res['crun run, flynn spec']['median']:.2f}x")
 print(f"bridge costs {(bridge - none) * 1000:.1f} ms over none")
 PY
 unshare --mount --net --propagation private bash -c "ip link set lo up; $ours idle 100"
