@@ -128,27 +128,29 @@ impl Etcd {
         empty: bool,
         first: Option<(u64, &[u8])>,
     ) -> Result<Sent, StoreError> {
-        let mut pause = Duration::from_millis(100);
-        let mut tries = 0;
+        let mut pauses = flynn_etcd::pauses();
+        let mut resent = false;
         loop {
             let mut c = self.client.clone();
-            let e = match c.txn(t.clone()).await {
+            let (e, pause) = match c.txn(t.clone()).await {
                 // Sent again and refused: the first one may have been applied late (it had
                 // reached a member before its connection broke).
-                Ok(resp) if tries > 0 && !resp.succeeded() => {
+                Ok(resp) if resent && !resp.succeeded() => {
                     return Ok(match first {
                         Some(first) if self.holds(first).await? => Sent::Applied,
                         _ => Sent::Answered(resp),
                     })
                 }
                 Ok(resp) => return Ok(Sent::Answered(resp)),
-                Err(e) if tries < flynn_etcd::RETRIES && flynn_etcd::unreached(&e) => e,
+                Err(e) if flynn_etcd::unreached(&e) => match pauses.next() {
+                    Some(pause) => (e, pause),
+                    None => return Err(err(e)),
+                },
                 Err(e) => return Err(err(e)),
             };
-            tries += 1;
+            resent = true;
             tracing::debug!(error = %e, "etcd commit reached no member; checking whether it was applied");
             tokio::time::sleep(pause).await;
-            pause *= 2;
             if empty || self.seq().await?.1 == seq_rev {
                 continue;
             }

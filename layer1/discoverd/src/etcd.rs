@@ -172,18 +172,18 @@ impl Store for Etcd {
             .or_else(vec![TxnOp::get(key.as_str(), None)]);
         // Sent again while it reaches no member; a conditional one only once its value is
         // found not to be in place already (then the first one was applied).
-        let mut pause = Duration::from_millis(100);
-        let mut tries = 0;
+        let mut pauses = flynn_etcd::pauses();
         let resp = loop {
-            let e = match c.txn(txn.clone()).await {
+            let (e, pause) = match c.txn(txn.clone()).await {
                 Ok(resp) => break resp,
-                Err(e) if tries < flynn_etcd::RETRIES && flynn_etcd::unreached(&e) => e,
+                Err(e) if flynn_etcd::unreached(&e) => match pauses.next() {
+                    Some(pause) => (e, pause),
+                    None => return Err(err(e)),
+                },
                 Err(e) => return Err(err(e)),
             };
-            tries += 1;
             tracing::debug!(error = %e, "etcd metadata write reached no member; trying again");
             tokio::time::sleep(pause).await;
-            pause *= 2;
             if expected.is_some() {
                 let got = flynn_etcd::retry(|| {
                     let mut c = self.client.clone();

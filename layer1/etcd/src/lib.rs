@@ -26,9 +26,9 @@ pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, 
     Client::connect(endpoints, Some(opts)).await
 }
 
-/// How often [`retry`] tries a request again: 100 ms after the first failure, then twice as
-/// long each time (3.1 s in all), long enough for the client to connect again after a
-/// connection dropped on a machine too busy to answer pings in time.
+/// How often [`retry`] tries a request again ([`pauses`]): 100 ms after the first failure,
+/// then twice as long each time (3.1 s in all), long enough for the client to connect again
+/// after a connection dropped on a machine too busy to answer pings in time.
 pub const RETRIES: u32 = 5;
 
 /// True when `e` says the request reached no member that could answer it: the connection
@@ -46,25 +46,32 @@ pub fn unreached(e: &Error) -> bool {
     }
 }
 
-/// Runs `op` and, while it fails [`unreached`], again (at most [`RETRIES`] more times, from
-/// 100 ms apart, doubling), so that one member that vanished, or a connection that dropped,
-/// costs a request a retry, not a failure.
+/// The pauses before each further try of a request that reached no member: [`RETRIES`] of
+/// them, from 100 ms, doubling. A request that must not be applied twice uses them with a
+/// check of its own between tries; others use [`retry`].
+pub fn pauses() -> impl Iterator<Item = Duration> {
+    (0..RETRIES).map(|i| Duration::from_millis(100 << i))
+}
+
+/// Runs `op` and, while it fails [`unreached`], again after each of [`pauses`], so that one
+/// member that vanished, or a connection that dropped, costs a request a retry, not a
+/// failure.
 /// Only for requests that may be applied twice (reads, puts of the same value, deletes).
 pub async fn retry<T, F, Fut>(mut op: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
-    let mut tries = 0;
-    let mut pause = Duration::from_millis(100);
+    let mut pauses = pauses();
     loop {
         match op().await {
-            Err(e) if tries < RETRIES && unreached(&e) => {
-                tries += 1;
-                tracing::debug!(error = %e, "etcd request reached no member; trying again");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
+            Err(e) if unreached(&e) => match pauses.next() {
+                Some(pause) => {
+                    tracing::debug!(error = %e, "etcd request reached no member; trying again");
+                    tokio::time::sleep(pause).await;
+                }
+                None => return Err(e),
+            },
             r => return r,
         }
     }
@@ -175,6 +182,12 @@ mod tests {
             tonic::Code::InvalidArgument,
             "transport error"
         )));
+    }
+
+    #[test]
+    fn pauses_double_from_100_ms_five_times() {
+        let ms: Vec<u128> = pauses().map(|p| p.as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1600]);
     }
 
     #[test]

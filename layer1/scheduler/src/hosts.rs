@@ -44,25 +44,10 @@ pub async fn watch(discoverd: Discoverd, token: String, tx: mpsc::Sender<Input>)
     type Meta = BTreeMap<String, String>;
     let mut followers: BTreeMap<String, (SocketAddr, Meta, JoinHandle<()>)> = BTreeMap::new();
     loop {
-        let mut w = match discoverd.watch(Some(HOST_SERVICE)).await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "watching hosts in discoverd; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+        let mut w = crate::watch::open(&discoverd, Some(HOST_SERVICE), "hosts").await;
         let mut seen = Vec::new();
         let mut current = false;
-        loop {
-            let ev = match w.next().await {
-                Ok(Some(ev)) => ev,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the host watch broke; watching again");
-                    break;
-                }
-            };
+        while let Some(ev) = crate::watch::next(&mut w, "host").await {
             match ev {
                 DiscoverdEvent::Up { instance, .. } | DiscoverdEvent::Update { instance, .. } => {
                     if !current {

@@ -21,6 +21,7 @@ pub mod report;
 pub mod routers;
 pub mod scheduler;
 pub mod spec;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

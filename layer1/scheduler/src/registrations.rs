@@ -17,25 +17,10 @@ use crate::scheduler::Input;
 /// Follows discoverd until the receiver goes away.
 pub async fn follow(discoverd: Discoverd, tx: mpsc::Sender<Input>) {
     loop {
-        let mut w = match discoverd.watch(None).await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "watching discoverd's registrations; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+        let mut w = crate::watch::open(&discoverd, None, "registrations").await;
         let mut state = BTreeSet::new();
         let mut current = false;
-        loop {
-            let ev = match w.next().await {
-                Ok(Some(ev)) => ev,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the registration watch broke; watching again");
-                    break;
-                }
-            };
+        while let Some(ev) = crate::watch::next(&mut w, "registration").await {
             let input = match ev {
                 Event::Up {
                     service, instance, ..

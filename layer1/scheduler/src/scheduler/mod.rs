@@ -333,10 +333,10 @@ impl Scheduler {
                     JobState::Starting | JobState::Unknown => Phase::Starting,
                     // Running, it serves once registered under its type's service.
                     JobState::Running => {
-                        let serves = match (&self.registered, self.service(&key)) {
-                            (Some(all), Some(s)) => all.contains(&(s, j.id.to_string())),
-                            _ => true,
-                        };
+                        let serves = self.registered.as_ref().is_none_or(|all| {
+                            self.service(&key)
+                                .is_none_or(|s| all.contains(&(s, j.id.to_string())))
+                        });
                         if serves {
                             Phase::Running
                         } else {
