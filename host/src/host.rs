@@ -132,6 +132,16 @@ impl Host {
             .with_network(net)
             .with_cgroup_parent(&config.cgroup_parent)?
             .with_init(&config.init);
+        match runtime.keep_run_files_in_memory() {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "the runtime's run directory is not a tmpfs and holds files: jobs keep their \
+                 run files on disk (slower starts) until it is emptied"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "jobs keep their run files on disk (slower starts)")
+            }
+        }
         let rt = runtime.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || rt.network().ensure()).await? {
             tracing::error!(error = %e, "setting up the job network; bridge-mode jobs will fail");
@@ -279,15 +289,9 @@ impl Host {
         // Job directories without a record: a daemon died before recording them.
         let orphans = tokio::task::spawn_blocking(move || -> Result<Vec<String>, HostError> {
             let mut purged = Vec::new();
-            for id in std::fs::read_dir(rt.jobs_dir())
-                .map_err(|source| HostError::Io {
-                    what: "listing job directories".into(),
-                    source,
-                })?
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            {
-                if !known.iter().any(|k| k.as_str() == id) && rt.purge(&id).is_ok() {
-                    purged.push(id);
+            for id in rt.list()? {
+                if !known.contains(&id) && rt.purge(id.as_str()).is_ok() {
+                    purged.push(id.to_string());
                 }
             }
             Ok(purged)

@@ -191,6 +191,11 @@ impl Drop for HostDaemon {
         }
         self.kill9();
         self.purge_jobs();
+        // The daemon's tmpfs for its jobs' run files, so that the state directory can go.
+        let _ = nix::mount::umount2(
+            &self.state().join("runtime/run"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
         for h in std::fs::read_dir("/sys/fs/cgroup")
             .into_iter()
             .flatten()

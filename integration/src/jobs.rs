@@ -38,6 +38,8 @@ impl Jobs {
         let root = p.scratch().join("runtime");
         let store = pinkerton::store::Store::open(p.store()).unwrap();
         let rt = Runtime::new(&root, store, workspace_bin("flynn-shim")).unwrap();
+        // As the daemon does: the tests' own mount namespace takes the tmpfs with it.
+        assert!(rt.keep_run_files_in_memory().unwrap());
         let root = rt.jobs_dir().to_path_buf();
         Self {
             rt,

@@ -30,18 +30,20 @@ pub fn mount_count() -> usize {
         .count()
 }
 
-/// Asserts that the runtime at `root` (its `jobs/` and `net/`) holds no job, and that no
-/// mount, cgroup (under `cgroup_parent`, named with `prefix`), shim, veth, lease or DNAT rule
-/// of a job remains.
+/// Asserts that the runtime at `root` (its `jobs/`, `run/` and `net/`) holds no job, and that
+/// no mount, cgroup (under `cgroup_parent`, named with `prefix`), shim, veth, lease or DNAT
+/// rule of a job remains.
 pub fn assert_clean(root: &Path, cgroup_parent: &str, prefix: &str, mounts_before: usize) {
     let jobs = root.join("jobs");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert_eq!(mounts.lines().count(), mounts_before, "mounts leaked");
-    assert!(!mounts.contains(&jobs.display().to_string()));
-    let left: Vec<_> = std::fs::read_dir(&jobs)
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "job dirs leaked: {left:?}");
+    for d in [&jobs, &root.join("run")] {
+        assert!(!mounts.contains(&format!("{}/", d.display())), "{mounts}");
+        let left: Vec<_> = std::fs::read_dir(d)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "job dirs leaked: {left:?}");
+    }
     let mut leaked = Vec::new();
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap() {
         let dir = h.unwrap().path().join(cgroup_parent);

@@ -33,6 +33,8 @@ fn main() {
     );
     let store = pinkerton::store::Store::open(&args[1]).expect("store");
     let rt = Runtime::new(&args[2], store, &args[3]).expect("runtime");
+    // As the daemon does (a tmpfs already there is kept).
+    rt.keep_run_files_in_memory().expect("run directory");
     let spec = |id: String, argv: &[&str]| {
         JobSpec::new(
             id.parse().expect("id"),
@@ -51,7 +53,7 @@ fn main() {
         rt.create(&job).expect("create");
         // The OCI spec the runtime wrote for the job, for running a peer on the same spec.
         if let Ok(out) = std::env::var("START_BENCH_SPEC") {
-            let spec = std::path::Path::new(&args[2]).join(format!("jobs/{id}/bundle/config.json"));
+            let spec = std::path::Path::new(&args[2]).join(format!("run/{id}/bundle/config.json"));
             std::fs::copy(&spec, &out).expect("copying the job's config.json");
         }
         let status = rt.wait(&id, Duration::from_secs(30)).expect("wait");

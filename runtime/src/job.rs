@@ -124,6 +124,7 @@ pub const DEFAULT_INIT: &str = "/usr/bin/tini-static";
 #[derive(Debug, Clone)]
 pub struct Runtime {
     root: PathBuf,
+    run: PathBuf,
     store: Store,
     shim: PathBuf,
     volumes: Volumes,
@@ -133,8 +134,8 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime keeping jobs in `root/jobs` and volumes in `root/volumes`, images from
-    /// `store`, starting `shim` per job.
+    /// A runtime keeping jobs in `root/jobs` (their files while they run in `root/run`, see
+    /// [`JobDir`]) and volumes in `root/volumes`, images from `store`, starting `shim` per job.
     pub fn new(
         root: impl Into<PathBuf>,
         store: Store,
@@ -142,9 +143,12 @@ impl Runtime {
     ) -> Result<Self, RuntimeError> {
         let root = root.into();
         let jobs = root.join("jobs");
-        fs::create_dir_all(&jobs).map_err(io(format!("creating {}", jobs.display())))?;
+        let run = root.join("run");
+        for d in [&jobs, &run] {
+            fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+        }
         // Job directories hold environments and logs: root only.
-        for d in [&root, &jobs] {
+        for d in [&root, &jobs, &run] {
             fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .map_err(io(format!("restricting {}", d.display())))?;
         }
@@ -152,6 +156,7 @@ impl Runtime {
         let network = Network::new(NetConfig::default(), root.join("net"));
         Ok(Self {
             root: jobs,
+            run,
             store,
             shim: shim.into(),
             volumes,
@@ -230,7 +235,7 @@ impl Runtime {
     }
 
     fn dir(&self, id: &JobId) -> JobDir {
-        JobDir::new(self.root.join(id.as_str()))
+        JobDir::new(self.root.join(id.as_str()), self.run.join(id.as_str()))
     }
 
     fn existing(&self, id: &str) -> Result<(JobId, JobDir), RuntimeError> {
@@ -329,7 +334,7 @@ impl Runtime {
     /// The job's log records.
     pub fn logs(&self, id: &str) -> Result<Vec<LogLine>, RuntimeError> {
         let (_, dir) = self.existing(id)?;
-        read_log(&dir).map_err(io("reading the log"))
+        read_log(dir.path()).map_err(io("reading the log"))
     }
 
     /// Removes an ended job: its root filesystem, cgroup and files.
@@ -355,19 +360,29 @@ impl Runtime {
         self.release_image(job)
     }
 
+    /// Removes the job's run directory, then its directory on disk (all of it, or all but
+    /// the files named in `keep`): a directory on disk without a run directory is a job
+    /// that still shows in [`Runtime::list`], so it is removed last.
     fn remove_dir(&self, dir: &JobDir, keep: &[&str]) -> Result<(), RuntimeError> {
-        if let Some(id) = dir.file_name().and_then(|n| n.to_str()) {
+        if let Some(id) = dir.path().file_name().and_then(|n| n.to_str()) {
             self.network.detach(id, read_attachment(dir).as_ref())?;
         }
         rootfs::unmount(&dir.rootfs())?;
-        let removing = |e: std::io::Error| io(format!("removing {}", dir.display()))(e);
-        if keep.is_empty() {
-            return match fs::remove_dir_all(dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(removing(e)),
-                _ => Ok(()),
-            };
+        for d in [dir.run_path(), dir.path()] {
+            if keep.is_empty() || d == dir.run_path() {
+                match fs::remove_dir_all(d) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io(format!("removing {}", d.display()))(e))
+                    }
+                    _ => {}
+                }
+            }
         }
-        for entry in fs::read_dir(dir).map_err(removing)? {
+        if keep.is_empty() {
+            return Ok(());
+        }
+        let removing = |e: std::io::Error| io(format!("removing {}", dir.path().display()))(e);
+        for entry in fs::read_dir(dir.path()).map_err(removing)? {
             let entry = entry.map_err(removing)?;
             if keep.iter().any(|k| entry.file_name() == *k) {
                 continue;
@@ -394,19 +409,23 @@ impl Runtime {
             .and_then(|p| p.trim().parse().ok()))
     }
 
-    /// Ids of all jobs present.
+    /// Ids of all jobs present, whole or in part (a job's directory on disk is made before
+    /// its run directory and removed after it, so a run directory alone was left by hand:
+    /// [`Runtime::purge`] removes it too).
     pub fn list(&self) -> Result<Vec<JobId>, RuntimeError> {
-        let mut out: Vec<JobId> = fs::read_dir(&self.root)
-            .map_err(io("listing jobs"))?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
+        let mut out: Vec<JobId> = Vec::new();
+        for d in [&self.root, &self.run] {
+            let entries = fs::read_dir(d).map_err(io("listing jobs"))?;
+            out.extend(entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()));
+        }
         out.sort();
+        out.dedup();
         Ok(out)
     }
 }
 
 fn read_attachment(dir: &JobDir) -> Option<Attachment> {
-    serde_json::from_slice(&fs::read(dir.join(JobDir::NET)).ok()?).ok()
+    serde_json::from_slice(&fs::read(dir.file(JobDir::NET)).ok()?).ok()
 }
 
 /// A runtime document as pretty JSON.

@@ -1,4 +1,4 @@
-//! The per-job monitor (`flynn-shim JOBDIR`).
+//! The per-job monitor (`flynn-shim JOBDIR RUNDIR`).
 //!
 //! libcontainer clones without exec, which deadlocks inside a busy multi-threaded process, so
 //! each job is started from this small process instead. It detaches (fork + setsid) so that the
@@ -8,21 +8,20 @@
 //! namespace that the shim leaves once the job runs: the job's root filesystem then stays
 //! mounted only in the job's own namespace (the runtime unmounts the host's copy), so the
 //! host's mount table does not grow with every running job, and nothing the host mounts or
-//! unmounts later reaches into the job. Files in JOBDIR:
+//! unmounts later reaches into the job. Its files ([`JobDir`]):
 //!
 //! ```text
-//! shim.json   input: {id, network, cgroup, tty, stdin}
-//! bundle/     config.json + rootfs (mounted by the runtime)
-//! state/      libcontainer's state
-//! shim.pid    the shim's own pid, for whoever watches it
-//! attach.sock the attach protocol (`crate::attach`), served while the job runs
-//! pid         the job's init pid once it runs
-//! error       why it did not start
-//! log.jsonl   output records
-//! exit.json   how it ended
+//! JOBDIR/shim.json    input: {id, network, cgroup, tty, stdin}
+//! JOBDIR/error        why it did not start
+//! JOBDIR/log.jsonl    output records
+//! JOBDIR/exit.json    how it ended
+//! RUNDIR/bundle/      config.json + rootfs (mounted by the runtime)
+//! RUNDIR/state/       libcontainer's state
+//! RUNDIR/shim.pid     the shim's own pid, for whoever watches it
+//! RUNDIR/attach.sock  the attach protocol (`crate::attach`), served while the job runs
+//! RUNDIR/pid          the job's init pid once it runs
 //! ```
 
-use crate::atomic::write as write_atomic;
 use crate::job::JobDir;
 use std::fs::{self, File};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -90,13 +89,13 @@ impl Executor for DefaultSignals {
     }
 }
 
-fn fail(dir: &Path, msg: &str) -> i32 {
-    let _ = write_atomic(dir, JobDir::ERROR, msg.as_bytes());
+fn fail(dir: &JobDir, msg: &str) -> i32 {
+    let _ = dir.write(JobDir::ERROR, msg.as_bytes());
     1
 }
 
 /// Runs the shim for the job in `dir`; returns the process exit code.
-pub fn run(dir: &Path) -> i32 {
+pub fn run(dir: &JobDir) -> i32 {
     // Detach: the first process returns at once, the second leads a new session.
     // SAFETY: the process is single-threaded here, so the child may run any code.
     match unsafe { nix::unistd::fork() } {
@@ -105,21 +104,17 @@ pub fn run(dir: &Path) -> i32 {
         Err(e) => return fail(dir, &format!("fork: {e}")),
     }
     let _ = nix::unistd::setsid();
-    if let Err(e) = write_atomic(
-        dir,
-        JobDir::SHIM_PID,
-        std::process::id().to_string().as_bytes(),
-    ) {
+    if let Err(e) = dir.write(JobDir::SHIM_PID, std::process::id().to_string().as_bytes()) {
         return fail(dir, &format!("writing shim.pid: {e}"));
     }
     // Sockets are bound by relative names: a socket path is limited to 108 bytes.
-    if let Err(e) = std::env::set_current_dir(dir) {
-        return fail(dir, &format!("entering {}: {e}", dir.display()));
+    if let Err(e) = std::env::set_current_dir(dir.run_path()) {
+        return fail(dir, &format!("entering {}: {e}", dir.run_path().display()));
     }
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         return fail(dir, &format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"));
     }
-    let cfg: ShimConfig = match fs::read(dir.join(JobDir::SHIM_CONFIG))
+    let cfg: ShimConfig = match fs::read(dir.file(JobDir::SHIM_CONFIG))
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
     {
@@ -134,7 +129,7 @@ pub fn run(dir: &Path) -> i32 {
         Ok((status, hub)) => {
             // exit.json first: an attached client told of the exit may act on it at once.
             let written = serde_json::to_vec(&status)
-                .is_ok_and(|json| write_atomic(dir, JobDir::EXIT, &json).is_ok());
+                .is_ok_and(|json| dir.write(JobDir::EXIT, &json).is_ok());
             hub.exit(status);
             if written {
                 0
@@ -173,20 +168,20 @@ fn return_to_mounts(ns: &File, cwd: &Path) -> Result<(), String> {
 }
 
 fn supervise(
-    dir: &Path,
+    dir: &JobDir,
     cfg: &ShimConfig,
     host_mounts: &File,
 ) -> Result<(ExitStatus, Arc<Hub>), String> {
     let attach = UnixListener::bind(JobDir::ATTACH_SOCKET)
         .map_err(|e| format!("{}: {e}", JobDir::ATTACH_SOCKET))?;
     let builder = ContainerBuilder::new(cfg.id.to_string(), SyscallType::default())
-        .with_root_path(dir.join(JobDir::STATE))
+        .with_root_path(dir.file(JobDir::STATE))
         .map_err(|e| format!("state dir: {e}"))?
         .with_executor(DefaultSignals);
     let (builder, io) = if cfg.tty {
         let console = UnixListener::bind(JobDir::CONSOLE_SOCKET)
             .map_err(|e| format!("{}: {e}", JobDir::CONSOLE_SOCKET))?;
-        let builder = builder.with_console_socket(Some(dir.join(JobDir::CONSOLE_SOCKET)));
+        let builder = builder.with_console_socket(Some(dir.file(JobDir::CONSOLE_SOCKET)));
         (builder, JobIo::Terminal(console))
     } else {
         let (out_r, out_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
@@ -210,7 +205,7 @@ fn supervise(
         (builder, pipes)
     };
     let mut container = builder
-        .as_init(dir.join(JobDir::BUNDLE))
+        .as_init(dir.bundle())
         .with_systemd(false)
         .with_detach(true)
         .build()
@@ -256,10 +251,11 @@ fn supervise(
         let _ = container.delete(true);
         return Err(e);
     }
-    write_atomic(dir, "pid", pid.to_string().as_bytes()).map_err(|e| format!("pid file: {e}"))?;
+    dir.write(JobDir::PID, pid.to_string().as_bytes())
+        .map_err(|e| format!("pid file: {e}"))?;
 
     // Threads are safe from here on: libcontainer has done its clones.
-    let log = LogWriter::open(dir, cfg.log_max_bytes).map_err(|e| format!("log: {e}"))?;
+    let log = LogWriter::open(dir.path(), cfg.log_max_bytes).map_err(|e| format!("log: {e}"))?;
     let (outputs, hub) = match io {
         JobIo::Master(master) => {
             let input = master.try_clone().ok();

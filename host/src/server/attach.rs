@@ -55,14 +55,14 @@ pub(super) async fn attach(
     Ok(flynn_http::server::switching_protocols(PROTOCOL, &[]))
 }
 
-/// Connects to the job's `attach.sock` through its directory's descriptor: the full path may
+/// Connects to the job's `attach.sock` through its run directory's descriptor: the full path may
 /// be longer than a socket address holds.
 async fn connect(host: &Host, id: &str) -> std::io::Result<UnixStream> {
     let dir = host
         .runtime()
         .job_dir(id)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()))?;
-    let dirfd = std::fs::File::open(&dir)?;
+    let dirfd = std::fs::File::open(dir.run_path())?;
     let path = format!(
         "/proc/self/fd/{}/{}",
         dirfd.as_raw_fd(),

@@ -64,8 +64,8 @@ fn jobs_survive_the_daemon_killed_with_sigkill() {
 
     h.kill9();
     // While the daemon is down: `short` exits, and `doomed` loses its shim.
-    let jobs = h.state().join("runtime/jobs");
-    let shim: i32 = std::fs::read_to_string(jobs.join("doomed/shim.pid"))
+    let run = h.state().join("runtime/run");
+    let shim: i32 = std::fs::read_to_string(run.join("doomed/shim.pid"))
         .unwrap()
         .trim()
         .parse()
@@ -292,6 +292,81 @@ fn a_daemon_killed_during_creations_leaves_nothing_once_the_jobs_are_gone() {
         &h.state().join("runtime"),
         &h.cgroup_parent,
         "crash-",
+        mounts,
+    );
+}
+
+#[root_test(isolated)]
+fn after_a_reboot_a_job_is_failed_with_its_log_kept_and_leaves_nothing_once_deleted() {
+    let mut h = HostDaemon::start();
+    pull(&h);
+    let mounts = integration::leaks::mount_count();
+    let c = h.client();
+    let counter = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done";
+    h.block_on(c.create_job(&sh(&h, "rebooted", counter)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counted(&h, "rebooted") < 3 {
+        assert!(Instant::now() < deadline, "the job logged nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A reboot, as the job's files see it: the daemon and every process of the job gone, and
+    // the run directory's tmpfs with them.
+    let logged = counted(&h, "rebooted");
+    h.kill9();
+    let run = h.state().join("runtime/run");
+    let shim: i32 = std::fs::read_to_string(run.join("rebooted/shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let kill = |pid: i32| {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    };
+    kill(shim);
+    let cgroup = format!("{}/rebooted", h.cgroup_parent);
+    let hierarchies = std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten();
+    for dir in hierarchies
+        .map(|e| e.path().join(&cgroup))
+        .chain([std::path::Path::new("/sys/fs/cgroup").join(&cgroup)])
+    {
+        for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+        {
+            kill(pid.parse().unwrap());
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nix::mount::umount(&run).is_err() {
+        assert!(Instant::now() < deadline, "the run tmpfs stayed busy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!run.join("rebooted").exists());
+    h.spawn();
+
+    let job = h.block_on(c.job(&jid("rebooted"))).unwrap();
+    assert_eq!(job.state, JobState::Failed, "{job:#?}");
+    assert!(
+        job.error.as_deref().unwrap_or_default().contains("monitor"),
+        "{job:#?}"
+    );
+    assert_eq!(
+        counted(&h, "rebooted"),
+        logged,
+        "the log before the reboot is kept"
+    );
+    // The daemon mounted a new tmpfs on the emptied run directory.
+    assert_eq!(
+        nix::sys::statfs::statfs(&run).unwrap().filesystem_type(),
+        nix::sys::statfs::TMPFS_MAGIC
+    );
+    h.block_on(c.delete_job(&jid("rebooted"), false)).unwrap();
+    integration::leaks::assert_clean(
+        &h.state().join("runtime"),
+        &h.cgroup_parent,
+        "rebooted",
         mounts,
     );
 }

@@ -11,7 +11,7 @@ use runtime::ExitStatus;
 /// Connects to the job's attach socket (by a short path: socket paths are limited).
 fn connect(j: &Jobs, id: &str) -> UnixStream {
     let dir = j.rt.job_dir(id).unwrap();
-    let dirfd = std::fs::File::open(&dir).unwrap();
+    let dirfd = std::fs::File::open(dir.run_path()).unwrap();
     use std::os::fd::AsRawFd;
     let path = format!("/proc/self/fd/{}/attach.sock", dirfd.as_raw_fd());
     let s = UnixStream::connect(path).unwrap();

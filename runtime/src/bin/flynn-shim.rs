@@ -1,9 +1,11 @@
-//! `flynn-shim JOBDIR`: the per-job monitor process; see `runtime::shim`.
+//! `flynn-shim JOBDIR RUNDIR`: the per-job monitor process; see `runtime::shim`.
 
 fn main() {
-    let Some(dir) = std::env::args_os().nth(1) else {
-        eprintln!("usage: flynn-shim JOBDIR");
+    let mut args = std::env::args_os().skip(1);
+    let (Some(disk), Some(run)) = (args.next(), args.next()) else {
+        eprintln!("usage: flynn-shim JOBDIR RUNDIR");
         std::process::exit(2);
     };
-    std::process::exit(runtime::shim::run(std::path::Path::new(&dir)));
+    let dir = runtime::job::JobDir::new(disk, run);
+    std::process::exit(runtime::shim::run(&dir));
 }

@@ -91,7 +91,7 @@ pub fn shim_alive(pid: i32, dir: &JobDir) -> bool {
     let zombie = stat
         .rsplit_once(')')
         .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-    let want = dir.as_os_str().as_encoded_bytes();
+    let want = dir.path().as_os_str().as_encoded_bytes();
     !zombie && cmdline.split(|&b| b == 0).any(|arg| arg == want)
 }
 

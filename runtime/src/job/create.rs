@@ -88,7 +88,8 @@ impl Runtime {
         config: &ImageConfig,
     ) -> Result<i32, RuntimeError> {
         let rootfs = dir.rootfs();
-        for d in [&rootfs, &dir.file(JobDir::UPPER), &dir.file(JobDir::WORK)] {
+        // On disk first: a job is found by its directory there (see `Runtime::remove_dir`).
+        for d in [&dir.file(JobDir::UPPER), &dir.file(JobDir::WORK), &rootfs] {
             fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
         }
         rootfs::mount_overlay(
@@ -105,7 +106,7 @@ impl Runtime {
                 spec.id.as_str(),
                 &oci::hostname(spec),
                 &spec.config.ports,
-                dir,
+                dir.run_path(),
             )?;
             dir.write(JobDir::NET, &json(&att))
                 .map_err(io("writing the network attachment"))?;
@@ -116,7 +117,7 @@ impl Runtime {
                 .entry(EXTERNAL_IP.into())
                 .or_insert_with(|| att.ip.to_string());
             for f in ["resolv.conf", "hosts", "hostname"] {
-                let source = dir.join(f).display().to_string();
+                let source = dir.run_path().join(f).display().to_string();
                 with_volumes.config.mounts.push(BindMount {
                     source,
                     target: format!("/etc/{f}"),
@@ -186,6 +187,7 @@ impl Runtime {
             fs::File::create(dir.file(JobDir::SHIM_LOG)).map_err(io("creating the shim log"))?;
         let status = Command::new(&self.shim)
             .arg(dir.path())
+            .arg(dir.run_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(shim_log)

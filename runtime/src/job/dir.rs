@@ -1,22 +1,68 @@
-//! A job's directory, `ROOT/jobs/ID/`: every file the runtime, the shim and the host keep
-//! there, named in this one place.
+//! A job's files, in two directories named in this one place: `ROOT/jobs/ID/` on disk holds
+//! what outlives the job's processes (its spec, log, exit record, the overlay's upper and
+//! work directories), `ROOT/run/ID/` what the job needs only while it runs (bundle, sockets,
+//! pid files, libcontainer's state). The run directory is meant for a tmpfs
+//! ([`crate::Runtime::keep_run_files_in_memory`]): kept across daemon restarts, gone with a
+//! reboot, as the job's processes are.
 
 use std::path::{Path, PathBuf};
 
-/// A job's directory and the names of what it holds.
+use super::{io, Runtime, RuntimeError};
+
+impl Runtime {
+    /// Mounts a tmpfs (mode 0700) on the run directory, where each job's files live while it
+    /// runs, unless it is a tmpfs already (a restarted daemon finds its own) or holds files
+    /// (a tmpfs mounted over them would hide the files of running jobs). Returns whether the
+    /// run directory is a tmpfs afterwards. The mount stays when the daemon exits: the jobs
+    /// it leaves running keep their files; a reboot takes it, as it takes the jobs.
+    pub fn keep_run_files_in_memory(&self) -> Result<bool, RuntimeError> {
+        use nix::mount::{mount, MsFlags};
+        use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+        let run = &self.run;
+        let fs_type = |p: &Path| {
+            statfs(p)
+                .map(|s| s.filesystem_type())
+                .map_err(|e| io(format!("statfs {}", p.display()))(e.into()))
+        };
+        if fs_type(run)? == TMPFS_MAGIC {
+            return Ok(true);
+        }
+        let occupied = std::fs::read_dir(run)
+            .map_err(io(format!("listing {}", run.display())))?
+            .next()
+            .is_some();
+        if occupied {
+            return Ok(false);
+        }
+        mount(
+            Some("flynn-run"),
+            run,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=0700"),
+        )
+        .map_err(|e| io(format!("mounting a tmpfs on {}", run.display()))(e.into()))?;
+        Ok(true)
+    }
+}
+
+/// A job's two directories and the names of what they hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobDir(PathBuf);
+pub struct JobDir {
+    disk: PathBuf,
+    run: PathBuf,
+}
 
 impl JobDir {
     /// The job's spec as created (`JobSpec`, JSON).
     pub const SPEC: &'static str = "job.json";
     /// What the shim is told to run (JSON); its presence marks a job that exists.
     pub const SHIM_CONFIG: &'static str = "shim.json";
-    /// The shim's own log (its stderr).
+    /// The shim's own log (its stderr). Run directory.
     pub const SHIM_LOG: &'static str = "shim.log";
-    /// The shim's pid.
+    /// The shim's pid. Run directory.
     pub const SHIM_PID: &'static str = "shim.pid";
-    /// The job's init pid, once it runs.
+    /// The job's init pid, once it runs. Run directory.
     pub const PID: &'static str = "pid";
     /// How the job ended (`ExitStatus`, JSON).
     pub const EXIT: &'static str = "exit.json";
@@ -24,13 +70,13 @@ impl JobDir {
     pub const ERROR: &'static str = "error";
     /// The job's network attachment (JSON).
     pub const NET: &'static str = "net.json";
-    /// The shim's attach socket.
+    /// The shim's attach socket. Run directory.
     pub const ATTACH_SOCKET: &'static str = "attach.sock";
-    /// The console socket a terminal job's pty arrives on.
+    /// The console socket a terminal job's pty arrives on. Run directory.
     pub const CONSOLE_SOCKET: &'static str = "console.sock";
-    /// libcontainer's state directory.
+    /// libcontainer's state directory. Run directory.
     pub const STATE: &'static str = "state";
-    /// The OCI bundle (`config.json` and the root filesystem).
+    /// The OCI bundle (`config.json` and the root filesystem mount point). Run directory.
     pub const BUNDLE: &'static str = "bundle";
     /// The OCI runtime spec in the bundle.
     pub const OCI_CONFIG: &'static str = "config.json";
@@ -41,19 +87,45 @@ impl JobDir {
     /// An empty directory (the lower layer of an image without layers).
     pub const EMPTY: &'static str = "empty";
 
-    /// The directory at `path`.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self(path.into())
+    /// What lives in the run directory; everything else is on disk.
+    const RUN: [&'static str; 7] = [
+        Self::SHIM_LOG,
+        Self::SHIM_PID,
+        Self::PID,
+        Self::ATTACH_SOCKET,
+        Self::CONSOLE_SOCKET,
+        Self::STATE,
+        Self::BUNDLE,
+    ];
+
+    /// The job whose files are in `disk` and `run`.
+    pub fn new(disk: impl Into<PathBuf>, run: impl Into<PathBuf>) -> Self {
+        Self {
+            disk: disk.into(),
+            run: run.into(),
+        }
     }
 
-    /// The directory itself.
+    /// The directory on disk (it names the job: the shim runs with it as its argument).
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.disk
     }
 
-    /// `name` in the directory.
+    /// The run directory.
+    pub fn run_path(&self) -> &Path {
+        &self.run
+    }
+
+    /// `name` in the directory it belongs in.
     pub fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
+        self.side(name).join(name)
+    }
+
+    fn side(&self, name: &str) -> &Path {
+        match Self::RUN.contains(&name) {
+            true => &self.run,
+            false => &self.disk,
+        }
     }
 
     /// The OCI bundle directory.
@@ -71,22 +143,26 @@ impl JobDir {
         self.file(Self::SHIM_CONFIG).exists()
     }
 
-    /// Writes `name` in the directory atomically (see [`crate::atomic::write`]).
+    /// Writes `name` in its directory atomically (see [`crate::atomic::write`]).
     pub fn write(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
-        crate::atomic::write(&self.0, name, data)
+        crate::atomic::write(self.side(name), name, data)
     }
 }
 
-impl AsRef<Path> for JobDir {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl std::ops::Deref for JobDir {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
+    #[test]
+    fn run_files_go_to_the_run_directory_and_the_rest_to_disk() {
+        let d = JobDir::new("/d/jobs/a", "/r/run/a");
+        assert_eq!(d.file(JobDir::PID), Path::new("/r/run/a/pid"));
+        assert_eq!(
+            d.file(crate::log::CURRENT),
+            Path::new("/d/jobs/a/log.jsonl")
+        );
+        assert_eq!(d.file(JobDir::EXIT), Path::new("/d/jobs/a/exit.json"));
+        assert_eq!(d.rootfs(), Path::new("/r/run/a/bundle/rootfs"));
+        assert_eq!(d.file(JobDir::UPPER), Path::new("/d/jobs/a/upper"));
     }
 }
