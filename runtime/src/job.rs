@@ -365,7 +365,9 @@ impl Runtime {
     /// that still shows in [`Runtime::list`], so it is removed last.
     fn remove_dir(&self, dir: &JobDir, keep: &[&str]) -> Result<(), RuntimeError> {
         if let Some(id) = dir.path().file_name().and_then(|n| n.to_str()) {
-            self.network.detach(id, read_attachment(dir).as_ref())?;
+            if bridged(dir) {
+                self.network.detach(id, read_attachment(dir).as_ref())?;
+            }
         }
         rootfs::unmount(&dir.rootfs())?;
         for d in [dir.run_path(), dir.path()] {
@@ -422,6 +424,14 @@ impl Runtime {
         out.dedup();
         Ok(out)
     }
+}
+
+/// False only for a job whose spec says it had no bridge network: one whose creation stopped
+/// before its spec was written may hold a half-made attachment.
+fn bridged(dir: &JobDir) -> bool {
+    let spec = fs::read(dir.file(JobDir::SPEC)).ok();
+    let spec: Option<JobSpec> = spec.and_then(|b| serde_json::from_slice(&b).ok());
+    spec.is_none_or(|s| s.config.network == crate::spec::NetworkMode::Bridge)
 }
 
 fn read_attachment(dir: &JobDir) -> Option<Attachment> {

@@ -11,10 +11,10 @@
 //! unmounts later reaches into the job. Its files ([`JobDir`]):
 //!
 //! ```text
-//! JOBDIR/shim.json    input: {id, network, cgroup, tty, stdin}
 //! JOBDIR/error        why it did not start
 //! JOBDIR/log.jsonl    output records
 //! JOBDIR/exit.json    how it ended
+//! RUNDIR/shim.json    input: {id, network, cgroup, tty, stdin}
 //! RUNDIR/bundle/      config.json + rootfs (mounted by the runtime)
 //! RUNDIR/state/       libcontainer's state
 //! RUNDIR/shim.pid     the shim's own pid, for whoever watches it

@@ -179,17 +179,16 @@ fn bad_requests_are_refused_whole_and_leave_nothing() {
     );
     assert_eq!(status, 201, "{body}");
     let dir = state.join("runtime/jobs/secret");
-    for f in ["job.json", "shim.json", "log.jsonl"] {
+    for f in ["job.json", "log.jsonl"] {
         assert_eq!(mode(&dir.join(f)) & 0o077, 0, "{f} is readable by others");
     }
     // The run files are on the daemon's tmpfs, root's alone too.
     assert_eq!(mode(&state.join("runtime/run")), 0o700);
-    let config = state.join("runtime/run/secret/bundle/config.json");
-    assert_eq!(
-        mode(&config) & 0o077,
-        0,
-        "config.json is readable by others"
-    );
+    let run = state.join("runtime/run/secret");
+    for f in ["shim.json", "bundle/config.json"] {
+        assert_eq!(mode(&run.join(f)) & 0o077, 0, "{f} is readable by others");
+    }
+    let config = run.join("bundle/config.json");
     let nobody = integration::run(
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])

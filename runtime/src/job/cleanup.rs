@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{io, read_attachment, JobState, Runtime, RuntimeError};
+use super::{bridged, io, read_attachment, JobState, Runtime, RuntimeError};
 use crate::job::JobDir;
 use crate::rootfs;
 use crate::spec::JobId;
@@ -22,8 +22,10 @@ impl Runtime {
         if let JobState::Running(_) | JobState::Starting = self.state_in(&dir) {
             return Err(RuntimeError::Running(job));
         }
-        self.network
-            .detach(job.as_str(), read_attachment(&dir).as_ref())?;
+        if bridged(&dir) {
+            self.network
+                .detach(job.as_str(), read_attachment(&dir).as_ref())?;
+        }
         rootfs::unmount(&dir.rootfs())?;
         kill_cgroup(&self.cgroup_path(&job));
         remove_cgroups(&self.cgroup_path(&job))?;

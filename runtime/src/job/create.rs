@@ -171,8 +171,6 @@ impl Runtime {
         }
         crate::atomic::write(&dir.bundle(), JobDir::OCI_CONFIG, &json(&oci))
             .map_err(io("writing config.json"))?;
-        dir.write(JobDir::SPEC, &json(spec))
-            .map_err(io("writing the job spec"))?;
         let shim_cfg = ShimConfig {
             id: spec.id.clone(),
             network: spec.config.network,
@@ -183,6 +181,9 @@ impl Runtime {
         };
         dir.write(JobDir::SHIM_CONFIG, &json(&shim_cfg))
             .map_err(io("writing the shim config"))?;
+        // Last: its presence marks a job whose files are all written.
+        dir.write(JobDir::SPEC, &json(spec))
+            .map_err(io("writing the job spec"))?;
         let shim_log =
             fs::File::create(dir.file(JobDir::SHIM_LOG)).map_err(io("creating the shim log"))?;
         let status = Command::new(&self.shim)

@@ -1,7 +1,7 @@
 //! A job's files, in two directories named in this one place: `ROOT/jobs/ID/` on disk holds
 //! what outlives the job's processes (its spec, log, exit record, the overlay's upper and
-//! work directories), `ROOT/run/ID/` what the job needs only while it runs (bundle, sockets,
-//! pid files, libcontainer's state). The run directory is meant for a tmpfs
+//! work directories), `ROOT/run/ID/` what the job needs only while it runs (bundle, shim
+//! config, sockets, pid files, libcontainer's state). The run directory is meant for a tmpfs
 //! ([`crate::Runtime::keep_run_files_in_memory`]): kept across daemon restarts, gone with a
 //! reboot, as the job's processes are.
 
@@ -54,9 +54,10 @@ pub struct JobDir {
 }
 
 impl JobDir {
-    /// The job's spec as created (`JobSpec`, JSON).
+    /// The job's spec as created (`JobSpec`, JSON); written last, its presence marks a job
+    /// that exists.
     pub const SPEC: &'static str = "job.json";
-    /// What the shim is told to run (JSON); its presence marks a job that exists.
+    /// What the shim is told to run (JSON). Run directory.
     pub const SHIM_CONFIG: &'static str = "shim.json";
     /// The shim's own log (its stderr). Run directory.
     pub const SHIM_LOG: &'static str = "shim.log";
@@ -88,7 +89,8 @@ impl JobDir {
     pub const EMPTY: &'static str = "empty";
 
     /// What lives in the run directory; everything else is on disk.
-    const RUN: [&'static str; 7] = [
+    const RUN: [&'static str; 8] = [
+        Self::SHIM_CONFIG,
         Self::SHIM_LOG,
         Self::SHIM_PID,
         Self::PID,
@@ -138,9 +140,9 @@ impl JobDir {
         self.bundle().join("rootfs")
     }
 
-    /// True once the job's files are all written (its shim config exists).
+    /// True once the job's files are all written (its spec exists).
     pub fn exists(&self) -> bool {
-        self.file(Self::SHIM_CONFIG).exists()
+        self.file(Self::SPEC).exists()
     }
 
     /// Writes `name` in its directory atomically (see [`crate::atomic::write`]).

@@ -75,19 +75,27 @@ impl Ipam {
             .map_err(io)?;
         let _lock =
             Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| io(e.into()))?;
-        let mut db: LeaseFile = match fs::read(&self.path) {
+        let raw = match fs::read(&self.path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(e)),
+        };
+        let mut db: LeaseFile = match &raw {
             // Written by rename and not synced: only a power loss can tear it, and then no
             // job that held a lease survived either.
-            Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+            Some(b) => serde_json::from_slice(b).unwrap_or_else(|e| {
                 tracing::warn!(path = %self.path.display(), error = %e, "unreadable lease file; starting from no leases");
                 LeaseFile::default()
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => LeaseFile::default(),
-            Err(e) => return Err(io(e)),
+            None => LeaseFile::default(),
         };
         let out = f(&mut db)?;
-        let tmp = self.path.with_extension("tmp");
         let json = serde_json::to_vec_pretty(&db).expect("leases serialise");
+        // Unchanged (a read, a release of nothing): no new file.
+        if raw.as_deref() == Some(json.as_slice()) {
+            return Ok(out);
+        }
+        let tmp = self.path.with_extension("tmp");
         (|| {
             let mut f = File::create(&tmp)?;
             std::io::Write::write_all(&mut f, &json)?;
@@ -279,5 +287,22 @@ mod tests {
             .unwrap()
             .get("f")
             .is_none_or(|l| l.ports.is_empty()));
+    }
+
+    #[test]
+    fn reads_and_releases_of_nothing_leave_the_file_alone() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(t.path(), Ipv4Addr::new(100, 100, 0, 0), 29);
+        ipam.allocate_ip("a").unwrap();
+        let file = t.path().join("leases.json");
+        let inode = || std::fs::metadata(&file).unwrap().ino();
+        let before = inode();
+        assert_eq!(ipam.leases().unwrap().len(), 1);
+        ipam.release("never-leased").unwrap();
+        assert_eq!(inode(), before, "rewritten without a change");
+        ipam.release("a").unwrap();
+        assert_ne!(inode(), before);
+        assert!(ipam.leases().unwrap().is_empty());
     }
 }
