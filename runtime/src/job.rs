@@ -37,6 +37,8 @@ pub const DEFAULT_ROOT: &str = "/var/lib/flynn/runtime";
 /// The cgroup every job's cgroup is created under, unless [`Runtime::with_cgroup_parent`].
 pub const CGROUP_PARENT: &str = "flynn";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Where every job mounts a filesystem of its own (`/dev` a tmpfs, `/proc`, `/sys`).
+const MOUNT_POINTS: [&str; 3] = ["dev", "proc", "sys"];
 
 /// A runtime operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +127,7 @@ pub const DEFAULT_INIT: &str = "/usr/bin/tini-static";
 pub struct Runtime {
     root: PathBuf,
     run: PathBuf,
+    mount_points: PathBuf,
     store: Store,
     shim: PathBuf,
     volumes: Volumes,
@@ -152,11 +155,18 @@ impl Runtime {
             fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .map_err(io(format!("restricting {}", d.display())))?;
         }
+        // The bottom layer of every job's root filesystem: what it mounts over.
+        let mount_points = root.join("mountpoints");
+        for d in MOUNT_POINTS {
+            let d = mount_points.join(d);
+            fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
+        }
         let volumes = Volumes::new(root.join("volumes"));
         let network = Network::new(NetConfig::default(), root.join("net"));
         Ok(Self {
             root: jobs,
             run,
+            mount_points,
             store,
             shim: shim.into(),
             volumes,

@@ -444,3 +444,61 @@ fn running_jobs_leave_the_host_mount_table_as_it_was() {
     let left = integration::leaks::job_veths_gone_within(Duration::from_secs(10));
     assert!(left.is_empty(), "veths left: {left:?}");
 }
+
+#[root_test(isolated)]
+fn an_image_without_mount_points_runs_and_its_job_makes_none_of_them() {
+    use integration::image::{Compression, Layer, OciLayout};
+    let j = Jobs::new();
+    // As a scratch image is: a static binary and nothing else, no /dev, /proc or /sys.
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let layer = Layer::new()
+        .dir("bin", 0o755)
+        .file("bin/busybox", &busybox, 0o755)
+        .symlink("bin/sh", "busybox")
+        .build(Compression::Gzip);
+    let dir = j.pinkerton.scratch().join("scratch-layout");
+    let mut layout = OciLayout::new(&dir);
+    layout.add_image("s", &[layer], serde_json::json!({"Env": ["PATH=/bin"]}));
+    let image = "localhost/test/scratch:v1";
+    j.pinkerton
+        .ok(&["import", "--tag", image, dir.join("").to_str().unwrap()]);
+    let script = "busybox test -r /proc/self/status && busybox test -c /dev/null \
+                  && busybox test -d /sys/kernel && echo mounted; busybox sleep 30";
+    let mut spec = runtime::JobSpec::new(
+        "bare".parse().unwrap(),
+        image,
+        vec!["/bin/sh".into(), "-c".into(), script.into()],
+    );
+    // No bridge: its /etc/resolv.conf, hosts and hostname are bind mounts a job of an image
+    // without /etc makes.
+    spec.config.network = runtime::NetworkMode::None;
+    j.rt.create(&spec).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !j
+        .rt
+        .logs("bare")
+        .unwrap()
+        .iter()
+        .any(|l| l.line == "mounted")
+    {
+        let state = j.rt.state("bare").unwrap();
+        assert!(
+            matches!(state, runtime::JobState::Running(_)),
+            "{state:?}: {:?}",
+            j.rt.logs("bare").unwrap()
+        );
+        assert!(std::time::Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The mount points come from the runtime's shared bottom layer, not the job's upper.
+    let upper: Vec<_> = std::fs::read_dir(j.root().join("bare/upper"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        upper.is_empty(),
+        "made in the job's upper directory: {upper:?}"
+    );
+    j.rt.stop("bare", Duration::from_millis(100)).unwrap();
+    j.rt.delete("bare").unwrap();
+}

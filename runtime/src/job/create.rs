@@ -58,7 +58,9 @@ impl Runtime {
             image: spec.config.image.clone(),
             reason: e.to_string(),
         })?;
-        let mut layers = Vec::new();
+        // Bottom: the mount points every job mounts over, so that no job of an image without
+        // them makes them in its own upper directory.
+        let mut layers = vec![self.mount_points.clone()];
         for d in &image.layers {
             if !self.store.has_layer(d) {
                 return Err(image_err(StoreError::NoSuchImage(format!(
@@ -67,11 +69,6 @@ impl Runtime {
                 ))));
             }
             layers.push(self.store.layer_path(d));
-        }
-        if layers.is_empty() {
-            let empty = dir.file(JobDir::EMPTY);
-            fs::create_dir_all(&empty).map_err(io("creating the empty lower dir"))?;
-            layers.push(empty);
         }
         let result = self.prepare_and_start(spec, dir, &layers, &config);
         if result.is_err() {

@@ -85,8 +85,6 @@ impl JobDir {
     pub const UPPER: &'static str = "upper";
     /// See [`JobDir::UPPER`].
     pub const WORK: &'static str = "work";
-    /// An empty directory (the lower layer of an image without layers).
-    pub const EMPTY: &'static str = "empty";
 
     /// What lives in the run directory; everything else is on disk.
     const RUN: [&'static str; 8] = [
