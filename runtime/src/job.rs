@@ -245,7 +245,7 @@ impl Runtime {
     }
 
     fn dir(&self, id: &JobId) -> JobDir {
-        JobDir::new(self.root.join(id.as_str()), self.run.join(id.as_str()))
+        JobDir::find(self.root.join(id.as_str()), self.run.join(id.as_str()))
     }
 
     fn existing(&self, id: &str) -> Result<(JobId, JobDir), RuntimeError> {
@@ -380,18 +380,17 @@ impl Runtime {
             }
         }
         rootfs::unmount(&dir.rootfs())?;
-        for d in [dir.run_path(), dir.path()] {
-            if keep.is_empty() || d == dir.run_path() {
-                match fs::remove_dir_all(d) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(io(format!("removing {}", d.display()))(e))
-                    }
-                    _ => {}
-                }
+        let remove_all = |d: &Path| match fs::remove_dir_all(d) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io(format!("removing {}", d.display()))(e))
             }
+            _ => Ok(()),
+        };
+        if dir.run_path() != dir.path() {
+            remove_all(dir.run_path())?;
         }
         if keep.is_empty() {
-            return Ok(());
+            return remove_all(dir.path());
         }
         let removing = |e: std::io::Error| io(format!("removing {}", dir.path().display()))(e);
         for entry in fs::read_dir(dir.path()).map_err(removing)? {

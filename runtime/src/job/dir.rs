@@ -106,6 +106,16 @@ impl JobDir {
         }
     }
 
+    /// The job whose files are in `disk` and `run`, or all in `disk` when it was started
+    /// before run directories existed (its shim's pid is there and `run` is missing), so a
+    /// daemon upgraded under running jobs adopts them.
+    pub fn find(disk: PathBuf, run: PathBuf) -> Self {
+        if !run.exists() && disk.join(Self::SHIM_PID).exists() {
+            return Self::new(disk.clone(), disk);
+        }
+        Self::new(disk, run)
+    }
+
     /// The directory on disk (it names the job: the shim runs with it as its argument).
     pub fn path(&self) -> &Path {
         &self.disk
@@ -164,5 +174,20 @@ mod tests {
         assert_eq!(d.file(JobDir::EXIT), Path::new("/d/jobs/a/exit.json"));
         assert_eq!(d.rootfs(), Path::new("/r/run/a/bundle/rootfs"));
         assert_eq!(d.file(JobDir::UPPER), Path::new("/d/jobs/a/upper"));
+    }
+
+    #[test]
+    fn a_job_started_before_run_directories_keeps_every_file_on_disk() {
+        let t = tempfile::tempdir().unwrap();
+        let (disk, run) = (t.path().join("jobs/a"), t.path().join("run/a"));
+        std::fs::create_dir_all(&disk).unwrap();
+        let found = JobDir::find(disk.clone(), run.clone());
+        assert_eq!(found.run_path(), run, "a new job");
+        std::fs::write(disk.join(JobDir::SHIM_PID), "1").unwrap();
+        let old = JobDir::find(disk.clone(), run.clone());
+        assert_eq!(old.file(JobDir::PID), disk.join("pid"));
+        assert_eq!(old.rootfs(), disk.join("bundle/rootfs"));
+        std::fs::create_dir_all(&run).unwrap();
+        assert_eq!(JobDir::find(disk, run.clone()).run_path(), run);
     }
 }
