@@ -291,7 +291,8 @@ mod tests {
             "config":{"image":"busybox","args":["sh"],"priority":3,
                 "ports":[{"job":80,"host":8080,"proto":"tcp","ip_family":"v6"}],
                 "resources":{"memory":1024,"cpu_burst":2}},
-            "ports":[{"job":80,"host":8080,"proto":"tcp","ip_family":"v6"}],
+            "ports":[{"job":80,"host":8080,"proto":"tcp","ip_family":"v6"},
+                {"job":81,"host":8081,"proto":"sctp"}],
             "cpu_seconds":1.5}"#;
         assert!(
             serde_json::from_str::<Job>(json).is_err(),
@@ -302,6 +303,8 @@ mod tests {
         assert_eq!(job.config.config.args, ["sh"]);
         assert_eq!(job.config.config.ports[0].host, 8080);
         assert_eq!(job.ports[0].host, 8080);
+        // a protocol it adds
+        assert_eq!(job.ports[1].proto, flynn_http::Proto::Unknown);
         assert_eq!(job.config.config.resources.memory, Some(1024));
         // a request with the same field is still refused, naming it
         let e = serde_json::from_str::<CreateJob>(r#"{"image":"busybox","priority":3}"#);

@@ -1,49 +1,31 @@
 //! The transport protocol of a port or address: `tcp` or `udp`.
 
-use serde::{Deserialize, Serialize};
-
-/// A transport protocol.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    /// TCP (the default).
-    #[default]
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-impl Proto {
-    /// The wire name: `tcp` or `udp`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
+crate::wire_enum! {
+    /// A transport protocol (a name a newer peer adds reads as `Unknown` in answers).
+    #[derive(Default, Hash, PartialOrd, Ord)]
+    pub enum Proto("protocol") {
+        /// TCP (the default).
+        #[default]
+        Tcp = "tcp",
+        /// UDP.
+        Udp = "udp",
     }
 }
 
-impl std::fmt::Display for Proto {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::Proto;
 
-/// A protocol name that is neither `tcp` nor `udp`.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown protocol {0:?}: use tcp or udp")]
-pub struct ProtoError(String);
-
-impl std::str::FromStr for Proto {
-    type Err = ProtoError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "tcp" => Ok(Proto::Tcp),
-            "udp" => Ok(Proto::Udp),
-            _ => Err(ProtoError(s.to_string())),
-        }
+    #[test]
+    fn a_protocol_a_newer_peer_adds_is_read_only_from_answers() {
+        assert_eq!("udp".parse::<Proto>().unwrap(), Proto::Udp);
+        assert_eq!(
+            "sctp".parse::<Proto>().unwrap_err(),
+            "unknown protocol \"sctp\": use tcp or udp"
+        );
+        assert!(serde_json::from_str::<Proto>("\"sctp\"").is_err());
+        let p: Proto = crate::json::from_str("\"sctp\"").unwrap();
+        assert_eq!(p, Proto::Unknown);
+        assert_eq!(Proto::default(), Proto::Tcp);
     }
 }

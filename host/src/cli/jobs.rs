@@ -125,7 +125,7 @@ fn port(spec: &str) -> anyhow::Result<PortMap> {
             p,
             proto
                 .parse::<Proto>()
-                .with_context(|| format!("port {spec:?}"))?,
+                .map_err(|e| anyhow::anyhow!("port {spec:?}: {e}"))?,
         ),
         None => (spec, Proto::Tcp),
     };

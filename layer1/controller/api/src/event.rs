@@ -4,79 +4,32 @@
 use flynn_http::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// What an event is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ObjectType {
-    /// An app was created or updated (data: the app).
-    App,
-    /// An app was deleted (data: the app).
-    AppDeletion,
-    /// An app's current release changed (data: `{release, prev_release}`).
-    AppRelease,
-    /// An artifact was created.
-    Artifact,
-    /// A release was created.
-    Release,
-    /// A formation was set or removed (data: the formation; removal: counts empty).
-    Formation,
-    /// A route was set.
-    Route,
-    /// A route was removed.
-    RouteDeletion,
-    /// A job changed state (data: the job).
-    Job,
-    /// A deployment was made or changed status (data: the deployment).
-    Deployment,
-    /// A scale request was made or changed state (data: the request).
-    ScaleRequest,
-}
-
-impl ObjectType {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectType::App => "app",
-            ObjectType::AppDeletion => "app_deletion",
-            ObjectType::AppRelease => "app_release",
-            ObjectType::Artifact => "artifact",
-            ObjectType::Release => "release",
-            ObjectType::Formation => "formation",
-            ObjectType::Route => "route",
-            ObjectType::RouteDeletion => "route_deletion",
-            ObjectType::Job => "job",
-            ObjectType::Deployment => "deployment",
-            ObjectType::ScaleRequest => "scale_request",
-        }
-    }
-
-    /// Every object type.
-    pub const ALL: [ObjectType; 11] = [
-        ObjectType::App,
-        ObjectType::AppDeletion,
-        ObjectType::AppRelease,
-        ObjectType::Artifact,
-        ObjectType::Release,
-        ObjectType::Formation,
-        ObjectType::Route,
-        ObjectType::RouteDeletion,
-        ObjectType::Job,
-        ObjectType::Deployment,
-        ObjectType::ScaleRequest,
-    ];
-}
-
-impl std::str::FromStr for ObjectType {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|t| t.as_str()).collect();
-                format!("unknown object type {s:?}: use one of {}", names.join(", "))
-            })
+flynn_http::wire_enum! {
+    /// What an event is about (a type a newer controller adds reads as `Unknown` in events).
+    #[derive(Hash, PartialOrd, Ord)]
+    pub enum ObjectType("object type") {
+        /// An app was created or updated (data: the app).
+        App = "app",
+        /// An app was deleted (data: the app).
+        AppDeletion = "app_deletion",
+        /// An app's current release changed (data: `{release, prev_release}`).
+        AppRelease = "app_release",
+        /// An artifact was created.
+        Artifact = "artifact",
+        /// A release was created.
+        Release = "release",
+        /// A formation was set or removed (data: the formation; removal: counts empty).
+        Formation = "formation",
+        /// A route was set.
+        Route = "route",
+        /// A route was removed.
+        RouteDeletion = "route_deletion",
+        /// A job changed state (data: the job).
+        Job = "job",
+        /// A deployment was made or changed status (data: the deployment).
+        Deployment = "deployment",
+        /// A scale request was made or changed state (data: the request).
+        ScaleRequest = "scale_request",
     }
 }
 
@@ -106,4 +59,26 @@ pub struct AppReleaseChange {
     /// The one before, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_release: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_about_a_type_a_newer_controller_adds_is_read_as_unknown() {
+        let json = r#"{"id":7,"object_type":"volume","object_id":"v1","data":{},
+            "created_at":"2026-12-07T10:00:00Z"}"#;
+        assert!(serde_json::from_str::<Event>(json).is_err(), "strict");
+        let e: Event = flynn_http::json::from_str(json).unwrap();
+        assert_eq!((e.id, e.object_type), (7, ObjectType::Unknown));
+        assert_eq!(
+            "route_deletion".parse::<ObjectType>().unwrap(),
+            ObjectType::RouteDeletion
+        );
+        assert!("volume"
+            .parse::<ObjectType>()
+            .unwrap_err()
+            .starts_with("unknown object type \"volume\": use app, app_deletion,"));
+    }
 }
