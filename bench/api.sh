@@ -27,7 +27,10 @@ cleanup() {
     if [ -n "$daemon" ]; then
         for id in $("$bin/flynn-host" ps -aq 2>/dev/null); do "$bin/flynn-host" rm -f "$id" >/dev/null 2>&1 || true; done
         kill "$daemon" 2>/dev/null || true
+        wait "$daemon" 2>/dev/null || true
     fi
+    # The daemon's tmpfs for its jobs' run files (it outlives the daemon).
+    umount "$work/state/runtime/run" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
