@@ -131,7 +131,8 @@ impl Host {
         let runtime = Runtime::new(config.state.join("runtime"), store.clone(), &config.shim)?
             .with_network(net)
             .with_cgroup_parent(&config.cgroup_parent)?
-            .with_init(&config.init);
+            .with_init(&config.init)
+            .with_standby_shim();
         match runtime.keep_run_files_in_memory() {
             Ok(true) => {}
             Ok(false) => tracing::warn!(

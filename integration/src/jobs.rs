@@ -37,7 +37,10 @@ impl Jobs {
         p.ok(&["pull", &image]);
         let root = p.scratch().join("runtime");
         let store = pinkerton::store::Store::open(p.store()).unwrap();
-        let rt = Runtime::new(&root, store, workspace_bin("flynn-shim")).unwrap();
+        // As the daemon's: a standby shim takes the next job.
+        let rt = Runtime::new(&root, store, workspace_bin("flynn-shim"))
+            .unwrap()
+            .with_standby_shim();
         // As the daemon does: the tests' own mount namespace takes the tmpfs with it.
         assert!(rt.keep_run_files_in_memory().unwrap());
         let root = rt.jobs_dir().to_path_buf();

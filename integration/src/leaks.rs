@@ -57,13 +57,7 @@ pub fn assert_clean(root: &Path, cgroup_parent: &str, prefix: &str, mounts_befor
         }
     }
     assert!(leaked.is_empty(), "cgroups leaked: {leaked:?}");
-    let root_s = jobs.display().to_string();
-    let shims: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("flynn-shim") && c.contains(&root_s))
-        .collect();
+    let shims = shims_of(root);
     assert!(shims.is_empty(), "shims left running: {shims:?}");
     let veths = job_veths_gone_within(std::time::Duration::from_secs(10));
     assert!(veths.is_empty(), "veths leaked: {veths:?}");
@@ -74,4 +68,24 @@ pub fn assert_clean(root: &Path, cgroup_parent: &str, prefix: &str, mounts_befor
         !nat.iter().any(|r| r.contains("DNAT --to-destination")),
         "port rules leaked: {nat:?}"
     );
+}
+
+/// The shims serving jobs of the runtime at `root`: started with a job's directory as
+/// argument, or standbys (`flynn-shim --standby`) that took a job and work in its run
+/// directory. A standby still waiting for a job serves none.
+pub fn shims_of(root: &Path) -> Vec<String> {
+    let jobs = root.join("jobs").display().to_string();
+    let run = root.join("run");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let proc = e.ok()?.path();
+            let cmdline = std::fs::read(proc.join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let in_run =
+                std::fs::read_link(proc.join("cwd")).is_ok_and(|cwd| cwd.starts_with(&run));
+            let serves = cmdline.contains(&jobs) || (cmdline.contains("--standby") && in_run);
+            (cmdline.contains("flynn-shim") && serves).then_some(cmdline)
+        })
+        .collect()
 }

@@ -69,6 +69,7 @@ fn main() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let jobs_root = args[2].clone();
+    let run_root = std::path::Path::new(&jobs_root).join("run");
     let shims: Vec<u32> = std::fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -76,7 +77,10 @@ fn main() {
         .filter(|pid: &u32| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd);
-            cmd.contains("flynn-shim") && cmd.contains(&jobs_root)
+            // A standby shim that took a job works in the job's run directory.
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            let standby = cmd.contains("--standby") && cwd.starts_with(&run_root);
+            cmd.contains("flynn-shim") && (cmd.contains(&jobs_root) || standby)
         })
         .collect();
     let rss: u64 = shims.iter().map(|p| kib(*p, "VmRSS:", "status")).sum();

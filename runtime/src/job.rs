@@ -27,6 +27,7 @@ mod dir;
 mod image_use;
 mod init;
 mod restart;
+pub(crate) mod standby;
 
 pub use cleanup::shim_alive;
 use cleanup::{kill_cgroup, remove_cgroups};
@@ -130,6 +131,7 @@ pub struct Runtime {
     mount_points: PathBuf,
     store: Store,
     shim: PathBuf,
+    standby: Option<std::sync::Arc<standby::Standby>>,
     volumes: Volumes,
     network: Network,
     cgroup_parent: String,
@@ -163,12 +165,14 @@ impl Runtime {
         }
         let volumes = Volumes::new(root.join("volumes"));
         let network = Network::new(NetConfig::default(), root.join("net"));
+        let shim = shim.into();
         Ok(Self {
             root: jobs,
             run,
             mount_points,
             store,
-            shim: shim.into(),
+            standby: None,
+            shim,
             volumes,
             network,
             cgroup_parent: CGROUP_PARENT.into(),
@@ -204,6 +208,24 @@ impl Runtime {
         }
         self.cgroup_parent = parent.into();
         Ok(self)
+    }
+
+    /// The same runtime keeping a shim started ahead of the next job (`flynn-shim --standby`,
+    /// ready for it in the caller's mount and network namespaces): a job start hands its job
+    /// to it instead of starting a shim (about 1.5 ms of a start), and starts the next one off
+    /// its path. For a long-lived runtime (the host daemon); one that starts a single job
+    /// gains nothing. The standby ends when the runtime and its clones are dropped.
+    pub fn with_standby_shim(mut self) -> Self {
+        let standby = standby::Standby::new(self.shim.clone());
+        standby.start_next();
+        self.standby = Some(standby);
+        self
+    }
+
+    /// The pid of the standby shim waiting for the next job, if one is ready (see
+    /// [`Runtime::with_standby_shim`]).
+    pub fn standby_shim(&self) -> Option<i32> {
+        self.standby.as_ref()?.waiting()
     }
 
     /// The bridge network.

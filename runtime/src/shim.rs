@@ -1,4 +1,5 @@
-//! The per-job monitor (`flynn-shim JOBDIR RUNDIR`).
+//! The per-job monitor (`flynn-shim JOBDIR RUNDIR`, or `flynn-shim --standby` started ahead
+//! of its job).
 //!
 //! libcontainer clones without exec, which deadlocks inside a busy multi-threaded process, so
 //! each job is started from this small process instead. It detaches (fork + setsid) so that the
@@ -96,20 +97,83 @@ fn fail(dir: &JobDir, msg: &str) -> i32 {
 
 /// Runs the shim for the job in `dir`; returns the process exit code.
 pub fn run(dir: &JobDir) -> i32 {
-    // Detach: the first process returns at once, the second leads a new session.
+    match detach() {
+        Ok(true) => serve(dir),
+        Ok(false) => 0,
+        Err(e) => fail(dir, &e),
+    }
+}
+
+/// Runs a shim started ahead of its job (`flynn-shim --standby`): detached at once, it waits
+/// on stdin for the job's two directories (each path ended by a NUL byte, then end of file)
+/// and serves that job as [`run`] would, its stderr going to the job's `shim.log`. It ends
+/// quietly when stdin closes with no job (its runtime went away). See `job::standby`.
+pub fn standby() -> i32 {
+    match detach() {
+        Ok(true) => {}
+        Ok(false) => return 0,
+        Err(e) => {
+            eprintln!("flynn-shim: {e}");
+            return 1;
+        }
+    }
+    // Nothing of the caller's stays pinned while it waits.
+    let _ = std::env::set_current_dir("/");
+    // Ready: its pid on stdout, which it then closes (the runtime reads to the end).
+    println!("{}", std::process::id());
+    match File::open("/dev/null") {
+        Ok(null) => {
+            let _ = nix::unistd::dup2_stdout(&null);
+        }
+        Err(e) => {
+            eprintln!("flynn-shim: /dev/null: {e}");
+            return 1;
+        }
+    }
+    let mut msg = Vec::new();
+    if std::io::Read::read_to_end(&mut std::io::stdin(), &mut msg).is_err() {
+        return 1;
+    }
+    let Some(dir) = crate::job::standby::decode(&msg) else {
+        return 0;
+    };
+    match fs::OpenOptions::new()
+        .append(true)
+        .open(dir.file(JobDir::SHIM_LOG))
+    {
+        Ok(log) => {
+            let _ = nix::unistd::dup2_stderr(&log);
+        }
+        Err(e) => return fail(&dir, &format!("shim.log: {e}")),
+    }
+    // Its stdout is /dev/null already.
+    let _ = nix::unistd::dup2_stdin(std::io::stdout());
+    serve(&dir)
+}
+
+/// Detaches: forks, and the child leads a new session. True in the child, which goes on;
+/// false in the first process, which should exit at once (its caller waits for it).
+fn detach() -> Result<bool, String> {
     // SAFETY: the process is single-threaded here, so the child may run any code.
     match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return Ok(false),
         Ok(nix::unistd::ForkResult::Child) => {}
-        Err(e) => return fail(dir, &format!("fork: {e}")),
+        Err(e) => return Err(format!("fork: {e}")),
     }
     let _ = nix::unistd::setsid();
-    if let Err(e) = dir.write(JobDir::SHIM_PID, std::process::id().to_string().as_bytes()) {
-        return fail(dir, &format!("writing shim.pid: {e}"));
-    }
-    // Sockets are bound by relative names: a socket path is limited to 108 bytes.
+    Ok(true)
+}
+
+/// Serves the job in `dir` from the detached process.
+fn serve(dir: &JobDir) -> i32 {
+    // Sockets are bound by relative names: a socket path is limited to 108 bytes. Entered
+    // before `shim.pid` is written: the run directory as working directory is how the runtime
+    // tells this job's shim from a process that reused its pid (`job::shim_alive`).
     if let Err(e) = std::env::set_current_dir(dir.run_path()) {
         return fail(dir, &format!("entering {}: {e}", dir.run_path().display()));
+    }
+    if let Err(e) = dir.write(JobDir::SHIM_PID, std::process::id().to_string().as_bytes()) {
+        return fail(dir, &format!("writing shim.pid: {e}"));
     }
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         return fail(dir, &format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"));

@@ -35,5 +35,6 @@ mod runtime_attach;
 mod runtime_hardening;
 mod runtime_jobs;
 mod runtime_network;
+mod runtime_standby;
 mod scheduler;
 mod slugbuilder;

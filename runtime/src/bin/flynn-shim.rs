@@ -1,11 +1,15 @@
-//! `flynn-shim JOBDIR RUNDIR`: the per-job monitor process; see `runtime::shim`.
+//! `flynn-shim JOBDIR RUNDIR`, or `flynn-shim --standby`: the per-job monitor process; see
+//! `runtime::shim`.
 
 fn main() {
     let mut args = std::env::args_os().skip(1);
-    let (Some(disk), Some(run)) = (args.next(), args.next()) else {
-        eprintln!("usage: flynn-shim JOBDIR RUNDIR");
-        std::process::exit(2);
+    let code = match (args.next(), args.next()) {
+        (Some(flag), None) if flag == "--standby" => runtime::shim::standby(),
+        (Some(disk), Some(run)) => runtime::shim::run(&runtime::job::JobDir::new(disk, run)),
+        _ => {
+            eprintln!("usage: flynn-shim JOBDIR RUNDIR | flynn-shim --standby");
+            2
+        }
     };
-    let dir = runtime::job::JobDir::new(disk, run);
-    std::process::exit(runtime::shim::run(&dir));
+    std::process::exit(code);
 }

@@ -81,7 +81,8 @@ impl Runtime {
     }
 }
 
-/// True when `pid` is a live flynn-shim serving `dir` (not a process that reused the pid).
+/// True when `pid` is a live flynn-shim serving `dir` (not a process that reused the pid): one
+/// started with the job's directory as argument, or a standby working in its run directory.
 pub fn shim_alive(pid: i32, dir: &JobDir) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
@@ -93,8 +94,21 @@ pub fn shim_alive(pid: i32, dir: &JobDir) -> bool {
     let zombie = stat
         .rsplit_once(')')
         .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    if zombie {
+        return false;
+    }
     let want = dir.path().as_os_str().as_encoded_bytes();
-    !zombie && cmdline.split(|&b| b == 0).any(|arg| arg == want)
+    if cmdline.split(|&b| b == 0).any(|arg| arg == want) {
+        return true;
+    }
+    // A standby shim (`flynn-shim --standby`, see `standby`) is told its job on a pipe: it
+    // works in the job's run directory before it writes its pid there.
+    let standby = cmdline.split(|&b| b == 0).nth(1) == Some(b"--standby".as_slice());
+    let cwd = fs::read_link(format!("/proc/{pid}/cwd"));
+    standby
+        && cwd.is_ok_and(|cwd| {
+            cwd == dir.run_path() || fs::canonicalize(dir.run_path()).is_ok_and(|run| cwd == run)
+        })
 }
 
 /// The cgroup directories of `path` in every mounted hierarchy.

@@ -16,7 +16,8 @@ use crate::shim::ShimConfig;
 use crate::spec::{BindMount, JobSpec};
 
 impl Runtime {
-    /// Sets up and starts a job; returns once it runs (or failed to start).
+    /// Sets up and starts a job; returns once it runs (or failed to start). Its shim is the
+    /// standby one when one waits ([`Runtime::with_standby_shim`]), else one started for it.
     pub fn create(&self, spec: &JobSpec) -> Result<i32, RuntimeError> {
         let dir = self.dir(&spec.id);
         if dir.exists() {
@@ -183,21 +184,8 @@ impl Runtime {
             .map_err(io("writing the job spec"))?;
         let shim_log =
             fs::File::create(dir.file(JobDir::SHIM_LOG)).map_err(io("creating the shim log"))?;
-        let status = Command::new(&self.shim)
-            .arg(dir.path())
-            .arg(dir.run_path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(shim_log)
-            .status()
-            .map_err(io(format!("running {}", self.shim.display())))?;
-        if !status.success() {
-            let reason = fs::read_to_string(dir.file(JobDir::ERROR))
-                .unwrap_or_else(|_| format!("shim exited with {status}"));
-            return Err(RuntimeError::StartFailed {
-                id: spec.id.clone(),
-                reason,
-            });
+        if !self.standby.as_ref().is_some_and(|s| s.hand_over(dir)) {
+            self.start_shim(spec, dir, shim_log)?;
         }
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -234,6 +222,29 @@ impl Runtime {
                 JobState::Starting => std::thread::sleep(Duration::from_micros(500)),
             }
         }
+    }
+}
+
+impl Runtime {
+    /// Starts the shim of the job in `dir` (no standby took it); returns once it detached.
+    fn start_shim(&self, spec: &JobSpec, dir: &JobDir, log: fs::File) -> Result<(), RuntimeError> {
+        let status = Command::new(&self.shim)
+            .arg(dir.path())
+            .arg(dir.run_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .status()
+            .map_err(io(format!("running {}", self.shim.display())))?;
+        if status.success() {
+            return Ok(());
+        }
+        let reason = fs::read_to_string(dir.file(JobDir::ERROR))
+            .unwrap_or_else(|_| format!("shim exited with {status}"));
+        Err(RuntimeError::StartFailed {
+            id: spec.id.clone(),
+            reason,
+        })
     }
 }
 
