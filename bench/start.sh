@@ -4,6 +4,9 @@
 #   runc run, crun run (same rootfs flattened into an OCI bundle from `runc spec`: no seccomp
 #   profile, no network setup), and crun run on the very spec flynn ran the job with
 #   podman run --network=bridge, when podman is installed
+#   flynn `none` in one runtime: jobs one after another in one process with a standby shim, as
+#   the host daemon starts them (each of the rows above is a process of its own per start),
+#   and the same without the standby shim
 #   flynn `none` again with its jobs directory on a tmpfs (crun keeps its state on tmpfs; on a
 #   root filesystem without a journal, ext4 pays for every inode it hands out, see
 #   BENCHMARKS.md)
@@ -40,6 +43,7 @@ PY
 
 ours="$bin/examples/start_bench $work/store $work/jobs $bin/flynn-shim $image"
 ours_tmpfs="$bin/examples/start_bench $work/store $work/tmpfs-jobs $bin/flynn-shim $image"
+ours_loop="$bin/examples/start_bench $work/store $work/loop-jobs $bin/flynn-shim $image"
 mkdir -p "$work/tmpfs-jobs"
 # crun on the spec flynn runs (its seccomp profile, capabilities, mounts, limits), so the
 # peer does the same work: the job's config.json with the root made the bundle's rootfs and a
@@ -58,7 +62,8 @@ json.dump(c, open(sys.argv[2], "w"))
 PY
 podman=""
 if command -v podman >/dev/null; then
-    podman="-n 'podman run --network=bridge' 'podman run --rm --network=bridge --rootfs $work/bundle/rootfs /bin/true'"
+    # Its default open-files limit is above the hard limit some machines allow.
+    podman="-n 'podman run --network=bridge' 'podman run --rm --network=bridge --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --rootfs $work/bundle/rootfs /bin/true'"
 fi
 unshare --mount --net --propagation private bash -c "
     ip link set lo up
@@ -72,17 +77,27 @@ unshare --mount --net --propagation private bash -c "
         -n 'crun run' 'crun run --bundle $work/bundle bench-crun' \
         -n 'crun run, flynn spec' 'crun run --bundle $work/same bench-crun-same' \
         $podman
+    $ours_loop loop $runs > $work/loop.txt
+    $ours_loop loop-without-standby $runs > $work/loop-own.txt
 " >"$work/hyperfine.log" 2>&1 || { cat "$work/hyperfine.log"; exit 1; }
 
-python3 - "$work/h.json" <<'PY'
-import json, sys
+python3 - "$work/h.json" "$work/loop.txt" "$work/loop-own.txt" <<'PY'
+import json, statistics, sys
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+for name, path in [("flynn none, one runtime", sys.argv[2]), ("flynn none, 1 rt, no standby", sys.argv[3])]:
+    loop = [float(l) / 1000 for l in open(path) if l.strip()]
+    res[name] = {"median": statistics.median(loop), "min": min(loop), "max": max(loop)}
 print(f"{'runtime':26} {'median ms':>10} {'min ms':>8} {'max ms':>8}")
 for k, v in res.items():
     print(f"{k:26} {v['median']*1000:10.1f} {v['min']*1000:8.1f} {v['max']*1000:8.1f}")
-none, bridge = res["flynn none"]["median"], res["flynn bridge"]["median"]
+none, one = res["flynn none"]["median"], res["flynn none, one runtime"]["median"]
 for peer in [k for k in res if not k.startswith("flynn")]:
     print(f"flynn none / {peer}: {none / res[peer]['median']:.2f}x")
+for peer in [k for k in res if k.startswith("crun")]:
+    print(f"flynn none, one runtime / {peer}: {one / res[peer]['median']:.2f}x")
+own = res["flynn none, 1 rt, no standby"]["median"]
+print(f"the standby shim saves {(own - one) * 1000:.1f} ms of a start")
+bridge = res["flynn bridge"]["median"]
 tmpfs = res["flynn none, jobs on tmpfs"]["median"]
 print(f"flynn none, jobs on tmpfs / crun run, flynn spec: {tmpfs / res['crun run, flynn spec']['median']:.2f}x")
 print(f"bridge costs {(bridge - none) * 1000:.1f} ms over none")

@@ -5,6 +5,10 @@
 //! `START_BENCH_SPEC=FILE` it copies the job's OCI `config.json` there.
 //! `start_bench STORE JOBS SHIM IMAGE idle N` starts N `sleep` jobs, prints the shims' memory
 //! (RSS and PSS, KiB per job), then stops and deletes them.
+//! `start_bench STORE JOBS SHIM IMAGE loop N` runs N `/bin/true` jobs (network `none`) one
+//! after another in one runtime with a standby shim, as the host daemon starts jobs, after 5
+//! warm-up jobs; prints each start's milliseconds, create to exit and delete, one per line;
+//! `loop-without-standby N` the same with every job starting a shim of its own.
 
 use std::time::Duration;
 
@@ -42,6 +46,11 @@ fn main() {
             argv.iter().map(|s| s.to_string()).collect(),
         )
     };
+    match args.get(5).map(String::as_str) {
+        Some("loop") => return in_one_runtime(rt.with_standby_shim(), &args),
+        Some("loop-without-standby") => return in_one_runtime(rt, &args),
+        _ => {}
+    }
     if args.get(5).map(String::as_str) != Some("idle") {
         let id = format!("bench-{}", std::process::id());
         let mut job = spec(id.clone(), &["/bin/true"]);
@@ -94,5 +103,29 @@ fn main() {
     for id in &ids {
         rt.stop(id, Duration::from_millis(100)).expect("stop");
         rt.delete(id).expect("delete");
+    }
+}
+
+/// `loop N`: N starts in one runtime, each timed from create to deleted.
+fn in_one_runtime(rt: Runtime, args: &[String]) {
+    let n: usize = args[6].parse().expect("N");
+    let standby = args[5] == "loop";
+    for i in 0..n + 5 {
+        let id = format!("loop-{i}");
+        let mut job = JobSpec::new(id.parse().expect("id"), &args[4], vec!["/bin/true".into()]);
+        job.config.network = runtime::NetworkMode::None;
+        // The standby is started after each start; a daemon's starts come further apart.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while standby && rt.standby_shim().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let t = std::time::Instant::now();
+        rt.create(&job).expect("create");
+        let status = rt.wait(&id, Duration::from_secs(30)).expect("wait");
+        assert_eq!(status.code, Some(0));
+        rt.delete(&id).expect("delete");
+        if i >= 5 {
+            println!("{:.3}", t.elapsed().as_secs_f64() * 1000.0);
+        }
     }
 }
