@@ -73,7 +73,15 @@ echo "== memory with 500 running jobs"
 sleep 2
 busy_rss=$(rss "$daemon")
 shim_kib=0
-for p in $(pgrep -f "flynn-shim $work"); do
+# The jobs' shims: started for a job (its directory as argument) or standbys that took one
+# (working in its run directory); a standby still waiting serves no job and is not counted.
+for p in $(pgrep -f "flynn-shim"); do
+    cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
+    cwd=$(readlink "/proc/$p/cwd" 2>/dev/null) || continue
+    if [[ $cmd != *"flynn-shim $work"* ]] \
+        && ! [[ $cmd == *--standby* && $cwd == "$work/state/runtime/run/"* ]]; then
+        continue
+    fi
     shim_kib=$((shim_kib + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup")))
 done
 python3 - "$idle_rss" "$busy_rss" "$shim_kib" <<'PY'
