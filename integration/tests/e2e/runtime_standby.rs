@@ -26,6 +26,19 @@ fn alive(pid: i32) -> bool {
     })
 }
 
+/// Waits (up to 30 s) for `pid` to end.
+fn ends(pid: i32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "{what}: {pid} still runs");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn lines(j: &Jobs, id: &str) -> Vec<String> {
+    j.rt.logs(id).unwrap().into_iter().map(|l| l.line).collect()
+}
+
 fn shim_pid(j: &Jobs, id: &str) -> i32 {
     j.rt.shim_pid(id).unwrap().expect("the job's shim pid")
 }
@@ -62,19 +75,14 @@ fn a_standby_shim_serves_the_next_job_and_ends_with_its_runtime() {
         assert!(Instant::now() < deadline, "{:?}", j.rt.logs("sb-job"));
         std::thread::sleep(Duration::from_millis(20));
     }
-    let lines: Vec<String> =
-        j.rt.logs("sb-job")
-            .unwrap()
-            .into_iter()
-            .map(|l| l.line)
-            .collect();
+    let out = lines(&j, "sb-job");
     assert!(
-        lines.contains(&"to-stdout".into()) && lines.contains(&"to-stderr".into()),
-        "{lines:?}"
+        out.contains(&"to-stdout".into()) && out.contains(&"to-stderr".into()),
+        "{out:?}"
     );
     j.rt.stop("sb-job", Duration::from_millis(100)).unwrap();
     j.rt.delete("sb-job").unwrap();
-    assert!(!alive(waiting), "the job's shim ended with it");
+    ends(waiting, "the job's shim, after its job was deleted");
 
     // A standby killed while it waits is passed over: the job starts a shim of its own.
     let next = standby(&j);
@@ -84,11 +92,7 @@ fn a_standby_shim_serves_the_next_job_and_ends_with_its_runtime() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alive(next) {
-        assert!(Instant::now() < deadline, "the killed standby still runs");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    ends(next, "the killed standby");
     j.rt.create(&j.sh("sb-third", "echo third")).unwrap();
     let own = shim_pid(&j, "sb-third");
     assert_ne!(own, next);
@@ -99,25 +103,12 @@ fn a_standby_shim_serves_the_next_job_and_ends_with_its_runtime() {
     );
     let status = j.rt.wait("sb-third", Duration::from_secs(30)).unwrap();
     assert_eq!(status.code, Some(0));
-    let lines: Vec<String> =
-        j.rt.logs("sb-third")
-            .unwrap()
-            .into_iter()
-            .map(|l| l.line)
-            .collect();
-    assert_eq!(lines, ["third"]);
+    assert_eq!(lines(&j, "sb-third"), ["third"]);
     j.rt.delete("sb-third").unwrap();
 
     // A waiting standby serves no job; dropping the runtime closes its pipe, and it ends.
     let last = standby(&j);
     integration::leaks::assert_clean(&root, runtime::job::CGROUP_PARENT, "sb-", before_mounts);
     drop(j);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alive(last) {
-        assert!(
-            Instant::now() < deadline,
-            "the standby outlived its runtime"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    ends(last, "the standby, once its runtime was dropped");
 }
