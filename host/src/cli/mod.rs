@@ -10,6 +10,7 @@ mod images;
 mod jobs;
 mod join;
 mod leave;
+mod network;
 mod status;
 mod volumes;
 
@@ -126,6 +127,9 @@ pub enum Command {
     /// Leave the cluster: drain, then remove this host's etcd member (if any), stop its
     /// discoverd and forget the cluster.
     Leave(leave::LeaveArgs),
+    /// Remove the job network (bridge, iptables rules) from this host: with the daemon
+    /// stopped and every job deleted, as the last step of a teardown.
+    NetworkRemove(network::NetworkRemoveArgs),
 }
 
 /// `--json`.
@@ -177,5 +181,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Drain(args) => drain::drain(&c, args).await,
         Command::Undrain => drain::undrain(&c).await,
         Command::Leave(args) => leave::run(&c, args).await,
+        Command::NetworkRemove(args) => network::remove(&c, args).await,
     }
 }

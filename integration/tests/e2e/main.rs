@@ -17,6 +17,7 @@ mod discoverd_etcd;
 mod git_push;
 mod host_api;
 mod host_hardening;
+mod host_network;
 mod host_restart;
 mod host_restart_policy;
 mod host_schemathesis;

@@ -216,7 +216,7 @@ pub async fn job_veths(h: &Handle, bridge: &str) -> Result<Vec<String>, NetError
     Ok(out)
 }
 
-/// Deletes link `name` (and so its veth peer); missing is fine.
+/// Deletes link `name` (a veth with its peer, or the bridge); missing is fine.
 pub async fn delete(h: &Handle, name: &str) -> Result<(), NetError> {
     let Some(i) = index(h, name).await? else {
         return Ok(());
@@ -230,6 +230,6 @@ pub async fn delete(h: &Handle, name: &str) -> Result<(), NetError> {
         {
             Ok(())
         }
-        Err(e) => Err(nl("deleting the veth")(e)),
+        Err(e) => Err(nl(&format!("deleting link {name}"))(e)),
     }
 }

@@ -52,6 +52,9 @@ pub enum NetError {
 
 pub use runtime_api::{PortMap, Proto};
 
+/// The base setup this process made or found recorded (see `Network::setup`).
+static SETUP: Mutex<Option<BaseSetup>> = Mutex::new(None);
+
 /// The job network's settings.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -184,6 +187,33 @@ impl Network {
         self.setup(true).map(|(br, _)| br)
     }
 
+    /// Removes what [`Network::ensure`] set up: the bridge, the project's iptables chains and
+    /// the jumps to them, the masquerade rules and the record of the setup; what is already
+    /// gone is fine. Refused while a job holds an address or a published port: delete the
+    /// jobs first (with the daemon stopped, or it sets the network up again when it starts).
+    pub fn remove(&self) -> Result<(), NetError> {
+        let mut done = SETUP.lock().unwrap_or_else(|p| p.into_inner());
+        let leases = self.ipam.leases()?;
+        if let Some(job) = leases.keys().next() {
+            return Err(NetError::Iptables(format!(
+                "{} jobs still hold addresses on {} (job {job} among them): delete them first",
+                leases.len(),
+                self.cfg.bridge
+            )));
+        }
+        nat::remove_base(&self.cfg.bridge, self.cfg.subnet, self.cfg.prefix)?;
+        let bridge = self.cfg.bridge.clone();
+        link::with_handle(async |h| link::delete(&h, &bridge).await)?;
+        let marker = self.dir.join("base.json");
+        match std::fs::remove_file(&marker) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(NetError::File(marker, e)),
+        }
+        *done = None;
+        Ok(())
+    }
+
     /// The bridge and rules for a job: set up once per network namespace and boot (recorded in
     /// `base.json` beside the leases, so that a process starting one job does not rewrite the
     /// rules each time); also tells whether iptables sees bridged frames (otherwise job ports
@@ -193,7 +223,6 @@ impl Network {
     }
 
     fn setup(&self, force: bool) -> Result<(u32, bool), NetError> {
-        static SETUP: Mutex<Option<BaseSetup>> = Mutex::new(None);
         let mut done = SETUP.lock().unwrap_or_else(|p| p.into_inner());
         let (bridge, gateway, prefix) = (
             self.cfg.bridge.clone(),

@@ -124,26 +124,10 @@ pub fn ensure_base(
     if !nat.is_empty() {
         restore(&nat)?;
     }
-    let local = ["-m", "addrtype", "--dst-type", "LOCAL"];
-    jump_first("nat", "PREROUTING", &local, DNAT_CHAIN)?;
-    jump_first("nat", "OUTPUT", &local, DNAT_CHAIN)?;
-    let masquerade = [
-        vec!["-s", &subnet, "!", "-o", bridge, "-j", "MASQUERADE"],
-        vec![
-            "-s",
-            &subnet,
-            "-d",
-            &subnet,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "DNAT",
-            "-j",
-            "MASQUERADE",
-        ],
-        vec!["-s", "127.0.0.0/8", "-o", bridge, "-j", "MASQUERADE"],
-    ];
-    for rule in &masquerade {
+    for (table, builtin, matches, chain) in &JUMPS[..2] {
+        jump_first(table, builtin, matches, chain)?;
+    }
+    for rule in &masquerade(bridge, &subnet) {
         let check: Vec<&str> = [&["-t", "nat", "-C", "POSTROUTING"][..], rule].concat();
         if !iptables(&check)? {
             let add: Vec<&str> = [&["-t", "nat", "-A", "POSTROUTING"][..], rule].concat();
@@ -173,8 +157,101 @@ pub fn ensure_base(
          -A {INPUT_CHAIN} -i {bridge} -j REJECT\nCOMMIT\n"
     ));
     restore(&filter)?;
-    jump_first("filter", "FORWARD", &[], FORWARD_CHAIN)?;
-    jump_first("filter", "INPUT", &[], INPUT_CHAIN)
+    for (table, builtin, matches, chain) in &JUMPS[2..] {
+        jump_first(table, builtin, matches, chain)?;
+    }
+    Ok(())
+}
+
+/// The POSTROUTING rules of the job network: jobs' traffic leaving the bridge, hairpin
+/// traffic to published ports, and DNATed traffic from the host's loopback.
+fn masquerade<'a>(bridge: &'a str, subnet: &'a str) -> [Vec<&'a str>; 3] {
+    [
+        vec!["-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"],
+        vec![
+            "-s",
+            subnet,
+            "-d",
+            subnet,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "DNAT",
+            "-j",
+            "MASQUERADE",
+        ],
+        vec!["-s", "127.0.0.0/8", "-o", bridge, "-j", "MASQUERADE"],
+    ]
+}
+
+/// The jumps from the built-in chains into the project's own: (table, built-in chain,
+/// matches, chain).
+const JUMPS: [(&str, &str, &[&str], &str); 4] = [
+    (
+        "nat",
+        "PREROUTING",
+        &["-m", "addrtype", "--dst-type", "LOCAL"],
+        DNAT_CHAIN,
+    ),
+    (
+        "nat",
+        "OUTPUT",
+        &["-m", "addrtype", "--dst-type", "LOCAL"],
+        DNAT_CHAIN,
+    ),
+    ("filter", "FORWARD", &[], FORWARD_CHAIN),
+    ("filter", "INPUT", &[], INPUT_CHAIN),
+];
+
+/// Undoes [`ensure_base`] for `bridge` (subnet `net/prefix`): the jumps into the project's
+/// chains, the chains, and the masquerade rules; what is already gone is fine. Refused while
+/// a published port remains (a job still holds it). `ip_forward` is left on: other
+/// software may rely on it.
+pub fn remove_base(bridge: &str, net: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+    let published = port_rules()?;
+    if let Some(r) = published.first() {
+        return Err(NetError::Iptables(format!(
+            "{} host ports are still published (host port {}/{} to {}:{}): delete the jobs \
+             that publish them first",
+            published.len(),
+            r.host,
+            r.proto,
+            r.ip,
+            r.port
+        )));
+    }
+    let delete_all = |table: &str, builtin: &str, rule: &[&str]| -> Result<(), NetError> {
+        let check: Vec<&str> = [&["-t", table, "-C", builtin][..], rule].concat();
+        while iptables(&check)? {
+            let del: Vec<&str> = [&["-t", table, "-D", builtin][..], rule].concat();
+            if !iptables(&del)? {
+                return Err(NetError::Iptables(format!("iptables {}", del.join(" "))));
+            }
+        }
+        Ok(())
+    };
+    for (table, builtin, matches, chain) in JUMPS {
+        let rule: Vec<&str> = matches.iter().copied().chain(["-j", chain]).collect();
+        delete_all(table, builtin, &rule)?;
+    }
+    for (table, chain) in [
+        ("nat", DNAT_CHAIN),
+        ("filter", FORWARD_CHAIN),
+        ("filter", INPUT_CHAIN),
+    ] {
+        if iptables(&["-t", table, "-L", chain, "-n"])?
+            && !(iptables(&["-t", table, "-F", chain])? && iptables(&["-t", table, "-X", chain])?)
+        {
+            return Err(NetError::Iptables(format!(
+                "iptables -t {table} -X {chain} failed: is a rule outside the project jumping to it?"
+            )));
+        }
+    }
+    let subnet = format!("{net}/{prefix}");
+    for rule in &masquerade(bridge, &subnet) {
+        delete_all("nat", "POSTROUTING", rule)?;
+    }
+    Ok(())
 }
 
 /// One published port: host port `host` (protocol `proto`) to `ip:port`.
