@@ -70,22 +70,17 @@ pub fn assert_clean(root: &Path, cgroup_parent: &str, prefix: &str, mounts_befor
     );
 }
 
-/// The shims serving jobs of the runtime at `root`: started with a job's directory as
-/// argument, or standbys (`flynn-shim --standby`) that took a job and work in its run
-/// directory. A standby still waiting for a job serves none.
+/// The command lines of the shims serving jobs of the runtime at `root`
+/// ([`runtime::job::shims_of`]).
 pub fn shims_of(root: &Path) -> Vec<String> {
-    let jobs = root.join("jobs").display().to_string();
-    let run = root.join("run");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let proc = e.ok()?.path();
-            let cmdline = std::fs::read(proc.join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            let in_run =
-                std::fs::read_link(proc.join("cwd")).is_ok_and(|cwd| cwd.starts_with(&run));
-            let serves = cmdline.contains(&jobs) || (cmdline.contains("--standby") && in_run);
-            (cmdline.contains("flynn-shim") && serves).then_some(cmdline)
+    runtime::job::shims_of(root)
+        .into_iter()
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            format!(
+                "{pid}: {}",
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            )
         })
         .collect()
 }

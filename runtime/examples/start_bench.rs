@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use runtime::{JobSpec, Runtime};
 
-fn kib(pid: u32, field: &str, file: &str) -> u64 {
+fn kib(pid: i32, field: &str, file: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .unwrap_or_default()
         .lines()
@@ -77,21 +77,7 @@ fn main() {
             .expect("create");
     }
     std::thread::sleep(Duration::from_millis(500));
-    let jobs_root = args[2].clone();
-    let run_root = std::path::Path::new(&jobs_root).join("run");
-    let shims: Vec<u32> = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|pid: &u32| *pid != std::process::id())
-        .filter(|pid: &u32| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            // A standby shim that took a job works in the job's run directory.
-            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
-            let standby = cmd.contains("--standby") && cwd.starts_with(&run_root);
-            cmd.contains("flynn-shim") && (cmd.contains(&jobs_root) || standby)
-        })
-        .collect();
+    let shims = runtime::job::shims_of(std::path::Path::new(&args[2]));
     let rss: u64 = shims.iter().map(|p| kib(*p, "VmRSS:", "status")).sum();
     let pss: u64 = shims.iter().map(|p| kib(*p, "Pss:", "smaps_rollup")).sum();
     println!(

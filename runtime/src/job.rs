@@ -29,8 +29,8 @@ mod init;
 mod restart;
 pub(crate) mod standby;
 
-pub use cleanup::shim_alive;
 use cleanup::{kill_cgroup, remove_cgroups};
+pub use cleanup::{shim_alive, shims_of};
 pub use dir::JobDir;
 
 /// Where jobs live by default.
@@ -165,14 +165,13 @@ impl Runtime {
         }
         let volumes = Volumes::new(root.join("volumes"));
         let network = Network::new(NetConfig::default(), root.join("net"));
-        let shim = shim.into();
         Ok(Self {
             root: jobs,
             run,
             mount_points,
             store,
+            shim: shim.into(),
             standby: None,
-            shim,
             volumes,
             network,
             cgroup_parent: CGROUP_PARENT.into(),

@@ -121,15 +121,14 @@ pub fn standby() -> i32 {
     let _ = std::env::set_current_dir("/");
     // Ready: its pid on stdout, which it then closes (the runtime reads to the end).
     println!("{}", std::process::id());
-    match File::open("/dev/null") {
-        Ok(null) => {
-            let _ = nix::unistd::dup2_stdout(&null);
-        }
+    let null = match File::open("/dev/null") {
+        Ok(null) => null,
         Err(e) => {
             eprintln!("flynn-shim: /dev/null: {e}");
             return 1;
         }
-    }
+    };
+    let _ = nix::unistd::dup2_stdout(&null);
     let mut msg = Vec::new();
     if std::io::Read::read_to_end(&mut std::io::stdin(), &mut msg).is_err() {
         return 1;
@@ -146,8 +145,7 @@ pub fn standby() -> i32 {
         }
         Err(e) => return fail(&dir, &format!("shim.log: {e}")),
     }
-    // Its stdout is /dev/null already.
-    let _ = nix::unistd::dup2_stdin(std::io::stdout());
+    let _ = nix::unistd::dup2_stdin(&null);
     serve(&dir)
 }
 

@@ -111,6 +111,38 @@ pub fn shim_alive(pid: i32, dir: &JobDir) -> bool {
         })
 }
 
+/// The live shims serving jobs of the runtime at `root` (its `jobs/` and `run/`): started with
+/// a job's two directories as arguments, or standbys that took a job and work in its run
+/// directory (a standby still waiting serves none). For leak checks and measurements.
+pub fn shims_of(root: &Path) -> Vec<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let (jobs, run) = (root.join("jobs"), root.join("run"));
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid: &i32| {
+            let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&Path> = cmdline
+                .strip_suffix(&[0])
+                .unwrap_or(&cmdline)
+                .split(|&b| b == 0)
+                .map(|a| Path::new(std::ffi::OsStr::from_bytes(a)))
+                .collect();
+            match args[..] {
+                [_, disk, dir] => disk.starts_with(&jobs) && dir.starts_with(&run),
+                [_, flag] if flag == Path::new("--standby") => {
+                    fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&run))
+                }
+                _ => false,
+            }
+        })
+        .collect()
+}
+
 /// The cgroup directories of `path` in every mounted hierarchy.
 fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
     let rel = path.trim_start_matches('/');

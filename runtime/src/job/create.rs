@@ -223,9 +223,7 @@ impl Runtime {
             }
         }
     }
-}
 
-impl Runtime {
     /// Starts the shim of the job in `dir` (no standby took it); returns once it detached.
     fn start_shim(&self, spec: &JobSpec, dir: &JobDir, log: fs::File) -> Result<(), RuntimeError> {
         let status = Command::new(&self.shim)

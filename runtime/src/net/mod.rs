@@ -45,6 +45,9 @@ pub enum NetError {
     /// An iptables or sysctl change failed.
     #[error("{0}")]
     Iptables(String),
+    /// Jobs still use the network (addresses, published ports).
+    #[error("{0}")]
+    InUse(String),
     /// A file of the job could not be written.
     #[error("writing {0}: {1}")]
     File(PathBuf, std::io::Error),
@@ -195,7 +198,7 @@ impl Network {
         let mut done = SETUP.lock().unwrap_or_else(|p| p.into_inner());
         let leases = self.ipam.leases()?;
         if let Some(job) = leases.keys().next() {
-            return Err(NetError::Iptables(format!(
+            return Err(NetError::InUse(format!(
                 "{} jobs still hold addresses on {} (job {job} among them): delete them first",
                 leases.len(),
                 self.cfg.bridge

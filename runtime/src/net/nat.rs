@@ -210,7 +210,7 @@ const JUMPS: [(&str, &str, &[&str], &str); 4] = [
 pub fn remove_base(bridge: &str, net: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
     let published = port_rules()?;
     if let Some(r) = published.first() {
-        return Err(NetError::Iptables(format!(
+        return Err(NetError::InUse(format!(
             "{} host ports are still published (host port {}/{} to {}:{}): delete the jobs \
              that publish them first",
             published.len(),
