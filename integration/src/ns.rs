@@ -27,11 +27,37 @@ pub fn isolated(test: &str) -> bool {
     );
     assert!(
         out.status.success(),
-        "{test} failed in its namespaces:\n{text}"
+        "{test} failed in its namespaces: {}\n--- its whole output:\n{text}",
+        panics(&text)
     );
     assert!(
         text.contains("1 passed"),
         "{test} did not run in its namespaces:\n{text}"
     );
     false
+}
+
+/// The panic messages in a test's output (each "panicked at" line and the lines after it, up
+/// to a blank line), so a failure's cause comes first even when a long output is shortened.
+fn panics(text: &str) -> String {
+    let mut out = String::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.contains("panicked at") {
+            out.push('\n');
+            out.push_str(line);
+            for more in lines.by_ref().take(40) {
+                if more.is_empty() {
+                    break;
+                }
+                out.push('\n');
+                out.push_str(more);
+            }
+        }
+    }
+    if out.is_empty() {
+        " (no panic message)".to_string()
+    } else {
+        out
+    }
 }

@@ -28,8 +28,10 @@ pub fn available(test: &str) -> bool {
 }
 
 /// Runs schemathesis on the document at `openapi_url` with a bearer `token`, its config
-/// file written under `home` (`config`: TOML, may be empty) and `extra` arguments; panics
-/// with the failures (and the seed that reproduces them) when it finds any.
+/// file written under `home` (`config`: TOML, may be empty) and `extra` arguments, then those
+/// in `$SCHEMATHESIS_ARGS` (split on spaces: `--seed N` repeats a run, `--report har` keeps
+/// every request); panics with the failures (and the seed that reproduces them) when it
+/// finds any.
 pub fn check(openapi_url: &str, token: &str, home: &Path, config: &str, extra: &[&str]) {
     let st = cli().expect("schemathesis (check `available` first)");
     let config_file = home.join("schemathesis.toml");
@@ -42,6 +44,11 @@ pub fn check(openapi_url: &str, token: &str, home: &Path, config: &str, extra: &
             .args(["-H", &format!("Authorization: Bearer {token}")])
             .args(["--checks", "all"])
             .args(extra)
+            .args(
+                std::env::var("SCHEMATHESIS_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             // One worker: Python 3.11's ast.parse is not thread-safe, and schemathesis calls
             // it from every worker ("AST constructor recursion depth mismatch").
             .args(["--max-examples", "40", "--no-color", "--workers", "1"])
@@ -63,7 +70,7 @@ pub fn check(openapi_url: &str, token: &str, home: &Path, config: &str, extra: &
             .min();
         let failures = first.map_or(&text[..], |i| &text[i..]);
         panic!(
-            "schemathesis found problems ({}):\n{failures}\n{}",
+            "schemathesis found problems ({}; SCHEMATHESIS_ARGS='--seed N' repeats the run):\n{failures}\n{}",
             seed.trim(),
             String::from_utf8_lossy(&out.stderr)
         );
