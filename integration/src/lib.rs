@@ -141,3 +141,16 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub fn jid(id: &str) -> host_api::JobId {
     id.parse().expect("a valid job id")
 }
+
+/// Polls `ok` every 50 ms until it holds; panics naming `what` after `limit`. Tests wait for
+/// what they need this way, never for a fixed time.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

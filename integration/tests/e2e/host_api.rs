@@ -4,7 +4,7 @@
 use integration::root_test;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use host_api::{EventFilter, JobAction, JobFilter, JobState, LogOptions};
 use integration::host::HostDaemon;
@@ -21,12 +21,8 @@ fn curl(args: &[&str]) -> (String, String) {
     (body.to_string(), code.to_string())
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    integration::wait_for(what, Duration::from_secs(20), f)
 }
 
 #[root_test(isolated)]
