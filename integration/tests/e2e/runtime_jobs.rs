@@ -167,18 +167,12 @@ fn stop_escalates_and_signals_are_delivered() {
 
     let script = "trap 'echo usr1' USR1; trap 'echo term; exit 7' TERM; echo ready; while true; do sleep 0.05; done";
     j.rt.create(&j.sh("polite", script)).unwrap();
-    let ready = || {
-        j.rt.logs("polite")
-            .unwrap()
-            .iter()
-            .any(|l| l.line == "ready")
-    };
-    while !ready() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let logged = |line: &str| j.rt.logs("polite").unwrap().iter().any(|l| l.line == line);
+    let limit = Duration::from_secs(60);
+    integration::wait_for("polite to be ready", limit, || logged("ready"));
     j.rt.signal("polite", nix::sys::signal::Signal::SIGUSR1)
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    integration::wait_for("polite to handle SIGUSR1", limit, || logged("usr1"));
     // A suspended job still gets to handle SIGTERM (SIGCONT follows it): exit 7 from the
     // trap, not SIGKILL after the two-minute grace.
     j.rt.signal("polite", nix::sys::signal::Signal::SIGSTOP)
