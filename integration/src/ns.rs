@@ -27,7 +27,8 @@ pub fn isolated(test: &str) -> bool {
     );
     assert!(
         out.status.success(),
-        "{test} failed in its namespaces: {}\n--- its whole output:\n{text}",
+        "{test} failed in its namespaces ({}): {}\n--- its whole output:\n{text}",
+        out.status,
         panics(&text)
     );
     assert!(

@@ -49,7 +49,7 @@ impl User {
     }
 
     /// `flynn ARGS` that must fail: its stderr.
-    fn fails(&self, dir: &Path, args: &[&str]) -> String {
+    pub fn fails(&self, dir: &Path, args: &[&str]) -> String {
         let out = self.flynn(dir, args);
         assert!(!out.status.success(), "flynn {args:?} succeeded: {out:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()

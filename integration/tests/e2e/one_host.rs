@@ -305,6 +305,14 @@ fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
     assert_ne!(before, after, "a new router job");
     let env = user.ok(root.path(), &["-a", "router", "env", "get", "ROLLED"]);
     assert_eq!(env.trim(), "1");
+    // gitreceive is bootstrap's job: a release of it would run nowhere, so none is made.
+    let err = user.fails(root.path(), &["-a", "gitreceive", "env", "set", "X=1"]);
+    assert!(
+        err.contains("gitreceive runs as a job flynn-host bootstrap started"),
+        "{err}"
+    );
+    let releases = user.ok(root.path(), &["-a", "gitreceive", "release", "--json"]);
+    assert_eq!(releases.trim(), "[]");
 }
 
 /// Requests for one host through the router on 127.0.0.1:80, each on a new connection, from
