@@ -62,3 +62,20 @@ fn panics(text: &str) -> String {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::panics;
+
+    #[test]
+    fn a_failure_leads_with_each_panic_and_its_message() {
+        let text = "running 1 test\n=== phase one\n\
+                    thread 't' (7) panicked at tests/e2e/x.rs:3:5:\nmissing \"done\" in:\nout\n\n\
+                    note: run with `RUST_BACKTRACE=1`\ntest x ... FAILED\n";
+        assert_eq!(
+            panics(text),
+            "\nthread 't' (7) panicked at tests/e2e/x.rs:3:5:\nmissing \"done\" in:\nout"
+        );
+        assert_eq!(panics("running 1 test\n"), " (no panic message)");
+    }
+}
