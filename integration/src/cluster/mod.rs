@@ -11,7 +11,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use host_api::{CreateJob, NetworkMode};
 
@@ -364,14 +364,8 @@ impl Cluster {
 
     /// Waits up to `limit` for `f`, panicking with `what` and the logs that explain it.
     pub fn wait(&self, what: &str, limit: Duration, mut f: impl FnMut(&Self) -> bool) {
-        let deadline = Instant::now() + limit;
-        while !f(self) {
-            if Instant::now() > deadline {
-                // The logs follow: the cluster prints them as it is dropped.
-                panic!("timed out waiting: {what}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        // On a timeout the logs follow: the cluster prints them as it is dropped.
+        crate::wait_for(what, limit, || f(self))
     }
 
     /// The daemons' and layer-1 jobs' logs, for failure messages.

@@ -141,11 +141,9 @@ fn jobs_survive_the_daemon_killed_with_sigkill() {
         .unwrap();
     assert_eq!(stopped.state, JobState::Exited);
     h.block_on(c.signal(&jid("count-1"), "KILL")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while h.block_on(c.job(&jid("count-1"))).unwrap().state != JobState::Exited {
-        assert!(Instant::now() < deadline, "count-1 did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("count-1 to end", Duration::from_secs(10), || {
+        h.block_on(c.job(&jid("count-1"))).unwrap().state == JobState::Exited
+    });
     assert_eq!(
         h.block_on(c.job(&jid("count-1")))
             .unwrap()
@@ -323,11 +321,9 @@ fn after_a_reboot_a_job_is_failed_with_its_log_kept_and_leaves_nothing_once_dele
     let counter = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done";
     h.block_on(c.create_job(&sh(&h, "rebooted", counter)))
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while counted(&h, "rebooted") < 3 {
-        assert!(Instant::now() < deadline, "the job logged nothing");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("the job to log", Duration::from_secs(30), || {
+        counted(&h, "rebooted") >= 3
+    });
 
     // A reboot, as the job's files see it: the daemon and every process of the job gone, and
     // the run directory's tmpfs with them.
@@ -355,11 +351,9 @@ fn after_a_reboot_a_job_is_failed_with_its_log_kept_and_leaves_nothing_once_dele
             kill(pid.parse().unwrap());
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while nix::mount::umount(&run).is_err() {
-        assert!(Instant::now() < deadline, "the run tmpfs stayed busy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the run tmpfs to come off", Duration::from_secs(10), || {
+        nix::mount::umount(&run).is_ok()
+    });
     assert!(!run.join("rebooted").exists());
     // The log as the reboot left it (the shim is gone: the tmpfs it worked in came off), read
     // from the state directory with the daemon down.
