@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use discoverd_api::{client::Client, Event as DiscoverdEvent, Instance};
@@ -14,16 +14,12 @@ use flynn_http::service::Shutdown;
 use router_api::EventKind;
 use tokio::sync::Notify;
 
+use crate::clock::now_ms;
 use crate::events::Events;
 use crate::pool::Pool;
 
 /// How long a backend that refused a connection gets no new requests.
 pub const EJECT_FOR: Duration = Duration::from_secs(5);
-
-fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
 
 /// One instance of a service.
 #[derive(Debug)]

@@ -13,6 +13,7 @@ pub mod api;
 pub mod backends;
 pub mod body;
 pub mod cli;
+mod clock;
 pub mod events;
 pub mod headers;
 pub mod listen;

@@ -6,9 +6,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flynn_http::service::Shutdown;
 use std::convert::Infallible;
@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::ProxyBody;
+use crate::clock::now_ms;
 use crate::proxy::{Peer, Proxy};
 use crate::proxy_protocol::{self, Prefixed};
 
@@ -61,15 +62,10 @@ impl Default for ServerConfig {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
 /// What a connection's stream records for its server loop.
 #[derive(Debug)]
 pub(crate) struct Activity {
-    /// When bytes last moved (milliseconds on the router's clock, [`now_ms`]).
+    /// When bytes last moved (milliseconds on the router's coarse clock).
     pub(crate) last: AtomicU64,
     /// The hyper connection is ending only to be parked: its shutdown leaves the socket open.
     pub(crate) parking: AtomicBool,
