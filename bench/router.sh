@@ -6,6 +6,9 @@
 # CPU 0. Prints req/s, p50 and p99 per run, medians and ratios; then the RSS of the router
 # and of nginx with 10,000 idle keep-alive connections. Runs in a private network namespace (loopback only).
 # Run on an idle machine: bench/router.sh [ROUNDS] [SECONDS]
+# ROUTER_COMPARE=PATH adds another flynn-router build (e.g. a worktree's at the parent commit)
+# as the target `compared`, measured in the same rounds: a change's effect without the
+# machine's drift between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${ROUTER_BENCH_NS:-}" ]]; then
@@ -82,12 +85,22 @@ ROUTER_THREADS=1 taskset -c 1 "$bin/flynn-router" --http 127.0.0.1:18031 --https
     --access-log false >"$work/router.log" 2>&1 &
 router_pid=$!
 pids+=($router_pid)
-for p in 18001 18002 18011 18012 18021 18022 18031 18039; do wait_port "$p"; done
-until curl -sf http://127.0.0.1:18031/ >/dev/null; do sleep 0.05; done
-
-declare -A h1=([direct]=18001 [flynn-router]=18031 [haproxy]=18011 [nginx]=18021)
-declare -A h2=([direct]=18002 [flynn-router]=18031 [haproxy]=18012 [nginx]=18022)
 targets=(direct flynn-router haproxy nginx)
+ports=(18001 18002 18011 18012 18021 18022 18031 18039)
+if [[ -n "${ROUTER_COMPARE:-}" ]]; then
+    ROUTER_THREADS=1 taskset -c 1 "$ROUTER_COMPARE" --http 127.0.0.1:18041 --https "" \
+        --api 127.0.0.1:18049 --routes-file "$work/routes.json" --discoverd http://127.0.0.1:11111 \
+        --access-log false >"$work/router-compared.log" 2>&1 &
+    pids+=($!)
+    targets=(direct flynn-router compared haproxy nginx)
+    ports+=(18041 18049)
+fi
+for p in "${ports[@]}"; do wait_port "$p"; done
+until curl -sf http://127.0.0.1:18031/ >/dev/null; do sleep 0.05; done
+[[ -z "${ROUTER_COMPARE:-}" ]] || until curl -sf http://127.0.0.1:18041/ >/dev/null; do sleep 0.05; done
+
+declare -A h1=([direct]=18001 [flynn-router]=18031 [compared]=18041 [haproxy]=18011 [nginx]=18021)
+declare -A h2=([direct]=18002 [flynn-router]=18031 [compared]=18041 [haproxy]=18012 [nginx]=18022)
 ms() { # a wrk latency ("812.00us", "1.20ms", "2.00s") in ms
     awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
@@ -119,7 +132,9 @@ for t in "${targets[@]}"; do
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo
-for peer in haproxy nginx; do
+peers=(haproxy nginx)
+[[ -z "${ROUTER_COMPARE:-}" ]] || peers+=(compared)
+for peer in "${peers[@]}"; do
     echo "flynn-router / $peer: h1 req/s $(ratio "${m1[flynn-router]}" "${m1[$peer]}")," \
         "p99 $(ratio "${m99[flynn-router]}" "${m99[$peer]}"), h2 req/s $(ratio "${mh2[flynn-router]}" "${mh2[$peer]}")"
 done
