@@ -9,6 +9,9 @@
 # ROUTER_COMPARE=PATH adds another flynn-router build (e.g. a worktree's at the parent commit)
 # as the target `compared`, measured in the same rounds: a change's effect without the
 # machine's drift between runs.
+# PEER_HEADERS=1 has haproxy and nginx add the request headers flynn-router adds
+# (X-Forwarded-For/Proto/Port, X-Request-Id, X-Request-Start), so that every proxy does the
+# same work per request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${ROUTER_BENCH_NS:-}" ]]; then
@@ -38,6 +41,18 @@ taskset -c 1 nginx -c "$work/backend.conf" -p "$work/nginx-b" &
 pids+=($!)
 
 # The peers, with keep-alive to the backend.
+haproxy_headers="" nginx_headers=""
+if [[ -n "${PEER_HEADERS:-}" ]]; then
+    haproxy_headers="  option forwardfor
+  unique-id-format %[uuid()]
+  http-request set-header X-Request-Id %[unique-id]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Port %[dst_port]
+  http-request set-header X-Request-Start %[date(0,ms)]"
+    nginx_headers='proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Port $server_port;
+      proxy_set_header X-Request-Id $request_id; proxy_set_header X-Request-Start $msec;'
+fi
 cat >"$work/haproxy.cfg" <<CONF
 global
   nbthread 1
@@ -51,6 +66,7 @@ defaults
 frontend h1
   bind 127.0.0.1:18011
   bind 127.0.0.1:18012 proto h2
+$haproxy_headers
   default_backend b
 backend b
   server s1 127.0.0.1:18001
@@ -63,7 +79,8 @@ events { worker_connections 20000; }
 http { access_log off; keepalive_requests 1000000;
   upstream b { server 127.0.0.1:18001; keepalive 64; }
   server { listen 127.0.0.1:18021; listen 127.0.0.1:18022 http2;
-    location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+    location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection "";
+      $nginx_headers } } }
 CONF
 taskset -c 1 nginx -c "$work/nginx.conf" -p "$work/nginx-p" &
 pids+=($!)
