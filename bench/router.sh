@@ -97,24 +97,27 @@ curl -sf -X PUT -H "Authorization: Bearer $key" -d '{"addr":"127.0.0.1:18001"}' 
 cat >"$work/routes.json" <<'JSON'
 {"routes": [{"type": "http", "id": "bench", "domain": "*", "service": "bench"}]}
 JSON
-ROUTER_THREADS=1 taskset -c 1 "$bin/flynn-router" --http 127.0.0.1:18031 --https "" \
-    --api 127.0.0.1:18039 --routes-file "$work/routes.json" --discoverd http://127.0.0.1:11111 \
-    --access-log false >"$work/router.log" 2>&1 &
-router_pid=$!
-pids+=($router_pid)
-targets=(direct flynn-router haproxy nginx)
-ports=(18001 18002 18011 18012 18021 18022 18031 18039)
-if [[ -n "${ROUTER_COMPARE:-}" ]]; then
-    ROUTER_THREADS=1 taskset -c 1 "$ROUTER_COMPARE" --http 127.0.0.1:18041 --https "" \
-        --api 127.0.0.1:18049 --routes-file "$work/routes.json" --discoverd http://127.0.0.1:11111 \
-        --access-log false >"$work/router-compared.log" 2>&1 &
+# router BIN NAME PORT: a flynn-router on PORT (its API on PORT+8), logging to NAME.log.
+router() {
+    ROUTER_THREADS=1 taskset -c 1 "$1" --http "127.0.0.1:$3" --https "" \
+        --api "127.0.0.1:$(($3 + 8))" --routes-file "$work/routes.json" \
+        --discoverd http://127.0.0.1:11111 --access-log false >"$work/$2.log" 2>&1 &
     pids+=($!)
+}
+router "$bin/flynn-router" router 18031
+router_pid=${pids[-1]}
+routers=(18031)
+targets=(direct flynn-router haproxy nginx)
+if [[ -n "${ROUTER_COMPARE:-}" ]]; then
+    router "$ROUTER_COMPARE" router-compared 18041
+    routers+=(18041)
     targets=(direct flynn-router compared haproxy nginx)
-    ports+=(18041 18049)
 fi
-for p in "${ports[@]}"; do wait_port "$p"; done
-until curl -sf http://127.0.0.1:18031/ >/dev/null; do sleep 0.05; done
-[[ -z "${ROUTER_COMPARE:-}" ]] || until curl -sf http://127.0.0.1:18041/ >/dev/null; do sleep 0.05; done
+for p in 18001 18002 18011 18012 18021 18022; do wait_port "$p"; done
+for p in "${routers[@]}"; do
+    wait_port "$((p + 8))"
+    until curl -sf "http://127.0.0.1:$p/" >/dev/null; do sleep 0.05; done
+done
 
 declare -A h1=([direct]=18001 [flynn-router]=18031 [compared]=18041 [haproxy]=18011 [nginx]=18021)
 declare -A h2=([direct]=18002 [flynn-router]=18031 [compared]=18041 [haproxy]=18012 [nginx]=18022)
