@@ -40,6 +40,11 @@ pub struct Entry {
     pub duration_ms: f64,
 }
 
+/// Milliseconds with three decimals, as entries have them.
+pub fn duration_ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1000.0
+}
+
 /// The sending side (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct AccessLog {

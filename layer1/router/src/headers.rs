@@ -9,12 +9,34 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The request id header.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
+/// The request start header.
+pub static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers besides `Connection` and `Upgrade` (which upgrades keep).
+static HOP_BY_HOP: [&HeaderName; 7] = [
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+];
+
+/// True for a header a proxy never passes on (`Connection`, `Upgrade` and those of
+/// [`HOP_BY_HOP`]), its name in any case.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    name.eq_ignore_ascii_case(header::CONNECTION.as_str())
+        || name.eq_ignore_ascii_case(header::UPGRADE.as_str())
+        || HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_str()))
+}
 
 /// True when `Connection` names `token` (any case, any of several headers).
 pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
@@ -46,15 +68,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(&name);
         }
     }
-    for name in [
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
     headers.remove(header::CONNECTION);
@@ -83,6 +97,16 @@ impl Forwarded {
             port: HeaderValue::from(port),
         }
     }
+
+    /// Each `X-Forwarded-*` header's name and this connection's value for it; a request's
+    /// own value comes first, joined with `", "`.
+    pub fn fields(&self) -> [(&'static HeaderName, &HeaderValue); 3] {
+        [
+            (&X_FORWARDED_FOR, &self.client),
+            (&X_FORWARDED_PROTO, &self.proto),
+            (&X_FORWARDED_PORT, &self.port),
+        ]
+    }
 }
 
 fn append(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
@@ -101,18 +125,22 @@ fn append(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
 
 /// Appends the client's address, the scheme and the port it reached the router on.
 pub fn add_forwarded(headers: &mut HeaderMap, f: &Forwarded) {
-    append(headers, &X_FORWARDED_FOR, &f.client);
-    append(headers, &X_FORWARDED_PROTO, &f.proto);
-    append(headers, &X_FORWARDED_PORT, &f.port);
+    for (name, value) in f.fields() {
+        append(headers, name, value);
+    }
+}
+
+/// The Unix time in milliseconds, as `X-Request-Start` carries it.
+pub fn request_start() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Sets `X-Request-Start` to the Unix time in milliseconds.
 pub fn add_request_start(headers: &mut HeaderMap) {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    headers.insert(X_REQUEST_START.clone(), HeaderValue::from(ms));
+    headers.insert(X_REQUEST_START.clone(), HeaderValue::from(request_start()));
 }
 
 /// True for a request id a client may choose: 20-200 of `[A-Za-z0-9+/=-]`.
@@ -130,11 +158,16 @@ pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-    let id = HeaderValue::from_str(text).expect("a UUID is a header value");
+    let id = new_request_id();
     headers.insert(X_REQUEST_ID.clone(), id.clone());
     id
+}
+
+/// A new request id: a random UUID.
+pub fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).expect("a UUID is a header value")
 }
 
 #[cfg(test)]

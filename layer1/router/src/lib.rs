@@ -15,6 +15,7 @@ pub mod body;
 pub mod cli;
 mod clock;
 pub mod events;
+mod fast;
 pub mod headers;
 pub mod listen;
 pub mod metrics;

@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::body::ProxyBody;
+use crate::fast::Fast;
 use crate::metrics::Metrics;
 use crate::proxy::Peer;
 use crate::proxy_protocol::Prefixed;
@@ -37,7 +38,8 @@ pub const PARK_AFTER: Duration = Duration::from_secs(1);
 /// The connection preface of HTTP/2 with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-type Stream = Tracked<Prefixed<TcpStream>>;
+/// A plain-TCP client connection.
+pub(crate) type Stream = Tracked<Prefixed<TcpStream>>;
 
 /// How a wait for a parked connection's next bytes ended.
 enum Next {
@@ -73,6 +75,21 @@ impl HttpListener {
         let mut io = io;
         let mut closing = false;
         loop {
+            // The fast path first; hyper once a request is not of its kind, until the
+            // connection next goes quiet.
+            if !closing {
+                match Box::pin(self.fast(&mut io, &peer, &shutdown)).await {
+                    Fast::Idle => {
+                        match self.parked(&io, &shutdown).await {
+                            Next::Readable => closing = shutdown.is_triggered(),
+                            Next::Close => return,
+                        }
+                        continue;
+                    }
+                    Fast::Over => return,
+                    Fast::Hyper => closing = shutdown.is_triggered(),
+                }
+            }
             let conn = self
                 .http1()
                 .serve_connection(TokioIo::new(io), service.clone());

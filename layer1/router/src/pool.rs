@@ -1,6 +1,6 @@
 //! Connections to one backend: dialing with a timeout, HTTP/1.1 connections kept idle for
-//! reuse (a connection goes back only once its response body has been read to the end), and
-//! one shared HTTP/2 (h2c) connection.
+//! reuse (a connection goes back only once its response body has been read to the end),
+//! hyper's and the fast path's (plain sockets) apart, and one shared HTTP/2 (h2c) connection.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,6 +11,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
+
+use crate::clock::now_ms;
 
 /// Idle HTTP/1.1 connections kept per backend: at least the requests a busy router has in
 /// flight to it, or connections are closed and dialled again under steady load (256 cost
@@ -69,13 +71,19 @@ struct Idle {
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
+    /// The fast path's idle sockets, with when each was put back (coarse clock, ms).
+    streams: Mutex<Vec<(TcpStream, u64)>>,
     h2: tokio::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let idle = self.idle.lock().map(|i| i.len()).unwrap_or(0);
-        f.debug_struct("Pool").field("idle", &idle).finish()
+        let streams = self.streams.lock().map(|i| i.len()).unwrap_or(0);
+        f.debug_struct("Pool")
+            .field("idle", &idle)
+            .field("streams", &streams)
+            .finish()
     }
 }
 
@@ -109,6 +117,30 @@ impl Pool {
     /// Drops every idle connection (the backend went away).
     pub fn clear(&self) {
         self.idle.lock().expect("pool lock").clear();
+        self.streams.lock().expect("pool lock").clear();
+    }
+
+    /// An idle socket of the fast path, newest first, that has not been closed and has
+    /// nothing unread (a backend's close or stray bytes rule it out).
+    pub fn take_stream(&self) -> Option<TcpStream> {
+        let mut idle = self.streams.lock().expect("pool lock");
+        let fresh = now_ms().saturating_sub(IDLE_FOR.as_millis() as u64);
+        while let Some((stream, since)) = idle.pop() {
+            let mut probe = [0u8; 1];
+            let open = matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+            if since >= fresh && open {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Keeps a fast-path socket whose last response was read to the end.
+    pub fn put_stream(&self, stream: TcpStream) {
+        let mut idle = self.streams.lock().expect("pool lock");
+        if idle.len() < MAX_IDLE {
+            idle.push((stream, now_ms()));
+        }
     }
 
     /// A new HTTP/1.1 connection to `addr` (upgrades allowed).

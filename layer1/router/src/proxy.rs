@@ -69,11 +69,11 @@ impl Peer {
 /// The HTTP proxy.
 #[derive(Debug)]
 pub struct Proxy {
-    table: Arc<ArcSwap<RouteTable>>,
+    pub(crate) table: Arc<ArcSwap<RouteTable>>,
     sticky: Sticky,
-    metrics: Arc<Metrics>,
-    access_log: Option<AccessLog>,
-    config: ProxyConfig,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) access_log: Option<AccessLog>,
+    pub(crate) config: ProxyConfig,
 }
 
 /// What came of a request, for metrics and the log.
@@ -83,21 +83,36 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn local(status: StatusCode, body: &'static str) -> Self {
+    fn local(status: StatusCode) -> Self {
         Self {
-            response: text(status, body),
+            response: text(status),
             backend: None,
         }
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(ProxyBody::local(Bytes::from_static(body.as_bytes())));
+/// The plain-text body of an answer the router makes itself.
+pub(crate) fn local_text(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "Bad Request: no Host header\n",
+        StatusCode::NOT_FOUND => "Not Found\n",
+        StatusCode::BAD_GATEWAY => "Bad Gateway\n",
+        StatusCode::SERVICE_UNAVAILABLE => "Service Unavailable\n",
+        StatusCode::GATEWAY_TIMEOUT => "Gateway Timeout\n",
+        _ => "",
+    }
+}
+
+/// The content type of [`local_text`] answers.
+pub(crate) const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+fn text(status: StatusCode) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::local(Bytes::from_static(
+        local_text(status).as_bytes(),
+    )));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
     r
 }
 
@@ -151,16 +166,8 @@ impl Proxy {
         let entry = host_of(&req)
             .and_then(|host| self.table.load().lookup(host, req.uri().path()).cloned());
         let (mut outcome, route_id, request_id) = match &entry {
-            None if host_of(&req).is_none() => (
-                Outcome::local(StatusCode::BAD_REQUEST, "Bad Request: no Host header\n"),
-                "",
-                None,
-            ),
-            None => (
-                Outcome::local(StatusCode::NOT_FOUND, "Not Found\n"),
-                "",
-                None,
-            ),
+            None if host_of(&req).is_none() => (Outcome::local(StatusCode::BAD_REQUEST), "", None),
+            None => (Outcome::local(StatusCode::NOT_FOUND), "", None),
             Some(e) => {
                 let (outcome, id) = self.forward(req, e, &peer).await;
                 (outcome, e.route.id.as_str(), Some(id))
@@ -202,7 +209,7 @@ impl Proxy {
                 status: status.as_u16(),
                 route: route_id.to_string(),
                 backend: outcome.backend.map(|b| b.to_string()),
-                duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1000.0,
+                duration_ms: crate::access_log::duration_ms(elapsed),
             });
         }
         outcome.response
@@ -281,12 +288,11 @@ impl Proxy {
             {
                 Some(b) if attempts <= MAX_ATTEMPTS => b,
                 _ if tried.len() == gone => {
-                    let o =
-                        Outcome::local(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+                    let o = Outcome::local(StatusCode::SERVICE_UNAVAILABLE);
                     return (o, request_id);
                 }
                 _ => {
-                    let o = Outcome::local(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
+                    let o = Outcome::local(StatusCode::BAD_GATEWAY);
                     return (o, request_id);
                 }
             };
@@ -311,14 +317,14 @@ impl Proxy {
                 Sent::Failed(e) => {
                     tracing::warn!(route = %route.id, backend = %backend.addr, error = %e, "backend failed the request");
                     let o = Outcome {
-                        response: text(StatusCode::BAD_GATEWAY, "Bad Gateway\n"),
+                        response: text(StatusCode::BAD_GATEWAY),
                         backend: Some(backend.addr),
                     };
                     return (o, request_id);
                 }
                 Sent::Timeout => {
                     let o = Outcome {
-                        response: text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n"),
+                        response: text(StatusCode::GATEWAY_TIMEOUT),
                         backend: Some(backend.addr),
                     };
                     return (o, request_id);
