@@ -30,6 +30,7 @@ mod pinkerton_import;
 mod pinkerton_pull;
 mod pinkerton_push;
 mod router;
+mod router_fast;
 mod router_jobs;
 mod router_wire;
 mod runtime_attach;

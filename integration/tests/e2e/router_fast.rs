@@ -1,0 +1,162 @@
+//! The router's HTTP/1.1 fast path against a scripted backend on a raw socket: pipelined
+//! requests, informational responses, framing it must not pass on twice, backend sockets
+//! closed while pooled, and the hand-over to hyper in the middle of a connection.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use integration::discoverd::{reg, Discoverd};
+use integration::root_test;
+use integration::router::RouterProcess;
+use router_api::{HttpRoute, Route};
+
+/// A backend that answers by path, on kept-alive connections: `/info` with a 103 first,
+/// `/both` chunked with a `Content-Length` beside it, `/echo` with the request it got,
+/// `/bye` then closes its connection (reported on `closed`).
+fn scripted_backend(closed: mpsc::Sender<()>) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let c = c.unwrap();
+            let closed = closed.clone();
+            std::thread::spawn(move || serve(c, closed));
+        }
+    });
+    addr
+}
+
+fn serve(c: TcpStream, closed: mpsc::Sender<()>) {
+    let mut w = c.try_clone().unwrap();
+    let mut r = BufReader::new(c);
+    loop {
+        let mut head = String::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0u8; length];
+        r.read_exact(&mut body).unwrap();
+        let path = head.split(' ').nth(1).unwrap_or("").to_string();
+        let answer = match path.as_str() {
+            "/info" => "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n\
+                        HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                .to_string(),
+            "/both" => {
+                "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n\
+                        3\r\nabc\r\n0\r\n\r\n"
+                    .to_string()
+            }
+            "/echo" => {
+                let seen = format!("{head}{}", String::from_utf8_lossy(&body));
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{seen}",
+                    seen.len()
+                )
+            }
+            _ => "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye".to_string(),
+        };
+        w.write_all(answer.as_bytes()).unwrap();
+        if path == "/bye" {
+            drop(w);
+            drop(r);
+            closed.send(()).unwrap();
+            return;
+        }
+    }
+}
+
+/// Sends `request` on a new connection and reads until the router closes it.
+fn exchange(r: &RouterProcess, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(r.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[root_test(isolated)]
+fn pipelined_requests_informational_answers_stale_sockets_and_the_hand_over_to_hyper() {
+    let d = Discoverd::start();
+    let r = RouterProcess::start(&d, &[]);
+    let (closed_tx, closed) = mpsc::channel();
+    let addr = scripted_backend(closed_tx);
+    r.block_on(d.client().register(
+        "fast",
+        "fast-1",
+        &reg(&addr.to_string()),
+        Duration::from_secs(60),
+    ))
+    .unwrap();
+    r.set_routes(&[Route::Http(HttpRoute::new("fast", "fast.test", "fast"))]);
+    r.wait_backends("fast", 1);
+
+    // Three requests in one write, answered in order; the 103 is not passed on, nor the
+    // Content-Length the backend sent beside its chunked body.
+    let answer = exchange(
+        &r,
+        b"GET /info HTTP/1.1\r\nHost: fast.test\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: fast.test\r\nContent-Length: 5\r\nX-Forwarded-For: 192.0.2.7\r\n\r\nhello\
+          GET /both HTTP/1.1\r\nHost: fast.test\r\nConnection: close\r\n\r\n",
+    );
+    let parts: Vec<&str> = answer.split("HTTP/1.1 200 OK\r\n").collect();
+    assert_eq!(parts.len(), 4, "three answers: {answer}");
+    assert!(!answer.contains("103"), "{answer}");
+    assert!(parts[1].ends_with("\r\n\r\nok"), "{answer}");
+    let echo = parts[2];
+    assert!(echo.contains("POST /echo HTTP/1.1\r\n"), "{answer}");
+    assert!(
+        echo.contains("x-forwarded-for: 192.0.2.7, 127.0.0.1\r\n"),
+        "{answer}"
+    );
+    assert!(echo.ends_with("\r\n\r\nhello"), "{answer}");
+    assert!(!echo.contains("X-Forwarded-For"), "replaced: {answer}");
+    let both = parts[3];
+    assert!(both.contains("Transfer-Encoding: chunked\r\n"), "{answer}");
+    assert!(!both.contains("Content-Length"), "{answer}");
+    assert!(both.contains("connection: close\r\n"), "{answer}");
+    assert!(both.ends_with("\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), "{answer}");
+
+    // A pooled backend socket the backend closed: the next request gets a new one.
+    let answer = exchange(
+        &r,
+        b"GET /bye HTTP/1.1\r\nHost: fast.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.ends_with("\r\n\r\nbye"), "{answer}");
+    closed.recv_timeout(Duration::from_secs(30)).unwrap();
+    for _ in 0..3 {
+        let answer = exchange(
+            &r,
+            b"GET /info HTTP/1.1\r\nHost: fast.test\r\nConnection: close\r\n\r\n",
+        );
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    }
+
+    // A request the fast path leaves to hyper (no route), then one it would take, in one
+    // write: hyper answers both, in order, from the bytes the fast path had read.
+    let answer = exchange(
+        &r,
+        b"GET / HTTP/1.1\r\nHost: nothing.test\r\n\r\n\
+          GET /info HTTP/1.1\r\nHost: fast.test\r\nConnection: close\r\n\r\n",
+    );
+    let notfound = answer.find("HTTP/1.1 404 Not Found\r\n");
+    let ok = answer.find("HTTP/1.1 200 OK\r\n");
+    assert!(
+        matches!((notfound, ok), (Some(a), Some(b)) if a < b),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+}
