@@ -311,6 +311,15 @@ fn bootstrap_brings_up_layer1_and_the_walkthrough_deploys() {
         err.contains("gitreceive runs as a job flynn-host bootstrap started"),
         "{err}"
     );
+    // Nor from an image: refused before anything is pushed.
+    let err = user.fails(
+        root.path(),
+        &["-a", "gitreceive", "docker", "push", "/nonexistent.tar"],
+    );
+    assert!(
+        err.contains("gitreceive runs as a job flynn-host bootstrap started"),
+        "{err}"
+    );
     let releases = user.ok(root.path(), &["-a", "gitreceive", "release", "--json"]);
     assert_eq!(releases.trim(), "[]");
 }

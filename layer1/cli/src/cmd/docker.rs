@@ -67,6 +67,8 @@ pub async fn push(ctx: &Ctx, image: &Path, name: Option<String>) -> Result<(), C
     let (registry, insecure) = registry_of(&cluster.image_url)?;
     let api = ctx.api()?;
     let app = api.app(&app_name).await?;
+    let current = super::release::current(&api, &app).await?;
+    super::release::refuse_bootstrap_run(&app, current.as_ref())?;
     let target: Reference = format!("{registry}/{}:latest", app.name)
         .parse()
         .map_err(|e| CliError::usage(format!("the image name: {e}")))?;
@@ -98,7 +100,6 @@ pub async fn push(ctx: &Ctx, image: &Path, name: Option<String>) -> Result<(), C
             meta: Default::default(),
         })
         .await?;
-    let current = super::release::current(&api, &app).await?;
     let (env, meta, processes) = match &current {
         Some(r) => (r.env.clone(), r.meta.clone(), r.processes.clone()),
         None => (

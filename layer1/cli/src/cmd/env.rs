@@ -62,14 +62,7 @@ pub async fn env(ctx: &Ctx, command: Option<EnvCommand>) -> Result<(), CliError>
             &format!("{app_name} has no variable"),
         )?,
     }
-    if app.is_system() && current.is_none() {
-        // bootstrap's own job runs it (gitreceive and the registry always, the controller
-        // and the scheduler on a one-host cluster): a release would be nothing's.
-        return Err(CliError::usage(format!(
-            "{app_name} runs as a job flynn-host bootstrap started, not under the scheduler: \
-             a new release would change nothing it runs, so none was made"
-        )));
-    }
+    super::release::refuse_bootstrap_run(&app, current.as_ref())?;
     let r = super::release::create_like(&api, &app.id, current.as_ref(), env).await?;
     super::release::deploy(&api, &app.id, current.as_ref(), &r).await
 }

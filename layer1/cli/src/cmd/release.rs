@@ -18,6 +18,20 @@ pub async fn current(api: &Client, app: &App) -> Result<Option<Release>, CliErro
     })
 }
 
+/// Refuses a new release of a system app that has none: bootstrap's own job runs it
+/// (gitreceive and the registry always, the controller and the scheduler on a one-host
+/// cluster), so the release would be nothing's.
+pub fn refuse_bootstrap_run(app: &App, current: Option<&Release>) -> Result<(), CliError> {
+    if app.is_system() && current.is_none() {
+        return Err(CliError::usage(format!(
+            "{} runs as a job flynn-host bootstrap started, not under the scheduler: \
+             a new release would change nothing it runs, so none was made",
+            app.name
+        )));
+    }
+    Ok(())
+}
+
 /// Makes `release` the app's in place of `current`: deployed when the app runs a release
 /// with an image (waiting for the deploy to finish), else simply set as current.
 pub async fn deploy(
