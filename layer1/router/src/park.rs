@@ -157,8 +157,9 @@ impl HttpListener {
     }
 
     /// Runs one hyper connection until it ends, parking it once it has been idle long enough.
-    /// With `closing`, the router is shutting down: it serves the request already there and
-    /// closes.
+    /// With `closing`, the router is shutting down: it serves the request already there (or
+    /// arriving within [`SHUTDOWN_SETTLE`]) and closes. (A graceful shutdown of a hyper
+    /// connection that has read nothing yet closes it at once, so it waits for the settle.)
     async fn round<S>(
         &self,
         mut conn: http1::UpgradeableConnection<TokioIo<Stream>, S>,
@@ -172,14 +173,15 @@ impl HttpListener {
         http1::UpgradeableConnection<TokioIo<Stream>, S>: Future<Output = hyper::Result<()>>,
     {
         let idle = self.config.idle_timeout;
-        if closing {
-            std::pin::Pin::new(&mut conn).graceful_shutdown();
-        }
         let mut parking = false;
-        let mut settling = false;
+        let mut settling = closing;
         let check = tokio::time::sleep(PARK_AFTER);
         tokio::pin!(check);
-        let settle = tokio::time::sleep(Duration::ZERO);
+        let settle = tokio::time::sleep(if closing {
+            SHUTDOWN_SETTLE
+        } else {
+            Duration::ZERO
+        });
         tokio::pin!(settle);
         let mut stop = std::pin::pin!(shutdown.clone().wait());
         loop {
