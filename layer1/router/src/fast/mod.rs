@@ -14,6 +14,7 @@ mod chunked;
 mod wire;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,6 +23,7 @@ use hyper::header::HeaderValue;
 use hyper::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use crate::access_log::{self, Entry};
 use crate::headers;
@@ -167,19 +169,32 @@ impl HttpListener {
         let mut buf = Vec::new();
         let mut out = Vec::new();
         let mut back = Vec::new();
+        // One timer for each wait, pushed later for each request (which takes no lock while
+        // the deadline only moves later), and one wait for the shutdown.
+        let mut timers = Timers {
+            park: Box::pin(tokio::time::sleep(PARK_AFTER)),
+            answer: Box::pin(tokio::time::sleep(
+                self.proxy.config.response_header_timeout,
+            )),
+        };
+        let mut stop = std::pin::pin!(shutdown.clone().wait());
         loop {
             if shutdown.is_triggered() {
                 return hand_over(io, &buf);
             }
             if buf.is_empty() {
+                let park = &mut timers.park;
+                park.as_mut()
+                    .reset(tokio::time::Instant::now() + PARK_AFTER);
                 let first = tokio::select! {
-                    r = tokio::time::timeout(PARK_AFTER, read_more(io, &mut buf)) => r,
-                    _ = shutdown.clone().wait() => return Fast::Idle,
+                    biased;
+                    r = read_more(io, &mut buf) => r,
+                    _ = park => return Fast::Idle,
+                    _ = &mut stop => return Fast::Idle,
                 };
                 match first {
-                    Err(_) => return Fast::Idle,
-                    Ok(Ok(n)) if n > 0 => {}
-                    Ok(_) => return Fast::Over,
+                    Ok(n) if n > 0 => {}
+                    _ => return Fast::Over,
                 }
             }
             if !wire::head_complete(&buf) {
@@ -206,7 +221,10 @@ impl HttpListener {
                 }
             }
             out.extend_from_slice(&buf[plan.head_len..total]);
-            match self.exchange(io, &plan, peer, &mut out, &mut back).await {
+            match self
+                .exchange(io, &plan, peer, &mut out, &mut back, &mut timers)
+                .await
+            {
                 Exchange::Done => {}
                 Exchange::Hyper => return hand_over(io, &buf),
                 Exchange::Over => return Fast::Over,
@@ -275,6 +293,7 @@ impl HttpListener {
         peer: &Peer,
         out: &mut Vec<u8>,
         back: &mut Vec<u8>,
+        timers: &mut Timers,
     ) -> Exchange {
         let start = Instant::now();
         let proxy = &self.proxy;
@@ -330,21 +349,24 @@ impl HttpListener {
         back.clear();
         let head = match written {
             Ok(()) => {
-                tokio::time::timeout(
-                    proxy.config.response_header_timeout,
-                    read_response_head(&mut stream, back),
-                )
-                .await
+                let answer = &mut timers.answer;
+                let deadline = tokio::time::Instant::now() + proxy.config.response_header_timeout;
+                answer.as_mut().reset(deadline);
+                tokio::select! {
+                    biased;
+                    r = read_response_head(&mut stream, back) => Some(r),
+                    _ = answer => None,
+                }
             }
-            Err(e) => Ok(Err(e)),
+            Err(e) => Some(Err(e)),
         };
         let failed = match head {
-            Err(_) => Some(StatusCode::GATEWAY_TIMEOUT),
-            Ok(Err(e)) => {
+            None => Some(StatusCode::GATEWAY_TIMEOUT),
+            Some(Err(e)) => {
                 tracing::warn!(route = %route.id, backend = %backend.addr, error = %e, "backend failed the request");
                 Some(StatusCode::BAD_GATEWAY)
             }
-            Ok(Ok(())) => None,
+            Some(Ok(())) => None,
         };
         let mut hs = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
         let parsed = match failed {
@@ -470,6 +492,14 @@ impl HttpListener {
             });
         }
     }
+}
+
+/// The timers of a connection's waits, reused from request to request.
+struct Timers {
+    /// For the first bytes of the next request.
+    park: Pin<Box<Sleep>>,
+    /// For a backend's response head.
+    answer: Pin<Box<Sleep>>,
 }
 
 /// How one request's exchange with a backend ended.
