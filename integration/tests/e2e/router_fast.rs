@@ -12,6 +12,8 @@ use integration::root_test;
 use integration::router::RouterProcess;
 use router_api::{HttpRoute, Route};
 
+use super::router_wire::raw;
+
 /// A backend that answers by path, on kept-alive connections: `/info` with a 103 first,
 /// `/both` chunked with a `Content-Length` beside it, `/echo` with the request it got,
 /// `/bye` then closes its connection (reported on `closed`).
@@ -78,16 +80,6 @@ fn serve(c: TcpStream, closed: mpsc::Sender<()>) {
     }
 }
 
-/// Sends `request` on a new connection and reads until the router closes it.
-fn exchange(r: &RouterProcess, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(r.http).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(request).unwrap();
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 #[root_test(isolated)]
 fn pipelined_requests_informational_answers_stale_sockets_and_the_hand_over_to_hyper() {
     let d = Discoverd::start();
@@ -106,7 +98,7 @@ fn pipelined_requests_informational_answers_stale_sockets_and_the_hand_over_to_h
 
     // Three requests in one write, answered in order; the 103 is not passed on, nor the
     // Content-Length the backend sent beside its chunked body.
-    let answer = exchange(
+    let answer = raw(
         &r,
         b"GET /info HTTP/1.1\r\nHost: fast.test\r\n\r\n\
           POST /echo HTTP/1.1\r\nHost: fast.test\r\nContent-Length: 5\r\nX-Forwarded-For: 192.0.2.7\r\n\r\nhello\
@@ -131,14 +123,14 @@ fn pipelined_requests_informational_answers_stale_sockets_and_the_hand_over_to_h
     assert!(both.ends_with("\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), "{answer}");
 
     // A pooled backend socket the backend closed: the next request gets a new one.
-    let answer = exchange(
+    let answer = raw(
         &r,
         b"GET /bye HTTP/1.1\r\nHost: fast.test\r\nConnection: close\r\n\r\n",
     );
     assert!(answer.ends_with("\r\n\r\nbye"), "{answer}");
     closed.recv_timeout(Duration::from_secs(30)).unwrap();
     for _ in 0..3 {
-        let answer = exchange(
+        let answer = raw(
             &r,
             b"GET /info HTTP/1.1\r\nHost: fast.test\r\nConnection: close\r\n\r\n",
         );
@@ -147,7 +139,7 @@ fn pipelined_requests_informational_answers_stale_sockets_and_the_hand_over_to_h
 
     // A request the fast path leaves to hyper (no route), then one it would take, in one
     // write: hyper answers both, in order, from the bytes the fast path had read.
-    let answer = exchange(
+    let answer = raw(
         &r,
         b"GET / HTTP/1.1\r\nHost: nothing.test\r\n\r\n\
           GET /info HTTP/1.1\r\nHost: fast.test\r\nConnection: close\r\n\r\n",

@@ -330,7 +330,8 @@ fn tcp_routes_half_close_and_speak_proxy_protocol_both_ways() {
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
 }
 
-fn raw(r: &RouterProcess, request: &[u8]) -> String {
+/// Sends `request` on a new connection and reads until the router closes it.
+pub(crate) fn raw(r: &RouterProcess, request: &[u8]) -> String {
     let mut s = TcpStream::connect(r.http).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(request).unwrap();

@@ -152,3 +152,24 @@ impl Metrics {
         out
     }
 }
+
+/// One unit of a gauge of [`Metrics`] (`Metrics::parked`, `Metrics::in_flight`), added when
+/// made and taken back when dropped.
+pub(crate) struct Held<'a> {
+    metrics: &'a Metrics,
+    add: fn(&Metrics, i64),
+}
+
+impl<'a> Held<'a> {
+    /// Adds one with `add` until dropped.
+    pub(crate) fn new(metrics: &'a Metrics, add: fn(&Metrics, i64)) -> Self {
+        add(metrics, 1);
+        Self { metrics, add }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        (self.add)(self.metrics, -1);
+    }
+}

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::body::ProxyBody;
 use crate::fast::Fast;
-use crate::metrics::Metrics;
+use crate::metrics::{Held, Metrics};
 use crate::proxy::Peer;
 use crate::proxy_protocol::Prefixed;
 use crate::server::{service, Activity, HttpListener, Tracked, SHUTDOWN_SETTLE};
@@ -241,7 +241,7 @@ impl HttpListener {
         if !io.inner.buffered().is_empty() {
             return Next::Readable;
         }
-        let _gauge = ParkedGauge::new(self.proxy.metrics());
+        let _gauge = Held::new(self.proxy.metrics(), Metrics::parked);
         let limit = self
             .config
             .header_read_timeout
@@ -258,21 +258,5 @@ impl HttpListener {
             Ok(Ok(())) => Next::Readable,
             _ => Next::Close,
         }
-    }
-}
-
-/// Counts a connection as parked while it lives.
-struct ParkedGauge<'a>(&'a Metrics);
-
-impl<'a> ParkedGauge<'a> {
-    fn new(metrics: &'a Metrics) -> Self {
-        metrics.parked(1);
-        Self(metrics)
-    }
-}
-
-impl Drop for ParkedGauge<'_> {
-    fn drop(&mut self) {
-        self.0.parked(-1);
     }
 }

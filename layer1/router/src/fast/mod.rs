@@ -27,7 +27,7 @@ use tokio::time::Sleep;
 
 use crate::access_log::{self, Entry};
 use crate::headers;
-use crate::metrics::Metrics;
+use crate::metrics::{Held, Metrics};
 use crate::park::{Stream, PARK_AFTER};
 use crate::pool;
 use crate::proxy::{local_text, Peer, MAX_ATTEMPTS, TEXT_PLAIN};
@@ -64,22 +64,6 @@ struct Plan {
     request_id: HeaderValue,
     /// Method, host and path, when requests are logged.
     logged: Option<(String, String, String)>,
-}
-
-/// Counts a request in flight while it lives.
-struct Gauge<'a>(&'a Metrics);
-
-impl<'a> Gauge<'a> {
-    fn new(metrics: &'a Metrics) -> Self {
-        metrics.in_flight(1);
-        Self(metrics)
-    }
-}
-
-impl Drop for Gauge<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight(-1);
-    }
 }
 
 /// Where a response body ends, followed through its bytes.
@@ -297,7 +281,7 @@ impl HttpListener {
     ) -> Exchange {
         let start = Instant::now();
         let proxy = &self.proxy;
-        let gauge = Gauge::new(&proxy.metrics);
+        let gauge = Held::new(&proxy.metrics, Metrics::in_flight);
         let route = &plan.entry.route;
         let timeout = proxy.config.connect_timeout;
         let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
