@@ -1,6 +1,7 @@
 //! The router's HTTP/1.1 fast path against a scripted backend on a raw socket: pipelined
-//! requests, informational responses, framing it must not pass on twice, backend sockets
-//! closed while pooled, and the hand-over to hyper in the middle of a connection.
+//! requests, informational responses, framing it must not pass on twice, a `Date` where the
+//! backend sent none, backend sockets closed while pooled, and the hand-over to hyper in the
+//! middle of a connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -108,6 +109,10 @@ fn pipelined_requests_informational_answers_stale_sockets_and_the_hand_over_to_h
     assert_eq!(parts.len(), 4, "three answers: {answer}");
     assert!(!answer.contains("103"), "{answer}");
     assert!(parts[1].ends_with("\r\n\r\nok"), "{answer}");
+    assert!(
+        parts[1].contains("\r\ndate: "),
+        "the router dates it: {answer}"
+    );
     let echo = parts[2];
     assert!(echo.contains("POST /echo HTTP/1.1\r\n"), "{answer}");
     assert!(

@@ -195,6 +195,8 @@ pub struct Response<'h, 'b> {
     named: Vec<&'b [u8]>,
     /// It has a `Transfer-Encoding` (which overrides any `Content-Length`).
     transfer_encoding: bool,
+    /// It has a `Date`.
+    date: bool,
 }
 
 /// What a backend sent that is not a response the router can relay.
@@ -235,9 +237,12 @@ impl<'h, 'b> Response<'h, 'b> {
         let mut length: Option<u64> = None;
         let mut chunked = None;
         let mut named = Vec::new();
+        let mut date = false;
         for h in resp.headers.iter() {
             let name = h.name;
-            if name.eq_ignore_ascii_case("content-length") {
+            if name.eq_ignore_ascii_case("date") {
+                date = true;
+            } else if name.eq_ignore_ascii_case("content-length") {
                 let n = digits(h.value).ok_or(BadResponse::Length)?;
                 if length.is_some_and(|l| l != n) {
                     return Err(BadResponse::Length);
@@ -278,13 +283,15 @@ impl<'h, 'b> Response<'h, 'b> {
             headers: resp.headers,
             named,
             transfer_encoding: chunked.is_some(),
+            date,
         })
     }
 
     /// Writes the head the client gets into `out`: HTTP/1.1, hop-by-hop headers gone but
     /// `Transfer-Encoding` (the body passes through as framed; a body the backend ends by
     /// closing goes out chunked instead), no `Content-Length` beside a `Transfer-Encoding`,
-    /// `Connection: close` when the client's connection ends with it.
+    /// a `Date` when the backend sent none (RFC 9110 §6.6.1), `Connection: close` when the
+    /// client's connection ends with it.
     pub fn write_client_head(&self, out: &mut Vec<u8>, close: bool) {
         let rechunk = self.framing == Framing::UntilClose;
         let empty = self.framing == Framing::Empty;
@@ -315,6 +322,9 @@ impl<'h, 'b> Response<'h, 'b> {
         }
         if rechunk {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        if !self.date {
+            line(out, b"date", &http_date());
         }
         if close {
             out.extend_from_slice(b"connection: close\r\n");
@@ -358,6 +368,31 @@ pub fn write_local(
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
+}
+
+/// The time now as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), made once a second
+/// per thread.
+fn http_date() -> [u8; 29] {
+    use std::cell::Cell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHED: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    CACHED.with(|c| {
+        let (at, text) = c.get();
+        if at == secs {
+            return text;
+        }
+        let mut text = [0u8; 29];
+        text.copy_from_slice(&httpdate::fmt_http_date(now).as_bytes()[..29]);
+        c.set((secs, text));
+        text
+    })
 }
 
 fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -480,7 +515,27 @@ mod tests {
         let r = Response::parse(raw, &mut hs, head)?;
         let mut out = Vec::new();
         r.write_client_head(&mut out, false);
-        Ok((r.framing, r.reusable, String::from_utf8(out).unwrap()))
+        let head = String::from_utf8(out).unwrap();
+        // The date the router adds (the backends here send none), checked, then left out.
+        let (before, rest) = head.split_once("date: ").expect("a date");
+        let (date, after) = rest.split_once("\r\n").unwrap();
+        httpdate::parse_http_date(date).expect("an HTTP date");
+        Ok((r.framing, r.reusable, format!("{before}{after}")))
+    }
+
+    #[test]
+    fn a_backends_date_is_kept() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n";
+        let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut out = Vec::new();
+        Response::parse(raw, &mut hs, false)
+            .unwrap()
+            .write_client_head(&mut out, false);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n"
+        );
     }
 
     #[test]
