@@ -11,6 +11,7 @@
 //! (400, 404, 431, 503).
 
 mod chunked;
+mod response;
 mod wire;
 
 use std::net::SocketAddr;
@@ -75,12 +76,12 @@ enum Remaining {
 }
 
 impl Remaining {
-    fn new(framing: wire::Framing) -> Self {
+    fn new(framing: response::Framing) -> Self {
         match framing {
-            wire::Framing::Empty | wire::Framing::Length(0) => Self::Done,
-            wire::Framing::Length(n) => Self::Length(n),
-            wire::Framing::Chunked => Self::Chunked(Chunked::new()),
-            wire::Framing::UntilClose => Self::UntilClose,
+            response::Framing::Empty | response::Framing::Length(0) => Self::Done,
+            response::Framing::Length(n) => Self::Length(n),
+            response::Framing::Chunked => Self::Chunked(Chunked::new()),
+            response::Framing::UntilClose => Self::UntilClose,
         }
     }
 
@@ -355,7 +356,7 @@ impl HttpListener {
         let mut hs = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
         let parsed = match failed {
             Some(status) => Err(status),
-            None => wire::Response::parse(back, &mut hs, plan.head_request).map_err(|e| {
+            None => response::Response::parse(back, &mut hs, plan.head_request).map_err(|e| {
                 tracing::warn!(route = %route.id, backend = %backend.addr, error = %e, "backend failed the request");
                 StatusCode::BAD_GATEWAY
             }),
@@ -388,7 +389,7 @@ impl HttpListener {
             };
             reusable &= k == bytes.len();
             if matches!(remaining, Remaining::UntilClose) {
-                wire::write_chunk(out, &bytes[..k]);
+                response::write_chunk(out, &bytes[..k]);
             } else {
                 out.extend_from_slice(&bytes[..k]);
             }
@@ -404,7 +405,7 @@ impl HttpListener {
             match tokio::time::timeout(self.config.idle_timeout, read_more(&mut stream, back)).await
             {
                 Ok(Ok(0)) if matches!(remaining, Remaining::UntilClose) => {
-                    if io.write_all(wire::LAST_CHUNK).await.is_err() {
+                    if io.write_all(response::LAST_CHUNK).await.is_err() {
                         return Exchange::Over;
                     }
                     break;
@@ -433,7 +434,7 @@ impl HttpListener {
         start: Instant,
     ) -> Exchange {
         out.clear();
-        wire::write_local(
+        response::write_local(
             out,
             status,
             TEXT_PLAIN,
