@@ -1,6 +1,7 @@
 //! The body of every response the proxy sends: a short local answer, or a backend's body
 //! streamed frame by frame (never buffered) that, once read to its end, hands the backend
-//! connection back to its pool and ends the request's in-flight count.
+//! connection back to its pool and ends the request's in-flight count (through hyper's
+//! client, or read from the socket by [`RawBody`]).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,14 +11,21 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 
 use crate::backends::InFlight;
+pub use crate::fast::RawBody;
+
+/// An error a body reports to hyper (which then resets the stream or closes the
+/// connection).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A response body.
 #[derive(Debug)]
 pub enum ProxyBody {
     /// A local answer (errors, upgrades' empty body).
     Local(Option<Bytes>),
-    /// A backend's body.
+    /// A backend's body, through hyper's client.
     Backend(BackendBody),
+    /// A backend's body, read from its socket.
+    Raw(RawBody),
 }
 
 impl ProxyBody {
@@ -70,12 +78,12 @@ impl Drop for BackendBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ProxyBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Backend(b) => {
@@ -88,8 +96,9 @@ impl Body for ProxyBody {
                     }
                     _ => {}
                 }
-                polled
+                polled.map_err(Into::into)
             }
+            ProxyBody::Raw(b) => b.poll_frame(cx),
         }
     }
 
@@ -97,6 +106,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Local(b) => b.is_none(),
             ProxyBody::Backend(b) => b.inner.is_end_stream(),
+            ProxyBody::Raw(b) => b.is_end_stream(),
         }
     }
 
@@ -105,6 +115,7 @@ impl Body for ProxyBody {
             ProxyBody::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Local(None) => SizeHint::with_exact(0),
             ProxyBody::Backend(b) => b.inner.size_hint(),
+            ProxyBody::Raw(b) => b.size_hint(),
         }
     }
 }

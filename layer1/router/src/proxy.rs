@@ -17,11 +17,13 @@ use hyper_util::rt::TokioIo;
 use crate::access_log::{AccessLog, Entry};
 use crate::backends::{Backend, InFlight};
 use crate::body::{BackendBody, ProxyBody};
+use crate::fast;
 use crate::headers;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::sticky::Sticky;
 use crate::table::{HttpEntry, RouteTable};
+use router_api::HttpRoute;
 
 /// Backends a request may be offered to when connections fail.
 pub const MAX_ATTEMPTS: usize = 4;
@@ -273,6 +275,23 @@ impl Proxy {
             .sticky
             .then(|| self.sticky.from_headers(&parts.headers))
             .flatten();
+        if !route.http2 && !upgrade && hyper::body::Body::is_end_stream(&body) {
+            let first = sticky.and_then(|a| entry.service.find(a));
+            let outcome = match fast::send(&parts, entry, first, &self.config).await {
+                Ok((mut head, body, addr)) => {
+                    self.set_sticky(route, sticky, addr, &mut head.headers);
+                    Outcome {
+                        response: Response::from_parts(head, ProxyBody::Raw(body)),
+                        backend: Some(addr),
+                    }
+                }
+                Err(fast::Failed { status, backend }) => Outcome {
+                    response: text(status),
+                    backend,
+                },
+            };
+            return (outcome, request_id);
+        }
         let mut req = Request::from_parts(parts, body);
         let mut tried: Vec<SocketAddr> = Vec::with_capacity(MAX_ATTEMPTS);
         let mut attempts = 0;
@@ -351,11 +370,7 @@ impl Proxy {
         // HTTP/1.0 backend's status line is not passed on to HTTP/1.1 clients).
         parts.version = Version::HTTP_11;
         headers::strip_hop_by_hop(&mut parts.headers, false);
-        if route.sticky && sticky != Some(backend.addr) {
-            if let Ok(v) = HeaderValue::from_str(&self.sticky.set_cookie(backend.addr)) {
-                parts.headers.append(header::SET_COOKIE, v);
-            }
-        }
+        self.set_sticky(route, sticky, backend.addr, &mut parts.headers);
         let reuse = reuse.filter(|_| !route.disable_keep_alives);
         let response = Response::from_parts(
             parts,
@@ -368,6 +383,22 @@ impl Proxy {
             },
             request_id,
         )
+    }
+
+    /// Gives the client a sticky cookie for `backend` on a sticky route, unless the one it
+    /// sent (`sticky`) already names it.
+    fn set_sticky(
+        &self,
+        route: &HttpRoute,
+        sticky: Option<SocketAddr>,
+        backend: SocketAddr,
+        headers: &mut hyper::HeaderMap,
+    ) {
+        if route.sticky && sticky != Some(backend) {
+            if let Ok(v) = HeaderValue::from_str(&self.sticky.set_cookie(backend)) {
+                headers.append(header::SET_COOKIE, v);
+            }
+        }
     }
 
     /// One try of a request on one backend.

@@ -76,6 +76,16 @@ impl Chunked {
     /// Reads `bytes`, the body's next bytes; returns how many belong to it (fewer than all
     /// only once it has ended: the rest is what follows the message).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<usize, ChunkedError> {
+        self.decode(bytes, |_| {})
+    }
+
+    /// As [`Chunked::feed`], calling `data` with each range of `bytes` that is chunk data
+    /// (the body with its framing taken off), in order.
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<usize, ChunkedError> {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -83,6 +93,7 @@ impl Chunked {
                 State::Done => return Ok(i),
                 State::Data(left) => {
                     let take = left.min((bytes.len() - i) as u64);
+                    data(i..i + take as usize);
                     i += take as usize;
                     let left = left - take;
                     self.state = if left == 0 {
@@ -193,6 +204,19 @@ mod tests {
         assert_eq!(feed_split(body), Ok((body.len() - 4, true)));
         let body = b"0\r\n\r\n";
         assert_eq!(feed_split(body), Ok((5, true)));
+    }
+
+    #[test]
+    fn decodes_the_data_at_any_split() {
+        let body = b"5;ext\r\nhello\r\n7\r\n, world\r\n0\r\nT: 1\r\n\r\n";
+        for at in 0..=body.len() {
+            let (mut c, mut out) = (Chunked::new(), Vec::new());
+            for part in [&body[..at], &body[at..]] {
+                c.decode(part, |r| out.extend_from_slice(&part[r])).unwrap();
+            }
+            assert_eq!(out, b"hello, world", "split at {at}");
+            assert!(c.done());
+        }
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! (400, 404, 431, 503).
 
 mod chunked;
+mod client;
 mod response;
+mod upstream;
 mod wire;
 
 use std::net::SocketAddr;
@@ -30,12 +32,14 @@ use crate::access_log::{self, Entry};
 use crate::headers;
 use crate::metrics::{Held, Metrics};
 use crate::park::{Stream, PARK_AFTER};
-use crate::pool;
-use crate::proxy::{local_text, Peer, MAX_ATTEMPTS, TEXT_PLAIN};
+use crate::proxy::{local_text, Peer, TEXT_PLAIN};
 use crate::server::HttpListener;
 use crate::table::HttpEntry;
 
 use chunked::{Chunked, ChunkedError};
+pub use client::RawBody;
+pub(crate) use client::{send, Failed};
+use upstream::{Failure, NoConn};
 
 /// The largest request body the fast path reads before sending it on (larger, and bodies of
 /// unknown length, are streamed by hyper).
@@ -62,6 +66,8 @@ struct Plan {
     body: usize,
     close: bool,
     head_request: bool,
+    /// The request may be sent again on a new connection (an idempotent method).
+    replay: bool,
     request_id: HeaderValue,
     /// Method, host and path, when requests are logged.
     logged: Option<(String, String, String)>,
@@ -263,6 +269,7 @@ impl HttpListener {
             body: req.content_length as usize,
             close: req.close,
             head_request: req.method == "HEAD",
+            replay: upstream::idempotent(req.method.as_bytes()),
             request_id,
             logged,
             entry,
@@ -284,74 +291,34 @@ impl HttpListener {
         let proxy = &self.proxy;
         let gauge = Held::new(&proxy.metrics, Metrics::in_flight);
         let route = &plan.entry.route;
-        let timeout = proxy.config.connect_timeout;
-        let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
-        let (mut n, mut gone) = (0, 0);
-        let picked = loop {
-            let backend = match plan.entry.service.pick(route.leader, &tried[..n]) {
-                Some(b) if n < MAX_ATTEMPTS => b,
-                _ => break None,
-            };
-            tried[n] = backend.addr;
-            n += 1;
-            let Some(flight) = backend.begin() else {
-                gone += 1;
-                continue;
-            };
-            if let Some(s) = backend.pool.take_stream() {
-                break Some((s, true, flight));
-            }
-            match pool::dial(backend.addr, timeout).await {
-                Ok(s) => break Some((s, false, flight)),
-                Err(e) => {
-                    tracing::warn!(route = %route.id, backend = %backend.addr, error = %e, "backend connect failed; trying another");
-                    backend.eject();
-                }
+        let mut conn = match upstream::connect(&plan.entry, None, &proxy.config).await {
+            Ok(c) => c,
+            // No backend was tried: hyper answers (503, the custom page).
+            Err(NoConn::NoBackend) => return Exchange::Hyper,
+            Err(NoConn::Failed) => {
+                drop(gauge);
+                return self
+                    .answer(io, plan, peer, out, StatusCode::BAD_GATEWAY, None, start)
+                    .await;
             }
         };
-        let Some((mut stream, pooled, flight)) = picked else {
-            if n == gone {
-                // No backend was tried: hyper answers (503, the custom page).
-                return Exchange::Hyper;
-            }
-            drop(gauge);
-            return self
-                .answer(io, plan, peer, out, StatusCode::BAD_GATEWAY, None, start)
-                .await;
-        };
-        let backend = flight.backend().clone();
-        let mut written = stream.write_all(out).await;
-        if written.is_err() && pooled {
-            // A kept-alive socket the backend closed as it was taken: a new one.
-            match pool::dial(backend.addr, timeout).await {
-                Ok(s) => {
-                    stream = s;
-                    written = stream.write_all(out).await;
-                }
-                Err(e) => written = Err(std::io::Error::other(e)),
-            }
-        }
-        back.clear();
-        let head = match written {
-            Ok(()) => {
-                let answer = &mut timers.answer;
-                let deadline = tokio::time::Instant::now() + proxy.config.response_header_timeout;
-                answer.as_mut().reset(deadline);
-                tokio::select! {
-                    biased;
-                    r = read_response_head(&mut stream, back) => Some(r),
-                    _ = answer => None,
-                }
-            }
-            Err(e) => Some(Err(e)),
-        };
-        let failed = match head {
-            None => Some(StatusCode::GATEWAY_TIMEOUT),
-            Some(Err(e)) => {
+        let backend = conn.backend().clone();
+        let trip = conn
+            .round_trip(
+                out,
+                back,
+                &proxy.config,
+                timers.answer.as_mut(),
+                plan.replay,
+            )
+            .await;
+        let failed = match trip {
+            Err(Failure::Timeout) => Some(StatusCode::GATEWAY_TIMEOUT),
+            Err(Failure::Io(e)) => {
                 tracing::warn!(route = %route.id, backend = %backend.addr, error = %e, "backend failed the request");
                 Some(StatusCode::BAD_GATEWAY)
             }
-            Some(Ok(())) => None,
+            Ok(()) => None,
         };
         let mut hs = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
         let parsed = match failed {
@@ -402,7 +369,8 @@ impl HttpListener {
             }
             back.clear();
             from = 0;
-            match tokio::time::timeout(self.config.idle_timeout, read_more(&mut stream, back)).await
+            match tokio::time::timeout(self.config.idle_timeout, read_more(&mut conn.stream, back))
+                .await
             {
                 Ok(Ok(0)) if matches!(remaining, Remaining::UntilClose) => {
                     if io.write_all(response::LAST_CHUNK).await.is_err() {
@@ -415,9 +383,8 @@ impl HttpListener {
             }
         }
         if reusable && !backend.is_down() {
-            backend.pool.put_stream(stream);
+            backend.pool.put_stream(conn.stream);
         }
-        drop(flight);
         Exchange::Done
     }
 

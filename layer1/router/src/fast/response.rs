@@ -142,22 +142,8 @@ impl<'h, 'b> Response<'h, 'b> {
         out.push(b' ');
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
-        for h in self.headers {
-            let name = h.name;
-            let te = name.eq_ignore_ascii_case("transfer-encoding");
-            let length = name.eq_ignore_ascii_case("content-length");
-            let keep = (te && keep_te)
-                || (length && keep_length)
-                || !(te
-                    || length
-                    || headers::is_hop_by_hop(name)
-                    || self
-                        .named
-                        .iter()
-                        .any(|n| n.eq_ignore_ascii_case(name.as_bytes())));
-            if keep {
-                line(out, name.as_bytes(), h.value);
-            }
+        for h in self.passed_on(keep_te, keep_length) {
+            line(out, h.name.as_bytes(), h.value);
         }
         if rechunk {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -169,6 +155,51 @@ impl<'h, 'b> Response<'h, 'b> {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Response<'_, '_> {
+    /// The headers a client gets: not hop-by-hop, not named by `Connection`; a
+    /// `Transfer-Encoding` only when `keep_te`, a `Content-Length` only when `keep_length`.
+    fn passed_on(
+        &self,
+        keep_te: bool,
+        keep_length: bool,
+    ) -> impl Iterator<Item = &httparse::Header<'_>> {
+        self.headers.iter().filter(move |h| {
+            let name = h.name;
+            let te = name.eq_ignore_ascii_case("transfer-encoding");
+            let length = name.eq_ignore_ascii_case("content-length");
+            (te && keep_te)
+                || (length && keep_length)
+                || !(te
+                    || length
+                    || headers::is_hop_by_hop(name)
+                    || self
+                        .named
+                        .iter()
+                        .any(|n| n.eq_ignore_ascii_case(name.as_bytes())))
+        })
+    }
+
+    /// The status and headers of the response hyper sends on (it frames the body itself
+    /// and adds a `Date`): no `Transfer-Encoding`, a `Content-Length` only for a body of
+    /// known length or none.
+    pub fn to_parts(&self) -> Result<hyper::http::response::Parts, BadResponse> {
+        let keep_length =
+            matches!(self.framing, Framing::Empty | Framing::Length(_)) && !self.transfer_encoding;
+        let (mut parts, ()) = hyper::Response::new(()).into_parts();
+        parts.status = hyper::StatusCode::from_u16(self.status)
+            .map_err(|_| BadResponse::Malformed(format!("status {}", self.status)))?;
+        parts.headers.reserve(self.headers.len());
+        for h in self.passed_on(false, keep_length) {
+            let bad = || BadResponse::Malformed(format!("header {}", h.name));
+            let name =
+                hyper::header::HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad())?;
+            let value = hyper::header::HeaderValue::from_bytes(h.value).map_err(|_| bad())?;
+            parts.headers.append(name, value);
+        }
+        Ok(parts)
     }
 }
 
@@ -250,6 +281,39 @@ mod tests {
         let (date, after) = rest.split_once("\r\n").unwrap();
         httpdate::parse_http_date(date).expect("an HTTP date");
         Ok((r.framing, r.reusable, format!("{before}{after}")))
+    }
+
+    #[test]
+    fn hyper_gets_the_end_to_end_headers_and_a_length_only_for_known_lengths() {
+        let names = |raw: &[u8], head: bool| {
+            let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let parts = Response::parse(raw, &mut hs, head)
+                .unwrap()
+                .to_parts()
+                .unwrap();
+            let mut names: Vec<String> = parts.headers.keys().map(|k| k.to_string()).collect();
+            names.sort();
+            (parts.status.as_u16(), names.join(","))
+        };
+        assert_eq!(
+            names(
+                b"HTTP/1.1 201 Created\r\nConnection: x-a, close\r\nX-A: 1\r\nKeep-Alive: 5\r\n\
+                  Transfer-Encoding: chunked\r\nContent-Length: 9\r\nX-B: 2\r\n\r\n",
+                false
+            ),
+            (201, "x-b".to_string())
+        );
+        let length = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nUpgrade: h2c\r\n\r\n";
+        assert_eq!(names(length, false), (200, "content-length".to_string()));
+        assert_eq!(names(length, true), (200, "content-length".to_string()));
+        assert_eq!(
+            names(b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\n", false),
+            (200, "content-length".to_string())
+        );
+        assert_eq!(
+            names(b"HTTP/1.1 200 OK\r\nX-C: 3\r\n\r\n", false),
+            (200, "x-c".to_string())
+        );
     }
 
     #[test]
