@@ -258,4 +258,17 @@ fn http2_requests_reach_http1_backends_over_plain_sockets() {
     assert!(answer.starts_with("HTTP/2 502"), "not replayed: {answer}");
     let answer = h2(&r, "/echo", &["-X", "POST"]);
     assert!(answer.contains("POST /echo HTTP/1.1\r\n"), "{answer}");
+
+    // A route without keep-alive (hyper reads its requests; the fast path does not take
+    // them): the backend is told to close.
+    let mut close = HttpRoute::new("close", "close.test", "fast");
+    close.disable_keep_alives = true;
+    r.set_routes(&[
+        Route::Http(HttpRoute::new("fast", "fast.test", "fast")),
+        Route::Http(close),
+    ]);
+    let url = format!("http://{}/echo", r.http);
+    let answer = curl(&["-i", "-H", "Host: close.test", &url]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
 }

@@ -151,14 +151,17 @@ pub fn valid_request_id(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-'))
 }
 
-/// The request's id: the client's when valid, else a new UUID (set on the request).
-pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        if valid_request_id(v.as_bytes()) {
-            return v.clone();
-        }
+/// The request's id: the client's when valid, else a new UUID.
+pub fn request_id_of(headers: &HeaderMap) -> HeaderValue {
+    match headers.get(&X_REQUEST_ID) {
+        Some(id) if valid_request_id(id.as_bytes()) => id.clone(),
+        _ => new_request_id(),
     }
-    let id = new_request_id();
+}
+
+/// The request's id ([`request_id_of`]), set on the request.
+pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
+    let id = request_id_of(headers);
     headers.insert(X_REQUEST_ID.clone(), id.clone());
     id
 }

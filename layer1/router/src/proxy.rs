@@ -226,6 +226,9 @@ impl Proxy {
     ) -> (Outcome, HeaderValue) {
         let route = &entry.route;
         let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+        if !route.http2 && !upgrade && hyper::body::Body::is_end_stream(req.body()) {
+            return self.forward_plain(req, entry, peer).await;
+        }
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let request_id = headers::request_id(&mut parts.headers);
@@ -275,23 +278,6 @@ impl Proxy {
             .sticky
             .then(|| self.sticky.from_headers(&parts.headers))
             .flatten();
-        if !route.http2 && !upgrade && hyper::body::Body::is_end_stream(&body) {
-            let first = sticky.and_then(|a| entry.service.find(a));
-            let outcome = match fast::send(&parts, entry, first, &self.config).await {
-                Ok((mut head, body, addr)) => {
-                    self.set_sticky(route, sticky, addr, &mut head.headers);
-                    Outcome {
-                        response: Response::from_parts(head, ProxyBody::Raw(body)),
-                        backend: Some(addr),
-                    }
-                }
-                Err(fast::Failed { status, backend }) => Outcome {
-                    response: text(status),
-                    backend,
-                },
-            };
-            return (outcome, request_id);
-        }
         let mut req = Request::from_parts(parts, body);
         let mut tried: Vec<SocketAddr> = Vec::with_capacity(MAX_ATTEMPTS);
         let mut attempts = 0;
@@ -383,6 +369,44 @@ impl Proxy {
             },
             request_id,
         )
+    }
+
+    /// Sends a bodiless request to an HTTP/1.1 backend over a plain socket, without hyper's
+    /// client (the fast path's [`fast::send`]).
+    async fn forward_plain(
+        &self,
+        req: Request<Incoming>,
+        entry: &Arc<HttpEntry>,
+        peer: &Peer,
+    ) -> (Outcome, HeaderValue) {
+        let route = &entry.route;
+        let (parts, _) = req.into_parts();
+        let request_id = headers::request_id_of(&parts.headers);
+        let sticky = route
+            .sticky
+            .then(|| self.sticky.from_headers(&parts.headers))
+            .flatten();
+        let first = sticky.and_then(|a| entry.service.find(a));
+        let ours = fast::Added {
+            forwarded: &peer.forwarded,
+            request_id: request_id.as_bytes(),
+            start_ms: headers::request_start(),
+            close: route.disable_keep_alives,
+        };
+        let outcome = match fast::send(&parts, entry, first, &self.config, &ours).await {
+            Ok((mut head, body, addr)) => {
+                self.set_sticky(route, sticky, addr, &mut head.headers);
+                Outcome {
+                    response: Response::from_parts(head, ProxyBody::Raw(body)),
+                    backend: Some(addr),
+                }
+            }
+            Err(fast::Failed { status, backend }) => Outcome {
+                response: text(status),
+                backend,
+            },
+        };
+        (outcome, request_id)
     }
 
     /// Gives the client a sticky cookie for `backend` on a sticky route, unless the one it

@@ -29,14 +29,15 @@ pub(crate) struct Failed {
     pub backend: Option<SocketAddr>,
 }
 
-/// Sends a request with no body (its head in `parts`, already rewritten for the backend) to
-/// a backend of `entry`'s route (`first` when given); returns the response's status and
+/// Sends a request with no body (its head in `parts`, as the client sent it; `ours` what the
+/// router adds) to a backend of `entry`'s route (`first` when given); returns the response's status and
 /// headers, its body and the backend that sent it.
 pub(crate) async fn send(
     parts: &request::Parts,
     entry: &HttpEntry,
     first: Option<Arc<Backend>>,
     config: &ProxyConfig,
+    ours: &wire::Added<'_>,
 ) -> Result<(response::Parts, RawBody, SocketAddr), Failed> {
     let mut conn = upstream::connect(entry, first, config)
         .await
@@ -50,7 +51,7 @@ pub(crate) async fn send(
     let addr = conn.backend().addr;
     let route = &entry.route;
     let mut out = Vec::with_capacity(512);
-    write_head(parts, &mut out);
+    write_head(parts, ours, &mut out);
     // Small: most answers fit, and a larger buffer costs fresh pages on every request.
     let mut back = Vec::with_capacity(READ_CHUNK / 4);
     let answer = std::pin::pin!(tokio::time::sleep(config.response_header_timeout));
@@ -70,10 +71,11 @@ pub(crate) async fn send(
             return Err(failed(StatusCode::BAD_GATEWAY));
         }
     }
+    let back = Bytes::from(back);
     let mut hs = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
     let head_request = parts.method == hyper::Method::HEAD;
     let parsed = Response::parse(&back, &mut hs, head_request).and_then(|r| {
-        let parts = r.to_parts()?;
+        let parts = r.to_parts(&back)?;
         Ok((parts, r.head_len, r.framing, r.reusable))
     });
     let (parts, head_len, framing, reusable) = parsed.map_err(|e| {
@@ -90,35 +92,37 @@ pub(crate) async fn send(
     Ok((parts, body, addr))
 }
 
-/// Writes an HTTP/1.1 request head for `parts` into `out`: origin-form, its headers as
-/// they are, `Cookie` fields (HTTP/2 sends one per cookie) joined into one (RFC 9113
-/// §8.2.3).
-fn write_head(parts: &request::Parts, out: &mut Vec<u8>) {
-    out.extend_from_slice(parts.method.as_str().as_bytes());
-    out.push(b' ');
+/// Writes the HTTP/1.1 head a backend gets for the request in `parts` into `out` (the
+/// rules of [`wire::write_backend_head`]; `Host` from the URI's authority when the request
+/// has none, as HTTP/2 requests do).
+fn write_head(parts: &request::Parts, ours: &wire::Added<'_>, out: &mut Vec<u8>) {
     let target = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
-        if name != header::COOKIE {
-            wire::line(out, name.as_str().as_bytes(), value.as_bytes());
-        }
-    }
-    let mut cookies = parts.headers.get_all(header::COOKIE).iter();
-    if let Some(first) = cookies.next() {
-        out.extend_from_slice(b"cookie: ");
-        out.extend_from_slice(first.as_bytes());
-        for more in cookies {
-            out.extend_from_slice(b"; ");
-            out.extend_from_slice(more.as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    let named: Vec<&[u8]> = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let host = match parts.headers.contains_key(header::HOST) {
+        true => None,
+        false => parts
+            .uri
+            .authority()
+            .map(|a| ("host", a.as_str().as_bytes())),
+    };
+    let fields = || {
+        let all = parts.headers.iter();
+        host.into_iter()
+            .chain(all.map(|(n, v)| (n.as_str(), v.as_bytes())))
+    };
+    let method = parts.method.as_str();
+    wire::write_backend_head(out, method, target, fields, &named, ours);
 }
 
 /// A backend's response body read from its socket: framing taken off (hyper frames it
@@ -260,23 +264,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_head_is_origin_form_with_cookies_joined() {
+    fn the_head_is_origin_form_with_a_host_and_cookies_joined() {
         let req = hyper::Request::builder()
             .method("DELETE")
             .uri("http://example.test/a/b?c=d")
-            .header("host", "example.test")
             .header("cookie", "a=1")
+            .header("connection", "x-gone")
+            .header("x-gone", "1")
+            .header("te", "trailers")
             .header("x-one", "1")
             .header("cookie", "b=2")
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
+        let forwarded = crate::headers::Forwarded::new([10, 0, 0, 9].into(), true, 443);
+        let ours = wire::Added {
+            forwarded: &forwarded,
+            request_id: b"id-0123456789-0123456789",
+            start_ms: 1700000000000,
+            close: true,
+        };
         let mut out = Vec::new();
-        write_head(&parts, &mut out);
+        write_head(&parts, &ours, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "DELETE /a/b?c=d HTTP/1.1\r\nhost: example.test\r\nx-one: 1\r\n\
-             cookie: a=1; b=2\r\n\r\n"
+             cookie: a=1; b=2\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: https\r\n\
+             x-forwarded-port: 443\r\nx-request-id: id-0123456789-0123456789\r\n\
+             x-request-start: 1700000000000\r\nconnection: close\r\n\r\n"
         );
     }
 }

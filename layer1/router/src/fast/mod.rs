@@ -40,6 +40,7 @@ use chunked::{Chunked, ChunkedError};
 pub use client::RawBody;
 pub(crate) use client::{send, Failed};
 use upstream::{Failure, NoConn};
+pub(crate) use wire::Added;
 
 /// The largest request body the fast path reads before sending it on (larger, and bodies of
 /// unknown length, are streamed by hyper).
@@ -251,12 +252,13 @@ impl HttpListener {
             None => headers::new_request_id(),
         };
         out.clear();
-        req.write_backend_head(
-            out,
-            &peer.forwarded,
-            request_id.as_bytes(),
-            headers::request_start(),
-        );
+        let ours = wire::Added {
+            forwarded: &peer.forwarded,
+            request_id: request_id.as_bytes(),
+            start_ms: headers::request_start(),
+            close: false,
+        };
+        req.write_backend_head(out, &ours);
         let logged = self.proxy.access_log.as_ref().map(|_| {
             (
                 req.method.to_string(),

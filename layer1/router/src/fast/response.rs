@@ -184,8 +184,12 @@ impl Response<'_, '_> {
 
     /// The status and headers of the response hyper sends on (it frames the body itself
     /// and adds a `Date`): no `Transfer-Encoding`, a `Content-Length` only for a body of
-    /// known length or none.
-    pub fn to_parts(&self) -> Result<hyper::http::response::Parts, BadResponse> {
+    /// known length or none. `buf` is the buffer the head was parsed from (header values
+    /// share it rather than being copied).
+    pub fn to_parts(
+        &self,
+        buf: &bytes::Bytes,
+    ) -> Result<hyper::http::response::Parts, BadResponse> {
         let keep_length =
             matches!(self.framing, Framing::Empty | Framing::Length(_)) && !self.transfer_encoding;
         let (mut parts, ()) = hyper::Response::new(()).into_parts();
@@ -196,7 +200,8 @@ impl Response<'_, '_> {
             let bad = || BadResponse::Malformed(format!("header {}", h.name));
             let name =
                 hyper::header::HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad())?;
-            let value = hyper::header::HeaderValue::from_bytes(h.value).map_err(|_| bad())?;
+            let value = hyper::header::HeaderValue::from_maybe_shared(buf.slice_ref(h.value))
+                .map_err(|_| bad())?;
             parts.headers.append(name, value);
         }
         Ok(parts)
@@ -285,12 +290,11 @@ mod tests {
 
     #[test]
     fn hyper_gets_the_end_to_end_headers_and_a_length_only_for_known_lengths() {
-        let names = |raw: &[u8], head: bool| {
+        let names = |raw: &'static [u8], head: bool| {
             let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let parts = Response::parse(raw, &mut hs, head)
-                .unwrap()
-                .to_parts()
-                .unwrap();
+            let buf = bytes::Bytes::from_static(raw);
+            let r = Response::parse(&buf, &mut hs, head).unwrap();
+            let parts = r.to_parts(&buf).unwrap();
             let mut names: Vec<String> = parts.headers.keys().map(|k| k.to_string()).collect();
             names.sort();
             (parts.status.as_u16(), names.join(","))

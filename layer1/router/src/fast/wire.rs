@@ -111,58 +111,102 @@ impl<'h, 'b> Request<'h, 'b> {
             .filter(|v| headers::valid_request_id(v))
     }
 
-    /// Writes the head a backend gets into `out`: hop-by-hop headers gone, the
-    /// `X-Forwarded-*` values appended, `X-Request-Id` and `X-Request-Start` set (the same
-    /// rules as [`headers`] applies to hyper's requests).
-    pub fn write_backend_head(
-        &self,
-        out: &mut Vec<u8>,
-        forwarded: &Forwarded,
-        request_id: &[u8],
-        start_ms: u64,
-    ) {
-        out.extend_from_slice(self.method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.target.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        let fields = forwarded.fields();
-        for h in self.headers {
-            let name = h.name;
-            if headers::is_hop_by_hop(name)
-                || name.eq_ignore_ascii_case(X_REQUEST_ID.as_str())
-                || name.eq_ignore_ascii_case(X_REQUEST_START.as_str())
-                || fields
-                    .iter()
-                    .any(|(f, _)| name.eq_ignore_ascii_case(f.as_str()))
-            {
-                continue;
-            }
-            line(out, name.as_bytes(), h.value);
+    /// Writes the head a backend gets into `out` (see [`write_backend_head`]).
+    pub fn write_backend_head(&self, out: &mut Vec<u8>, ours: &Added<'_>) {
+        let fields = || self.headers.iter().map(|h| (h.name, h.value));
+        write_backend_head(out, self.method, self.target, fields, &[], ours);
+    }
+}
+
+/// What the router adds to a request it sends a backend.
+#[derive(Debug)]
+pub struct Added<'a> {
+    /// The client connection's `X-Forwarded-*` values.
+    pub forwarded: &'a Forwarded,
+    /// The request's `X-Request-Id`.
+    pub request_id: &'a [u8],
+    /// Its `X-Request-Start` (Unix milliseconds).
+    pub start_ms: u64,
+    /// `Connection: close` is sent (the route disables keep-alive).
+    pub close: bool,
+}
+
+/// Writes an HTTP/1.1 head for a backend into `out`: `method` and `target` (origin-form), the
+/// request's `fields` (each call iterates them from the start) but hop-by-hop ones and those `Connection` names (`named`), its
+/// `Cookie` fields joined into one line (HTTP/2 sends one per cookie; RFC 9113 §8.2.3), the
+/// `X-Forwarded-*` values appended, `X-Request-Id` and `X-Request-Start` set: the rules
+/// [`headers`] applies to the requests hyper's client sends.
+pub fn write_backend_head<'f, F, I>(
+    out: &mut Vec<u8>,
+    method: &str,
+    target: &str,
+    fields: F,
+    named: &[&[u8]],
+    ours: &Added<'_>,
+) where
+    F: Fn() -> I,
+    I: Iterator<Item = (&'f str, &'f [u8])>,
+{
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let forwarded = ours.forwarded.fields();
+    let mut cookies = 0;
+    for (name, value) in fields() {
+        if name.eq_ignore_ascii_case("cookie") {
+            cookies += 1;
+            continue;
         }
-        for (field, ours) in fields {
-            // The first of the client's values (as `HeaderMap::get` has it), then ours.
-            let theirs = self
-                .headers
+        if headers::is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(X_REQUEST_ID.as_str())
+            || name.eq_ignore_ascii_case(X_REQUEST_START.as_str())
+            || forwarded
                 .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(field.as_str()))
-                .map(|h| h.value)
-                .filter(|v| !v.is_empty() && visible_ascii(v));
-            out.extend_from_slice(field.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            if let Some(v) = theirs {
-                out.extend_from_slice(v);
-                out.extend_from_slice(b", ");
-            }
-            out.extend_from_slice(ours.as_bytes());
-            out.extend_from_slice(b"\r\n");
+                .any(|(f, _)| name.eq_ignore_ascii_case(f.as_str()))
+            || named
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            continue;
         }
-        line(out, X_REQUEST_ID.as_str().as_bytes(), request_id);
-        out.extend_from_slice(X_REQUEST_START.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        number(out, start_ms);
-        out.extend_from_slice(b"\r\n");
+        line(out, name.as_bytes(), value);
+    }
+    if cookies > 0 {
+        out.extend_from_slice(b"cookie: ");
+        let values = fields().filter(|(n, _)| n.eq_ignore_ascii_case("cookie"));
+        for (i, (_, value)) in values.enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(value);
+        }
         out.extend_from_slice(b"\r\n");
     }
+    for (field, value) in forwarded {
+        // The first of the client's values (as `HeaderMap::get` has it), then ours.
+        let theirs = fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(field.as_str()))
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty() && visible_ascii(v));
+        out.extend_from_slice(field.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        if let Some(v) = theirs {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    line(out, X_REQUEST_ID.as_str().as_bytes(), ours.request_id);
+    out.extend_from_slice(X_REQUEST_START.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    number(out, ours.start_ms);
+    out.extend_from_slice(b"\r\n");
+    if ours.close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 pub(super) fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -202,7 +246,13 @@ mod tests {
         let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let req = Request::parse(raw, &mut hs)?;
         let mut out = Vec::new();
-        req.write_backend_head(&mut out, &fwd(), b"id-0123456789-0123456789", 1700000000000);
+        let ours = Added {
+            forwarded: &fwd(),
+            request_id: b"id-0123456789-0123456789",
+            start_ms: 1700000000000,
+            close: false,
+        };
+        req.write_backend_head(&mut out, &ours);
         Some(String::from_utf8(out).unwrap())
     }
 
