@@ -171,7 +171,17 @@ impl Proxy {
             None if host_of(&req).is_none() => (Outcome::local(StatusCode::BAD_REQUEST), "", None),
             None => (Outcome::local(StatusCode::NOT_FOUND), "", None),
             Some(e) => {
-                let (outcome, id) = self.forward(req, e, &peer).await;
+                let plain = !e.route.http2
+                    && hyper::body::Body::is_end_stream(req.body())
+                    && !(req.version() == Version::HTTP_11
+                        && headers::wants_upgrade(req.headers()));
+                let (outcome, id) = if plain {
+                    self.forward_plain(req, e, &peer).await
+                } else {
+                    // Boxed: hyper's client path makes a large future, and the request's
+                    // future is moved whole.
+                    Box::pin(self.forward(req, e, &peer)).await
+                };
                 (outcome, e.route.id.as_str(), Some(id))
             }
         };
@@ -217,7 +227,8 @@ impl Proxy {
         outcome.response
     }
 
-    /// Sends a matched request to a backend of its route.
+    /// Sends a matched request to a backend of its route through hyper's client (requests
+    /// with a body, upgrades, routes to HTTP/2 backends).
     async fn forward(
         &self,
         mut req: Request<Incoming>,
@@ -226,9 +237,6 @@ impl Proxy {
     ) -> (Outcome, HeaderValue) {
         let route = &entry.route;
         let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
-        if !route.http2 && !upgrade && hyper::body::Body::is_end_stream(req.body()) {
-            return self.forward_plain(req, entry, peer).await;
-        }
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let request_id = headers::request_id(&mut parts.headers);
