@@ -30,8 +30,8 @@ pub(crate) struct Failed {
 }
 
 /// Sends a request with no body (its head in `parts`, as the client sent it; `ours` what the
-/// router adds) to a backend of `entry`'s route (`first` when given); returns the response's status and
-/// headers, its body and the backend that sent it.
+/// router adds) to a backend of `entry`'s route (`first` when given); returns the response's
+/// status and headers, its body and the backend that sent it.
 pub(crate) async fn send(
     parts: &request::Parts,
     entry: &HttpEntry,
