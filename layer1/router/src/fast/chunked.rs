@@ -73,14 +73,16 @@ impl Chunked {
         self.state == State::Done
     }
 
-    /// Reads `bytes`, the body's next bytes; returns how many belong to it (fewer than all
-    /// only once it has ended: the rest is what follows the message).
+    /// [`Chunked::decode`] without the data (what the tests follow).
+    #[cfg(test)]
     pub fn feed(&mut self, bytes: &[u8]) -> Result<usize, ChunkedError> {
         self.decode(bytes, |_| {})
     }
 
-    /// As [`Chunked::feed`], calling `data` with each range of `bytes` that is chunk data
-    /// (the body with its framing taken off), in order.
+    /// Reads `bytes`, the body's next bytes; returns how many belong to it (fewer than all
+    /// only once it has ended: the rest is what follows the message), calling `data` with
+    /// each range of `bytes` that is chunk data (the body with its framing taken off), in
+    /// order.
     pub fn decode(
         &mut self,
         bytes: &[u8],

@@ -14,7 +14,7 @@ use hyper::http::{request, response};
 use hyper::StatusCode;
 use tokio::net::TcpStream;
 
-use super::upstream::{self, Failure, NoConn};
+use super::upstream::{self, NoConn};
 use super::{response::Response, wire, Remaining, READ_CHUNK};
 use crate::backends::{Backend, InFlight};
 use crate::body::BoxError;
@@ -60,17 +60,9 @@ pub(crate) async fn send(
         status,
         backend: Some(addr),
     };
-    match conn
-        .round_trip(&out, &mut back, config, answer, replay)
+    conn.round_trip(&out, &mut back, config, answer, replay)
         .await
-    {
-        Ok(()) => {}
-        Err(Failure::Timeout) => return Err(failed(StatusCode::GATEWAY_TIMEOUT)),
-        Err(Failure::Io(e)) => {
-            tracing::warn!(route = %route.id, backend = %addr, error = %e, "backend failed the request");
-            return Err(failed(StatusCode::BAD_GATEWAY));
-        }
-    }
+        .map_err(|f| failed(f.status(&route.id, addr)))?;
     let back = Bytes::from(back);
     let mut hs = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
     let head_request = parts.method == hyper::Method::HEAD;
@@ -205,27 +197,20 @@ impl RawBody {
 
     /// The body's bytes at the front of `buf` (none when only framing was there).
     fn take(&mut self) -> Result<Option<Bytes>, super::ChunkedError> {
-        let data = match &mut self.remaining {
-            Remaining::Done => return Ok(None),
-            Remaining::UntilClose => self.buf.split().freeze(),
-            Remaining::Length(left) => {
-                let n = (*left).min(self.buf.len() as u64);
-                *left -= n;
-                if *left == 0 {
-                    self.remaining = Remaining::Done;
-                }
-                self.buf.split_to(n as usize).freeze()
+        let chunked = matches!(self.remaining, Remaining::Chunked(_));
+        let (buf, mut decoded) = (&self.buf, BytesMut::new());
+        let n = self.remaining.decode(buf, |r| {
+            if chunked {
+                decoded.extend_from_slice(&buf[r]);
             }
-            Remaining::Chunked(c) => {
-                let mut data = BytesMut::new();
-                let buf = &self.buf;
-                let n = c.decode(buf, |r| data.extend_from_slice(&buf[r]))?;
-                if c.done() {
-                    self.remaining = Remaining::Done;
-                }
-                self.buf.advance(n);
-                data.freeze()
-            }
+        })?;
+        // A chunked body's data is copied out of its framing; any other is the bytes
+        // themselves.
+        let data = if chunked {
+            self.buf.advance(n);
+            decoded.freeze()
+        } else {
+            self.buf.split_to(n).freeze()
         };
         Ok((!data.is_empty()).then_some(data))
     }

@@ -39,7 +39,7 @@ use crate::table::HttpEntry;
 use chunked::{Chunked, ChunkedError};
 pub use client::RawBody;
 pub(crate) use client::{send, Failed};
-use upstream::{Failure, NoConn};
+use upstream::NoConn;
 pub(crate) use wire::Added;
 
 /// The largest request body the fast path reads before sending it on (larger, and bodies of
@@ -94,6 +94,16 @@ impl Remaining {
 
     /// How many of `bytes` (the next ones from the backend) belong to the body.
     fn take(&mut self, bytes: &[u8]) -> Result<usize, ChunkedError> {
+        self.decode(bytes, |_| {})
+    }
+
+    /// As [`Remaining::take`], calling `data` with each range of `bytes` that is body data
+    /// (a chunked body's framing left out), in order.
+    fn decode(
+        &mut self,
+        bytes: &[u8],
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<usize, ChunkedError> {
         let n = match self {
             Self::Done => 0,
             Self::UntilClose => bytes.len(),
@@ -106,13 +116,16 @@ impl Remaining {
                 n as usize
             }
             Self::Chunked(c) => {
-                let n = c.feed(bytes)?;
+                let n = c.decode(bytes, data)?;
                 if c.done() {
                     *self = Self::Done;
                 }
-                n
+                return Ok(n);
             }
         };
+        if n > 0 {
+            data(0..n);
+        }
         Ok(n)
     }
 }
@@ -314,14 +327,7 @@ impl HttpListener {
                 plan.replay,
             )
             .await;
-        let failed = match trip {
-            Err(Failure::Timeout) => Some(StatusCode::GATEWAY_TIMEOUT),
-            Err(Failure::Io(e)) => {
-                tracing::warn!(route = %route.id, backend = %backend.addr, error = %e, "backend failed the request");
-                Some(StatusCode::BAD_GATEWAY)
-            }
-            Ok(()) => None,
-        };
+        let failed = trip.err().map(|f| f.status(&route.id, backend.addr));
         let mut hs = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
         let parsed = match failed {
             Some(status) => Err(status),

@@ -44,6 +44,19 @@ pub(crate) enum Failure {
     Io(io::Error),
 }
 
+impl Failure {
+    /// What the client is answered (a failed read or write is logged).
+    pub fn status(self, route: &str, backend: SocketAddr) -> hyper::StatusCode {
+        match self {
+            Self::Timeout => hyper::StatusCode::GATEWAY_TIMEOUT,
+            Self::Io(e) => {
+                tracing::warn!(route, %backend, error = %e, "backend failed the request");
+                hyper::StatusCode::BAD_GATEWAY
+            }
+        }
+    }
+}
+
 /// A connection to a backend of `entry`'s route: `first` when given (a sticky cookie's),
 /// then the less loaded of two, up to [`MAX_ATTEMPTS`] backends, a pooled socket when
 /// there is one; a backend that refuses is ejected for a while.
